@@ -1,0 +1,62 @@
+// Management API, robots and access grants (CONTRACT §8): staff JWT; every
+// change is audited; disabling, deleting and rotating close connections.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { auditContext } from '../../src/http/plugins/auth-guard.js'
+import { BearerSecurity, errorResponses, NoContent, PageSchema, RobotUuidParams } from '../../src/http/schemas/common.js'
+import { AccessParams, AdminRobotSchema, NewRobotBody, NewRobotSchema, RobotListQuery, RobotPatchBody, RotateTokenSchema } from '../../src/http/schemas/robots.js'
+
+const routes: FastifyPluginAsyncTypebox = async (fastify) => {
+  const { robots, access } = fastify.services
+  fastify.addHook('onRequest', fastify.requireStaff)
+  const common = { tags: ['management'], security: BearerSecurity }
+  const uuidOf = (params: { uuid: string }): string => params.uuid.toLowerCase()
+
+  fastify.post('/robots', {
+    schema: { ...common, summary: 'Create a robot; the secret (`token`) is generated unless given, and shown only here', body: NewRobotBody, response: { 201: NewRobotSchema, ...errorResponses(400, 401, 403, 409) } }
+  }, async (request, reply) => {
+    return await reply.code(201).send(await robots.create(request.body, auditContext(request)))
+  })
+
+  fastify.get('/robots', {
+    schema: { ...common, summary: 'List robots (`q` searches serial and name)', querystring: RobotListQuery, response: { 200: PageSchema(AdminRobotSchema), ...errorResponses(400, 401, 403) } }
+  }, async (request) => await robots.list(request.query))
+
+  fastify.get('/robots/:uuid', {
+    schema: { ...common, summary: 'One robot', params: RobotUuidParams, response: { 200: AdminRobotSchema, ...errorResponses(400, 401, 403, 404) } }
+  }, async (request) => await robots.get(uuidOf(request.params)))
+
+  fastify.patch('/robots/:uuid', {
+    schema: { ...common, summary: 'Change serial, name or enabled (disabling closes its connections)', params: RobotUuidParams, body: RobotPatchBody, response: { 200: AdminRobotSchema, ...errorResponses(400, 401, 403, 404, 409) } }
+  }, async (request) => await robots.update(uuidOf(request.params), request.body, auditContext(request)))
+
+  fastify.delete('/robots/:uuid', {
+    schema: { ...common, summary: 'Delete a robot with its history', params: RobotUuidParams, response: { 204: NoContent, ...errorResponses(400, 401, 403, 404) } }
+  }, async (request, reply) => {
+    await robots.remove(uuidOf(request.params), auditContext(request))
+    return await reply.code(204).send(null)
+  })
+
+  fastify.post('/robots/:uuid/rotate_token', {
+    schema: { ...common, summary: 'Replace the secret (shown once); voids its tokens and closes its connections', params: RobotUuidParams, response: { 200: RotateTokenSchema, ...errorResponses(400, 401, 403, 404) } }
+  }, async (request) => ({ token: await robots.rotateSecret(uuidOf(request.params), auditContext(request)) }))
+
+  fastify.get('/robots/:uuid/users', {
+    schema: { ...common, summary: 'The ids of the users granted this robot', params: RobotUuidParams, response: { 200: { type: 'object', properties: { items: { type: 'array', items: { type: 'integer' } } } }, ...errorResponses(400, 401, 403, 404) } }
+  }, async (request) => ({ items: await access.usersOf(uuidOf(request.params)) }))
+
+  fastify.put('/robots/:uuid/users/:user_id', {
+    schema: { ...common, summary: 'Grant a user access to the robot', params: AccessParams, response: { 204: NoContent, ...errorResponses(400, 401, 403, 404) } }
+  }, async (request, reply) => {
+    await access.grant(request.params.user_id, uuidOf(request.params), auditContext(request))
+    return await reply.code(204).send(null)
+  })
+
+  fastify.delete('/robots/:uuid/users/:user_id', {
+    schema: { ...common, summary: "Revoke a user's access to the robot", params: AccessParams, response: { 204: NoContent, ...errorResponses(400, 401, 403, 404) } }
+  }, async (request, reply) => {
+    await access.revoke(request.params.user_id, uuidOf(request.params), auditContext(request))
+    return await reply.code(204).send(null)
+  })
+}
+
+export default routes

@@ -1,0 +1,66 @@
+// The composition root (STYLE §1): registers, in order, http infrastructure,
+// db, services, http routes, broker, admin. The only file under src/ that
+// imports broker/ or admin/.
+import { readFileSync } from 'node:fs'
+import formbody from '@fastify/formbody'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import fp from 'fastify-plugin'
+import admin from '../admin/index.js'
+import type { Config } from './config.js'
+import http from './http/index.js'
+import authGuard from './http/plugins/auth-guard.js'
+import errorHandler from './http/plugins/error-handler.js'
+import jwt from './http/plugins/jwt.js'
+import swagger from './http/plugins/swagger.js'
+import db from './plugins/db.js'
+import services from './plugins/services.js'
+
+declare module 'fastify' {
+  interface FastifyInstance { config: Config }
+}
+
+/** The package version; package.json is one level up from src/, two from dist/src/. */
+export const VERSION: string = (() => {
+  for (const rel of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string, version?: string }
+      if (pkg.name === 'united' && pkg.version !== undefined) return pkg.version
+    } catch {}
+  }
+  return '0.0.0'
+})()
+
+export const app = fp(async (fastify: FastifyInstance, opts: { config: Config }) => {
+  const { config } = opts
+  fastify.decorate('config', config)
+  await fastify.register(errorHandler)
+  await fastify.register(formbody, { bodyLimit: 64 * 1024 })
+  await fastify.register(jwt, { secret: config.JWT_SECRET })
+  await fastify.register(swagger, { version: VERSION })
+  await fastify.register(db, { url: config.DATABASE_URL })
+  await fastify.register(services, { config })
+  await fastify.register(authGuard)
+  await fastify.register(http)
+  await fastify.register(admin, { prefix: '/admin' })
+}, { name: 'united' })
+
+/** Fastify options shared by the server and the tests. */
+export function fastifyOptions (logger: FastifyServerOptions['logger']): FastifyServerOptions {
+  return {
+    logger,
+    routerOptions: { ignoreTrailingSlash: true },
+    bodyLimit: 1024 * 1024,
+    // Reject unknown body fields with a 400 instead of silently dropping them:
+    // a typo such as "isStaff" for "is_staff" must not look like success.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } }
+  }
+}
+
+/** Builds the whole application, ready to listen. */
+export async function buildApp (config: Config, logger: FastifyServerOptions['logger'] = false): Promise<FastifyInstance> {
+  const fastify = Fastify(fastifyOptions(logger)).withTypeProvider<TypeBoxTypeProvider>()
+  await fastify.register(app, { config })
+  await fastify.ready()
+  return fastify as unknown as FastifyInstance
+}

@@ -1,0 +1,103 @@
+// The one owner of Sequelize: connects to the embedded SQLite file or to
+// PostgreSQL, runs the migrations (umzug), and closes the pool. Everything
+// else gets `Database` injected and never imports `sequelize` itself.
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { Sequelize } from 'sequelize'
+import { SequelizeStorage, Umzug } from 'umzug'
+import type { FastifyBaseLogger } from 'fastify'
+import { migrations } from './migrations/index.js'
+import { initModels, type Models } from './models/index.js'
+
+export interface Database {
+  sequelize: Sequelize
+  models: Models
+  dialect: 'sqlite' | 'postgres'
+  migrate: () => Promise<string[]>
+  ping: () => Promise<void>
+  close: () => Promise<void>
+}
+
+/** `sqlite::memory:`, `sqlite:./path/file.sqlite`, `sqlite:///abs/path` or `postgres://…`. */
+export function sqliteStorage (url: string): string {
+  const rest = url.replace(/^sqlite:(\/\/)?/, '')
+  return rest === ':memory:' || rest === '' ? ':memory:' : rest
+}
+
+const MIGRATION_LOCK = 738_512_001 // any constant: serializes nodes of a cluster starting together
+
+export function createDatabase (url: string, log?: FastifyBaseLogger): Database {
+  const logging = log !== undefined && log.level === 'trace' ? (sql: string) => log.trace({ sql }, 'sql') : false
+  let sequelize: Sequelize
+  let dialect: Database['dialect']
+  if (url.startsWith('sqlite:')) {
+    const storage = sqliteStorage(url)
+    if (storage !== ':memory:') mkdirSync(dirname(storage), { recursive: true })
+    sequelize = new Sequelize({ dialect: 'sqlite', storage, logging })
+    dialect = 'sqlite'
+    tuneSqlite(sequelize, storage !== ':memory:')
+  } else {
+    sequelize = new Sequelize(url, {
+      dialect: 'postgres',
+      logging,
+      pool: { max: 10, min: 0, idle: 10_000, acquire: 10_000 },
+      dialectOptions: { connectionTimeoutMillis: 5000 }
+    })
+    dialect = 'postgres'
+  }
+  const models = initModels(sequelize)
+
+  const umzug = new Umzug({
+    migrations: migrations.map((m) => ({ name: m.name, up: m.up, down: m.down })),
+    context: sequelize.getQueryInterface(),
+    storage: new SequelizeStorage({ sequelize, tableName: 'schema_migrations' }),
+    logger: undefined
+  })
+
+  return {
+    sequelize,
+    models,
+    dialect,
+    async migrate () {
+      const run = async () => (await umzug.up()).map((m) => m.name)
+      if (dialect !== 'postgres') return await run()
+      return await sequelize.transaction(async (transaction) => {
+        await sequelize.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`, { transaction })
+        return await run()
+      })
+    },
+    async ping () {
+      await sequelize.query('SELECT 1')
+    },
+    async close () {
+      await sequelize.close()
+    }
+  }
+}
+
+/**
+ * Sequelize opens one sqlite3 handle for plain queries and one per
+ * transaction. WAL lets readers run beside the writer, and a busy timeout makes
+ * two writers wait for each other instead of failing with SQLITE_BUSY.
+ */
+function tuneSqlite (sequelize: Sequelize, file: boolean): void {
+  const manager = sequelize.connectionManager as unknown as { getConnection: (o?: unknown) => Promise<SqliteHandle> }
+  const getConnection = manager.getConnection.bind(manager)
+  const tuned = new WeakSet<SqliteHandle>()
+  manager.getConnection = async (options?: unknown) => {
+    const handle = await getConnection(options)
+    if (!tuned.has(handle)) {
+      tuned.add(handle)
+      handle.configure('busyTimeout', 10_000)
+      if (file) {
+        await new Promise<void>((resolve, reject) => handle.exec('PRAGMA journal_mode=WAL;', (err) => { err ? reject(err) : resolve() }))
+      }
+    }
+    return handle
+  }
+}
+
+interface SqliteHandle {
+  configure: (option: 'busyTimeout', value: number) => void
+  exec: (sql: string, cb: (err: Error | null) => void) => void
+}

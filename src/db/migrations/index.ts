@@ -1,0 +1,5 @@
+// Every migration, in order. An explicit list instead of a glob, so the same
+// code runs from src/ (tests) and dist/ (production) without path tricks.
+import * as m001 from './001-initial.js'
+
+export const migrations = [m001]

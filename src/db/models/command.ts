@@ -1,0 +1,32 @@
+import { DataTypes, Model, type CreationOptional, type InferAttributes, type InferCreationAttributes, type Sequelize } from 'sequelize'
+
+/** A state change sent to a robot, with the status life cycle of CONTRACT §5. */
+export class Command extends Model<InferAttributes<Command>, InferCreationAttributes<Command>> {
+  declare id: string
+  declare robotId: number
+  declare command: string
+  declare status: CreationOptional<string>
+  declare issuedBy: string
+  declare issuedById: number | null
+  declare message: CreationOptional<string | null>
+  declare createdAt: CreationOptional<Date>
+  declare deliveredAt: CreationOptional<Date | null>
+  declare ackedAt: CreationOptional<Date | null>
+  declare updatedAt: CreationOptional<Date>
+
+  static initModel (sequelize: Sequelize): typeof Command {
+    return Command.init({
+      id: { type: DataTypes.UUID, primaryKey: true },
+      robotId: { type: DataTypes.INTEGER, allowNull: false },
+      command: { type: DataTypes.STRING(16), allowNull: false },
+      status: { type: DataTypes.STRING(16), allowNull: false, defaultValue: 'pending' },
+      issuedBy: { type: DataTypes.STRING(150), allowNull: false },
+      issuedById: { type: DataTypes.INTEGER, allowNull: true },
+      message: { type: DataTypes.STRING(500), allowNull: true },
+      createdAt: DataTypes.DATE,
+      deliveredAt: { type: DataTypes.DATE, allowNull: true },
+      ackedAt: { type: DataTypes.DATE, allowNull: true },
+      updatedAt: DataTypes.DATE
+    }, { sequelize, tableName: 'commands', underscored: true })
+  }
+}

@@ -1,0 +1,28 @@
+// The explicit list of models: init all, then associations.
+import type { Sequelize } from 'sequelize'
+import { AuditEvent } from './audit-event.js'
+import { Command } from './command.js'
+import { Frame } from './frame.js'
+import { RobotAccess } from './robot-access.js'
+import { Robot } from './robot.js'
+import { User } from './user.js'
+
+export { AuditEvent, Command, Frame, Robot, RobotAccess, User }
+
+export function initModels (sequelize: Sequelize) {
+  const models = {
+    User: User.initModel(sequelize),
+    Robot: Robot.initModel(sequelize),
+    RobotAccess: RobotAccess.initModel(sequelize),
+    Frame: Frame.initModel(sequelize),
+    Command: Command.initModel(sequelize),
+    AuditEvent: AuditEvent.initModel(sequelize)
+  }
+  User.belongsToMany(Robot, { through: RobotAccess, foreignKey: 'userId', otherKey: 'robotId', as: 'robots' })
+  Robot.belongsToMany(User, { through: RobotAccess, foreignKey: 'robotId', otherKey: 'userId', as: 'users' })
+  Frame.belongsTo(Robot, { foreignKey: 'robotId', as: 'robot' })
+  Command.belongsTo(Robot, { foreignKey: 'robotId', as: 'robot' })
+  return models
+}
+
+export type Models = ReturnType<typeof initModels>

@@ -1,0 +1,33 @@
+// The one table of United's error codes (CONTRACT §7). Services throw these;
+// the HTTP layer serializes them as {statusCode, error, message, code}; the
+// broker maps the authentication ones to CONNACK return codes.
+import createError, { type FastifyErrorConstructor } from '@fastify/error'
+
+function define (code: string, status: number, message: string): FastifyErrorConstructor {
+  return createError(code, message, status)
+}
+
+export const Errors = {
+  INVALID_CREDENTIALS: define('UNITED_INVALID_CREDENTIALS', 401, 'invalid username or password'),
+  UNAUTHORIZED: define('UNITED_UNAUTHORIZED', 401, 'authentication required'),
+  TOKEN_INVALID: define('UNITED_TOKEN_INVALID', 401, 'invalid or expired token'),
+  ROBOT_AUTH_FAILED: define('UNITED_ROBOT_AUTH_FAILED', 401, 'invalid serial or token'),
+  USER_INACTIVE: define('UNITED_USER_INACTIVE', 401, 'user is not active'),
+  STAFF_ONLY: define('UNITED_STAFF_ONLY', 403, 'staff only'),
+  ROBOT_NOT_FOUND: define('UNITED_ROBOT_NOT_FOUND', 404, 'robot not found'),
+  USER_NOT_FOUND: define('UNITED_USER_NOT_FOUND', 404, 'user not found'),
+  SERIAL_TAKEN: define('UNITED_SERIAL_TAKEN', 409, 'a robot with this serial already exists'),
+  USERNAME_TAKEN: define('UNITED_USERNAME_TAKEN', 409, 'a user with this username already exists'),
+  // CONTRACT §5 names this code and message exactly.
+  ROBOT_NOT_CONNECTED: define('ROBOT_NOT_CONNECTED', 409, 'robot is not connected'),
+  BAD_CURSOR: define('UNITED_BAD_CURSOR', 400, 'malformed cursor'),
+  BAD_REQUEST: define('UNITED_BAD_REQUEST', 400, '%s'),
+  DATABASE_UNAVAILABLE: define('UNITED_DATABASE_UNAVAILABLE', 503, 'database unavailable')
+} as const
+
+export type UnitedErrorName = keyof typeof Errors
+
+/** True when `err` is one of ours with the given name. */
+export function isError (err: unknown, name: UnitedErrorName): boolean {
+  return err instanceof Errors[name]
+}

@@ -1,0 +1,45 @@
+// GET /robots, GET /robots/{uuid} (CONTRACT §6): the robots a user can access.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { BearerSecurity, errorResponses, PageQuery, PageSchema, RobotUuidParams } from '../../schemas/common.js'
+import { RobotSchema } from '../../schemas/robots.js'
+import commands from './commands.js'
+import frames from './frames.js'
+import token from './token.js'
+
+const routes: FastifyPluginAsyncTypebox = async (fastify) => {
+  const { robots, access } = fastify.services
+
+  fastify.get('/robots', {
+    onRequest: fastify.authenticate,
+    schema: {
+      tags: ['robots'],
+      summary: 'The robots you can access (staff: every robot)',
+      security: BearerSecurity,
+      querystring: PageQuery,
+      response: { 200: PageSchema(RobotSchema), ...errorResponses(400, 401) }
+    }
+  }, async (request) => {
+    const me = request.principal!
+    return await robots.list({ ...request.query, visibleTo: me.isStaff ? undefined : me.id })
+  })
+
+  fastify.get('/robots/:uuid', {
+    onRequest: fastify.authenticate,
+    schema: {
+      tags: ['robots'],
+      summary: 'One robot',
+      security: BearerSecurity,
+      params: RobotUuidParams,
+      response: { 200: RobotSchema, ...errorResponses(400, 401, 404) }
+    }
+  }, async (request) => {
+    const robot = await access.robotFor(request.principal!, request.params.uuid.toLowerCase())
+    return await robots.get(robot.uuid)
+  })
+
+  await fastify.register(token)
+  await fastify.register(commands)
+  await fastify.register(frames)
+}
+
+export default routes

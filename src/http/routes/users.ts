@@ -1,0 +1,45 @@
+// /users/obtain_token/, /users/refresh_token/, /users/me (CONTRACT §2).
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { BearerSecurity, errorResponses } from '../schemas/common.js'
+import { AccessTokenSchema, MeSchema, ObtainTokenBody, RefreshBody, TokenPairSchema } from '../schemas/users.js'
+
+const routes: FastifyPluginAsyncTypebox = async (fastify) => {
+  const { auth, users } = fastify.services
+
+  fastify.post('/users/obtain_token/', {
+    schema: {
+      tags: ['users'],
+      summary: 'Log in: username and password (JSON or form) → access and refresh JWTs',
+      body: ObtainTokenBody,
+      response: { 200: TokenPairSchema, ...errorResponses(400, 401) }
+    }
+  }, async (request) => {
+    return await auth.login(request.body.username, request.body.password, { ip: request.ip })
+  })
+
+  fastify.post('/users/refresh_token/', {
+    schema: {
+      tags: ['users'],
+      summary: 'A new access JWT for a refresh JWT',
+      body: RefreshBody,
+      response: { 200: AccessTokenSchema, ...errorResponses(400, 401) }
+    }
+  }, async (request) => {
+    return await auth.refresh(request.body.refresh)
+  })
+
+  fastify.get('/users/me', {
+    onRequest: fastify.authenticate,
+    schema: {
+      tags: ['users'],
+      summary: 'The logged-in user and the robots they can access',
+      security: BearerSecurity,
+      response: { 200: MeSchema, ...errorResponses(401) }
+    }
+  }, async (request) => {
+    const me = request.principal!
+    return { id: me.id, username: me.username, is_staff: me.isStaff, robots: await users.robotUuids(me.id) }
+  })
+}
+
+export default routes

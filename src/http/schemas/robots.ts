@@ -1,0 +1,114 @@
+import { Type } from 'typebox'
+import { ROBOT_COMMANDS, COMMAND_STATUSES } from '../../contract/payloads.js'
+import { DateTime, NullableDateTime, RobotUuid } from './common.js'
+
+export const SERIAL = Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f]+$' })
+export const ROBOT_NAME = Type.String({ maxLength: 200, pattern: '^[^\\u0000-\\u001f]*$' })
+export const ROBOT_SECRET = Type.String({ minLength: 8, maxLength: 256, description: 'the robot secret ("token" in the original backend)' })
+
+/** CONTRACT §6: what a user sees of a robot. */
+export const RobotSchema = Type.Object({
+  uuid: Type.String(),
+  serial: Type.String(),
+  name: Type.String(),
+  state: Type.String(),
+  data_connected: Type.Boolean(),
+  command_connected: Type.Boolean(),
+  last_seen_at: NullableDateTime
+})
+
+/** CONTRACT §8: what staff see of a robot in the management API. */
+export const AdminRobotSchema = Type.Object({
+  uuid: Type.String(),
+  serial: Type.String(),
+  name: Type.String(),
+  enabled: Type.Boolean(),
+  state: Type.String(),
+  data_connected: Type.Boolean(),
+  command_connected: Type.Boolean(),
+  last_seen_at: NullableDateTime,
+  created_at: DateTime
+})
+
+export const NewRobotSchema = Type.Object({
+  uuid: Type.String(),
+  serial: Type.String(),
+  name: Type.String(),
+  enabled: Type.Boolean(),
+  token: Type.String({ description: 'the robot secret: shown only here and by rotate_token' })
+})
+
+export const NewRobotBody = Type.Object({
+  serial: SERIAL,
+  name: Type.Optional(ROBOT_NAME),
+  token: Type.Optional(ROBOT_SECRET)
+}, { additionalProperties: false })
+
+export const RobotPatchBody = Type.Object({
+  serial: Type.Optional(SERIAL),
+  name: Type.Optional(ROBOT_NAME),
+  enabled: Type.Optional(Type.Boolean())
+}, { additionalProperties: false, minProperties: 1 })
+
+export const RobotListQuery = Type.Object({
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 50 })),
+  cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
+  q: Type.Optional(Type.String({ maxLength: 128, description: 'searches serial and name' })),
+  enabled: Type.Optional(Type.Boolean()),
+  online: Type.Optional(Type.Boolean())
+}, { additionalProperties: false })
+
+export const RobotObtainTokenBody = Type.Object({
+  serial: Type.String({ minLength: 1, maxLength: 128 }),
+  token: Type.String({ minLength: 1, maxLength: 256 })
+}, { additionalProperties: false })
+
+export const RobotAccessTokenSchema = Type.Object({
+  access_token: Type.String({ description: '32 random bytes, hex: the MQTT password' }),
+  expires_in: Type.Integer({ description: 'seconds' }),
+  robot_uuid: Type.String({ description: 'the MQTT username' })
+})
+
+export const RotateTokenSchema = Type.Object({ token: Type.String() })
+
+export const CommandBody = Type.Object({
+  robot_uuid: RobotUuid,
+  command: Type.Enum(ROBOT_COMMANDS)
+}, { additionalProperties: false })
+
+export const CommandCreatedSchema = Type.Object({
+  id: Type.String(),
+  robot_uuid: Type.String(),
+  command: Type.String(),
+  status: Type.String(),
+  created_at: DateTime
+})
+
+export const CommandSchema = Type.Object({
+  id: Type.String(),
+  robot_uuid: Type.String(),
+  command: Type.String(),
+  status: Type.Enum(COMMAND_STATUSES),
+  issued_by: Type.String(),
+  created_at: DateTime,
+  delivered_at: NullableDateTime,
+  acked_at: NullableDateTime
+})
+
+export const FrameSchema = Type.Object({
+  frame_id: Type.String(),
+  type: Type.Integer(),
+  data: Type.Record(Type.String(), Type.Unknown()),
+  recorded_at: NullableDateTime,
+  received_at: DateTime
+})
+
+export const FrameQuery = Type.Object({
+  type: Type.Optional(Type.Integer({ minimum: 1, maximum: 3 })),
+  from: Type.Optional(Type.String({ format: 'date-time', description: 'ISO 8601, bounds received_at (inclusive)' })),
+  to: Type.Optional(Type.String({ format: 'date-time', description: 'ISO 8601, bounds received_at (inclusive)' })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 50 })),
+  cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 512 }))
+}, { additionalProperties: false })
+
+export const AccessParams = Type.Object({ uuid: RobotUuid, user_id: Type.Integer({ minimum: 1 }) })

@@ -1,0 +1,28 @@
+// pino options for the whole process (STYLE §2.11): JSON lines, secrets
+// redacted, pretty only when a human is watching a terminal.
+import type { LoggerOptions } from 'pino'
+
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers.authentication',
+  'req.headers["x-token"]',
+  'req.headers.cookie',
+  'password',
+  'token',
+  'access_token',
+  'refresh',
+  'access',
+  '*.password',
+  '*.token'
+]
+
+export function loggerOptions (level: string, isTTY = false): LoggerOptions {
+  const options: LoggerOptions = {
+    level,
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' }
+  }
+  if (isTTY) {
+    options.transport = { target: 'pino-pretty', options: { translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' } }
+  }
+  return options
+}

@@ -1,0 +1,20 @@
+// fp plugin 'db': connect, migrate at start (CONTRACT §1), close on shutdown.
+import fp from 'fastify-plugin'
+import { createDatabase, type Database } from '../db/index.js'
+
+declare module 'fastify' {
+  interface FastifyInstance { db: Database }
+}
+
+export default fp(async (fastify, opts: { url: string }) => {
+  const db = createDatabase(opts.url, fastify.log)
+  try {
+    const applied = await db.migrate()
+    if (applied.length > 0) fastify.log.info({ migrations: applied }, 'database migrated')
+  } catch (err) {
+    await db.close().catch(() => {})
+    throw err
+  }
+  fastify.decorate('db', db)
+  fastify.addHook('onClose', async () => { await db.close() })
+}, { name: 'db' })

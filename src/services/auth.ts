@@ -1,0 +1,90 @@
+// User sessions (CONTRACT §2): username + password → access and refresh JWTs;
+// refresh → a new access JWT; an access JWT → the current user. The signer
+// is injected (the HTTP layer's @fastify/jwt), so the broker and the admin
+// verify exactly as the REST API does.
+import { Errors } from '../errors.js'
+import type { UserPrincipal } from './access.js'
+import type { AuditContext, AuditService } from './audit.js'
+import type { UserService } from './users.js'
+
+export interface JwtPort {
+  sign: (payload: TokenClaims, options: { expiresIn: number }) => string
+  verify: (token: string) => unknown
+}
+
+export interface TokenClaims { sub: string, username: string, type: 'access' | 'refresh' }
+export interface TokenPair { access: string, refresh: string }
+
+export interface AuthServiceDeps {
+  users: UserService
+  audit: AuditService
+  jwt: JwtPort
+  accessTtl: number
+  refreshTtl: number
+}
+
+export function createAuthService ({ users, audit, jwt, accessTtl, refreshTtl }: AuthServiceDeps) {
+  function claims (token: string, type: TokenClaims['type']): TokenClaims {
+    let decoded: unknown
+    try {
+      decoded = jwt.verify(token)
+    } catch {
+      throw new Errors.TOKEN_INVALID()
+    }
+    const c = decoded as Partial<TokenClaims> | null
+    if (c === null || typeof c !== 'object' || c.type !== type || typeof c.sub !== 'string' || typeof c.username !== 'string') {
+      throw new Errors.TOKEN_INVALID()
+    }
+    return c as TokenClaims
+  }
+
+  function sign (user: { id: number, username: string }, type: TokenClaims['type']): string {
+    return jwt.sign({ sub: String(user.id), username: user.username, type }, { expiresIn: type === 'access' ? accessTtl : refreshTtl })
+  }
+
+  /** The user behind a token's claims, as they are now (flags may have changed since it was signed). */
+  async function current (c: TokenClaims): Promise<{ id: number, username: string, is_staff: boolean, is_active: boolean } | null> {
+    const id = Number(c.sub)
+    if (!Number.isSafeInteger(id)) return null
+    try {
+      const user = await users.get(id)
+      return user.username === c.username ? user : null
+    } catch {
+      return null
+    }
+  }
+
+  return {
+    /** Wrong credentials and inactive users get the same 401 (CONTRACT §2). */
+    async login (username: string, password: string, ctx: Omit<AuditContext, 'actor'>): Promise<TokenPair> {
+      const user = await users.verifyPassword(username, password)
+      if (user === null || !user.is_active) throw new Errors.INVALID_CREDENTIALS()
+      await audit.record({ ...ctx, actor: { id: user.id, username: user.username } }, { action: 'user.login', targetUserId: user.id })
+      return { access: sign(user, 'access'), refresh: sign(user, 'refresh') }
+    },
+
+    async refresh (refreshToken: string): Promise<{ access: string }> {
+      const user = await current(claims(refreshToken, 'refresh'))
+      if (user === null || !user.is_active) throw new Errors.TOKEN_INVALID()
+      return { access: sign(user, 'access') }
+    },
+
+    /**
+     * The principal of an access JWT. Throws TOKEN_INVALID for a bad, expired
+     * or refresh token (or a deleted user), USER_INACTIVE for an inactive user.
+     */
+    async verifyAccess (accessToken: string): Promise<UserPrincipal> {
+      const user = await current(claims(accessToken, 'access'))
+      if (user === null) throw new Errors.TOKEN_INVALID()
+      if (!user.is_active) throw new Errors.USER_INACTIVE()
+      return { id: user.id, username: user.username, isStaff: user.is_staff }
+    },
+
+    /** An access token for a user, without a password (admin pages, tests). */
+    issueAccess (user: { id: number, username: string }): string {
+      return sign(user, 'access')
+    }
+  }
+}
+
+export type AuthService = ReturnType<typeof createAuthService>

@@ -1,0 +1,130 @@
+// Commands (CONTRACT §5): stored as pending, published by the broker on
+// `commandIssued`, then delivered (PUBACK) → done/failed (robot's ack) or
+// expired after COMMAND_TIMEOUT.
+import { randomUUID } from 'node:crypto'
+import { Op } from 'sequelize'
+import type { Database } from '../db/index.js'
+import type { Command } from '../db/models/index.js'
+import type { CommandStatus, RobotCommand } from '../contract/payloads.js'
+import { Errors } from '../errors.js'
+import type { EventBus } from '../events.js'
+import type { AccessService, UserPrincipal } from './access.js'
+import type { AuditContext, AuditService } from './audit.js'
+import { decodeCursor, pageLimit, toPage, type Page, type PageRequest } from './pagination.js'
+import type { PresenceService } from './presence.js'
+
+export interface CommandView {
+  id: string
+  robot_uuid: string
+  command: string
+  status: CommandStatus
+  issued_by: string
+  created_at: string
+  delivered_at: string | null
+  acked_at: string | null
+}
+
+const iso = (d: Date | null | undefined): string | null => d === null || d === undefined ? null : d.toISOString()
+const OPEN: CommandStatus[] = ['pending', 'delivered']
+
+export interface CommandServiceDeps {
+  db: Database
+  events: EventBus
+  audit: AuditService
+  access: AccessService
+  presence: PresenceService
+  timeoutSeconds: number
+}
+
+export function createCommandService ({ db, events, audit, access, presence, timeoutSeconds }: CommandServiceDeps) {
+  const { Command, Robot } = db.models
+
+  function view (row: Command, robotUuid: string): CommandView {
+    return {
+      id: row.id,
+      robot_uuid: robotUuid,
+      command: row.command,
+      status: row.status as CommandStatus,
+      issued_by: row.issuedBy,
+      created_at: row.createdAt.toISOString(),
+      delivered_at: iso(row.deliveredAt),
+      acked_at: iso(row.ackedAt)
+    }
+  }
+
+  return {
+    async issue (principal: UserPrincipal, robotUuid: string, command: RobotCommand, ctx: AuditContext): Promise<CommandView> {
+      const robot = await access.robotFor(principal, robotUuid)
+      if (!presence.isCommandConnected(robot.uuid)) throw new Errors.ROBOT_NOT_CONNECTED()
+      const row = await db.sequelize.transaction(async (transaction) => {
+        const row = await Command.create({ id: randomUUID(), robotId: robot.id, command, issuedBy: principal.username, issuedById: principal.id }, { transaction })
+        await audit.record(ctx, { action: 'command.sent', robotUuid: robot.uuid, details: { command_id: row.id, command } }, transaction)
+        return row
+      })
+      const result = view(row, robot.uuid)
+      events.emit('commandIssued', { id: row.id, robotUuid: robot.uuid, command, issuedBy: principal.username, issuedAt: result.created_at })
+      return result
+    },
+
+    /** Newest first. */
+    async list (principal: UserPrincipal, robotUuid: string, page: PageRequest = {}): Promise<Page<CommandView>> {
+      const robot = await access.robotFor(principal, robotUuid)
+      const limit = pageLimit(page.limit)
+      const where: Record<string | symbol, unknown>[] = [{ robotId: robot.id }]
+      if (page.cursor !== undefined) {
+        const [at, id] = decodeCursor(page.cursor, ['date', 'string']) as [string, string]
+        const date = new Date(at)
+        where.push({ [Op.or]: [{ createdAt: { [Op.lt]: date } }, { createdAt: date, id: { [Op.lt]: id } }] })
+      }
+      const rows = await Command.findAll({ where: { [Op.and]: where }, order: [['createdAt', 'DESC'], ['id', 'DESC']], limit: limit + 1 })
+      return toPage(rows, limit, (row) => view(row, robot.uuid), (row) => [row.createdAt.toISOString(), row.id])
+    },
+
+    /** The robot's PUBACK arrived: pending → delivered. */
+    async markDelivered (commandId: string, at = new Date()): Promise<boolean> {
+      const [count] = await Command.update({ status: 'delivered', deliveredAt: at }, { where: { id: commandId, status: 'pending' } })
+      return count > 0
+    },
+
+    /**
+     * The robot acknowledged command `commandId`: done (its state becomes the
+     * command) or failed. Only the robot the command was sent to may ack it,
+     * and only while it is open. Returns the new status, or null if ignored.
+     */
+    async acknowledge (robotUuid: string, commandId: string, ok: boolean, message?: string, at = new Date()): Promise<CommandStatus | null> {
+      const robot = await Robot.findOne({ where: { uuid: robotUuid }, attributes: ['id'] })
+      if (robot === null) return null
+      const status: CommandStatus = ok ? 'done' : 'failed'
+      const done = await db.sequelize.transaction(async (transaction) => {
+        const row = await Command.findOne({ where: { id: commandId, robotId: robot.id, status: { [Op.in]: OPEN } }, transaction })
+        if (row === null) return null
+        row.status = status
+        row.ackedAt = at
+        row.deliveredAt ??= at
+        if (message !== undefined) row.message = message.slice(0, 500)
+        await row.save({ transaction })
+        if (ok) await Robot.update({ state: row.command }, { where: { id: robot.id }, transaction })
+        return row
+      })
+      if (done === null) return null
+      if (ok) events.emit('robotStateChanged', { robotUuid, state: done.command })
+      return status
+    },
+
+    /** Marks every open command older than COMMAND_TIMEOUT as expired. */
+    async expireOverdue (now = new Date()): Promise<number> {
+      const before = new Date(now.getTime() - timeoutSeconds * 1000)
+      const [count] = await Command.update({ status: 'expired' }, { where: { status: { [Op.in]: OPEN }, createdAt: { [Op.lt]: before } } })
+      return count
+    },
+
+    async countByStatus (): Promise<Record<CommandStatus, number>> {
+      const rows = await Command.findAll({ attributes: ['status', [db.sequelize.fn('COUNT', db.sequelize.col('id')), 'count']], group: ['status'], raw: true }) as unknown as Array<{ status: CommandStatus, count: number | string }>
+      const counts = { pending: 0, delivered: 0, done: 0, failed: 0, expired: 0 }
+      for (const r of rows) counts[r.status] = Number(r.count)
+      return counts
+    }
+  }
+}
+
+export type CommandService = ReturnType<typeof createCommandService>

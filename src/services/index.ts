@@ -1,0 +1,74 @@
+// The domain, assembled: plain factories with explicit dependencies. HTTP
+// routes, broker hooks, admin pages, the CLI and tests all call these.
+import type { FastifyBaseLogger } from 'fastify'
+import type { Config } from '../config.js'
+import type { Database } from '../db/index.js'
+import { createEventBus, type EventBus } from '../events.js'
+import { createAccessService } from './access.js'
+import { createAuditService } from './audit.js'
+import { createAuthService, type JwtPort } from './auth.js'
+import { createCommandService } from './commands.js'
+import { createFrameService } from './frames.js'
+import { createPresenceService } from './presence.js'
+import { createRobotTokenService } from './robot-tokens.js'
+import { createRobotService } from './robots.js'
+import { createMemoryTokenStore, type TokenStore } from './token-store.js'
+import { createUserService } from './users.js'
+
+export interface ServiceDeps {
+  db: Database
+  config: Pick<Config, 'ROBOT_TOKEN_TTL' | 'COMMAND_TIMEOUT' | 'JWT_ACCESS_TTL' | 'JWT_REFRESH_TTL'>
+  log: FastifyBaseLogger
+  jwt: JwtPort
+  tokenStore?: TokenStore
+  events?: EventBus
+}
+
+export function createServices ({ db, config, log, jwt, tokenStore, events: bus }: ServiceDeps) {
+  const events = bus ?? createEventBus((err, event) => log.error({ err, event }, 'event listener failed'))
+  const tokens = tokenStore ?? createMemoryTokenStore()
+  const audit = createAuditService({ db })
+  const users = createUserService({ db, events, audit })
+  const robots = createRobotService({ db, events, audit, tokens })
+  const access = createAccessService({ db, events, audit })
+  const presence = createPresenceService()
+  const robotTokens = createRobotTokenService({ robots, store: tokens, ttlSeconds: config.ROBOT_TOKEN_TTL })
+  const commands = createCommandService({ db, events, audit, access, presence, timeoutSeconds: config.COMMAND_TIMEOUT })
+  const frames = createFrameService({ db, access })
+  const auth = createAuthService({ users, audit, jwt, accessTtl: config.JWT_ACCESS_TTL, refreshTtl: config.JWT_REFRESH_TTL })
+
+  // CONTRACT §5: open commands expire after COMMAND_TIMEOUT. One sweep at a
+  // time; a database outage is logged and retried on the next tick.
+  let sweeping = false
+  const sweepEvery = Math.min(1000, config.COMMAND_TIMEOUT * 250)
+  const sweeper = setInterval(() => {
+    if (sweeping) return
+    sweeping = true
+    commands.expireOverdue()
+      .then((n) => { if (n > 0) log.info({ expired: n }, 'commands expired') })
+      .catch((err: unknown) => { log.warn({ err }, 'command expiry sweep failed') })
+      .finally(() => { sweeping = false })
+  }, sweepEvery)
+  sweeper.unref()
+
+  return {
+    events,
+    audit,
+    users,
+    robots,
+    access,
+    presence,
+    robotTokens,
+    commands,
+    frames,
+    auth,
+    async close (): Promise<void> {
+      clearInterval(sweeper)
+      await tokens.close()
+    }
+  }
+}
+
+export type Services = ReturnType<typeof createServices>
+export type { UserPrincipal } from './access.js'
+export type { AuditContext } from './audit.js'

@@ -1,0 +1,153 @@
+// Robots: the fleet register. Disabling, deleting or rotating a robot voids
+// its tokens and announces `robotRevoked`, so the broker closes its
+// connections (CONTRACT §2).
+import { randomUUID } from 'node:crypto'
+import { Op, UniqueConstraintError } from 'sequelize'
+import type { Database } from '../db/index.js'
+import type { Robot } from '../db/models/index.js'
+import { Errors } from '../errors.js'
+import type { EventBus } from '../events.js'
+import type { AuditContext, AuditService } from './audit.js'
+import { decodeCursor, pageLimit, toPage, type Page, type PageRequest } from './pagination.js'
+import { hashSecret, randomToken, verifyAgainstDummy, verifySecret } from './secrets.js'
+import type { TokenStore } from './token-store.js'
+
+export interface RobotView {
+  uuid: string
+  serial: string
+  name: string
+  enabled: boolean
+  state: string
+  data_connected: boolean
+  command_connected: boolean
+  last_seen_at: string | null
+  created_at: string
+}
+export interface NewRobot { serial: string, name?: string, token?: string }
+export interface RobotPatch { serial?: string, name?: string, enabled?: boolean }
+export interface RobotListRequest extends PageRequest { q?: string, enabled?: boolean, online?: boolean }
+
+export function robotView (row: Robot): RobotView {
+  return {
+    uuid: row.uuid,
+    serial: row.serial,
+    name: row.name,
+    enabled: row.enabled,
+    state: row.state,
+    data_connected: row.dataConnected,
+    command_connected: row.commandConnected,
+    last_seen_at: row.lastSeenAt === null || row.lastSeenAt === undefined ? null : row.lastSeenAt.toISOString(),
+    created_at: row.createdAt.toISOString()
+  }
+}
+
+export function createRobotService ({ db, events, audit, tokens }: { db: Database, events: EventBus, audit: AuditService, tokens: TokenStore }) {
+  const { Robot } = db.models
+
+  async function revoke (uuid: string, reason: 'disabled' | 'deleted' | 'rotated'): Promise<void> {
+    await tokens.revokeRobot(uuid)
+    events.emit('robotRevoked', { robotUuid: uuid, reason })
+  }
+
+  function uniqueSerial<T> (work: () => Promise<T>): Promise<T> {
+    return work().catch((err: unknown) => {
+      if (err instanceof UniqueConstraintError) throw new Errors.SERIAL_TAKEN()
+      throw err
+    })
+  }
+
+  return {
+    /** Creates a robot. The secret is the given one or a generated one, returned once. */
+    async create (input: NewRobot, ctx: AuditContext): Promise<RobotView & { token: string }> {
+      const token = input.token ?? randomToken(24)
+      const secretHash = await hashSecret(token)
+      return await uniqueSerial(() => db.sequelize.transaction(async (transaction) => {
+        const robot = await Robot.create({ uuid: randomUUID(), serial: input.serial, name: input.name ?? '', secretHash }, { transaction })
+        await audit.record(ctx, { action: 'robot.created', robotUuid: robot.uuid, details: { serial: robot.serial, name: robot.name, secret_generated: input.token === undefined } }, transaction)
+        return { ...robotView(robot), token }
+      }))
+    },
+
+    async get (uuid: string): Promise<RobotView> {
+      const robot = await Robot.findOne({ where: { uuid } })
+      if (robot === null) throw new Errors.ROBOT_NOT_FOUND()
+      return robotView(robot)
+    },
+
+    /**
+     * A page of robots by id. `visibleTo` limits it to the robots granted to
+     * that user; `q` searches serial and name; `online` means data-connected.
+     */
+    async list (req: RobotListRequest & { visibleTo?: number } = {}): Promise<Page<RobotView>> {
+      const limit = pageLimit(req.limit)
+      const where: Record<string | symbol, unknown>[] = []
+      if (req.cursor !== undefined) where.push({ id: { [Op.gt]: decodeCursor(req.cursor, ['number'])[0] } })
+      if (req.q !== undefined && req.q !== '') {
+        // PostgreSQL escapes LIKE wildcards with a backslash; SQLite has no
+        // default escape character, and its LIKE is already case-insensitive.
+        const pg = db.dialect === 'postgres'
+        const like = `%${pg ? req.q.replace(/[\\%_]/g, (c) => '\\' + c) : req.q}%`
+        const op = pg ? Op.iLike : Op.like
+        where.push({ [Op.or]: [{ serial: { [op]: like } }, { name: { [op]: like } }] })
+      }
+      if (req.enabled !== undefined) where.push({ enabled: req.enabled })
+      if (req.online !== undefined) where.push({ dataConnected: req.online })
+      const include = req.visibleTo === undefined
+        ? []
+        : [{ association: 'users', attributes: [], where: { id: req.visibleTo }, required: true }]
+      const rows = await Robot.findAll({ where: { [Op.and]: where }, include, order: [['id', 'ASC']], limit: limit + 1 })
+      return toPage(rows, limit, robotView, (row) => [row.id])
+    },
+
+    async update (uuid: string, patch: RobotPatch, ctx: AuditContext): Promise<RobotView> {
+      let disabled = false
+      const robot = await uniqueSerial(() => db.sequelize.transaction(async (transaction) => {
+        const robot = await Robot.findOne({ where: { uuid }, transaction })
+        if (robot === null) throw new Errors.ROBOT_NOT_FOUND()
+        disabled = robot.enabled && patch.enabled === false
+        if (patch.serial !== undefined) robot.serial = patch.serial
+        if (patch.name !== undefined) robot.name = patch.name
+        if (patch.enabled !== undefined) robot.enabled = patch.enabled
+        await robot.save({ transaction })
+        await audit.record(ctx, { action: 'robot.updated', robotUuid: uuid, details: { ...patch } }, transaction)
+        return robot
+      }))
+      if (disabled) await revoke(uuid, 'disabled')
+      return robotView(robot)
+    },
+
+    async remove (uuid: string, ctx: AuditContext): Promise<void> {
+      await db.sequelize.transaction(async (transaction) => {
+        const robot = await Robot.findOne({ where: { uuid }, transaction })
+        if (robot === null) throw new Errors.ROBOT_NOT_FOUND()
+        await robot.destroy({ transaction })
+        await audit.record(ctx, { action: 'robot.deleted', robotUuid: uuid, details: { serial: robot.serial } }, transaction)
+      })
+      await revoke(uuid, 'deleted')
+    },
+
+    /** Replaces the secret (returned once) and voids every token issued with the old one. */
+    async rotateSecret (uuid: string, ctx: AuditContext): Promise<string> {
+      const token = randomToken(24)
+      const secretHash = await hashSecret(token)
+      await db.sequelize.transaction(async (transaction) => {
+        const robot = await Robot.findOne({ where: { uuid }, transaction })
+        if (robot === null) throw new Errors.ROBOT_NOT_FOUND()
+        robot.secretHash = secretHash
+        await robot.save({ transaction })
+        await audit.record(ctx, { action: 'robot.token_rotated', robotUuid: uuid }, transaction)
+      })
+      await revoke(uuid, 'rotated')
+      return token
+    },
+
+    /** The robot whose serial and secret match, or null; unknown serials cost the same time. */
+    async verifySecret (serial: string, secret: string): Promise<RobotView | null> {
+      const robot = await Robot.findOne({ where: { serial } })
+      if (robot === null) return await verifyAgainstDummy(secret) || null
+      return await verifySecret(secret, robot.secretHash) ? robotView(robot) : null
+    }
+  }
+}
+
+export type RobotService = ReturnType<typeof createRobotService>

@@ -1,0 +1,115 @@
+// Users: accounts, passwords and staff/active flags. Every change is audited
+// in the same transaction, and revocations are announced on the bus.
+import { Op, UniqueConstraintError } from 'sequelize'
+import type { Database } from '../db/index.js'
+import type { User } from '../db/models/index.js'
+import { Errors } from '../errors.js'
+import type { EventBus } from '../events.js'
+import type { AuditContext, AuditService } from './audit.js'
+import { decodeCursor, pageLimit, toPage, type Page, type PageRequest } from './pagination.js'
+import { hashSecret, verifyAgainstDummy, verifySecret } from './secrets.js'
+
+export interface UserView { id: number, username: string, is_staff: boolean, is_active: boolean }
+export interface NewUser { username: string, password: string, isStaff?: boolean }
+export interface UserPatch { password?: string, isStaff?: boolean, isActive?: boolean }
+
+export function userView (row: User): UserView {
+  return { id: row.id, username: row.username, is_staff: row.isStaff, is_active: row.isActive }
+}
+
+export function createUserService ({ db, events, audit }: { db: Database, events: EventBus, audit: AuditService }) {
+  const { User, Robot } = db.models
+
+  async function find (id: number): Promise<User> {
+    const user = await User.findByPk(id)
+    if (user === null) throw new Errors.USER_NOT_FOUND()
+    return user
+  }
+
+  return {
+    async create (input: NewUser, ctx: AuditContext): Promise<UserView> {
+      const passwordHash = await hashSecret(input.password)
+      try {
+        return await db.sequelize.transaction(async (transaction) => {
+          const user = await User.create({ username: input.username, passwordHash, isStaff: input.isStaff ?? false }, { transaction })
+          await audit.record(ctx, { action: 'user.created', targetUserId: user.id, details: { username: user.username, is_staff: user.isStaff } }, transaction)
+          return userView(user)
+        })
+      } catch (err) {
+        if (err instanceof UniqueConstraintError) throw new Errors.USERNAME_TAKEN()
+        throw err
+      }
+    },
+
+    async get (id: number): Promise<UserView> {
+      return userView(await find(id))
+    },
+
+    async list (page: PageRequest = {}): Promise<Page<UserView>> {
+      const limit = pageLimit(page.limit)
+      const where = page.cursor === undefined ? {} : { id: { [Op.gt]: decodeCursor(page.cursor, ['number'])[0] } }
+      const rows = await User.findAll({ where, order: [['id', 'ASC']], limit: limit + 1 })
+      return toPage(rows, limit, userView, (row) => [row.id])
+    },
+
+    async update (id: number, patch: UserPatch, ctx: AuditContext): Promise<UserView> {
+      const passwordHash = patch.password === undefined ? undefined : await hashSecret(patch.password)
+      const updated = await db.sequelize.transaction(async (transaction) => {
+        const user = await User.findByPk(id, { transaction })
+        if (user === null) throw new Errors.USER_NOT_FOUND()
+        if (passwordHash !== undefined) user.passwordHash = passwordHash
+        if (patch.isStaff !== undefined) user.isStaff = patch.isStaff
+        if (patch.isActive !== undefined) user.isActive = patch.isActive
+        await user.save({ transaction })
+        const details: Record<string, unknown> = {}
+        if (patch.password !== undefined) details.password_changed = true
+        if (patch.isStaff !== undefined) details.is_staff = patch.isStaff
+        if (patch.isActive !== undefined) details.is_active = patch.isActive
+        await audit.record(ctx, { action: 'user.updated', targetUserId: id, details }, transaction)
+        return user
+      })
+      if (patch.isActive === false) events.emit('userRevoked', { userId: id })
+      if (patch.isStaff !== undefined || patch.isActive !== undefined) events.emit('accessChanged', { userId: id })
+      return userView(updated)
+    },
+
+    async remove (id: number, ctx: AuditContext): Promise<void> {
+      await db.sequelize.transaction(async (transaction) => {
+        const user = await User.findByPk(id, { transaction })
+        if (user === null) throw new Errors.USER_NOT_FOUND()
+        await user.destroy({ transaction })
+        await audit.record(ctx, { action: 'user.deleted', targetUserId: id, details: { username: user.username } }, transaction)
+      })
+      events.emit('userRevoked', { userId: id })
+      events.emit('accessChanged', { userId: id })
+    },
+
+    /**
+     * Checks a username and password. Unknown users cost the same scrypt as
+     * known ones (no user enumeration by timing). Returns the user, active or
+     * not: the caller decides what an inactive user gets.
+     */
+    async verifyPassword (username: string, password: string): Promise<UserView | null> {
+      const user = await User.findOne({ where: { username } })
+      if (user === null) return await verifyAgainstDummy(password) || null
+      return await verifySecret(password, user.passwordHash) ? userView(user) : null
+    },
+
+    async findByUsername (username: string): Promise<UserView | null> {
+      const user = await User.findOne({ where: { username } })
+      return user === null ? null : userView(user)
+    },
+
+    /** The uuids of the robots granted to this user (staff get all through access rules, not here). */
+    async robotUuids (userId: number): Promise<string[]> {
+      const robots = await Robot.findAll({
+        attributes: ['uuid'],
+        include: [{ association: 'users', attributes: [], where: { id: userId }, required: true }],
+        order: [['id', 'ASC']]
+      })
+      return robots.map((r) => r.uuid)
+    }
+  }
+}
+
+export type UserService = ReturnType<typeof createUserService>
