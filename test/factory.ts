@@ -1,0 +1,37 @@
+// Fixtures through the services, never through models (STYLE §2.13).
+import type { FastifyInstance } from 'fastify'
+
+let seq = 0
+const next = (): number => ++seq
+
+export interface TestUser { id: number, username: string, password: string, jwt: string, isStaff: boolean }
+export interface TestRobot { uuid: string, serial: string, secret: string }
+
+export async function createUser (app: FastifyInstance, opts: { username?: string, password?: string, isStaff?: boolean } = {}): Promise<TestUser> {
+  const username = opts.username ?? `user${next()}_${process.pid}`
+  const password = opts.password ?? 'correct-horse-battery'
+  const user = await app.services.users.create({ username, password, isStaff: opts.isStaff ?? false }, { actor: null })
+  return { id: user.id, username, password, jwt: app.services.auth.issueAccess(user), isStaff: user.is_staff }
+}
+
+export async function createStaff (app: FastifyInstance, opts: { username?: string } = {}): Promise<TestUser> {
+  return await createUser(app, { ...opts, isStaff: true })
+}
+
+export async function createRobot (app: FastifyInstance, opts: { serial?: string, name?: string, secret?: string } = {}): Promise<TestRobot> {
+  const serial = opts.serial ?? `SN-${next()}-${process.pid}`
+  const robot = await app.services.robots.create({ serial, name: opts.name, token: opts.secret }, { actor: null })
+  return { uuid: robot.uuid, serial, secret: robot.token }
+}
+
+export async function grant (app: FastifyInstance, user: { id: number }, robot: { uuid: string }): Promise<void> {
+  await app.services.access.grant(user.id, robot.uuid, { actor: null })
+}
+
+/** A robot granted to a fresh user, for tests about one owner. */
+export async function ownedRobot (app: FastifyInstance): Promise<{ user: TestUser, robot: TestRobot }> {
+  const user = await createUser(app)
+  const robot = await createRobot(app)
+  await grant(app, user, robot)
+  return { user, robot }
+}
