@@ -11,7 +11,7 @@ import { loadConfig, type Config } from '../src/config.js'
 export const TEST_JWT_SECRET = 'test-secret-test-secret-test-secret-0123456789'
 
 /** postgres://… from TEST_DATABASE_URL, or undefined for the embedded SQLite. */
-export const pgBase = process.env.TEST_DATABASE_URL
+export const pgBase = process.env.TEST_DATABASE_URL === '' ? undefined : process.env.TEST_DATABASE_URL
 
 async function adminQuery (sql: string): Promise<void> {
   const client = new pg.Client({ connectionString: pgBase })

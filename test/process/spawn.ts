@@ -1,0 +1,55 @@
+// Runs the compiled server and CLI as real processes (npm test builds first).
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import type { Test } from 'tap'
+
+export const ROOT = resolve(import.meta.dirname, '..', '..')
+export const SERVER = join(ROOT, 'dist', 'src', 'server.js')
+export const MANAGE = join(ROOT, 'dist', 'src', 'cli', 'manage.js')
+
+export function tempDir (t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'united-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  return dir
+}
+
+/** A clean environment: only what the test gives, plus PATH and HOME. */
+export function cleanEnv (env: Record<string, string>): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH, HOME: process.env.HOME, LOG_LEVEL: 'warn', ...env }
+}
+
+export interface Run { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
+
+export async function run (file: string, args: string[], opts: { cwd: string, env: Record<string, string> }): Promise<Run> {
+  const child = spawn(process.execPath, [file, ...args], { cwd: opts.cwd, env: cleanEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] })
+  const out = collect(child)
+  const [code, signal] = await once(child, 'exit') as [number | null, NodeJS.Signals | null]
+  return { code, signal, ...out.text() }
+}
+
+function collect (child: ChildProcess): { text: () => { stdout: string, stderr: string } } {
+  let stdout = ''
+  let stderr = ''
+  child.stdout?.on('data', (d: Buffer) => { stdout += d.toString() })
+  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
+  return { text: () => ({ stdout, stderr }) }
+}
+
+/** Starts the server and resolves once it prints its REST URL. */
+export async function startServer (t: Test, opts: { cwd: string, env: Record<string, string> }): Promise<{ child: ChildProcess, url: string, output: () => { stdout: string, stderr: string } }> {
+  const child = spawn(process.execPath, [SERVER], { cwd: opts.cwd, env: cleanEnv({ HTTP_PORT: '0', MQTT_PORT: '0', ...opts.env }), stdio: ['ignore', 'pipe', 'pipe'] })
+  const out = collect(child)
+  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  const url = await new Promise<string>((resolve, reject) => {
+    const onData = (): void => {
+      const m = /REST API\s+(http:\/\/\S+?)\/?\s/.exec(out.text().stdout)
+      if (m !== null) { child.stdout?.off('data', onData); resolve(m[1] as string) }
+    }
+    child.stdout?.on('data', onData)
+    child.once('exit', (code) => { reject(new Error(`server exited with ${String(code)}: ${out.text().stderr}`)) })
+  })
+  return { child, url, output: out.text }
+}
