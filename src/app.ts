@@ -3,10 +3,13 @@
 // imports broker/ or admin/.
 import { readFileSync } from 'node:fs'
 import formbody from '@fastify/formbody'
+import { Ajv, type Options as AjvOptions } from 'ajv'
+import addFormatsModule from 'ajv-formats'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import admin from '../admin/index.js'
+import broker from '../broker/index.js'
 import type { Config } from './config.js'
 import http from './http/index.js'
 import authGuard from './http/plugins/auth-guard.js'
@@ -18,6 +21,25 @@ import services from './plugins/services.js'
 
 declare module 'fastify' {
   interface FastifyInstance { config: Config }
+}
+
+// ajv-formats is CommonJS: the function is both module.exports and its `.default`.
+const addFormats = addFormatsModule.default
+
+/**
+ * Two validators: query strings, params and headers are text, so they are
+ * coerced ("limit=10" → 10); JSON bodies are not, so `{"is_staff": "yes"}`
+ * or `{"username": 42}` is a 400 that names the field instead of a guess.
+ * Unknown body fields are rejected, not silently dropped: a typo such as
+ * "isStaff" for "is_staff" must not look like success.
+ */
+function validatorCompiler () {
+  const options: AjvOptions = { removeAdditional: false, useDefaults: true, allErrors: false, strict: false }
+  const body = new Ajv({ ...options, coerceTypes: false })
+  const text = new Ajv({ ...options, coerceTypes: 'array' })
+  addFormats(body)
+  addFormats(text)
+  return ({ schema, httpPart }: { schema: object, httpPart?: string }) => (httpPart === 'body' ? body : text).compile(schema)
 }
 
 /** The package version; package.json is one level up from src/, two from dist/src/. */
@@ -34,7 +56,10 @@ export const VERSION: string = (() => {
 export const app = fp(async (fastify: FastifyInstance, opts: { config: Config }) => {
   const { config } = opts
   fastify.decorate('config', config)
+  fastify.setValidatorCompiler(validatorCompiler())
   await fastify.register(errorHandler)
+  // JSON and forms only: a text/plain body is a 415, not a confusing 400.
+  fastify.removeContentTypeParser('text/plain')
   await fastify.register(formbody, { bodyLimit: 64 * 1024 })
   await fastify.register(jwt, { secret: config.JWT_SECRET })
   await fastify.register(swagger, { version: VERSION })
@@ -42,6 +67,7 @@ export const app = fp(async (fastify: FastifyInstance, opts: { config: Config })
   await fastify.register(services, { config })
   await fastify.register(authGuard)
   await fastify.register(http)
+  await fastify.register(broker)
   await fastify.register(admin, { prefix: '/admin' })
 }, { name: 'united' })
 
@@ -50,10 +76,7 @@ export function fastifyOptions (logger: FastifyServerOptions['logger']): Fastify
   return {
     logger,
     routerOptions: { ignoreTrailingSlash: true },
-    bodyLimit: 1024 * 1024,
-    // Reject unknown body fields with a 400 instead of silently dropping them:
-    // a typo such as "isStaff" for "is_staff" must not look like success.
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } }
+    bodyLimit: 1024 * 1024
   }
 }
 

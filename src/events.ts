@@ -15,8 +15,10 @@ export interface FleetEvents {
   commandIssued: [CommandIssued]
   /** A robot was disabled, deleted or its secret rotated: close its connections. */
   robotRevoked: [{ robotUuid: string, reason: 'disabled' | 'deleted' | 'rotated' }]
-  /** Grants changed, or a user's staff/active flags changed: refresh access snapshots. */
-  accessChanged: [{ userId?: number, robotUuid?: string }]
+  /** A grant was added or removed. */
+  accessChanged: [{ userId: number, robotUuid: string, granted: boolean }]
+  /** A user's staff or active flag changed. */
+  userChanged: [{ userId: number, isStaff: boolean, isActive: boolean }]
   /** A user was deactivated or deleted: close their connections. */
   userRevoked: [{ userId: number }]
   /** A robot's state changed (a command was acknowledged as done). */

@@ -42,7 +42,7 @@ export function createAccessService ({ db, events, audit }: { db: Database, even
         if (created) await audit.record(ctx, { action: 'access.granted', robotUuid, targetUserId: userId, details: { username: user.username, serial: robot.serial } }, transaction)
         return created
       })
-      if (changed) events.emit('accessChanged', { userId, robotUuid })
+      if (changed) events.emit('accessChanged', { userId, robotUuid, granted: true })
     },
 
     /** Idempotent: revoking a grant that does not exist is not an error. */
@@ -53,7 +53,7 @@ export function createAccessService ({ db, events, audit }: { db: Database, even
         if (removed > 0) await audit.record(ctx, { action: 'access.revoked', robotUuid, targetUserId: userId, details: { username: user.username, serial: robot.serial } }, transaction)
         return removed > 0
       })
-      if (changed) events.emit('accessChanged', { userId, robotUuid })
+      if (changed) events.emit('accessChanged', { userId, robotUuid, granted: false })
     },
 
     /** The ids of the users granted a robot. */

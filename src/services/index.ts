@@ -8,6 +8,7 @@ import { createAccessService } from './access.js'
 import { createAuditService } from './audit.js'
 import { createAuthService, type JwtPort } from './auth.js'
 import { createCommandService } from './commands.js'
+import { createFrameWriter } from './frame-writer.js'
 import { createFrameService } from './frames.js'
 import { createPresenceService } from './presence.js'
 import { createRobotTokenService } from './robot-tokens.js'
@@ -35,6 +36,7 @@ export function createServices ({ db, config, log, jwt, tokenStore, events: bus 
   const robotTokens = createRobotTokenService({ robots, store: tokens, ttlSeconds: config.ROBOT_TOKEN_TTL })
   const commands = createCommandService({ db, events, audit, access, presence, timeoutSeconds: config.COMMAND_TIMEOUT })
   const frames = createFrameService({ db, access })
+  const frameWriter = createFrameWriter({ db, log })
   const auth = createAuthService({ users, audit, jwt, accessTtl: config.JWT_ACCESS_TTL, refreshTtl: config.JWT_REFRESH_TTL })
 
   // CONTRACT §5: open commands expire after COMMAND_TIMEOUT. One sweep at a
@@ -61,9 +63,11 @@ export function createServices ({ db, config, log, jwt, tokenStore, events: bus 
     robotTokens,
     commands,
     frames,
+    frameWriter,
     auth,
     async close (): Promise<void> {
       clearInterval(sweeper)
+      await frameWriter.flush().catch((err: unknown) => { log.error({ err }, 'frames could not be written at shutdown') })
       await tokens.close()
     }
   }

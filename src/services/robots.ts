@@ -2,7 +2,7 @@
 // its tokens and announces `robotRevoked`, so the broker closes its
 // connections (CONTRACT §2).
 import { randomUUID } from 'node:crypto'
-import { Op, UniqueConstraintError } from 'sequelize'
+import { col, fn, Op, UniqueConstraintError, where as sqlWhere } from 'sequelize'
 import type { Database } from '../db/index.js'
 import type { Robot } from '../db/models/index.js'
 import { Errors } from '../errors.js'
@@ -83,12 +83,17 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
       const where: Record<string | symbol, unknown>[] = []
       if (req.cursor !== undefined) where.push({ id: { [Op.gt]: decodeCursor(req.cursor, ['number'])[0] } })
       if (req.q !== undefined && req.q !== '') {
-        // PostgreSQL escapes LIKE wildcards with a backslash; SQLite has no
-        // default escape character, and its LIKE is already case-insensitive.
-        const pg = db.dialect === 'postgres'
-        const like = `%${pg ? req.q.replace(/[\\%_]/g, (c) => '\\' + c) : req.q}%`
-        const op = pg ? Op.iLike : Op.like
-        where.push({ [Op.or]: [{ serial: { [op]: like } }, { name: { [op]: like } }] })
+        // `q` is literal text, case-insensitive. PostgreSQL escapes LIKE
+        // wildcards with a backslash; SQLite's LIKE has no default escape
+        // character, so there a case-insensitive instr() does the search.
+        const q = req.q
+        if (db.dialect === 'postgres') {
+          const like = `%${q.replace(/[\\%_]/g, (c) => '\\' + c)}%`
+          where.push({ [Op.or]: [{ serial: { [Op.iLike]: like } }, { name: { [Op.iLike]: like } }] })
+        } else {
+          const contains = (column: string) => sqlWhere(fn('instr', fn('lower', col(`Robot.${column}`)), fn('lower', q)), Op.gt, 0)
+          where.push({ [Op.or]: [contains('serial'), contains('name')] })
+        }
       }
       if (req.enabled !== undefined) where.push({ enabled: req.enabled })
       if (req.online !== undefined) where.push({ dataConnected: req.online })
@@ -139,6 +144,23 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
       })
       await revoke(uuid, 'rotated')
       return token
+    },
+
+    /** What the broker needs of a connected robot, or null when it is gone. */
+    async ref (uuid: string): Promise<{ id: number, uuid: string, enabled: boolean, state: string } | null> {
+      const robot = await Robot.findOne({ where: { uuid }, attributes: ['id', 'uuid', 'enabled', 'state'] })
+      return robot === null ? null : { id: robot.id, uuid: robot.uuid, enabled: robot.enabled, state: robot.state }
+    },
+
+    /** Records how the robot is connected now (CONTRACT §3, §6), and when it was last seen. */
+    async setConnection (uuid: string, flags: { dataConnected: boolean, commandConnected: boolean }, lastSeenAt: Date): Promise<void> {
+      await Robot.update({ ...flags, lastSeenAt }, { where: { uuid }, silent: true })
+    },
+
+    /** Moves last_seen_at forward (frames; the caller coalesces). */
+    async touch (uuids: string[], lastSeenAt: Date): Promise<void> {
+      if (uuids.length === 0) return
+      await Robot.update({ lastSeenAt }, { where: { uuid: { [Op.in]: uuids } }, silent: true })
     },
 
     /** The robot whose serial and secret match, or null; unknown serials cost the same time. */

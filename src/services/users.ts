@@ -68,8 +68,8 @@ export function createUserService ({ db, events, audit }: { db: Database, events
         await audit.record(ctx, { action: 'user.updated', targetUserId: id, details }, transaction)
         return user
       })
+      if (patch.isStaff !== undefined || patch.isActive !== undefined) events.emit('userChanged', { userId: id, isStaff: updated.isStaff, isActive: updated.isActive })
       if (patch.isActive === false) events.emit('userRevoked', { userId: id })
-      if (patch.isStaff !== undefined || patch.isActive !== undefined) events.emit('accessChanged', { userId: id })
       return userView(updated)
     },
 
@@ -81,7 +81,6 @@ export function createUserService ({ db, events, audit }: { db: Database, events
         await audit.record(ctx, { action: 'user.deleted', targetUserId: id, details: { username: user.username } }, transaction)
       })
       events.emit('userRevoked', { userId: id })
-      events.emit('accessChanged', { userId: id })
     },
 
     /**

@@ -1,0 +1,72 @@
+// Commands (CONTRACT §5) on the broker side: publish what the REST endpoint
+// stored, mark it delivered on the robot's PUBACK, and done/failed on the
+// robot's own acknowledgement.
+import type { FastifyBaseLogger } from 'fastify'
+import { parseTopic, robotTopic } from '../src/contract/topics.js'
+import type { CommandIssued } from '../src/events.js'
+import type { Services } from '../src/services/index.js'
+import type { RobotPrincipal } from './principal.js'
+
+interface CommandAck { id: string, status: 'ok' | 'error', state?: string, message?: string }
+
+function parseAck (payload: Buffer): CommandAck | null {
+  if (payload.length > 4096) return null
+  let value: unknown
+  try {
+    value = JSON.parse(payload.toString('utf8'))
+  } catch {
+    return null
+  }
+  const v = value as Partial<CommandAck> | null
+  if (v === null || typeof v !== 'object' || typeof v.id !== 'string' || (v.status !== 'ok' && v.status !== 'error')) return null
+  if (v.message !== undefined && typeof v.message !== 'string') return null
+  return v as CommandAck
+}
+
+function commandId (payload: Buffer | string | undefined): string | null {
+  try {
+    const id = (JSON.parse(String(payload)) as { id?: unknown }).id
+    return typeof id === 'string' ? id : null
+  } catch {
+    return null
+  }
+}
+
+export interface CommandDeps {
+  services: Services
+  publish: (topic: string, payload: object, opts: { retain: boolean, qos: 0 | 1 }) => void
+  log: FastifyBaseLogger
+}
+
+export function createCommandRelay ({ services, publish, log }: CommandDeps) {
+  const off = services.events.on('commandIssued', (c: CommandIssued) => {
+    publish(robotTopic(c.robotUuid, 'commands'), { id: c.id, command: c.command, issued_by: c.issuedBy, issued_at: c.issuedAt }, { retain: false, qos: 1 })
+  })
+
+  return {
+    /** The robot PUBACKed a packet we sent it: a command is now delivered. */
+    delivered (robot: RobotPrincipal, topic: string, payload: Buffer | string | undefined): void {
+      const t = parseTopic(topic)
+      if (t === null || t.channel !== 'commands' || t.uuid !== robot.uuid) return
+      const id = commandId(payload)
+      if (id === null) return
+      services.commands.markDelivered(id).catch((err: unknown) => { log.warn({ err, command: id }, 'could not mark command delivered') })
+    },
+
+    /** The robot published on its commands/ack topic. */
+    acknowledged (robot: RobotPrincipal, payload: Buffer): void {
+      const ack = parseAck(payload)
+      if (ack === null) {
+        log.info({ robot: robot.uuid }, 'ignored a malformed command ack')
+        return
+      }
+      services.commands.acknowledge(robot.uuid, ack.id, ack.status === 'ok', ack.message)
+        .then((status) => { if (status === null) log.info({ robot: robot.uuid, command: ack.id }, 'ignored an ack for no open command') })
+        .catch((err: unknown) => { log.warn({ err, robot: robot.uuid, command: ack.id }, 'could not record command ack') })
+    },
+
+    close (): void {
+      off()
+    }
+  }
+}

@@ -1,0 +1,48 @@
+// The Aedes authorization hooks: thin adapters around src/contract/acl.ts.
+import type { AedesPublishPacket, Client, PublishPacket, Subscription } from 'aedes'
+import type { FastifyBaseLogger } from 'fastify'
+import { canForward, canPublish, canSubscribe, type AccessView } from '../src/contract/acl.js'
+import { principalOf } from './principal.js'
+
+/**
+ * A user whose socket holds this much unsent data is a slow consumer: live
+ * statistics are dropped for them until they catch up, so that a frozen
+ * browser tab never holds delivery slots that robots' acks need.
+ */
+export const SLOW_CONSUMER_BYTES = 256 * 1024
+
+export function createAuthorizers ({ access, log }: { access: AccessView, log: FastifyBaseLogger }) {
+  return {
+    /** Refused publishes close the connection (MQTT 3.1.1 has no PUBACK error) and are logged. */
+    authorizePublish (client: Client | null, packet: PublishPacket, done: (error?: Error | null) => void): void {
+      const who = principalOf(client)
+      if (who === undefined) {
+        done(new Error('not authenticated'))
+        return
+      }
+      const decision = canPublish(who, packet.topic)
+      if (decision.allow) {
+        done(null)
+        return
+      }
+      log.warn({ clientId: client?.id, principal: who.kind === 'robot' ? who.uuid : who.username, topic: packet.topic.slice(0, 200), reason: decision.reason }, 'MQTT publish refused')
+      done(new Error(`publish refused: ${decision.reason}`))
+    },
+
+    /** Refused subscriptions get SUBACK 0x80; the connection stays. */
+    authorizeSubscribe (client: Client, sub: Subscription, done: (error: Error | null, subscription?: Subscription | null) => void): void {
+      const who = principalOf(client)
+      const decision = who === undefined ? { allow: false as const, reason: 'not authenticated' } : canSubscribe(who, sub.topic, access)
+      if (!decision.allow) log.info({ clientId: client.id, topic: sub.topic.slice(0, 200), reason: decision.reason }, 'MQTT subscription refused')
+      done(null, decision.allow ? sub : null)
+    },
+
+    /** Per message, synchronous, from memory. */
+    authorizeForward (client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
+      const who = principalOf(client)
+      if (who === undefined || !canForward(who, packet.topic, access)) return null
+      if (who.kind === 'user' && client.conn.writableLength > SLOW_CONSUMER_BYTES) return null
+      return packet
+    }
+  }
+}

@@ -1,0 +1,156 @@
+// fp plugin 'broker': the embedded MQTT broker (Aedes) on TCP at MQTT_PORT
+// and on WebSocket at /mqtt of the HTTP server, sharing one broker. It closes
+// in preClose: stop accepting, finish the frames in flight, close clients.
+import { createServer, type Server } from 'node:net'
+import { Aedes, type Client } from 'aedes'
+import fp from 'fastify-plugin'
+import { createAccessCache } from './access-cache.js'
+import { createAuthenticate } from './authenticate.js'
+import { createCommandRelay } from './commands.js'
+import { createAuthorizers } from './hooks.js'
+import { createIngest } from './ingest.js'
+import { limitPacketSize } from './packet-limit.js'
+import { createPresenceTracker } from './presence.js'
+import { principalOf } from './principal.js'
+import { createStats } from './stats.js'
+import { attachWebSocket } from './websocket.js'
+import { parseTopic } from '../src/contract/topics.js'
+
+export interface BrokerHandle {
+  /** The TCP port MQTT listens on (useful with MQTT_PORT=0). */
+  port: number
+  connectedRobots: () => number
+  connectedUsers: () => number
+}
+
+declare module 'fastify' {
+  interface FastifyInstance { broker: BrokerHandle }
+}
+
+export default fp(async (fastify) => {
+  const { config, services } = fastify
+  const log = fastify.log.child({ module: 'broker' })
+  // The largest MQTT packet accepted: frames over MAX_FRAME_BYTES still get
+  // an error ack; packets this large only get their connection closed.
+  const packetLimit = Math.max(config.MAX_FRAME_BYTES * 4, 1024 * 1024)
+
+  const access = createAccessCache({ events: services.events, loadRobots: (id) => services.users.robotUuids(id) })
+  let aedes: Aedes | undefined
+  const broker = (): Aedes => aedes as Aedes
+
+  const publish = (topic: string, payload: object, opts: { retain: boolean, qos: 0 | 1 }): void => {
+    if (aedes === undefined || aedes.closed) return
+    aedes.publish({ cmd: 'publish', topic, payload: Buffer.from(JSON.stringify(payload)), qos: opts.qos, retain: opts.retain, dup: false }, (err) => {
+      if (err !== undefined && err !== null) log.warn({ err, topic }, 'internal publish failed')
+    })
+  }
+
+  const stats = createStats({ publish })
+  const presence = createPresenceTracker({ services, publish, onChange: (uuid, flags) => { stats.connection(uuid, flags) }, log })
+  const ingest = createIngest({ services, publish, onStored: (robot, data) => { stats.frame(robot.uuid, data) }, maxFrameBytes: config.MAX_FRAME_BYTES, log })
+  const commands = createCommandRelay({ services, publish, log })
+  const authorizers = createAuthorizers({ access, log })
+
+  aedes = await Aedes.createBroker({
+    authenticate: createAuthenticate({ broker, services, access, log }),
+    ...authorizers,
+    published (packet, client, done) {
+      const who = principalOf(client)
+      if (who?.kind === 'robot') {
+        const t = parseTopic(packet.topic)
+        if (t?.channel === 'data') ingest.frame(who, packet.payload as Buffer)
+        else if (t?.channel === 'commands/ack') commands.acknowledged(who, packet.payload as Buffer)
+      }
+      done(null)
+    },
+    // A subscriber that stops reading is disconnected after this long.
+    drainTimeout: 10_000,
+    connectTimeout: 10_000,
+    concurrency: 1000,
+    maxClientsIdLength: 128
+  })
+
+  aedes.on('client', (client: Client) => {
+    const who = principalOf(client)
+    if (who?.kind !== 'robot') return
+    presence.connected(client, who)
+    services.robots.ref(who.uuid).then((robot) => { if (robot !== null) stats.seed(who.uuid, robot.state) }, () => {})
+  })
+  aedes.on('clientDisconnect', (client: Client) => {
+    const who = principalOf(client)
+    if (who?.kind === 'robot') presence.disconnected(client, who)
+    else if (who?.kind === 'user') access.release(who.id)
+  })
+  aedes.on('subscribe', (subs, client) => {
+    const who = principalOf(client)
+    if (who?.kind === 'robot') presence.subscribed(client, who, subs.filter((s) => (s.qos as number) !== 128).map((s) => s.topic))
+  })
+  aedes.on('unsubscribe', (topics, client) => {
+    const who = principalOf(client)
+    if (who?.kind === 'robot') presence.unsubscribed(client, who, topics)
+  })
+  aedes.on('ack', (packet, client) => {
+    const who = principalOf(client)
+    if (who?.kind === 'robot' && packet !== undefined && packet !== null && 'topic' in packet) {
+      commands.delivered(who, packet.topic, packet.payload as Buffer)
+    }
+  })
+  aedes.on('clientError', (client, err) => { log.debug({ clientId: client.id, err: err.message }, 'MQTT client error') })
+  aedes.on('connectionError', (client, err) => { log.debug({ err: err.message }, 'MQTT connection error') })
+
+  // Revocation (CONTRACT §2): disabled, deleted or rotated robots and
+  // deactivated or deleted users lose their connections at once.
+  const offRobot = services.events.on('robotRevoked', ({ robotUuid, reason }) => {
+    for (const client of presence.clientsOf(robotUuid)) client.close()
+    if (reason === 'deleted') stats.forget(robotUuid)
+  })
+  const offUser = services.events.on('userRevoked', ({ userId }) => {
+    for (const client of Object.values((aedes as unknown as { clients: Record<string, Client> }).clients)) {
+      const who = principalOf(client)
+      if (who?.kind === 'user' && who.id === userId) client.close()
+    }
+  })
+  const offState = services.events.on('robotStateChanged', ({ robotUuid, state }) => { stats.state(robotUuid, state) })
+
+  const handle = (stream: Parameters<Aedes['handle']>[0], req?: Parameters<Aedes['handle']>[1]): void => {
+    const client = aedes!.handle(stream, req)
+    limitPacketSize(client, packetLimit)
+  }
+
+  // TCP_NODELAY: the PUBACK and the ack are two small writes; without it each
+  // ack waits for the client's delayed ACK (~40 ms).
+  const tcp: Server = createServer({ noDelay: true }, (socket) => {
+    socket.on('error', () => { socket.destroy() })
+    handle(socket)
+  })
+  await new Promise<void>((resolve, reject) => {
+    tcp.once('error', reject)
+    tcp.listen(config.MQTT_PORT, config.HOST, () => { tcp.off('error', reject); resolve() })
+  })
+  const ws = attachWebSocket(fastify.server, handle, { maxPayload: packetLimit })
+  const address = tcp.address()
+  const port = typeof address === 'object' && address !== null ? address.port : config.MQTT_PORT
+  log.info({ port, websocket: '/mqtt' }, 'MQTT broker listening')
+
+  fastify.decorate('broker', {
+    port,
+    connectedRobots: () => presence.onlineCount,
+    connectedUsers: () => access.size
+  })
+
+  fastify.addHook('preClose', async () => {
+    const tcpClosed = new Promise<void>((resolve) => { tcp.close(() => { resolve() }) })
+    ws.close()
+    // Frames already received are stored and acknowledged before clients go.
+    await services.frameWriter.flush().catch((err: unknown) => { log.error({ err }, 'frames could not be written at shutdown') })
+    await new Promise<void>((resolve) => { setImmediate(resolve) })
+    await new Promise<void>((resolve) => { aedes!.close(() => { resolve() }) })
+    await tcpClosed
+    await presence.settle()
+    commands.close()
+    access.close()
+    offRobot()
+    offUser()
+    offState()
+  })
+}, { name: 'broker', dependencies: ['services'] })

@@ -1,0 +1,95 @@
+// Which robots are connected and how (CONTRACT §3): data-connected while it
+// has an open connection, command-connected while one of them subscribes to
+// its commands topic. Every change is republished, retained, on
+// robots/{uuid}/presence and written to the robot's row.
+import type { Client } from 'aedes'
+import type { FastifyBaseLogger } from 'fastify'
+import { robotTopic } from '../src/contract/topics.js'
+import type { Services } from '../src/services/index.js'
+import type { RobotPrincipal } from './principal.js'
+
+interface Live { clients: Set<Client>, command: Set<Client>, online: boolean, since: Date }
+
+export interface PresenceDeps {
+  services: Services
+  publish: (topic: string, payload: object, opts: { retain: boolean, qos: 0 | 1 }) => void
+  onChange: (uuid: string, flags: { data_connected: boolean, command_connected: boolean }) => void
+  log: FastifyBaseLogger
+}
+
+export function createPresenceTracker ({ services, publish, onChange, log }: PresenceDeps) {
+  const robots = new Map<string, Live>()
+  // One write at a time per robot, so that rapid connect/disconnect cannot land out of order.
+  const writes = new Map<string, Promise<void>>()
+
+  function live (uuid: string): Live {
+    let entry = robots.get(uuid)
+    if (entry === undefined) robots.set(uuid, entry = { clients: new Set(), command: new Set(), online: false, since: new Date() })
+    return entry
+  }
+
+  function changed (uuid: string, entry: Live): void {
+    const data = entry.clients.size > 0
+    const command = entry.command.size > 0
+    if (data !== entry.online) {
+      entry.online = data
+      entry.since = new Date()
+    }
+    services.presence.set(uuid, { data: entry.clients.size, command: entry.command.size })
+    publish(robotTopic(uuid, 'presence'), {
+      robot_uuid: uuid,
+      online: data,
+      data_connected: data,
+      command_connected: command,
+      since: entry.since.toISOString()
+    }, { retain: true, qos: 0 })
+    onChange(uuid, { data_connected: data, command_connected: command })
+    const previous = writes.get(uuid) ?? Promise.resolve()
+    const next = previous
+      .then(() => services.robots.setConnection(uuid, { dataConnected: data, commandConnected: command }, new Date()))
+      .catch((err: unknown) => { log.warn({ err, robot: uuid }, 'could not record robot presence') })
+    writes.set(uuid, next)
+    void next.finally(() => { if (writes.get(uuid) === next) writes.delete(uuid) })
+    if (!data) robots.delete(uuid)
+  }
+
+  const isCommandTopic = (robot: RobotPrincipal, topic: string): boolean => topic === robotTopic(robot.uuid, 'commands')
+
+  return {
+    connected (client: Client, robot: RobotPrincipal): void {
+      const entry = live(robot.uuid)
+      entry.clients.add(client)
+      changed(robot.uuid, entry)
+    },
+    disconnected (client: Client, robot: RobotPrincipal): void {
+      const entry = robots.get(robot.uuid)
+      if (entry === undefined || !entry.clients.delete(client)) return
+      entry.command.delete(client)
+      changed(robot.uuid, entry)
+    },
+    subscribed (client: Client, robot: RobotPrincipal, topics: string[]): void {
+      const entry = robots.get(robot.uuid)
+      if (entry === undefined || !entry.clients.has(client) || !topics.some((t) => isCommandTopic(robot, t)) || entry.command.has(client)) return
+      entry.command.add(client)
+      changed(robot.uuid, entry)
+    },
+    unsubscribed (client: Client, robot: RobotPrincipal, topics: string[]): void {
+      const entry = robots.get(robot.uuid)
+      if (entry === undefined || !topics.some((t) => isCommandTopic(robot, t)) || !entry.command.delete(client)) return
+      changed(robot.uuid, entry)
+    },
+    /** The open connections of a robot (to close them on revocation). */
+    clientsOf (uuid: string): Client[] {
+      return [...(robots.get(uuid)?.clients ?? [])]
+    },
+    get onlineCount (): number {
+      return robots.size
+    },
+    /** Waits for the presence rows being written. */
+    async settle (): Promise<void> {
+      await Promise.all([...writes.values()])
+    }
+  }
+}
+
+export type PresenceTracker = ReturnType<typeof createPresenceTracker>

@@ -1,0 +1,37 @@
+// Every MQTT topic of CONTRACT §3, built and parsed here and nowhere else.
+export const CHANNELS = ['data', 'ack', 'commands', 'commands/ack', 'stats', 'presence'] as const
+export type Channel = typeof CHANNELS[number]
+
+export const SYS_PREFIX = '$SYS/'
+const ROOT = 'robots/'
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+export function robotTopic (uuid: string, channel: Channel): string {
+  return `${ROOT}${uuid}/${channel}`
+}
+
+export interface ParsedTopic {
+  /** a robot uuid, or '+' in a subscription filter */
+  uuid: string
+  channel: Channel
+}
+
+/**
+ * `robots/{uuid}/{channel}` → `{uuid, channel}`; anything else → null. With
+ * `filter`, the robot position may be the `+` wildcard (CONTRACT §3); no
+ * other wildcard is recognised, so `robots/#` is not a robot topic.
+ */
+export function parseTopic (topic: string, filter = false): ParsedTopic | null {
+  if (!topic.startsWith(ROOT)) return null
+  const slash = topic.indexOf('/', ROOT.length)
+  if (slash === -1) return null
+  const uuid = topic.slice(ROOT.length, slash)
+  const channel = topic.slice(slash + 1)
+  if (!(CHANNELS as readonly string[]).includes(channel)) return null
+  if (uuid === '+' ? !filter : !UUID.test(uuid)) return null
+  return { uuid, channel: channel as Channel }
+}
+
+export function isSysTopic (topic: string): boolean {
+  return topic.startsWith(SYS_PREFIX)
+}

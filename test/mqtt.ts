@@ -1,0 +1,101 @@
+// Real mqtt.js clients against the real broker, over TCP or WebSocket.
+import { once } from 'node:events'
+import type { FastifyInstance } from 'fastify'
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import type { Test } from 'tap'
+import type { TestRobot, TestUser } from './factory.js'
+
+export type Transport = 'tcp' | 'ws'
+export const TRANSPORTS: Transport[] = ['tcp', 'ws']
+
+export function brokerUrl (app: FastifyInstance, transport: Transport): string {
+  if (transport === 'tcp') return `mqtt://127.0.0.1:${app.broker.port}`
+  const address = app.server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : 0
+  return `ws://127.0.0.1:${port}/mqtt`
+}
+
+/** Makes sure the HTTP server listens (for WebSocket tests). */
+export async function listen (app: FastifyInstance): Promise<void> {
+  if (app.server.listening) return
+  await app.listen({ host: '127.0.0.1', port: 0 })
+}
+
+export interface ConnectOptions extends IClientOptions { transport?: Transport }
+
+/** Connects and resolves on CONNACK 0; closed on teardown. */
+export async function connect (t: Test, app: FastifyInstance, opts: ConnectOptions = {}): Promise<MqttClient> {
+  const transport = opts.transport ?? 'tcp'
+  if (transport === 'ws') await listen(app)
+  const client = mqtt.connect(brokerUrl(app, transport), { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...opts })
+  t.teardown(() => { client.end(true) })
+  await new Promise<void>((resolve, reject) => {
+    client.once('connect', () => { resolve() })
+    client.once('error', reject)
+    client.once('close', () => { reject(new Error('closed before CONNACK')) })
+  })
+  return client
+}
+
+/** Connects expecting a refusal; resolves with the CONNACK return code. */
+export async function refusedWith (t: Test, app: FastifyInstance, opts: ConnectOptions = {}): Promise<number | undefined> {
+  const transport = opts.transport ?? 'tcp'
+  if (transport === 'ws') await listen(app)
+  const client = mqtt.connect(brokerUrl(app, transport), { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...opts })
+  t.teardown(() => { client.end(true) })
+  return await new Promise((resolve, reject) => {
+    client.once('connect', () => { reject(new Error('connected, but a refusal was expected')) })
+    client.once('error', (err: Error & { code?: number }) => { resolve(err.code) })
+  })
+}
+
+export async function robotToken (app: FastifyInstance, robot: TestRobot): Promise<string> {
+  return (await app.services.robotTokens.obtain(robot.serial, robot.secret)).access_token
+}
+
+export async function connectRobot (t: Test, app: FastifyInstance, robot: TestRobot, opts: ConnectOptions = {}): Promise<MqttClient> {
+  return await connect(t, app, { username: robot.uuid, password: await robotToken(app, robot), ...opts })
+}
+
+export async function connectUser (t: Test, app: FastifyInstance, user: TestUser, opts: ConnectOptions = {}): Promise<MqttClient> {
+  return await connect(t, app, { username: user.username, password: user.jwt, ...opts })
+}
+
+export async function subscribe (client: MqttClient, topic: string | string[], qos: 0 | 1 = 1): Promise<number[]> {
+  const granted = await client.subscribeAsync(topic, { qos })
+  return granted.map((g) => g.qos)
+}
+
+/** The next message on `topic` (exact match), parsed as JSON. */
+export async function nextMessage<T = Record<string, unknown>> (client: MqttClient, topic: string | ((t: string) => boolean), timeoutMs = 5000): Promise<T> {
+  const match = typeof topic === 'string' ? (t: string) => t === topic : topic
+  return await new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => { client.off('message', onMessage); reject(new Error(`no message on ${String(topic)} within ${timeoutMs} ms`)) }, timeoutMs)
+    function onMessage (t: string, payload: Buffer): void {
+      if (!match(t)) return
+      clearTimeout(timer)
+      client.off('message', onMessage)
+      resolve(JSON.parse(payload.toString()) as T)
+    }
+    client.on('message', onMessage)
+  })
+}
+
+/** Collects every message on matching topics until stopped. */
+export function collect (client: MqttClient, match: (topic: string) => boolean): Array<{ topic: string, body: Record<string, unknown> }> {
+  const seen: Array<{ topic: string, body: Record<string, unknown> }> = []
+  client.on('message', (topic, payload) => {
+    if (match(topic)) seen.push({ topic, body: JSON.parse(payload.toString()) as Record<string, unknown> })
+  })
+  return seen
+}
+
+/** Resolves when the client's connection closes. */
+export async function closed (client: MqttClient): Promise<void> {
+  if (!client.connected) return
+  await once(client, 'close')
+}
+
+export function positionFrame (id: string, extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({ id, type: 1, data: { speed: 1.5, position_x: 10, position_y: 20, angle_theta: 0.5, datetime: '2024-05-01 12:00:00', ...extra } })
+}
