@@ -49,6 +49,8 @@ async function main (): Promise<void> {
     `  REST API      ${base}/`,
     `  API docs      ${base}/docs`,
     `  Admin         ${base}/admin`,
+    `  MQTT (TCP)    mqtt://${host.includes(':') ? `[${host}]` : host}:${app.broker.port}`,
+    `  MQTT (WS)     ${base.replace(/^http/, 'ws')}/mqtt`,
     `  Health        ${base}/health`,
     `  Database      ${config.DATABASE_URL.startsWith('sqlite:') ? config.DATABASE_URL : config.DATABASE_URL.replace(/\/\/[^@/]*@/, '//***@')}`,
     '',
