@@ -39,6 +39,7 @@ export interface CommandDeps {
 }
 
 export function createCommandRelay ({ services, publish, log }: CommandDeps) {
+  const pending = new Set<Promise<void>>()
   const off = services.events.on('commandIssued', (c: CommandIssued) => {
     publish(robotTopic(c.robotUuid, 'commands'), { id: c.id, command: c.command, issued_by: c.issuedBy, issued_at: c.issuedAt }, { retain: false, qos: 1 })
   })
@@ -60,9 +61,16 @@ export function createCommandRelay ({ services, publish, log }: CommandDeps) {
         log.info({ robot: robot.uuid }, 'ignored a malformed command ack')
         return
       }
-      services.commands.acknowledge(robot.uuid, ack.id, ack.status === 'ok', ack.message)
+      const recording = services.commands.acknowledge(robot.uuid, ack.id, ack.status === 'ok', ack.message)
         .then((status) => { if (status === null) log.info({ robot: robot.uuid, command: ack.id }, 'ignored an ack for no open command') })
         .catch((err: unknown) => { log.warn({ err, robot: robot.uuid, command: ack.id }, 'could not record command ack') })
+        .finally(() => { pending.delete(recording) })
+      pending.add(recording)
+    },
+
+    /** Waits for the command acks being recorded (at shutdown, before the database closes). */
+    async settle (): Promise<void> {
+      await Promise.all([...pending])
     },
 
     close (): void {

@@ -7,7 +7,10 @@ import { principalOf } from './principal.js'
 /**
  * A user whose socket holds this much unsent data is a slow consumer: live
  * statistics are dropped for them until they catch up, so that a frozen
- * browser tab never holds delivery slots that robots' acks need.
+ * browser tab never holds delivery slots that robots' acks need. It is also
+ * the connections' write high-water mark (index.ts, websocket.ts): Aedes holds
+ * a delivery slot for every write past the high-water mark until the socket
+ * drains, so deliveries must stop there, not after it.
  */
 export const SLOW_CONSUMER_BYTES = 256 * 1024
 
@@ -41,7 +44,7 @@ export function createAuthorizers ({ access, log }: { access: AccessView, log: F
     authorizeForward (client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
       const who = principalOf(client)
       if (who === undefined || !canForward(who, packet.topic, access)) return null
-      if (who.kind === 'user' && client.conn.writableLength > SLOW_CONSUMER_BYTES) return null
+      if (who.kind === 'user' && (client.conn.writableNeedDrain || client.conn.writableLength >= SLOW_CONSUMER_BYTES)) return null
       return packet
     }
   }

@@ -7,14 +7,15 @@ import fp from 'fastify-plugin'
 import { createAccessCache } from './access-cache.js'
 import { createAuthenticate } from './authenticate.js'
 import { createCommandRelay } from './commands.js'
-import { createAuthorizers } from './hooks.js'
+import { createDeliveryTracker } from './deliveries.js'
+import { createAuthorizers, SLOW_CONSUMER_BYTES } from './hooks.js'
 import { createIngest } from './ingest.js'
 import { limitPacketSize } from './packet-limit.js'
 import { createPresenceTracker } from './presence.js'
 import { principalOf } from './principal.js'
 import { createStats } from './stats.js'
 import { attachWebSocket } from './websocket.js'
-import { parseTopic } from '../src/contract/topics.js'
+import { parseTopic, robotTopic } from '../src/contract/topics.js'
 
 export interface BrokerHandle {
   /** The TCP port MQTT listens on (useful with MQTT_PORT=0). */
@@ -45,15 +46,23 @@ export default fp(async (fastify) => {
     })
   }
 
+  /** An empty retained message deletes the retained one (MQTT-3.3.1-10). */
+  const clearRetained = (topic: string): void => {
+    if (aedes === undefined || aedes.closed) return
+    aedes.publish({ cmd: 'publish', topic, payload: Buffer.alloc(0), qos: 0, retain: true, dup: false }, () => {})
+  }
+
   const stats = createStats({ publish })
   const presence = createPresenceTracker({ services, publish, onChange: (uuid, flags) => { stats.connection(uuid, flags) }, log })
   const ingest = createIngest({ services, publish, onStored: (robot, data) => { stats.frame(robot.uuid, data) }, maxFrameBytes: config.MAX_FRAME_BYTES, log })
   const commands = createCommandRelay({ services, publish, log })
   const authorizers = createAuthorizers({ access, log })
+  const deliveries = createDeliveryTracker()
 
   aedes = await Aedes.createBroker({
     authenticate: createAuthenticate({ broker, services, access, log }),
     ...authorizers,
+    authorizeForward: (client, packet) => deliveries.outgoing(client, authorizers.authorizeForward(client, packet)),
     published (packet, client, done) {
       const who = principalOf(client)
       if (who?.kind === 'robot') {
@@ -69,6 +78,8 @@ export default fp(async (fastify) => {
     concurrency: 1000,
     maxClientsIdLength: 128
   })
+  // PUBACKs of clean sessions reach the 'ack' event with their command (deliveries.ts).
+  deliveries.wrap((aedes as unknown as { persistence: Parameters<typeof deliveries.wrap>[0] }).persistence)
 
   aedes.on('client', (client: Client) => {
     const who = principalOf(client)
@@ -101,8 +112,14 @@ export default fp(async (fastify) => {
   // Revocation (CONTRACT §2): disabled, deleted or rotated robots and
   // deactivated or deleted users lose their connections at once.
   const offRobot = services.events.on('robotRevoked', ({ robotUuid, reason }) => {
-    for (const client of presence.clientsOf(robotUuid)) client.close()
-    if (reason === 'deleted') stats.forget(robotUuid)
+    const closing = presence.clientsOf(robotUuid).map(async (client) => { await new Promise<void>((resolve) => { client.close(() => { resolve() }) }) })
+    if (reason !== 'deleted') return
+    // A deleted robot leaves no retained presence or statistics behind: clear
+    // them once its connections (and their last presence update) are gone.
+    void Promise.all(closing).then(() => {
+      stats.forget(robotUuid)
+      for (const channel of ['presence', 'stats'] as const) clearRetained(robotTopic(robotUuid, channel))
+    })
   })
   const offUser = services.events.on('userRevoked', ({ userId }) => {
     for (const client of Object.values((aedes as unknown as { clients: Record<string, Client> }).clients)) {
@@ -119,7 +136,7 @@ export default fp(async (fastify) => {
 
   // TCP_NODELAY: the PUBACK and the ack are two small writes; without it each
   // ack waits for the client's delayed ACK (~40 ms).
-  const tcp: Server = createServer({ noDelay: true }, (socket) => {
+  const tcp: Server = createServer({ noDelay: true, highWaterMark: SLOW_CONSUMER_BYTES }, (socket) => {
     socket.on('error', () => { socket.destroy() })
     handle(socket)
   })
@@ -147,6 +164,7 @@ export default fp(async (fastify) => {
     await new Promise<void>((resolve) => { aedes!.close(() => { resolve() }) })
     await tcpClosed
     await presence.settle()
+    await commands.settle()
     commands.close()
     access.close()
     offRobot()

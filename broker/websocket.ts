@@ -5,6 +5,7 @@
 import type { IncomingMessage, Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { createWebSocketStream, WebSocketServer } from 'ws'
+import { SLOW_CONSUMER_BYTES } from './hooks.js'
 
 export const MQTT_WS_PATH = '/mqtt'
 
@@ -19,7 +20,7 @@ export function attachWebSocket (server: Server, handle: (stream: Duplex, req: I
     }
     socket.on('error', () => { socket.destroy() })
     wss.handleUpgrade(req, socket, head, (ws) => {
-      const stream = createWebSocketStream(ws)
+      const stream = createWebSocketStream(ws, { writableHighWaterMark: SLOW_CONSUMER_BYTES })
       // Errors of one socket (a bad frame, a reset) end that connection only.
       stream.on('error', () => { stream.destroy() })
       handle(stream, req)

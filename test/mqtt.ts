@@ -1,5 +1,4 @@
 // Real mqtt.js clients against the real broker, over TCP or WebSocket.
-import { once } from 'node:events'
 import type { FastifyInstance } from 'fastify'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import type { Test } from 'tap'
@@ -93,9 +92,68 @@ export function collect (client: MqttClient, match: (topic: string) => boolean):
 /** Resolves when the client's connection closes. */
 export async function closed (client: MqttClient): Promise<void> {
   if (!client.connected) return
-  await once(client, 'close')
+  await new Promise<void>((resolve) => { client.once('close', () => { resolve() }) })
 }
 
 export function positionFrame (id: string, extra: Record<string, unknown> = {}): string {
   return JSON.stringify({ id, type: 1, data: { speed: 1.5, position_x: 10, position_y: 20, angle_theta: 0.5, datetime: '2024-05-01 12:00:00', ...extra } })
+}
+
+/** The next message on `topic` whose body satisfies `match` (messages before it are skipped). */
+export async function messageWhere<T = Record<string, unknown>> (client: MqttClient, topic: string, match: (body: T) => boolean, timeoutMs = 5000): Promise<T> {
+  return await new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => { client.off('message', onMessage); reject(new Error(`no matching message on ${topic} within ${timeoutMs} ms`)) }, timeoutMs)
+    function onMessage (t: string, payload: Buffer): void {
+      if (t !== topic) return
+      const body = JSON.parse(payload.toString()) as T
+      if (!match(body)) return
+      clearTimeout(timer)
+      client.off('message', onMessage)
+      resolve(body)
+    }
+    client.on('message', onMessage)
+  })
+}
+
+/**
+ * Calls `probe` until `done` accepts its result (yielding to the event loop
+ * between calls), for state written asynchronously; fails after `timeoutMs`.
+ */
+export async function eventually<T> (probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await probe()
+    if (done(value)) return value
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms; last value: ${JSON.stringify(value)}`)
+    await new Promise((resolve) => { setTimeout(resolve, 10) })
+  }
+}
+
+/** Publishes a position frame at QoS 1 and resolves with its ack (the robot must be subscribed to its ack topic). */
+export async function sendFrame (client: MqttClient, uuid: string, id: string, extra: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+  const [ack] = await Promise.all([
+    messageWhere(client, `robots/${uuid}/ack`, (body) => body.id === id),
+    client.publishAsync(`robots/${uuid}/data`, positionFrame(id, extra), { qos: 1 })
+  ])
+  return ack
+}
+
+/** Resolves when the broker closes this client's connection; socket errors on the way are expected. */
+export async function closedByServer (client: MqttClient): Promise<void> {
+  client.on('error', () => {})
+  await closed(client)
+}
+
+/**
+ * The SUBACK return codes of one SUBSCRIBE, refusals (0x80 = 128) included
+ * (`subscribe` rejects when any filter is refused).
+ */
+export async function suback (client: MqttClient, topic: string | string[], qos: 0 | 1 = 1): Promise<number[]> {
+  try {
+    return await subscribe(client, topic, qos)
+  } catch (err) {
+    const granted = (err as { packet?: { granted?: Array<number | { qos: number }> } }).packet?.granted
+    if (granted === undefined) throw err
+    return granted.map((g) => typeof g === 'number' ? g : g.qos)
+  }
 }

@@ -48,7 +48,12 @@ export function parseFrameDatetime (value: string): Date | null {
   // A date-time without an offset is taken as UTC, like the original robot's.
   const withZone = /(?:Z|[+-]\d{2}:?\d{2})$/i.test(iso) ? iso : `${iso}Z`
   const ms = Date.parse(withZone)
-  return Number.isNaN(ms) ? null : new Date(ms)
+  if (Number.isNaN(ms)) return null
+  // Date.parse rolls a day the month does not have (2024-02-30) over into the next month.
+  const [y, m, d] = value.slice(0, 10).split('-').map(Number) as [number, number, number]
+  const day = new Date(0)
+  day.setUTCFullYear(y, m - 1, d)
+  return day.getUTCDate() === d ? new Date(ms) : null
 }
 
 const ajv = new Ajv({ allErrors: true, strict: false })
@@ -67,6 +72,13 @@ export interface Frame { id: string, type: number, data: Record<string, unknown>
 export type FrameResult =
   | { ok: true, frame: Frame }
   | { ok: false, id: string | null, errors: string[] }
+
+/** At most this many errors per ack, so that an ack stays small whatever the frame held. */
+export const MAX_ERRORS = 20
+
+function capped (errors: string[]): string[] {
+  return errors.length <= MAX_ERRORS ? errors : [...errors.slice(0, MAX_ERRORS), `and ${errors.length - MAX_ERRORS} more errors`]
+}
 
 /** Turns ajv's errors into sentences that name the field. */
 function describe (errors: ErrorObject[] | null | undefined, prefix: string, typeName?: string): string[] {
@@ -111,7 +123,7 @@ export function validateFrame (payload: Buffer, maxBytes: number): FrameResult {
   const raw = value as { id?: unknown, type?: unknown, data?: unknown }
   const id = typeof raw.id === 'string' && raw.id.length >= 1 && raw.id.length <= 64 ? raw.id : null
   if (!validateEnvelope(value)) {
-    return { ok: false, id, errors: [...new Set(describe(validateEnvelope.errors, ''))] }
+    return { ok: false, id, errors: capped([...new Set(describe(validateEnvelope.errors, ''))]) }
   }
   const frame = value as { id: string, type: number, data: Record<string, unknown> }
   const validate = validators[frame.type] as ValidateFunction
@@ -120,6 +132,6 @@ export function validateFrame (payload: Buffer, maxBytes: number): FrameResult {
   if (frame.type === FRAME_TYPES.hardware && !HARDWARE_METRICS.some((m) => m in frame.data)) {
     errors.push(`a hardware frame needs at least one of ${HARDWARE_METRICS.join(', ')}`)
   }
-  if (errors.length > 0) return { ok: false, id: frame.id, errors }
+  if (errors.length > 0) return { ok: false, id: frame.id, errors: capped(errors) }
   return { ok: true, frame: { id: frame.id, type: frame.type, data: frame.data, recordedAt: parseFrameDatetime(frame.data.datetime as string) as Date } }
 }

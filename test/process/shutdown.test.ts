@@ -21,7 +21,7 @@ t.test('SIGTERM stores the frames in flight, acks them, and exits 0', async (t) 
 
   const client = mqtt.connect(`mqtt://127.0.0.1:${mqttPort}`, { username: token.robot_uuid, password: token.access_token, reconnectPeriod: 0, protocolVersion: 4 })
   t.teardown(() => { client.end(true) })
-  await once(client, 'connect')
+  await new Promise<void>((resolve) => { client.once('connect', () => { resolve() }) })
   await client.subscribeAsync(`robots/${token.robot_uuid}/ack`, { qos: 1 })
   const acked: string[] = []
   client.on('message', (_topic, payload) => {
