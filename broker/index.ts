@@ -54,7 +54,17 @@ export default fp(async (fastify) => {
 
   const stats = createStats({ publish })
   const presence = createPresenceTracker({ services, publish, onChange: (uuid, flags) => { stats.connection(uuid, flags) }, log })
-  const ingest = createIngest({ services, publish, onStored: (robot, data) => { stats.frame(robot.uuid, data) }, maxFrameBytes: config.MAX_FRAME_BYTES, log })
+  const ingest = createIngest({
+    services,
+    publish,
+    onStored: (robot, data) => {
+      stats.frame(robot.uuid, data)
+      presence.seen(robot.uuid)
+    },
+    maxFrameBytes: config.MAX_FRAME_BYTES,
+    metrics: fastify.metrics,
+    log
+  })
   const commands = createCommandRelay({ services, publish, log })
   const authorizers = createAuthorizers({ access, log })
   const deliveries = createDeliveryTracker()
@@ -67,8 +77,16 @@ export default fp(async (fastify) => {
       const who = principalOf(client)
       if (who?.kind === 'robot') {
         const t = parseTopic(packet.topic)
-        if (t?.channel === 'data') ingest.frame(who, packet.payload as Buffer)
-        else if (t?.channel === 'commands/ack') commands.acknowledged(who, packet.payload as Buffer)
+        if (t?.channel === 'data') {
+          // Backpressure: while the storage queue is full, this frame waits
+          // for a place and Aedes reads no more from the robot's socket until
+          // `done`, so memory stays bounded and no frame is dropped.
+          const waiting = ingest.frame(who, packet.payload as Buffer)
+          if (waiting !== undefined) {
+            void waiting.then(() => { done(null) })
+            return
+          }
+        } else if (t?.channel === 'commands/ack') commands.acknowledged(who, packet.payload as Buffer)
       }
       done(null)
     },
@@ -149,6 +167,11 @@ export default fp(async (fastify) => {
   const port = typeof address === 'object' && address !== null ? address.port : config.MQTT_PORT
   log.info({ port, websocket: '/mqtt' }, 'MQTT broker listening')
 
+  fastify.metrics.gauge('united_connected_robots', 'Robots with an open MQTT connection', () => presence.onlineCount)
+  fastify.metrics.gauge('united_connected_users', 'Users with an open MQTT connection', () => access.size)
+  fastify.metrics.gauge('united_frames_waiting', 'Frames waiting for a place in the full storage queue', () => services.frameWriter.waiting)
+  fastify.metrics.gauge('united_mqtt_clients', 'Open MQTT connections', () => aedes?.connectedClients ?? 0)
+
   fastify.decorate('broker', {
     port,
     connectedRobots: () => presence.onlineCount,
@@ -171,4 +194,4 @@ export default fp(async (fastify) => {
     offUser()
     offState()
   })
-}, { name: 'broker', dependencies: ['services'] })
+}, { name: 'broker', dependencies: ['services', 'metrics'] })

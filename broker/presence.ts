@@ -19,6 +19,20 @@ export interface PresenceDeps {
 
 export function createPresenceTracker ({ services, publish, onChange, log }: PresenceDeps) {
   const robots = new Map<string, Live>()
+  // Robots that sent a stored frame since the last tick: last_seen_at moves at
+  // most once per robot per second, in one UPDATE for all of them.
+  let seen = new Set<string>()
+  let touching: Promise<void> = Promise.resolve()
+  const touch = (): void => {
+    if (seen.size === 0) return
+    const uuids = [...seen]
+    seen = new Set()
+    touching = touching
+      .then(() => services.robots.touch(uuids, new Date()))
+      .catch((err: unknown) => { log.warn({ err, robots: uuids.length }, 'could not record last_seen_at') })
+  }
+  const ticker = setInterval(touch, 1000)
+  ticker.unref()
   // One write at a time per robot, so that rapid connect/disconnect cannot land out of order.
   const writes = new Map<string, Promise<void>>()
 
@@ -82,12 +96,18 @@ export function createPresenceTracker ({ services, publish, onChange, log }: Pre
     clientsOf (uuid: string): Client[] {
       return [...(robots.get(uuid)?.clients ?? [])]
     },
+    /** The robot sent a stored frame. */
+    seen (uuid: string): void {
+      seen.add(uuid)
+    },
     get onlineCount (): number {
       return robots.size
     },
-    /** Waits for the presence rows being written. */
+    /** Writes what is pending and stops the ticker (shutdown). */
     async settle (): Promise<void> {
-      await Promise.all([...writes.values()])
+      clearInterval(ticker)
+      touch()
+      await Promise.all([...writes.values(), touching])
     }
   }
 }

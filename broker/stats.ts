@@ -1,12 +1,14 @@
 // Live statistics (CONTRACT §6): the last known value of each field, published
-// on robots/{uuid}/stats after every stored frame and retained, so that a
-// dashboard that subscribes later sees the latest values at once.
+// on robots/{uuid}/stats after stored frames and retained, so that a
+// dashboard that subscribes later sees the latest values at once. Frames that
+// commit together (one batch) are merged into one message per robot.
 import { robotTopic } from '../src/contract/topics.js'
 
 const POSITION = { speed: null, position_x: null, position_y: null, angle_theta: null, datetime: null }
 
 export function createStats ({ publish }: { publish: (topic: string, payload: object, opts: { retain: boolean, qos: 0 | 1 }) => void }) {
   const last = new Map<string, Record<string, unknown>>()
+  const dirty = new Set<string>()
 
   function current (uuid: string): Record<string, unknown> {
     let stats = last.get(uuid)
@@ -25,10 +27,16 @@ export function createStats ({ publish }: { publish: (topic: string, payload: ob
     seed (uuid: string, state: string): void {
       current(uuid).state = state
     },
-    /** A frame was stored: merge its fields and publish. */
+    /** A frame was stored: merge its fields; publish once the batch's frames are all merged. */
     frame (uuid: string, data: Record<string, unknown>): void {
       Object.assign(current(uuid), data)
-      send(uuid)
+      if (dirty.size === 0) {
+        setImmediate(() => {
+          for (const robot of dirty) send(robot)
+          dirty.clear()
+        })
+      }
+      dirty.add(uuid)
     },
     state (uuid: string, state: string): void {
       current(uuid).state = state
@@ -39,6 +47,7 @@ export function createStats ({ publish }: { publish: (topic: string, payload: ob
     },
     forget (uuid: string): void {
       last.delete(uuid)
+      dirty.delete(uuid)
     }
   }
 }

@@ -17,6 +17,7 @@ import errorHandler from './http/plugins/error-handler.js'
 import jwt from './http/plugins/jwt.js'
 import swagger from './http/plugins/swagger.js'
 import db from './plugins/db.js'
+import metrics from './plugins/metrics.js'
 import services from './plugins/services.js'
 
 declare module 'fastify' {
@@ -65,6 +66,7 @@ export const app = fp(async (fastify: FastifyInstance, opts: { config: Config })
   await fastify.register(swagger, { version: VERSION })
   await fastify.register(db, { url: config.DATABASE_URL })
   await fastify.register(services, { config })
+  await fastify.register(metrics)
   await fastify.register(authGuard)
   await fastify.register(http)
   await fastify.register(broker)

@@ -17,6 +17,8 @@ export const ConfigSchema = Type.Object({
   ROBOT_TOKEN_TTL: Type.Integer({ minimum: 1, default: 3600 }),
   COMMAND_TIMEOUT: Type.Number({ exclusiveMinimum: 0, default: 30 }),
   MAX_FRAME_BYTES: Type.Integer({ minimum: 256, default: 65536 }),
+  FRAME_BATCH_MAX: Type.Integer({ minimum: 1, maximum: 5000, default: 1000, description: 'frames per INSERT' }),
+  FRAME_QUEUE_LIMIT: Type.Integer({ minimum: 1, default: 20000, description: 'frames waiting for storage before robots are slowed down' }),
   LOG_LEVEL: Type.Union([
     Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'),
     Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')

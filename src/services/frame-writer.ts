@@ -1,8 +1,14 @@
-// Frames from every robot, written in batches: one INSERT per batch, one
-// batch at a time, each frame's promise settled only after its batch commits
-// (CONTRACT §4: "ok only after the frame is committed"). A frame id already
-// stored for that robot is skipped by the database (idempotent resends).
+// Frames from every robot, written in batches (CONTRACT §4: "ok only after
+// the frame is committed"). One statement per batch, one batch at a time;
+// while a batch commits, the next one gathers, so batches grow with the load
+// and a lone frame is written at once. Each frame's promise settles only after
+// its batch committed. The hot path builds no model instance: on PostgreSQL
+// one `INSERT … SELECT FROM unnest(…)` with six array parameters, on SQLite one
+// multi-row `INSERT OR IGNORE`. A frame id already stored for its robot is
+// skipped (idempotent resends); a frame of a robot deleted meanwhile is
+// dropped instead of failing the batch of every other robot.
 import type { FastifyBaseLogger } from 'fastify'
+import { QueryTypes } from 'sequelize'
 import type { Database } from '../db/index.js'
 
 export interface QueuedFrame {
@@ -16,35 +22,105 @@ export interface QueuedFrame {
 
 interface Pending { row: QueuedFrame, resolve: () => void, reject: (err: unknown) => void }
 
-export function createFrameWriter ({ db, log, maxBatch = 500 }: { db: Database, log: FastifyBaseLogger, maxBatch?: number }) {
-  const { Frame } = db.models
+export interface FrameWriterOptions {
+  db: Database
+  log: FastifyBaseLogger
+  /** rows per statement */
+  maxBatch?: number
+  /** frames queued at most; more wait in `room()` (the broker then stops reading from their robots) */
+  queueLimit?: number
+}
+
+export type BatchObserver = (rows: number, seconds: number, ok: boolean) => void
+
+const PG_INSERT = `INSERT INTO frames (robot_id, frame_id, type, data, recorded_at, received_at)
+SELECT u.robot_id, u.frame_id, u.type, u.data, u.recorded_at, u.received_at
+FROM unnest($1::int[], $2::varchar[], $3::smallint[], $4::jsonb[], $5::timestamptz[], $6::timestamptz[])
+  AS u(robot_id, frame_id, type, data, recorded_at, received_at)
+WHERE EXISTS (SELECT 1 FROM robots r WHERE r.id = u.robot_id)
+ON CONFLICT (robot_id, frame_id) DO NOTHING`
+
+/** Sequelize's own SQLite date format, so that the ORM reads and compares these rows like its own. */
+function sqliteDate (d: Date | null): string | null {
+  return d === null ? null : d.toISOString().replace('T', ' ').replace('Z', ' +00:00')
+}
+
+export function createFrameWriter ({ db, log, maxBatch = 1000, queueLimit = 20_000 }: FrameWriterOptions) {
   let queue: Pending[] = []
   let running: Promise<void> | null = null
   let scheduled = false
+  // Admission (backpressure): a frame enters the queue only while it holds
+  // fewer than `queueLimit` frames; others wait their turn, first come first
+  // served, and each admitted one holds a reserved place until it is written.
+  const admissions: Array<() => void> = []
+  let reserved = 0
+  const observers: BatchObserver[] = []
 
-  async function writeBatch (batch: Pending[]): Promise<void> {
-    try {
-      await Frame.bulkCreate(batch.map((p) => p.row), { ignoreDuplicates: true, returning: false, validate: false, hooks: false })
-    } catch (err) {
-      log.warn({ err, frames: batch.length }, 'frame batch failed')
-      for (const p of batch) p.reject(err)
+  async function insert (rows: QueuedFrame[]): Promise<void> {
+    if (db.dialect === 'postgres') {
+      await db.sequelize.query(PG_INSERT, {
+        type: QueryTypes.INSERT,
+        bind: [
+          rows.map((r) => r.robotId),
+          rows.map((r) => r.frameId),
+          rows.map((r) => r.type),
+          rows.map((r) => JSON.stringify(r.data)),
+          rows.map((r) => r.recordedAt === null ? null : r.recordedAt.toISOString()),
+          rows.map((r) => r.receivedAt.toISOString())
+        ]
+      })
       return
     }
-    for (const p of batch) p.resolve()
+    const values: unknown[] = []
+    const tuples: string[] = []
+    for (const r of rows) {
+      const n = values.length
+      tuples.push(`($${n + 1},$${n + 2},$${n + 3},$${n + 4},$${n + 5},$${n + 6})`)
+      values.push(r.robotId, r.frameId, r.type, JSON.stringify(r.data), sqliteDate(r.recordedAt), sqliteDate(r.receivedAt))
+    }
+    await db.sequelize.query(
+      `INSERT OR IGNORE INTO frames (robot_id, frame_id, type, data, recorded_at, received_at)
+       SELECT column1, column2, column3, column4, column5, column6 FROM (VALUES ${tuples.join(',')}) AS v
+       WHERE EXISTS (SELECT 1 FROM robots r WHERE r.id = v.column1)`,
+      { type: QueryTypes.INSERT, bind: values }
+    )
+  }
+
+  async function writeBatch (batch: Pending[]): Promise<void> {
+    const started = process.hrtime.bigint()
+    let ok = true
+    try {
+      await insert(batch.map((p) => p.row))
+    } catch (err) {
+      ok = false
+      log.warn({ err, frames: batch.length }, 'frame batch failed; its frames get retry acks')
+      for (const p of batch) p.reject(err)
+    }
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9
+    for (const observe of observers) observe(batch.length, seconds, ok)
+    if (ok) for (const p of batch) p.resolve()
+  }
+
+  function admit (): void {
+    while (admissions.length > 0 && queue.length + reserved < queueLimit) {
+      reserved++
+      ;(admissions.shift() as () => void)()
+    }
   }
 
   async function drain (): Promise<void> {
     while (queue.length > 0) {
-      const batch = queue.slice(0, maxBatch)
-      queue = queue.slice(batch.length)
+      const batch = queue.length <= maxBatch ? queue : queue.slice(0, maxBatch)
+      queue = queue.length <= maxBatch ? [] : queue.slice(maxBatch)
       await writeBatch(batch)
+      admit()
     }
   }
 
   function kick (): void {
     if (running !== null || scheduled) return
     scheduled = true
-    // Let the frames of this tick join the batch before writing.
+    // Let the frames that arrive in this turn of the event loop join the batch.
     setImmediate(() => {
       scheduled = false
       running = drain().finally(() => { running = null; if (queue.length > 0) kick() })
@@ -52,22 +128,50 @@ export function createFrameWriter ({ db, log, maxBatch = 500 }: { db: Database, 
   }
 
   return {
-    /** Resolves once the frame is committed; rejects when its batch failed (the robot may resend). */
-    write (row: QueuedFrame): Promise<void> {
+    /**
+     * Queues a frame. Resolves once it is committed; rejects when its batch
+     * failed (the robot may resend). `admitted`: the caller waited for `room()`.
+     */
+    write (row: QueuedFrame, admitted = false): Promise<void> {
+      if (admitted) reserved--
       return new Promise((resolve, reject) => {
         queue.push({ row, resolve, reject })
         kick()
       })
     },
 
+    /** True when a frame may be queued right away. */
+    hasRoom (): boolean {
+      return admissions.length === 0 && queue.length + reserved < queueLimit
+    },
+
+    /** Resolves when a place in the queue is reserved for one frame; pass `admitted` to write(). */
+    async room (): Promise<void> {
+      await new Promise<void>((resolve) => {
+        admissions.push(resolve)
+        admit()
+      })
+    },
+
+    /** Frames waiting for a place in the queue. */
+    get waiting (): number {
+      return admissions.length
+    },
+
+    /** Frames waiting for a batch. */
     get depth (): number {
       return queue.length
     },
 
-    /** Writes everything queued so far. */
+    observe (observer: BatchObserver): void {
+      observers.push(observer)
+    },
+
+    /** Writes everything queued so far (shutdown). */
     async flush (): Promise<void> {
       while (queue.length > 0 || running !== null || scheduled) {
         if (running !== null) await running
+        else if (scheduled) await new Promise<void>((resolve) => { setImmediate(resolve) })
         else await drain()
       }
     }

@@ -18,7 +18,7 @@ import { createUserService } from './users.js'
 
 export interface ServiceDeps {
   db: Database
-  config: Pick<Config, 'ROBOT_TOKEN_TTL' | 'COMMAND_TIMEOUT' | 'JWT_ACCESS_TTL' | 'JWT_REFRESH_TTL'>
+  config: Pick<Config, 'ROBOT_TOKEN_TTL' | 'COMMAND_TIMEOUT' | 'JWT_ACCESS_TTL' | 'JWT_REFRESH_TTL' | 'FRAME_BATCH_MAX' | 'FRAME_QUEUE_LIMIT'>
   log: FastifyBaseLogger
   jwt: JwtPort
   tokenStore?: TokenStore
@@ -36,7 +36,7 @@ export function createServices ({ db, config, log, jwt, tokenStore, events: bus 
   const robotTokens = createRobotTokenService({ robots, store: tokens, ttlSeconds: config.ROBOT_TOKEN_TTL })
   const commands = createCommandService({ db, events, audit, access, presence, timeoutSeconds: config.COMMAND_TIMEOUT })
   const frames = createFrameService({ db, access })
-  const frameWriter = createFrameWriter({ db, log })
+  const frameWriter = createFrameWriter({ db, log, maxBatch: config.FRAME_BATCH_MAX, queueLimit: config.FRAME_QUEUE_LIMIT })
   const auth = createAuthService({ users, audit, jwt, accessTtl: config.JWT_ACCESS_TTL, refreshTtl: config.JWT_REFRESH_TTL })
 
   // CONTRACT §5: open commands expire after COMMAND_TIMEOUT. One sweep at a

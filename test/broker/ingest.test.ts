@@ -258,12 +258,16 @@ for (const transport of TRANSPORTS) {
   t.test(`a failing batch over ${transport} fails only its frames; the writer recovers`, async (t) => {
     const app = await build(t)
     const { user, robot, client } = await robotSession(t, app, transport)
-    const models = app.db.models as unknown as { Frame: { bulkCreate: (...args: unknown[]) => Promise<unknown> } }
-    const bulkCreate = models.Frame.bulkCreate
-    t.teardown(() => { models.Frame.bulkCreate = bulkCreate })
-    models.Frame.bulkCreate = async () => { throw new Error('connection terminated') }
+    // The database itself fails the batch's INSERT (not a stub of our writer).
+    const sequelize = app.db.sequelize as unknown as { query: (sql: unknown, ...rest: unknown[]) => Promise<unknown> }
+    const query = sequelize.query
+    t.teardown(() => { sequelize.query = query })
+    sequelize.query = async function (this: unknown, sql: unknown, ...rest: unknown[]) {
+      if (typeof sql === 'string' && sql.includes('INTO frames')) throw new Error('connection terminated')
+      return await query.call(this, sql, ...rest)
+    }
     t.match(await send(client, robot.uuid, positionFrame('batch-1')), { id: 'batch-1', status: 'error', retry: true })
-    models.Frame.bulkCreate = bulkCreate
+    sequelize.query = query
     t.same(await send(client, robot.uuid, positionFrame('batch-1')), { id: 'batch-1', status: 'ok' })
     t.same(await send(client, robot.uuid, positionFrame('batch-2')), { id: 'batch-2', status: 'ok' })
     t.same((await storedFrames(app, user, robot.uuid)).map((f) => f.frame_id).sort(), ['batch-1', 'batch-2'])

@@ -1,4 +1,4 @@
-// /health and /ready (CONTRACT §9). /metrics joins them with prom-client.
+// /health, /ready and /metrics (CONTRACT §9).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { errorResponses } from '../schemas/common.js'
@@ -24,6 +24,14 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       return await reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', message: 'database unavailable', code: 'UNITED_DATABASE_UNAVAILABLE' })
     }
     return { status: 'ready' as const, database: fastify.db.dialect }
+  })
+
+  fastify.get('/metrics', {
+    logLevel: 'warn',
+    schema: { tags: ['ops'], summary: 'Prometheus metrics (text exposition format)', produces: ['text/plain'] }
+  }, async (request, reply) => {
+    const { registry } = fastify.metrics
+    return await reply.type(registry.contentType).send(await registry.metrics())
   })
 }
 

@@ -1,0 +1,20 @@
+// fp plugin 'metrics': the registry and the instruments, decorated as
+// `fastify.metrics`; the broker counts frames and connections into it.
+import fp from 'fastify-plugin'
+import { createMetrics, type Metrics } from '../metrics.js'
+
+declare module 'fastify' {
+  interface FastifyInstance { metrics: Metrics }
+}
+
+export default fp(async (fastify) => {
+  const metrics = createMetrics()
+  const { frameWriter, commands } = fastify.services
+  frameWriter.observe((rows, seconds) => {
+    metrics.batchSize.observe(rows)
+    metrics.commitSeconds.observe(seconds)
+  })
+  metrics.gauge('united_frame_queue_depth', 'Frames waiting to be written', () => frameWriter.depth)
+  metrics.labelledGauge('united_commands', 'Commands by status', 'status', async () => await commands.countByStatus())
+  fastify.decorate('metrics', metrics)
+}, { name: 'metrics', dependencies: ['services'] })
