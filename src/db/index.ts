@@ -3,7 +3,7 @@
 // else gets `Database` injected and never imports `sequelize` itself.
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { Sequelize } from 'sequelize'
+import { Sequelize, type Transaction } from 'sequelize'
 import { SequelizeStorage, Umzug } from 'umzug'
 import type { FastifyBaseLogger } from 'fastify'
 import { migrations } from './migrations/index.js'
@@ -13,6 +13,12 @@ export interface Database {
   sequelize: Sequelize
   models: Models
   dialect: 'sqlite' | 'postgres'
+  /**
+   * A managed transaction. On SQLite they run one at a time: SQLite has one
+   * writer anyway, and an in-memory database has a single connection that two
+   * open transactions would share.
+   */
+  transaction: <T>(work: (t: Transaction) => Promise<T>) => Promise<T>
   migrate: () => Promise<string[]>
   ping: () => Promise<void>
   close: () => Promise<void>
@@ -54,10 +60,17 @@ export function createDatabase (url: string, log?: FastifyBaseLogger): Database 
     logger: undefined
   })
 
+  let writer: Promise<unknown> = Promise.resolve()
   return {
     sequelize,
     models,
     dialect,
+    async transaction<T> (work: (t: Transaction) => Promise<T>): Promise<T> {
+      if (dialect !== 'sqlite') return await sequelize.transaction(work)
+      const run = writer.then(async () => await sequelize.transaction(work))
+      writer = run.catch(() => {})
+      return await run
+    },
     async migrate () {
       const run = async () => (await umzug.up()).map((m) => m.name)
       if (dialect !== 'postgres') return await run()

@@ -37,7 +37,7 @@ export function createAccessService ({ db, events, audit }: { db: Database, even
     /** Idempotent: granting twice is not an error and audits once. */
     async grant (userId: number, robotUuid: string, ctx: AuditContext): Promise<void> {
       const { user, robot } = await both(userId, robotUuid)
-      const changed = await db.sequelize.transaction(async (transaction) => {
+      const changed = await db.transaction(async (transaction) => {
         const [, created] = await RobotAccess.findOrCreate({ where: { userId: user.id, robotId: robot.id }, transaction })
         if (created) await audit.record(ctx, { action: 'access.granted', robotUuid, targetUserId: userId, details: { username: user.username, serial: robot.serial } }, transaction)
         return created
@@ -48,7 +48,7 @@ export function createAccessService ({ db, events, audit }: { db: Database, even
     /** Idempotent: revoking a grant that does not exist is not an error. */
     async revoke (userId: number, robotUuid: string, ctx: AuditContext): Promise<void> {
       const { user, robot } = await both(userId, robotUuid)
-      const changed = await db.sequelize.transaction(async (transaction) => {
+      const changed = await db.transaction(async (transaction) => {
         const removed = await RobotAccess.destroy({ where: { userId: user.id, robotId: robot.id }, transaction })
         if (removed > 0) await audit.record(ctx, { action: 'access.revoked', robotUuid, targetUserId: userId, details: { username: user.username, serial: robot.serial } }, transaction)
         return removed > 0

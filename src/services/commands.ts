@@ -56,7 +56,7 @@ export function createCommandService ({ db, events, audit, access, presence, tim
     async issue (principal: UserPrincipal, robotUuid: string, command: RobotCommand, ctx: AuditContext): Promise<CommandView> {
       const robot = await access.robotFor(principal, robotUuid)
       if (!presence.isCommandConnected(robot.uuid)) throw new Errors.ROBOT_NOT_CONNECTED()
-      const row = await db.sequelize.transaction(async (transaction) => {
+      const row = await db.transaction(async (transaction) => {
         const row = await Command.create({ id: randomUUID(), robotId: robot.id, command, issuedBy: principal.username, issuedById: principal.id }, { transaction })
         await audit.record(ctx, { action: 'command.sent', robotUuid: robot.uuid, details: { command_id: row.id, command } }, transaction)
         return row
@@ -95,7 +95,7 @@ export function createCommandService ({ db, events, audit, access, presence, tim
       const robot = await Robot.findOne({ where: { uuid: robotUuid }, attributes: ['id'] })
       if (robot === null) return null
       const status: CommandStatus = ok ? 'done' : 'failed'
-      const done = await db.sequelize.transaction(async (transaction) => {
+      const done = await db.transaction(async (transaction) => {
         const row = await Command.findOne({ where: { id: commandId, robotId: robot.id, status: { [Op.in]: OPEN } }, transaction })
         if (row === null) return null
         row.status = status

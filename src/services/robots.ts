@@ -61,7 +61,7 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
     async create (input: NewRobot, ctx: AuditContext): Promise<RobotView & { token: string }> {
       const token = input.token ?? randomToken(24)
       const secretHash = await hashSecret(token)
-      return await uniqueSerial(() => db.sequelize.transaction(async (transaction) => {
+      return await uniqueSerial(() => db.transaction(async (transaction) => {
         const robot = await Robot.create({ uuid: randomUUID(), serial: input.serial, name: input.name ?? '', secretHash }, { transaction })
         await audit.record(ctx, { action: 'robot.created', robotUuid: robot.uuid, details: { serial: robot.serial, name: robot.name, secret_generated: input.token === undefined } }, transaction)
         return { ...robotView(robot), token }
@@ -106,7 +106,7 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
 
     async update (uuid: string, patch: RobotPatch, ctx: AuditContext): Promise<RobotView> {
       let disabled = false
-      const robot = await uniqueSerial(() => db.sequelize.transaction(async (transaction) => {
+      const robot = await uniqueSerial(() => db.transaction(async (transaction) => {
         const robot = await Robot.findOne({ where: { uuid }, transaction })
         if (robot === null) throw new Errors.ROBOT_NOT_FOUND()
         disabled = robot.enabled && patch.enabled === false
@@ -122,7 +122,7 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
     },
 
     async remove (uuid: string, ctx: AuditContext): Promise<void> {
-      await db.sequelize.transaction(async (transaction) => {
+      await db.transaction(async (transaction) => {
         const robot = await Robot.findOne({ where: { uuid }, transaction })
         if (robot === null) throw new Errors.ROBOT_NOT_FOUND()
         await robot.destroy({ transaction })
@@ -135,7 +135,7 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
     async rotateSecret (uuid: string, ctx: AuditContext): Promise<string> {
       const token = randomToken(24)
       const secretHash = await hashSecret(token)
-      await db.sequelize.transaction(async (transaction) => {
+      await db.transaction(async (transaction) => {
         const robot = await Robot.findOne({ where: { uuid }, transaction })
         if (robot === null) throw new Errors.ROBOT_NOT_FOUND()
         robot.secretHash = secretHash

@@ -30,7 +30,7 @@ export function createUserService ({ db, events, audit }: { db: Database, events
     async create (input: NewUser, ctx: AuditContext): Promise<UserView> {
       const passwordHash = await hashSecret(input.password)
       try {
-        return await db.sequelize.transaction(async (transaction) => {
+        return await db.transaction(async (transaction) => {
           const user = await User.create({ username: input.username, passwordHash, isStaff: input.isStaff ?? false }, { transaction })
           await audit.record(ctx, { action: 'user.created', targetUserId: user.id, details: { username: user.username, is_staff: user.isStaff } }, transaction)
           return userView(user)
@@ -54,7 +54,7 @@ export function createUserService ({ db, events, audit }: { db: Database, events
 
     async update (id: number, patch: UserPatch, ctx: AuditContext): Promise<UserView> {
       const passwordHash = patch.password === undefined ? undefined : await hashSecret(patch.password)
-      const updated = await db.sequelize.transaction(async (transaction) => {
+      const updated = await db.transaction(async (transaction) => {
         const user = await User.findByPk(id, { transaction })
         if (user === null) throw new Errors.USER_NOT_FOUND()
         if (passwordHash !== undefined) user.passwordHash = passwordHash
@@ -74,7 +74,7 @@ export function createUserService ({ db, events, audit }: { db: Database, events
     },
 
     async remove (id: number, ctx: AuditContext): Promise<void> {
-      await db.sequelize.transaction(async (transaction) => {
+      await db.transaction(async (transaction) => {
         const user = await User.findByPk(id, { transaction })
         if (user === null) throw new Errors.USER_NOT_FOUND()
         await user.destroy({ transaction })

@@ -1,0 +1,65 @@
+// `kill -9` in the middle of a stream (issue: ingest at line rate): after a
+// restart, every frame that was acked ok is in the database exactly once.
+import { once } from 'node:events'
+import mqtt from 'mqtt'
+import t from 'tap'
+import { testDatabase } from '../helper.js'
+import { MANAGE, run, startServer, tempDir } from './spawn.js'
+
+t.test('every frame acked before a kill -9 is stored exactly once after the restart', async (t) => {
+  const cwd = tempDir(t)
+  const db = await testDatabase()
+  t.teardown(db.drop)
+  const env = { DATABASE_URL: db.url === 'sqlite::memory:' ? 'sqlite:./data/united.sqlite' : db.url, JWT_SECRET: 'k'.repeat(40) }
+  t.equal((await run(MANAGE, ['createsuperuser', '--username', 'root', '--password', 'root-password'], { cwd, env })).code, 0)
+  const server = await startServer(t, { cwd, env })
+  const mqttPort = Number(/MQTT \(TCP\)\s+mqtt:\/\/[^:]+:(\d+)/.exec(server.output().stdout)?.[1])
+  const post = async (base: string, path: string, body: unknown, jwt?: string): Promise<Record<string, string>> => {
+    const res = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...(jwt === undefined ? {} : { authorization: `Bearer ${jwt}` }) }, body: JSON.stringify(body) })
+    return await res.json() as Record<string, string>
+  }
+  const { access } = await post(server.url, '/users/obtain_token/', { username: 'root', password: 'root-password' })
+  const robot = await post(server.url, '/admin/api/robots', { serial: 'CRASH-1' }, access)
+  const token = await post(server.url, '/robots/robot/obtain_token', { serial: 'CRASH-1', token: robot.token })
+
+  const client = mqtt.connect(`mqtt://127.0.0.1:${mqttPort}`, { username: token.robot_uuid, password: token.access_token, reconnectPeriod: 0, protocolVersion: 4 })
+  t.teardown(() => { client.end(true) })
+  client.on('error', () => {})
+  await new Promise<void>((resolve) => { client.once('connect', () => { resolve() }) })
+  await client.subscribeAsync(`robots/${token.robot_uuid}/ack`, { qos: 1 })
+
+  // A stream with 20 frames in flight; the server is killed after 300 acks.
+  const acked: string[] = []
+  let next = 0
+  const send = (): void => { client.publish(`robots/${token.robot_uuid}/data`, JSON.stringify({ id: `c${next++}`, type: 2, data: { latitude: 45, longitude: 7, datetime: '2024-01-01T00:00:00Z' } }), { qos: 1 }) }
+  const killed = new Promise<void>((resolve) => {
+    client.on('message', (_topic, payload) => {
+      const ack = JSON.parse(payload.toString()) as { id: string, status: string }
+      if (ack.status === 'ok') acked.push(ack.id)
+      if (acked.length === 300) {
+        server.child.kill('SIGKILL')
+        resolve()
+      } else if (acked.length < 300) send()
+    })
+  })
+  for (let i = 0; i < 20; i++) send()
+  await killed
+  await once(server.child, 'exit')
+  t.ok(next > acked.length, `${next} frames sent, ${acked.length} acked when the server died`)
+
+  const again = await startServer(t, { cwd, env })
+  const { access: jwt } = await post(again.url, '/users/obtain_token/', { username: 'root', password: 'root-password' })
+  const stored: string[] = []
+  let cursor: string | null = null
+  do {
+    const res = await fetch(`${again.url}/robots/${token.robot_uuid}/frames?limit=1000${cursor === null ? '' : `&cursor=${cursor}`}`, { headers: { authorization: `Bearer ${jwt}` } })
+    const page = await res.json() as { items: Array<{ frame_id: string }>, next_cursor: string | null }
+    stored.push(...page.items.map((f) => f.frame_id))
+    cursor = page.next_cursor
+  } while (cursor !== null)
+  const counts = new Map<string, number>()
+  for (const id of stored) counts.set(id, (counts.get(id) ?? 0) + 1)
+  t.same(acked.filter((id) => counts.get(id) !== 1), [], 'each acked frame is stored exactly once')
+  again.child.kill('SIGTERM')
+  await once(again.child, 'exit')
+})
