@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import mqtt from 'mqtt'
 import t from 'tap'
 import { testDatabase } from '../helper.js'
-import { MANAGE, run, startServer, tempDir } from './spawn.js'
+import { MANAGE, mqttPortOf, postJson, run, startServer, storedFrameIds, tempDir } from './spawn.js'
 
 t.test('every frame acked before a kill -9 is stored exactly once after the restart', async (t) => {
   const cwd = tempDir(t)
@@ -13,14 +13,10 @@ t.test('every frame acked before a kill -9 is stored exactly once after the rest
   const env = { DATABASE_URL: db.url === 'sqlite::memory:' ? 'sqlite:./data/united.sqlite' : db.url, JWT_SECRET: 'k'.repeat(40) }
   t.equal((await run(MANAGE, ['createsuperuser', '--username', 'root', '--password', 'root-password'], { cwd, env })).code, 0)
   const server = await startServer(t, { cwd, env })
-  const mqttPort = Number(/MQTT \(TCP\)\s+mqtt:\/\/[^:]+:(\d+)/.exec(server.output().stdout)?.[1])
-  const post = async (base: string, path: string, body: unknown, jwt?: string): Promise<Record<string, string>> => {
-    const res = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...(jwt === undefined ? {} : { authorization: `Bearer ${jwt}` }) }, body: JSON.stringify(body) })
-    return await res.json() as Record<string, string>
-  }
-  const { access } = await post(server.url, '/users/obtain_token/', { username: 'root', password: 'root-password' })
-  const robot = await post(server.url, '/admin/api/robots', { serial: 'CRASH-1' }, access)
-  const token = await post(server.url, '/robots/robot/obtain_token', { serial: 'CRASH-1', token: robot.token })
+  const mqttPort = mqttPortOf(server.output().stdout)
+  const { access } = await postJson(server.url, '/users/obtain_token/', { username: 'root', password: 'root-password' })
+  const robot = await postJson(server.url, '/admin/api/robots', { serial: 'CRASH-1' }, access)
+  const token = await postJson(server.url, '/robots/robot/obtain_token', { serial: 'CRASH-1', token: robot.token })
 
   const client = mqtt.connect(`mqtt://127.0.0.1:${mqttPort}`, { username: token.robot_uuid, password: token.access_token, reconnectPeriod: 0, protocolVersion: 4 })
   t.teardown(() => { client.end(true) })
@@ -48,15 +44,8 @@ t.test('every frame acked before a kill -9 is stored exactly once after the rest
   t.ok(next > acked.length, `${next} frames sent, ${acked.length} acked when the server died`)
 
   const again = await startServer(t, { cwd, env })
-  const { access: jwt } = await post(again.url, '/users/obtain_token/', { username: 'root', password: 'root-password' })
-  const stored: string[] = []
-  let cursor: string | null = null
-  do {
-    const res = await fetch(`${again.url}/robots/${token.robot_uuid}/frames?limit=1000${cursor === null ? '' : `&cursor=${cursor}`}`, { headers: { authorization: `Bearer ${jwt}` } })
-    const page = await res.json() as { items: Array<{ frame_id: string }>, next_cursor: string | null }
-    stored.push(...page.items.map((f) => f.frame_id))
-    cursor = page.next_cursor
-  } while (cursor !== null)
+  const { access: jwt } = await postJson(again.url, '/users/obtain_token/', { username: 'root', password: 'root-password' })
+  const stored = await storedFrameIds(again.url, token.robot_uuid, jwt)
   const counts = new Map<string, number>()
   for (const id of stored) counts.set(id, (counts.get(id) ?? 0) + 1)
   t.same(acked.filter((id) => counts.get(id) !== 1), [], 'each acked frame is stored exactly once')

@@ -3,21 +3,17 @@
 import { once } from 'node:events'
 import mqtt from 'mqtt'
 import t from 'tap'
-import { MANAGE, run, startServer, tempDir } from './spawn.js'
+import { MANAGE, mqttPortOf, postJson, run, startServer, storedFrameIds, tempDir } from './spawn.js'
 
 t.test('SIGTERM stores the frames in flight, acks them, and exits 0', async (t) => {
   const cwd = tempDir(t)
   const env = { DATABASE_URL: 'sqlite:./data/united.sqlite', JWT_SECRET: 'x'.repeat(40) }
   t.equal((await run(MANAGE, ['createsuperuser', '--username', 'root', '--password', 'root-password'], { cwd, env })).code, 0)
   const server = await startServer(t, { cwd, env })
-  const mqttPort = Number(/MQTT \(TCP\)\s+mqtt:\/\/[^:]+:(\d+)/.exec(server.output().stdout)?.[1])
-  const post = async (path: string, body: unknown, jwt?: string, base = server.url): Promise<Record<string, string>> => {
-    const res = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...(jwt === undefined ? {} : { authorization: `Bearer ${jwt}` }) }, body: JSON.stringify(body) })
-    return await res.json() as Record<string, string>
-  }
-  const { access } = await post('/users/obtain_token/', { username: 'root', password: 'root-password' })
-  const robot = await post('/admin/api/robots', { serial: 'SHUTDOWN-1' }, access)
-  const token = await post('/robots/robot/obtain_token', { serial: 'SHUTDOWN-1', token: robot.token })
+  const mqttPort = mqttPortOf(server.output().stdout)
+  const { access } = await postJson(server.url, '/users/obtain_token/', { username: 'root', password: 'root-password' })
+  const robot = await postJson(server.url, '/admin/api/robots', { serial: 'SHUTDOWN-1' }, access)
+  const token = await postJson(server.url, '/robots/robot/obtain_token', { serial: 'SHUTDOWN-1', token: robot.token })
 
   const client = mqtt.connect(`mqtt://127.0.0.1:${mqttPort}`, { username: token.robot_uuid, password: token.access_token, reconnectPeriod: 0, protocolVersion: 4 })
   t.teardown(() => { client.end(true) })
@@ -41,15 +37,8 @@ t.test('SIGTERM stores the frames in flight, acks them, and exits 0', async (t) 
 
   // Every acked frame is in the database.
   const again = await startServer(t, { cwd, env })
-  const { access: jwt } = await post('/users/obtain_token/', { username: 'root', password: 'root-password' }, undefined, again.url)
-  const stored = new Set<string>()
-  let cursor: string | null = null
-  do {
-    const res = await fetch(`${again.url}/robots/${token.robot_uuid}/frames?limit=1000${cursor === null ? '' : `&cursor=${cursor}`}`, { headers: { authorization: `Bearer ${jwt}` } })
-    const page = await res.json() as { items: Array<{ frame_id: string }>, next_cursor: string | null }
-    for (const f of page.items) stored.add(f.frame_id)
-    cursor = page.next_cursor
-  } while (cursor !== null)
+  const { access: jwt } = await postJson(again.url, '/users/obtain_token/', { username: 'root', password: 'root-password' })
+  const stored = new Set(await storedFrameIds(again.url, token.robot_uuid, jwt))
   t.same(acked.filter((id) => !stored.has(id)), [], 'no acked frame is missing')
   again.child.kill('SIGTERM')
   await once(again.child, 'exit')

@@ -53,3 +53,27 @@ export async function startServer (t: Test, opts: { cwd: string, env: Record<str
   })
   return { child, url, output: out.text }
 }
+
+/** POST a JSON body to a running server; the parsed answer. */
+export async function postJson (base: string, path: string, body: unknown, jwt?: string): Promise<Record<string, string>> {
+  const res = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...(jwt === undefined ? {} : { authorization: `Bearer ${jwt}` }) }, body: JSON.stringify(body) })
+  return await res.json() as Record<string, string>
+}
+
+/** Every stored frame id of a robot, page by page, newest first. */
+export async function storedFrameIds (base: string, uuid: string, jwt: string): Promise<string[]> {
+  const ids: string[] = []
+  let cursor: string | null = null
+  do {
+    const res = await fetch(`${base}/robots/${uuid}/frames?limit=1000${cursor === null ? '' : `&cursor=${cursor}`}`, { headers: { authorization: `Bearer ${jwt}` } })
+    const page = await res.json() as { items: Array<{ frame_id: string }>, next_cursor: string | null }
+    ids.push(...page.items.map((f) => f.frame_id))
+    cursor = page.next_cursor
+  } while (cursor !== null)
+  return ids
+}
+
+/** The MQTT TCP port a server printed in its banner. */
+export function mqttPortOf (stdout: string): number {
+  return Number(/MQTT \(TCP\)\s+mqtt:\/\/[^:]+:(\d+)/.exec(stdout)?.[1])
+}
