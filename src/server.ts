@@ -58,6 +58,7 @@ async function main (): Promise<void> {
     '  npm run manage -- createsuperuser --username admin',
     ''
   ]
+  if (config.jwtSecretGenerated) lines.push('Note: JWT_SECRET is not set, so user tokens die with this process. Set it in production.', '')
   process.stdout.write(lines.join('\n') + '\n')
 }
 
