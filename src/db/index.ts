@@ -19,6 +19,13 @@ export interface Database {
    * open transactions would share.
    */
   transaction: <T>(work: (t: Transaction) => Promise<T>) => Promise<T>
+  /**
+   * Runs a write outside a transaction in the same queue as transactions on
+   * SQLite (the frame writer): two SQLite connections that both want to write
+   * otherwise meet in SQLite's busy handler, which sleeps and retries, and a
+   * command would wait seconds behind a stream of frame batches.
+   */
+  serialized: <T>(work: () => Promise<T>) => Promise<T>
   migrate: () => Promise<string[]>
   ping: () => Promise<void>
   close: () => Promise<void>
@@ -61,16 +68,20 @@ export function createDatabase (url: string, log?: FastifyBaseLogger): Database 
   })
 
   let writer: Promise<unknown> = Promise.resolve()
+  async function serialized<T> (work: () => Promise<T>): Promise<T> {
+    if (dialect !== 'sqlite') return await work()
+    const run = writer.then(work)
+    writer = run.catch(() => {})
+    return await run
+  }
   return {
     sequelize,
     models,
     dialect,
     async transaction<T> (work: (t: Transaction) => Promise<T>): Promise<T> {
-      if (dialect !== 'sqlite') return await sequelize.transaction(work)
-      const run = writer.then(async () => await sequelize.transaction(work))
-      writer = run.catch(() => {})
-      return await run
+      return await serialized(async () => await sequelize.transaction(work))
     },
+    serialized,
     async migrate () {
       const run = async () => (await umzug.up()).map((m) => m.name)
       if (dialect !== 'postgres') return await run()

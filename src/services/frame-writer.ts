@@ -78,12 +78,12 @@ export function createFrameWriter ({ db, log, maxBatch = 1000, queueLimit = 20_0
       tuples.push(`($${n + 1},$${n + 2},$${n + 3},$${n + 4},$${n + 5},$${n + 6})`)
       values.push(r.robotId, r.frameId, r.type, JSON.stringify(r.data), sqliteDate(r.recordedAt), sqliteDate(r.receivedAt))
     }
-    await db.sequelize.query(
+    await db.serialized(async () => await db.sequelize.query(
       `INSERT OR IGNORE INTO frames (robot_id, frame_id, type, data, recorded_at, received_at)
        SELECT column1, column2, column3, column4, column5, column6 FROM (VALUES ${tuples.join(',')}) AS v
        WHERE EXISTS (SELECT 1 FROM robots r WHERE r.id = v.column1)`,
       { type: QueryTypes.INSERT, bind: values }
-    )
+    ))
   }
 
   async function writeBatch (batch: Pending[]): Promise<void> {
