@@ -3,7 +3,7 @@
 // else gets `Database` injected and never imports `sequelize` itself.
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { Sequelize, type Transaction } from 'sequelize'
+import { Sequelize, Transaction } from 'sequelize'
 import { SequelizeStorage, Umzug } from 'umzug'
 import type { FastifyBaseLogger } from 'fastify'
 import { migrations } from './migrations/index.js'
@@ -79,7 +79,11 @@ export function createDatabase (url: string, log?: FastifyBaseLogger): Database 
     models,
     dialect,
     async transaction<T> (work: (t: Transaction) => Promise<T>): Promise<T> {
-      return await serialized(async () => await sequelize.transaction(work))
+      if (dialect !== 'sqlite') return await sequelize.transaction(work)
+      // IMMEDIATE takes the write lock at BEGIN, so the busy timeout applies;
+      // a deferred transaction that reads and then writes fails at once with
+      // SQLITE_BUSY when another connection wrote in between.
+      return await serialized(async () => await sequelize.transaction({ type: Transaction.TYPES.IMMEDIATE }, work))
     },
     serialized,
     async migrate () {
