@@ -1,7 +1,8 @@
 // Child processes of the benchmark (United, the bare broker, the CLI) and
 // what /proc says about them: CPU time and resident memory.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
+import WebSocket from 'ws'
 
 const CLK_TCK = 100 // sysconf(_SC_CLK_TCK) on Linux
 const children = new Set<ChildProcess>()
@@ -15,11 +16,94 @@ export function cpuSeconds (pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
 }
 
+/** CPU seconds of each process named `name`, by pid, from /proc. */
+function cpuByPid (name: string): Map<number, number> {
+  const out = new Map<number, number>()
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+      if (stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) !== name) continue
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      out.set(Number(entry), (Number(fields[11]) + Number(fields[12])) / CLK_TCK)
+    } catch { /* gone meanwhile */ }
+  }
+  return out
+}
+
+/**
+ * CPU used by every process named `name` (e.g. the PostgreSQL server's
+ * backends) over an interval. Sampled twice a second, so that a process that
+ * exits meanwhile (an idle pool connection closing) still counts, up to its
+ * last sample.
+ */
+export class CommandCpuMeter {
+  private readonly start: Map<number, number>
+  private readonly last = new Map<number, number>()
+  private readonly timer: NodeJS.Timeout
+  constructor (private readonly name: string) {
+    this.start = cpuByPid(name)
+    this.timer = setInterval(() => { this.sample() }, 500)
+  }
+
+  private sample (): void {
+    for (const [pid, cpu] of cpuByPid(this.name)) this.last.set(pid, cpu)
+  }
+
+  stop (): number {
+    clearInterval(this.timer)
+    this.sample()
+    let sum = 0
+    for (const [pid, cpu] of this.last) sum += cpu - (this.start.get(pid) ?? 0)
+    return sum
+  }
+}
+
 /** Resident set size in MiB, from VmRSS in /proc/<pid>/status. */
 export function rssMiB (pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8')
   const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status)
   return m === null ? NaN : Number(m[1]) / 1024
+}
+
+/** Busy CPU seconds of the whole machine (all cores), from /proc/stat. */
+export function hostBusySeconds (): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] as string
+  const f = line.trim().split(/\s+/).slice(1).map(Number)
+  // user nice system idle iowait irq softirq steal (guest time is already in user)
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0)
+  return (total - (f[3] ?? 0) - (f[4] ?? 0)) / CLK_TCK
+}
+
+/**
+ * Forces a full garbage collection in a child started with --inspect, through
+ * the inspector protocol (HeapProfiler.collectGarbage), so that RSS readings
+ * compare live memory rather than garbage that happens not to be collected yet.
+ */
+export async function collectGarbage (inspectorUrl: string): Promise<void> {
+  const ws = new WebSocket(inspectorUrl)
+  try {
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => { resolve() })
+      ws.once('error', reject)
+    })
+    for (let i = 1; i <= 2; i++) {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => { reject(new Error('no answer to HeapProfiler.collectGarbage')) }, 30_000)
+        ws.on('message', function onMessage (data) {
+          const msg = JSON.parse(String(data)) as { id?: number, error?: { message: string } }
+          if (msg.id !== i) return
+          ws.off('message', onMessage)
+          clearTimeout(timer)
+          if (msg.error !== undefined) reject(new Error(msg.error.message))
+          else resolve()
+        })
+        ws.send(JSON.stringify({ id: i, method: 'HeapProfiler.collectGarbage' }))
+      })
+    }
+  } finally {
+    ws.terminate()
+  }
 }
 
 /** Samples a process's CPU and peak RSS over an interval. */
@@ -70,6 +154,8 @@ export function sleep (ms: number): Promise<void> {
 export interface Spawned {
   child: ChildProcess
   pid: number
+  /** the inspector's WebSocket URL (when started with `inspect: true`) */
+  inspector: () => string | undefined
   /** resolves with the first match of `re` on stdout */
   waitFor: (re: RegExp, timeoutMs: number) => Promise<RegExpExecArray>
   /** the last 64 KiB of stdout and stderr */
@@ -81,8 +167,10 @@ export interface Spawned {
 }
 
 /** Spawns `node file args` and keeps track of it, so that it is killed when the runner exits. */
-export function spawnNode (file: string, args: string[], opts: { cwd: string, env: NodeJS.ProcessEnv, label: string }): Spawned {
-  const child = spawn(process.execPath, [file, ...args], { cwd: opts.cwd, env: opts.env, stdio: ['pipe', 'pipe', 'pipe'] })
+export function spawnNode (file: string, args: string[], opts: { cwd: string, env: NodeJS.ProcessEnv, label: string, inspect?: boolean }): Spawned {
+  // --inspect on a random local port: only to force garbage collections before RSS readings
+  const nodeArgs = opts.inspect === true ? ['--inspect=127.0.0.1:0'] : []
+  const child = spawn(process.execPath, [...nodeArgs, file, ...args], { cwd: opts.cwd, env: opts.env, stdio: ['pipe', 'pipe', 'pipe'] })
   children.add(child)
   let out = ''
   const warnings: string[] = []
@@ -106,7 +194,11 @@ export function spawnNode (file: string, args: string[], opts: { cwd: string, en
       } catch { /* not a log line */ }
     }
   })
-  child.stderr.on('data', (s: string) => { keep(s) })
+  let inspector: string | undefined
+  child.stderr.on('data', (s: string) => {
+    keep(s)
+    inspector ??= /Debugger listening on (ws:\/\/\S+)/.exec(s)?.[1]
+  })
   child.stdin.on('error', () => {})
   const exit = new Promise<void>((resolve) => { child.once('exit', () => { children.delete(child); resolve() }) })
   const exited = (): boolean => child.exitCode !== null || child.signalCode !== null
@@ -114,6 +206,7 @@ export function spawnNode (file: string, args: string[], opts: { cwd: string, en
   return {
     child,
     pid: child.pid as number,
+    inspector: () => inspector,
     warnings,
     output: () => out,
     exited,

@@ -1,0 +1,660 @@
+// npm run bench: United against a bare Aedes broker, the same workloads in the
+// same run. United (dist/src/server.js, on DATABASE_URL or a fresh SQLite
+// file) and the bare broker (bare.ts) run as child processes, so that their
+// CPU time and RSS can be read from /proc; the robots and users are mqtt.js
+// clients in this process. Prints one JSON line per scenario and target on
+// stdout (the United line carries `ratio` = United/bare of `ratio_of`), a
+// summary on stderr, and writes the chart (chart.svg beside this file).
+//
+//   npm run bench -- [--robots 100] [--window 10] [--duration 10 | --frames N]
+//                    [--scenarios a,b,…] [--idle 1000,5000] [--chart 10,50,100,200]
+import { randomBytes } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
+import { cpus } from 'node:os'
+import { join, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import type { MqttClient } from 'mqtt'
+import { renderChart, type ChartPoint } from './chart.js'
+import { closedLoop, connect, mapLimit, now, paced, percentiles, Recorder, Robot, round } from './load.js'
+import { CommandCpuMeter, cpuSeconds, hostBusySeconds, killChildren, ProcMeter, rssMiB, settle, sleep, stopChildren } from './proc.js'
+import { Bare, United, type Target } from './targets.js'
+
+const ROOT = resolve(import.meta.dirname, '..', '..', '..') // dist/test/bench → the repository
+const FILES = {
+  server: join(ROOT, 'dist', 'src', 'server.js'),
+  manage: join(ROOT, 'dist', 'src', 'cli', 'manage.js'),
+  bare: join(import.meta.dirname, 'bare.js')
+}
+
+const SCENARIOS = ['connection-storm', 'tcp-ingest', 'ws-ingest', 'tcp-paced-1000', 'tcp-paced-5000', 'ws-fanout', 'command-latency', 'chart', 'idle-rss'] as const
+type Scenario = typeof SCENARIOS[number]
+const ALIASES: Record<string, Scenario[]> = {
+  all: [...SCENARIOS],
+  storm: ['connection-storm'],
+  tcp: ['tcp-ingest'],
+  ws: ['ws-ingest'],
+  ingest: ['tcp-ingest', 'ws-ingest'],
+  paced: ['tcp-paced-1000', 'tcp-paced-5000'],
+  fanout: ['ws-fanout'],
+  command: ['command-latency'],
+  commands: ['command-latency'],
+  idle: ['idle-rss'],
+  rss: ['idle-rss']
+}
+
+const USAGE = `usage: npm run bench -- [options]
+
+  --robots N          robots of the workloads (default 100)
+  --window N          frames in flight per robot, closed loop (default 10)
+  --duration S        seconds per workload (default 10)
+  --frames N          frames per robot for the closed loops, instead of --duration
+  --scenarios LIST    comma list (default all): ${SCENARIOS.join(', ')}
+                      (aliases: storm, tcp, ws, ingest, paced, fanout, command, idle)
+  --idle LIST         idle robot counts for idle-rss (default 1000,5000)
+  --chart LIST        robot counts of the chart, closed-loop TCP (default 10,50,100,200)
+  --chart-file PATH   where the chart goes (default test/bench/chart.svg)
+  --users N           WebSocket users of ws-fanout (default 100)
+  --fanout-hz N       ws-fanout: the robot sends N frames/s (default 100; 0: closed loop with --window)
+  --command-rate N    command-latency: commands per second (default 20)
+  --stream-hz N       command-latency: frames/s of each robot meanwhile (default 10; 0: none)
+  --timeout MIN       give up after this many minutes (default 30)
+
+Env: DATABASE_URL (United's database; default: SQLite in a fresh temp directory).`
+
+function list (s: string, what: string): number[] {
+  const out = s.split(',').filter((x) => x.trim() !== '').map((x) => Number(x))
+  if (out.some((n) => !Number.isInteger(n) || n <= 0)) throw new Error(`--${what} takes positive integers separated by commas`)
+  return out
+}
+
+function positive (s: string | undefined, what: string, integer = true): number {
+  const n = Number(s)
+  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) throw new Error(`--${what} must be a positive ${integer ? 'integer' : 'number'}`)
+  return n
+}
+
+function parseOptions () {
+  const { values } = parseArgs({
+    options: {
+      robots: { type: 'string', default: '100' },
+      window: { type: 'string', default: '10' },
+      duration: { type: 'string', default: '10' },
+      frames: { type: 'string' },
+      scenarios: { type: 'string', default: 'all' },
+      idle: { type: 'string', default: '1000,5000' },
+      chart: { type: 'string', default: '10,50,100,200' },
+      'chart-file': { type: 'string' },
+      users: { type: 'string', default: '100' },
+      'fanout-hz': { type: 'string', default: '100' },
+      'command-rate': { type: 'string', default: '20' },
+      'stream-hz': { type: 'string', default: '10' },
+      timeout: { type: 'string', default: '30' },
+      help: { type: 'boolean', short: 'h' }
+    },
+    strict: true
+  })
+  if (values.help === true) {
+    process.stdout.write(USAGE + '\n')
+    process.exit(0)
+  }
+  const scenarios = new Set<Scenario>()
+  for (const name of values.scenarios.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+    const names = ALIASES[name] ?? ((SCENARIOS as readonly string[]).includes(name) ? [name as Scenario] : undefined)
+    if (names === undefined) throw new Error(`unknown scenario ${name}: ${SCENARIOS.join(', ')}`)
+    for (const n of names) scenarios.add(n)
+  }
+  return {
+    robots: positive(values.robots, 'robots'),
+    window: positive(values.window, 'window'),
+    duration: positive(values.duration, 'duration', false),
+    frames: values.frames === undefined ? undefined : positive(values.frames, 'frames'),
+    scenarios,
+    idle: [...new Set(list(values.idle, 'idle'))].sort((a, b) => a - b),
+    chart: [...new Set(list(values.chart, 'chart'))].sort((a, b) => a - b),
+    chartFile: resolve(values['chart-file'] ?? join(ROOT, 'test', 'bench', 'chart.svg')),
+    users: positive(values.users, 'users'),
+    fanoutHz: Number(values['fanout-hz']),
+    commandRate: positive(values['command-rate'], 'command-rate', false),
+    streamHz: Number(values['stream-hz']),
+    timeoutMin: positive(values.timeout, 'timeout', false)
+  }
+}
+
+type Options = ReturnType<typeof parseOptions>
+type Fields = Record<string, unknown>
+
+const say = (s: string): void => { process.stderr.write(`bench: ${s}\n`) }
+const range = (n: number, from = 0): number[] => Array.from({ length: Math.max(0, n - from) }, (_, i) => from + i)
+const errText = (err: unknown): string => err instanceof Error ? err.message : String(err)
+
+/** Starts (after letting both servers settle) and stops the measurement of the server's CPU and RSS. */
+class Mark {
+  private meter: ProcMeter | undefined
+  private cpu0: NodeJS.CpuUsage | undefined
+  private t0 = 0
+  private host0 = 0
+  private others0 = 0
+  private dbMeter: CommandCpuMeter | undefined
+  result: Fields | undefined
+  /** `db`: the name of the database server's processes when it runs on this machine (postgres) */
+  constructor (private readonly target: Target, private readonly others: Target[], private readonly db?: string) {}
+
+  async start (): Promise<void> {
+    await Promise.all([this.target, ...this.others].map(async (t) => { await settle(t.proc.pid) }))
+    this.meter = new ProcMeter(this.target.proc.pid)
+    this.cpu0 = process.cpuUsage()
+    this.t0 = now()
+    this.host0 = hostBusySeconds()
+    this.others0 = this.othersCpu()
+    this.dbMeter = this.db === undefined ? undefined : new CommandCpuMeter(this.db)
+  }
+
+  private othersCpu (): number {
+    return this.others.reduce((sum, t) => { try { return sum + cpuSeconds(t.proc.pid) } catch { return sum } }, 0)
+  }
+
+  stop (): void {
+    if (this.meter === undefined || this.result !== undefined) return
+    const m = this.meter.stop()
+    const c = process.cpuUsage(this.cpu0)
+    const client = (c.user + c.system) / 1e6
+    const host = hostBusySeconds() - this.host0
+    const db = this.dbMeter?.stop() ?? 0
+    this.result = {
+      server_cpu_s: round(m.cpu_s),
+      server_cpu_pct: round((100 * m.cpu_s) / ((now() - this.t0) / 1000), 0),
+      server_rss_mib: round(m.rss_mib, 1),
+      ...(this.db === undefined ? {} : { db_cpu_s: round(db) }),
+      client_cpu_s: round(client),
+      // CPU used meanwhile by anything else on the machine: a large value means the figures were disturbed
+      other_cpu_s: round(Math.max(0, host - m.cpu_s - client - db - (this.othersCpu() - this.others0)))
+    }
+  }
+}
+
+function errorFields (rec: Recorder): Fields {
+  if (rec.errors === 0 && rec.duplicateAcks === 0) return { errors: 0 }
+  return {
+    errors: rec.errors,
+    error_detail: { error_acks: rec.errorAcks, missing_acks: rec.missing, disconnects: rec.disconnects, failures: rec.failures, duplicate_acks: rec.duplicateAcks }
+  }
+}
+
+async function main (): Promise<void> {
+  const opts = parseOptions()
+  const runId = `${Date.now().toString(36)}${randomBytes(2).toString('hex')}`
+  const databaseUrl = process.env.DATABASE_URL !== undefined && process.env.DATABASE_URL !== '' ? process.env.DATABASE_URL : undefined
+  const dbLabel = databaseUrl === undefined ? 'SQLite (embedded, temp dir)' : databaseUrl.startsWith('sqlite:') ? databaseUrl : `PostgreSQL ${databaseUrl.replace(/\/\/[^@/]*@/, '//***@')}`
+  const watchdog = setTimeout(() => {
+    say(`gave up after ${opts.timeoutMin} minutes (--timeout)`)
+    void shutdown(2)
+  }, opts.timeoutMin * 60_000)
+  watchdog.unref()
+
+  // a PostgreSQL server on this machine: its CPU is reported as db_cpu_s (all its processes, whoever they serve)
+  const dbProcess = databaseUrl !== undefined && /^postgres(ql)?:\/\/([^@/]*@)?(127\.0\.0\.1|localhost|\[::1\])[:/]/.test(databaseUrl) ? 'postgres' : undefined
+  const united = new United(FILES, runId, databaseUrl)
+  const bare = new Bare(FILES.bare)
+  cleanups.push(() => { united.removeDir() })
+  const targets: Target[] = [united, bare]
+  const has = (s: Scenario): boolean => opts.scenarios.has(s)
+
+  say(`run ${runId}: ${opts.robots} robots, window ${opts.window}, ${opts.frames !== undefined ? `${opts.frames} frames/robot` : `${opts.duration} s`} per workload; United on ${dbLabel}; ${cpus().length} CPUs; Node ${process.version}`)
+  say(`scenarios: ${[...opts.scenarios].join(', ')}`)
+
+  // What is needed: robots 0..n-1 (every workload takes the first ones), the fan-out robot and its users.
+  const needed = Math.max(
+    opts.robots,
+    has('chart') ? Math.max(...opts.chart) : 0,
+    has('idle-rss') ? Math.max(...opts.idle) : 0
+  )
+  const t0 = now()
+  await bare.start()
+  await united.createSuperuser()
+  await united.start()
+  say(`United up (${united.httpUrl}, ${united.mqttUrl}), bare up (${bare.mqttUrl}, ${bare.wsUrl}); provisioning ${needed} robots and ${has('ws-fanout') ? opts.users : 0} users through the Management API…`)
+  await united.provision(needed, has('ws-fanout') ? opts.users : 0, (done, total) => { say(`  ${done}/${total} robots`) })
+  say(`provisioned in ${((now() - t0) / 1000).toFixed(1)} s; restarting United so that provisioning does not weigh on the measurements`)
+  await united.stop()
+  await united.start()
+
+  const results: Fields[] = []
+  let tagCounter = 0
+  const nextTag = (): string => `s${++tagCounter}`
+
+  /** Runs a scenario on United, then on bare, and prints both lines. */
+  async function pair (scenario: string, ratioOf: string, run: (t: Target, mark: Mark) => Promise<Fields>): Promise<Fields[]> {
+    const lines: Fields[] = []
+    for (const t of targets) {
+      const mark = new Mark(t, targets.filter((o) => o !== t), dbProcess)
+      let fields: Fields
+      say(`${scenario} on ${t.name}…`)
+      try {
+        fields = await run(t, mark)
+      } catch (err) {
+        fields = { error: errText(err) }
+        say(`${scenario} on ${t.name} failed: ${errText(err)}`)
+      }
+      mark.stop()
+      if (t.proc.exited()) throw new Error(`${t.name} exited during ${scenario}; its last output:\n${t.proc.output().slice(-4000)}`)
+      lines.push({ scenario, target: t.name, ...fields, ...(mark.result ?? {}) })
+    }
+    const [u, b] = lines as [Fields, Fields]
+    const ratio = typeof u[ratioOf] === 'number' && typeof b[ratioOf] === 'number' && b[ratioOf] !== 0 ? round((u[ratioOf] as number) / (b[ratioOf] as number), 3) : null
+    Object.assign(u, { ratio, ratio_of: ratioOf })
+    emit(lines)
+    return lines
+  }
+
+  function emit (lines: Fields[]): void {
+    for (const l of lines) {
+      const warnings = (l.target === 'united' ? united : bare).proc.warnings.length
+      if (l.target === 'united' && warnings > 0) l.server_warnings_total = warnings
+      process.stdout.write(JSON.stringify(l) + '\n')
+      results.push(l)
+    }
+  }
+
+  async function openFleet (t: Target, indexes: number[], transport: 'tcp' | 'ws', commands: boolean, rec: Recorder): Promise<Robot[]> {
+    const url = transport === 'tcp' ? t.mqttUrl : t.wsUrl
+    let reported = 0
+    const robots = await mapLimit(indexes, 50, async (i) => {
+      try {
+        return await Robot.connect(url, await t.robot(i), { commands, tag: transport })
+      } catch (err) {
+        rec.failures++
+        if (reported++ < 3) say(`robot ${i} could not connect to ${t.name}: ${errText(err)}`)
+        return null
+      }
+    })
+    return robots.filter((r): r is Robot => r !== null)
+  }
+
+  async function closeFleet (fleet: Robot[]): Promise<void> {
+    await mapLimit(fleet, 200, async (r) => { await r.close() })
+  }
+
+  // ---- the scenarios -------------------------------------------------------
+
+  async function ingest (t: Target, mark: Mark, transport: 'tcp' | 'ws', robots: number): Promise<Fields> {
+    const rec = new Recorder()
+    await t.prepareRobots(robots)
+    const fleet = await openFleet(t, range(robots), transport, false, rec)
+    try {
+      await mark.start()
+      const elapsed = await closedLoop(fleet, rec, { window: opts.window, frames: opts.frames, durationS: opts.duration, tag: nextTag() })
+      mark.stop()
+      return {
+        robots,
+        window: opts.window,
+        frames: rec.ok,
+        duration_s: round(elapsed),
+        frames_per_s: round(rec.ok / elapsed, 0),
+        ...rec.latency(),
+        ...errorFields(rec)
+      }
+    } finally {
+      await closeFleet(fleet)
+    }
+  }
+
+  async function pacedRun (t: Target, mark: Mark, rate: number): Promise<Fields> {
+    const rec = new Recorder()
+    await t.prepareRobots(opts.robots)
+    const fleet = await openFleet(t, range(opts.robots), 'tcp', false, rec)
+    try {
+      await mark.start()
+      const elapsed = await paced(fleet, rec, { totalRate: rate, durationS: opts.duration, tag: nextTag() })
+      mark.stop()
+      return {
+        robots: opts.robots,
+        rate_hz_per_robot: round(rate / opts.robots, 1),
+        frames: rec.ok,
+        duration_s: round(elapsed),
+        frames_per_s: round(rec.ok / elapsed, 0),
+        ...rec.latency(),
+        ...errorFields(rec)
+      }
+    } finally {
+      await closeFleet(fleet)
+    }
+  }
+
+  async function storm (t: Target, mark: Mark): Promise<Fields> {
+    const rec = new Recorder()
+    await mark.start()
+    const start = now()
+    const fleet = await Promise.all(range(opts.robots).map(async (i) => {
+      const t1 = now()
+      try {
+        const robot = await Robot.connect(t.mqttUrl, await t.freshRobot(i), { commands: true, tag: 'tcp' })
+        rec.samples.push(now() - t1)
+        return robot
+      } catch (err) {
+        if (rec.failures++ < 3) say(`storm: robot ${i} on ${t.name}: ${errText(err)}`)
+        return null
+      }
+    }))
+    const total = (now() - start) / 1000
+    mark.stop()
+    const ok = fleet.filter((r): r is Robot => r !== null)
+    await closeFleet(ok)
+    return {
+      robots: opts.robots,
+      connected: ok.length,
+      total_s: round(total, 3),
+      connects_per_s: round(ok.length / total, 0),
+      ...rec.latency(),
+      ...errorFields(rec),
+      note: t.name === 'united' ? 'each robot: POST obtain_token, CONNECT, SUBSCRIBE ack+commands; latencies per robot' : 'each robot: CONNECT, SUBSCRIBE (no token); latencies per robot'
+    }
+  }
+
+  async function fanout (t: Target, mark: Mark): Promise<Fields> {
+    const rec = new Recorder()
+    const robotCreds = await t.fanoutRobot()
+    const topic = `robots/${robotCreds.uuid}/stats`
+    const sentAt = new Map<number, number>()
+    const latencies: number[] = []
+    let deliveries = 0
+    let measuring = false
+    let userDisconnects = 0
+    let userFailures = 0
+    const users = (await mapLimit(range(opts.users), 20, async (k) => {
+      try {
+        const creds = await t.user(k)
+        const client = await connect(t.wsUrl, { username: creds.username, password: creds.password, clientId: `bench-user-${runId}-${k}` })
+        client.on('message', (tp: string, payload: Buffer) => {
+          if (tp !== topic || !measuring) return
+          let msg: { position_x?: unknown, data?: { position_x?: unknown } }
+          try { msg = JSON.parse(payload.toString()) as typeof msg } catch { return }
+          const x = msg.position_x ?? msg.data?.position_x
+          const at = typeof x === 'number' ? sentAt.get(x) : undefined
+          if (at === undefined) return
+          deliveries++
+          latencies.push(now() - at)
+        })
+        client.on('close', () => { if (measuring) userDisconnects++ })
+        const granted = await client.subscribeAsync(topic, { qos: 0 })
+        if (granted.some((g) => (g.qos as number) === 128)) throw new Error(`subscription to ${topic} refused`)
+        return client
+      } catch (err) {
+        if (userFailures++ < 3) say(`fan-out user ${k} on ${t.name}: ${errText(err)}`)
+        return null
+      }
+    })).filter((c): c is MqttClient => c !== null)
+    const robot = await Robot.connect(t.mqttUrl, robotCreds, { commands: false, tag: 'fanout' })
+    try {
+      await mark.start()
+      let seq = 0
+      robot.nextX = () => { const s = seq++; sentAt.set(s, now()); return s }
+      measuring = true
+      const elapsed = opts.fanoutHz > 0
+        ? await paced([robot], rec, { totalRate: opts.fanoutHz, durationS: opts.duration, tag: nextTag() })
+        : await closedLoop([robot], rec, { window: opts.window, frames: opts.frames, durationS: opts.duration, tag: nextTag() })
+      await sleep(500) // the last statistics are on their way
+      measuring = false
+      mark.stop()
+      const lat = new Recorder()
+      lat.samples = latencies
+      const ack = rec.latency()
+      rec.failures += userFailures
+      rec.disconnects += userDisconnects
+      return {
+        robots: 1,
+        users: users.length,
+        ...(opts.fanoutHz > 0 ? { rate_hz: opts.fanoutHz } : { window: opts.window }),
+        frames: rec.ok,
+        duration_s: round(elapsed),
+        frames_per_s: round(rec.ok / elapsed, 0),
+        deliveries,
+        deliveries_per_s: round(deliveries / elapsed, 0),
+        deliveries_per_frame: round(deliveries / Math.max(1, rec.ok), 2),
+        ...lat.latency(),
+        ack_p50_ms: ack.p50_ms,
+        ack_p99_ms: ack.p99_ms,
+        ...errorFields(rec),
+        note: 'p50/p99/max: frame publish → stats message at a user; United merges the frames of one storage batch into one stats message'
+      }
+    } finally {
+      measuring = false
+      await robot.close()
+      await mapLimit(users, 100, async (c) => { await c.endAsync().catch(() => {}) })
+    }
+  }
+
+  async function commandLatency (t: Target, mark: Mark): Promise<Fields> {
+    const rec = new Recorder()
+    const cmd = new Recorder()
+    await t.prepareRobots(opts.robots)
+    const fleet = await openFleet(t, range(opts.robots), 'tcp', true, rec)
+    const received = new Map<string, number>()
+    for (const r of fleet) r.onCommand = (id, at) => { received.set(id, at) }
+    const posted = new Map<string, number>()
+    const statuses = new Map<number, number>()
+    const responses: number[] = []
+    const rate = opts.robots * opts.streamHz
+    try {
+      await mark.start()
+      const poster = (async () => {
+        await sleep(1000) // the stream is up
+        const interval = 1000 / opts.commandRate
+        const count = Math.max(1, Math.floor((opts.duration - 1.5) * opts.commandRate))
+        const start = now()
+        const inflight: Array<Promise<void>> = []
+        const names = ['auto', 'idle', 'manual']
+        for (let k = 0; k < count; k++) {
+          const wait = start + k * interval - now()
+          if (wait > 0) await sleep(wait)
+          const robot = fleet[k % fleet.length] as Robot
+          const sent = now()
+          inflight.push(t.command(robot.uuid, names[k % names.length] as string).then((res) => {
+            responses.push(now() - sent)
+            if (res.status === 201 && res.id !== undefined) posted.set(res.id, sent)
+            else { cmd.failures++; statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1) }
+          }, () => { cmd.failures++ }))
+        }
+        await Promise.all(inflight)
+      })()
+      const stream = rate > 0 ? paced(fleet, rec, { totalRate: rate, durationS: opts.duration, tag: nextTag() }) : sleep(opts.duration * 1000).then(() => opts.duration)
+      const [, elapsed] = await Promise.all([poster, stream])
+      const until = now() + 5000
+      while (now() < until && [...posted.keys()].some((id) => !received.has(id))) await sleep(20)
+      mark.stop()
+      for (const [id, sent] of posted) {
+        const at = received.get(id)
+        if (at === undefined) cmd.missing++
+        else cmd.samples.push(at - sent)
+      }
+      if (statuses.size > 0) say(`command-latency on ${t.name}: HTTP statuses other than 201: ${JSON.stringify(Object.fromEntries(statuses))}`)
+      const ack = rec.latency()
+      const errors = errorFields(rec)
+      const post = percentiles(responses)
+      return {
+        robots: opts.robots,
+        stream_frames_per_s: round(rec.ok / elapsed, 0),
+        commands: cmd.samples.length,
+        commands_per_s: opts.commandRate,
+        ...cmd.latency(),
+        errors: cmd.errors + rec.errors,
+        ...(cmd.errors > 0 ? { command_errors: { missing: cmd.missing, failed_posts: cmd.failures } } : {}),
+        ...(rec.errors > 0 ? { stream_errors: errors.error_detail } : {}),
+        post_p50_ms: post.p50_ms,
+        post_p99_ms: post.p99_ms,
+        ack_p50_ms: ack.p50_ms,
+        ack_p99_ms: ack.p99_ms,
+        note: `p50/p99/max: REST POST sent → command received by the robot, while every robot streams at ${opts.streamHz} Hz; post_*: REST response time`
+      }
+    } finally {
+      for (const r of fleet) r.onCommand = null
+      await closeFleet(fleet)
+    }
+  }
+
+  /** RSS per idle robot connection: connect robots up to each count and compare the server's RSS with its RSS before. */
+  async function idleRss (t: Target): Promise<Fields[]> {
+    const max = Math.max(...opts.idle)
+    const t1 = now()
+    await t.prepareRobots(max)
+    if (t.name === 'united') say(`  tokens for ${max} robots obtained in ${((now() - t1) / 1000).toFixed(1)} s`)
+    await Promise.all(targets.map(async (o) => { await settle(o.proc.pid) }))
+    // RSS after a forced full garbage collection (the median of three readings)
+    const median = async (): Promise<number> => {
+      await t.gc()
+      await sleep(500)
+      const xs: number[] = []
+      for (let k = 0; k < 3; k++) { xs.push(rssMiB(t.proc.pid)); await sleep(300) }
+      return xs.sort((a, b) => a - b)[1] as number
+    }
+    const base = await median()
+    const rec = new Recorder()
+    const fleet: Robot[] = []
+    const lines: Fields[] = []
+    let next = 0
+    try {
+      for (const count of opts.idle) {
+        const cpu = new ProcMeter(t.proc.pid)
+        const start = now()
+        const more = await openFleet(t, range(count, next), 'tcp', true, rec)
+        next = count
+        for (const r of more) r.rec = rec
+        fleet.push(...more)
+        const connectS = (now() - start) / 1000
+        await settle(t.proc.pid)
+        await sleep(1000)
+        const rss = await median()
+        const m = cpu.stop()
+        lines.push({
+          scenario: 'idle-rss',
+          target: t.name,
+          robots: count,
+          connected: fleet.length,
+          connect_s: round(connectS),
+          rss_base_mib: round(base, 1),
+          rss_mib: round(rss, 1),
+          rss_per_conn_kib: round(((rss - base) * 1024) / Math.max(1, fleet.length), 1),
+          ...errorFields(rec),
+          server_cpu_s: round(m.cpu_s),
+          server_rss_mib: round(m.rss_mib, 1)
+        })
+      }
+    } finally {
+      for (const r of fleet) r.rec = null
+      await mapLimit(fleet, 500, async (r) => { r.kill() })
+    }
+    return lines
+  }
+
+  // ---- the run ---------------------------------------------------------------
+
+  if (has('connection-storm')) await pair('connection-storm', 'total_s', storm)
+  let tcpIngest: Fields[] | undefined
+  if (has('tcp-ingest')) tcpIngest = await pair('tcp-ingest', 'frames_per_s', async (t, m) => await ingest(t, m, 'tcp', opts.robots))
+  if (has('ws-ingest')) await pair('ws-ingest', 'frames_per_s', async (t, m) => await ingest(t, m, 'ws', opts.robots))
+  if (has('tcp-paced-1000')) await pair('tcp-paced-1000', 'p50_ms', async (t, m) => await pacedRun(t, m, 1000))
+  if (has('tcp-paced-5000')) await pair('tcp-paced-5000', 'p50_ms', async (t, m) => await pacedRun(t, m, 5000))
+  if (has('ws-fanout')) await pair('ws-fanout', opts.fanoutHz > 0 ? 'p50_ms' : 'deliveries_per_s', fanout)
+  if (has('command-latency')) await pair('command-latency', 'p50_ms', commandLatency)
+
+  if (has('chart')) {
+    const points: Fields[] = []
+    for (const count of opts.chart) {
+      if (count === opts.robots && tcpIngest !== undefined) {
+        const copies = tcpIngest.map((l) => ({ ...l, scenario: 'chart-tcp-ingest', same_as: 'tcp-ingest' }))
+        emit(copies)
+        points.push(...copies)
+      } else {
+        points.push(...await pair('chart-tcp-ingest', 'frames_per_s', async (t, m) => await ingest(t, m, 'tcp', count)))
+      }
+    }
+    const series = (name: string): ChartPoint[] => points.filter((p) => p.target === name && typeof p.frames_per_s === 'number')
+      .map((p) => ({ robots: p.robots as number, frames_per_s: p.frames_per_s as number, p99_ms: p.p99_ms as number }))
+    const cpu = cpus()[0]?.model.replace(/\s+/g, ' ').trim() ?? 'unknown CPU'
+    const svg = renderChart({
+      title: 'United vs bare Aedes: closed-loop MQTT ingest over TCP',
+      subtitle: `QoS 1, ~200-byte position frames, window ${opts.window}, ${opts.frames !== undefined ? `${opts.frames} frames/robot` : `${opts.duration} s`} per point; United on ${databaseUrl === undefined ? 'embedded SQLite' : dbLabel.split(' ')[0]}; ${cpus().length} × ${cpu}; Node ${process.version}; ${new Date().toISOString().slice(0, 10)}`,
+      counts: opts.chart,
+      series: [
+        { label: 'United (auth + storage)', color: '#1f6feb', points: series('united') },
+        { label: 'bare Aedes (ack only)', color: '#d9822b', points: series('bare') }
+      ]
+    })
+    writeFileSync(opts.chartFile, svg)
+    say(`chart written to ${opts.chartFile}`)
+  }
+
+  if (has('idle-rss')) {
+    const lines: Fields[][] = []
+    for (const t of targets) {
+      say(`idle-rss on ${t.name}…`)
+      try {
+        lines.push(await idleRss(t))
+      } catch (err) {
+        say(`idle-rss on ${t.name} failed: ${errText(err)}`)
+        lines.push(opts.idle.map((count) => ({ scenario: 'idle-rss', target: t.name, robots: count, error: errText(err) })))
+      }
+      if (t.proc.exited()) throw new Error(`${t.name} exited during idle-rss; its last output:\n${t.proc.output().slice(-4000)}`)
+    }
+    const [u, b] = lines as [Fields[], Fields[]]
+    u.forEach((l, i) => {
+      const other = b[i]?.rss_per_conn_kib
+      l.ratio = typeof l.rss_per_conn_kib === 'number' && typeof other === 'number' && other !== 0 ? round(l.rss_per_conn_kib / other, 3) : null
+      l.ratio_of = 'rss_per_conn_kib'
+      emit([l, b[i] as Fields])
+    })
+  }
+
+  summary(results, united)
+}
+
+function summary (results: Fields[], united: United): void {
+  const cell = (v: unknown): string => v === undefined || v === null ? '' : typeof v === 'number' ? String(v) : String(v)
+  const cols = ['scenario', 'target', 'robots', 'frames_per_s', 'p50_ms', 'p99_ms', 'max_ms', 'errors', 'server_cpu_s', 'server_rss_mib', 'ratio']
+  const extra = (r: Fields): string => {
+    if (r.scenario === 'connection-storm') return `total ${cell(r.total_s)} s`
+    if (r.scenario === 'idle-rss') return `${cell(r.rss_per_conn_kib)} KiB/conn`
+    if (r.scenario === 'ws-fanout') return `${cell(r.deliveries_per_s)} deliveries/s`
+    if (r.error !== undefined) return `ERROR ${cell(r.error)}`
+    return ''
+  }
+  const rows = [[...cols, ''], ...results.map((r) => [...cols.map((c) => cell(r[c])), extra(r)])]
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)))
+  process.stderr.write('\n' + rows.map((row) => row.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd()).join('\n') + '\n')
+  const warnings = united.proc.warnings
+  if (warnings.length > 0) {
+    const byMsg = new Map<string, { n: number, first: string }>()
+    for (const w of warnings) {
+      let msg = w
+      try { msg = String((JSON.parse(w) as { msg?: unknown }).msg) } catch { /* keep the line */ }
+      const seen = byMsg.get(msg)
+      if (seen === undefined) byMsg.set(msg, { n: 1, first: w })
+      else seen.n++
+    }
+    process.stderr.write(`\nUnited logged ${warnings.length} warnings/errors (count × message, then the first such line):\n`)
+    for (const [msg, { n, first }] of byMsg) process.stderr.write(`  ${n} × ${msg}\n    ${first.slice(0, 1500)}\n`)
+  }
+}
+
+// ---- leaving: kill the children, whatever happens --------------------------
+
+const cleanups: Array<() => void> = []
+let leaving = false
+async function shutdown (code: number): Promise<never> {
+  if (!leaving) {
+    leaving = true
+    await stopChildren(5000).catch(() => {})
+    killChildren()
+    for (const c of cleanups) { try { c() } catch { /* best effort */ } }
+  }
+  process.exit(code)
+}
+process.on('exit', () => { killChildren() })
+process.on('SIGINT', () => { say('interrupted'); void shutdown(130) })
+process.on('SIGTERM', () => { say('terminated'); void shutdown(143) })
+process.on('uncaughtException', (err) => { say(`uncaught: ${err.stack ?? String(err)}`); void shutdown(1) })
+process.on('unhandledRejection', (err) => { say(`unhandled rejection: ${err instanceof Error ? err.stack ?? err.message : String(err)}`); void shutdown(1) })
+
+main().then(async () => { await shutdown(0) }, async (err: unknown) => {
+  say(`failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`)
+  await shutdown(1)
+})

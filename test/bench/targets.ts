@@ -1,0 +1,270 @@
+// The two systems under test, as the runner sees them: United (the compiled
+// server, provisioned through its Management API) and the bare Aedes broker.
+// Both run as child processes; the load comes from the runner's process.
+import { randomBytes, randomUUID } from 'node:crypto'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { mapLimit, now, type Credentials } from './load.js'
+import { collectGarbage, runNode, spawnNode, type Spawned } from './proc.js'
+
+export type TargetName = 'united' | 'bare'
+
+export interface Target {
+  readonly name: TargetName
+  readonly proc: Spawned
+  readonly mqttUrl: string
+  readonly wsUrl: string
+  /** robot i's credentials (a cached token on United) */
+  robot: (i: number) => Promise<Credentials>
+  /** robot i obtains a new token now (the connection storm) */
+  freshRobot: (i: number) => Promise<Credentials>
+  /** makes sure robots 0..n-1 have a token (outside the measurements) */
+  prepareRobots: (n: number) => Promise<void>
+  /** the robot of the fan-out scenario (not among the numbered ones) */
+  fanoutRobot: () => Promise<Credentials>
+  /** credentials of fan-out user k (who may watch the fan-out robot) */
+  user: (k: number) => Promise<Credentials>
+  /** POST /robots/robot/command; resolves with the HTTP status and the command id */
+  command: (uuid: string, command: string) => Promise<{ status: number, id?: string }>
+  /** a full garbage collection in the server process (through its inspector) */
+  gc: () => Promise<void>
+}
+
+async function gcOf (proc: Spawned): Promise<void> {
+  const url = proc.inspector()
+  if (url === undefined) throw new Error('the process has no inspector to collect garbage with')
+  await collectGarbage(url)
+}
+
+interface HttpResult { status: number, json: Record<string, unknown> | null, text: string }
+
+async function http (base: string, method: string, path: string, body?: object, token?: string): Promise<HttpResult> {
+  const headers: Record<string, string> = {}
+  if (body !== undefined) headers['content-type'] = 'application/json'
+  if (token !== undefined) headers.authorization = `Bearer ${token}`
+  const res = await fetch(base + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) })
+  const text = await res.text()
+  let json: Record<string, unknown> | null = null
+  try { json = text === '' ? null : JSON.parse(text) as Record<string, unknown> } catch { /* not JSON */ }
+  return { status: res.status, json, text }
+}
+
+function expect (res: HttpResult, status: number, what: string): Record<string, unknown> {
+  if (res.status !== status || res.json === null) throw new Error(`${what}: HTTP ${res.status} ${res.text.slice(0, 300)}`)
+  return res.json
+}
+
+interface Provisioned { serial: string, secret: string, uuid: string }
+
+export class United implements Target {
+  readonly name = 'united'
+  proc!: Spawned
+  mqttUrl = ''
+  wsUrl = ''
+  httpUrl = ''
+  readonly dir: string
+  private readonly env: NodeJS.ProcessEnv
+  private readonly robots: Provisioned[] = []
+  private readonly tokens = new Map<number, Credentials>()
+  private fanout: Provisioned | undefined
+  private fanoutToken: Credentials | undefined
+  private readonly users: Array<{ username: string, password: string, id: number }> = []
+  private readonly userJwts = new Map<number, { jwt: string, at: number }>()
+  private staffJwt: { jwt: Promise<string>, at: number } | undefined
+  private readonly admin: { username: string, password: string }
+
+  constructor (private readonly files: { server: string, manage: string }, private readonly runId: string, databaseUrl: string | undefined) {
+    this.dir = mkdtempSync(join(tmpdir(), 'united-bench-'))
+    mkdirSync(join(this.dir, 'data'))
+    this.env = {
+      ...process.env,
+      HTTP_PORT: '0',
+      MQTT_PORT: '0',
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+      NODE_ENV: 'production',
+      JWT_SECRET: randomBytes(32).toString('hex')
+    }
+    // Without DATABASE_URL United uses sqlite:./data/united.sqlite in its cwd: the fresh temp directory.
+    if (databaseUrl === undefined) delete this.env.DATABASE_URL
+    else this.env.DATABASE_URL = databaseUrl
+    this.admin = { username: `bench-${runId}-admin`, password: randomBytes(12).toString('hex') }
+  }
+
+  async createSuperuser (): Promise<void> {
+    await runNode(this.files.manage, ['createsuperuser', '--username', this.admin.username, '--password', this.admin.password], { cwd: this.dir, env: this.env, label: 'manage createsuperuser' })
+  }
+
+  async start (): Promise<void> {
+    this.proc = spawnNode(this.files.server, [], { cwd: this.dir, env: this.env, label: 'United', inspect: true })
+    await this.proc.waitFor(/MQTT \(WS\)\s+\S+/, 60_000)
+    const out = this.proc.output()
+    this.httpUrl = (/REST API\s+(http:\/\/\S+?)\/?\s/.exec(out)?.[1]) ?? ''
+    this.mqttUrl = (/MQTT \(TCP\)\s+(mqtt:\/\/\S+)/.exec(out)?.[1]) ?? ''
+    this.wsUrl = (/MQTT \(WS\)\s+(ws:\/\/\S+)/.exec(out)?.[1]) ?? ''
+    if (this.httpUrl === '' || this.mqttUrl === '' || this.wsUrl === '') throw new Error(`could not read United's banner:\n${out}`)
+    // tokens live in the server's memory: a new process knows none of them
+    this.tokens.clear()
+    this.fanoutToken = undefined
+    this.staffJwt = undefined
+    this.userJwts.clear()
+  }
+
+  async stop (): Promise<void> {
+    await this.proc?.stop()
+  }
+
+  async gc (): Promise<void> {
+    await gcOf(this.proc)
+  }
+
+  removeDir (): void {
+    rmSync(this.dir, { recursive: true, force: true })
+  }
+
+  /** The staff JWT, renewed well before JWT_ACCESS_TTL (300 s by default). */
+  private async staff (): Promise<string> {
+    if (this.staffJwt === undefined || now() - this.staffJwt.at > 120_000) {
+      const jwt = http(this.httpUrl, 'POST', '/users/obtain_token/', this.admin).then((res) => expect(res, 200, 'staff log-in').access as string)
+      this.staffJwt = { jwt, at: now() }
+      jwt.catch(() => { this.staffJwt = undefined })
+    }
+    return await this.staffJwt.jwt
+  }
+
+  private async createRobot (serial: string): Promise<Provisioned> {
+    const secret = randomBytes(16).toString('hex')
+    const res = await http(this.httpUrl, 'POST', '/admin/api/robots', { serial, token: secret }, await this.staff())
+    return { serial, secret, uuid: expect(res, 201, `POST /admin/api/robots ${serial}`).uuid as string }
+  }
+
+  /** Creates robots up to `n` (32 at a time: each secret costs an scrypt), the fan-out robot and `users` users granted it. */
+  async provision (n: number, users: number, progress: (done: number, total: number) => void): Promise<void> {
+    const missing = Array.from({ length: Math.max(0, n - this.robots.length) }, (_, k) => this.robots.length + k)
+    let done = 0
+    await mapLimit(missing, 32, async (i) => {
+      this.robots[i] = await this.createRobot(`bench-${this.runId}-${i}`)
+      if (++done % 500 === 0) progress(done, missing.length)
+    })
+    this.fanout ??= await this.createRobot(`bench-${this.runId}-fanout`)
+    const fanout = this.fanout
+    const newUsers = Array.from({ length: Math.max(0, users - this.users.length) }, (_, k) => this.users.length + k)
+    await mapLimit(newUsers, 32, async (k) => {
+      const username = `bench-${this.runId}-u${k}`
+      const password = randomBytes(12).toString('hex')
+      const res = await http(this.httpUrl, 'POST', '/admin/api/users', { username, password }, await this.staff())
+      const id = expect(res, 201, `POST /admin/api/users ${username}`).id as number
+      const grant = await http(this.httpUrl, 'PUT', `/admin/api/robots/${fanout.uuid}/users/${id}`, undefined, await this.staff())
+      if (grant.status !== 204) throw new Error(`grant: HTTP ${grant.status} ${grant.text}`)
+      this.users[k] = { username, password, id }
+    })
+  }
+
+  private async obtain (p: Provisioned): Promise<Credentials> {
+    const res = await http(this.httpUrl, 'POST', '/robots/robot/obtain_token', { serial: p.serial, token: p.secret })
+    const body = expect(res, 201, `obtain_token ${p.serial}`)
+    if (body.robot_uuid !== p.uuid) throw new Error(`obtain_token ${p.serial}: robot_uuid ${String(body.robot_uuid)} is not ${p.uuid}`)
+    return { uuid: p.uuid, username: p.uuid, password: body.access_token as string }
+  }
+
+  private provisioned (i: number): Provisioned {
+    const p = this.robots[i]
+    if (p === undefined) throw new Error(`robot ${i} was not provisioned`)
+    return p
+  }
+
+  async robot (i: number): Promise<Credentials> {
+    let creds = this.tokens.get(i)
+    if (creds === undefined) this.tokens.set(i, creds = await this.obtain(this.provisioned(i)))
+    return creds
+  }
+
+  async freshRobot (i: number): Promise<Credentials> {
+    const creds = await this.obtain(this.provisioned(i))
+    this.tokens.set(i, creds)
+    return creds
+  }
+
+  async prepareRobots (n: number): Promise<void> {
+    await mapLimit(Array.from({ length: n }, (_, i) => i), 32, async (i) => { await this.robot(i) })
+  }
+
+  async fanoutRobot (): Promise<Credentials> {
+    if (this.fanout === undefined) throw new Error('the fan-out robot was not provisioned')
+    this.fanoutToken ??= await this.obtain(this.fanout)
+    return this.fanoutToken
+  }
+
+  async user (k: number): Promise<Credentials> {
+    const u = this.users[k]
+    if (u === undefined) throw new Error(`user ${k} was not provisioned`)
+    const cached = this.userJwts.get(k)
+    if (cached !== undefined && now() - cached.at < 120_000) return { uuid: '', username: u.username, password: cached.jwt }
+    const res = await http(this.httpUrl, 'POST', '/users/obtain_token/', { username: u.username, password: u.password })
+    const jwt = expect(res, 200, `log-in ${u.username}`).access as string
+    this.userJwts.set(k, { jwt, at: now() })
+    return { uuid: '', username: u.username, password: jwt }
+  }
+
+  async command (uuid: string, command: string): Promise<{ status: number, id?: string }> {
+    const res = await http(this.httpUrl, 'POST', '/robots/robot/command', { robot_uuid: uuid, command }, await this.staff())
+    return { status: res.status, id: typeof res.json?.id === 'string' ? res.json.id : undefined }
+  }
+}
+
+export class Bare implements Target {
+  readonly name = 'bare'
+  proc!: Spawned
+  mqttUrl = ''
+  wsUrl = ''
+  httpUrl = ''
+  private readonly uuids: string[] = []
+  private readonly fanoutUuid = randomUUID()
+
+  constructor (private readonly file: string) {}
+
+  async start (): Promise<void> {
+    this.proc = spawnNode(this.file, [], { cwd: process.cwd(), env: { ...process.env }, label: 'bare broker', inspect: true })
+    const m = await this.proc.waitFor(/bare mqtt=(\d+) http=(\d+)/, 30_000)
+    this.mqttUrl = `mqtt://127.0.0.1:${m[1] as string}`
+    this.httpUrl = `http://127.0.0.1:${m[2] as string}`
+    this.wsUrl = `ws://127.0.0.1:${m[2] as string}/mqtt`
+  }
+
+  async stop (): Promise<void> {
+    await this.proc?.stop()
+  }
+
+  async gc (): Promise<void> {
+    await gcOf(this.proc)
+  }
+
+  private uuid (i: number): string {
+    this.uuids[i] ??= randomUUID()
+    return this.uuids[i]
+  }
+
+  async robot (i: number): Promise<Credentials> {
+    return { uuid: this.uuid(i), username: this.uuid(i), password: 'none' }
+  }
+
+  async freshRobot (i: number): Promise<Credentials> {
+    return await this.robot(i)
+  }
+
+  async prepareRobots (): Promise<void> {}
+
+  async fanoutRobot (): Promise<Credentials> {
+    return { uuid: this.fanoutUuid, username: this.fanoutUuid, password: 'none' }
+  }
+
+  async user (k: number): Promise<Credentials> {
+    return { uuid: '', username: `user-${k}`, password: 'none' }
+  }
+
+  async command (uuid: string, command: string): Promise<{ status: number, id?: string }> {
+    const res = await http(this.httpUrl, 'POST', '/robots/robot/command', { robot_uuid: uuid, command })
+    return { status: res.status, id: typeof res.json?.id === 'string' ? res.json.id : undefined }
+  }
+}
