@@ -61,19 +61,33 @@ const USAGE = `usage: npm run bench -- [options]
 
 Env: DATABASE_URL (United's database; default: SQLite in a fresh temp directory).`
 
+class UsageError extends Error {}
+
 function list (s: string, what: string): number[] {
   const out = s.split(',').filter((x) => x.trim() !== '').map((x) => Number(x))
-  if (out.some((n) => !Number.isInteger(n) || n <= 0)) throw new Error(`--${what} takes positive integers separated by commas`)
+  if (out.some((n) => !Number.isInteger(n) || n <= 0)) throw new UsageError(`--${what} takes positive integers separated by commas`)
   return out
 }
 
 function positive (s: string | undefined, what: string, integer = true): number {
   const n = Number(s)
-  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) throw new Error(`--${what} must be a positive ${integer ? 'integer' : 'number'}`)
+  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) throw new UsageError(`--${what} must be a positive ${integer ? 'integer' : 'number'}`)
   return n
 }
 
 function parseOptions () {
+  try {
+    return readOptions()
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
+      process.stderr.write(`bench: ${(err as Error).message}\n\n${USAGE}\n`)
+      process.exit(64)
+    }
+    throw err
+  }
+}
+
+function readOptions () {
   const { values } = parseArgs({
     options: {
       robots: { type: 'string', default: '100' },
@@ -100,7 +114,7 @@ function parseOptions () {
   const scenarios = new Set<Scenario>()
   for (const name of values.scenarios.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
     const names = ALIASES[name] ?? ((SCENARIOS as readonly string[]).includes(name) ? [name as Scenario] : undefined)
-    if (names === undefined) throw new Error(`unknown scenario ${name}: ${SCENARIOS.join(', ')}`)
+    if (names === undefined) throw new UsageError(`unknown scenario ${name}: ${SCENARIOS.join(', ')}`)
     for (const n of names) scenarios.add(n)
   }
   return {
@@ -113,14 +127,18 @@ function parseOptions () {
     chart: [...new Set(list(values.chart, 'chart'))].sort((a, b) => a - b),
     chartFile: resolve(values['chart-file'] ?? join(ROOT, 'test', 'bench', 'chart.svg')),
     users: positive(values.users, 'users'),
-    fanoutHz: Number(values['fanout-hz']),
+    fanoutHz: nonNegative(values['fanout-hz'], 'fanout-hz'),
     commandRate: positive(values['command-rate'], 'command-rate', false),
-    streamHz: Number(values['stream-hz']),
+    streamHz: nonNegative(values['stream-hz'], 'stream-hz'),
     timeoutMin: positive(values.timeout, 'timeout', false)
   }
 }
 
-type Options = ReturnType<typeof parseOptions>
+function nonNegative (s: string, what: string): number {
+  const n = Number(s)
+  if (!Number.isFinite(n) || n < 0) throw new UsageError(`--${what} must be a number ≥ 0`)
+  return n
+}
 type Fields = Record<string, unknown>
 
 const say = (s: string): void => { process.stderr.write(`bench: ${s}\n`) }
@@ -201,6 +219,14 @@ async function main (): Promise<void> {
 
   say(`run ${runId}: ${opts.robots} robots, window ${opts.window}, ${opts.frames !== undefined ? `${opts.frames} frames/robot` : `${opts.duration} s`} per workload; United on ${dbLabel}; ${cpus().length} CPUs; Node ${process.version}`)
   say(`scenarios: ${[...opts.scenarios].join(', ')}`)
+  {
+    const b0 = hostBusySeconds()
+    const c0 = process.cpuUsage()
+    await sleep(2000)
+    const c = process.cpuUsage(c0)
+    const busy = (hostBusySeconds() - b0 - (c.user + c.system) / 1e6) / 2
+    if (busy > 0.15) say(`warning: other processes use ${Math.round(busy * 100)}% of a core on this ${cpus().length}-CPU machine: the figures will be disturbed (see other_cpu_s)`)
+  }
 
   // What is needed: robots 0..n-1 (every workload takes the first ones), the fan-out robot and its users.
   const needed = Math.max(
