@@ -24,7 +24,6 @@ export interface IngestDeps {
 
 export function createIngest ({ services, publish, onStored, maxFrameBytes, metrics, log }: IngestDeps) {
   const ack = (robot: RobotPrincipal, body: Ack): void => { publish(robotTopic(robot.uuid, 'ack'), body, { retain: false, qos: 1 }) }
-  let inFlight = 0
 
   return {
     /**
@@ -42,7 +41,6 @@ export function createIngest ({ services, publish, onStored, maxFrameBytes, metr
       }
       const { frame } = result
       const store = (admitted: boolean): void => {
-        inFlight++
         services.frameWriter.write({
           robotId: robot.id,
           frameId: frame.id,
@@ -59,18 +57,13 @@ export function createIngest ({ services, publish, onStored, maxFrameBytes, metr
           // The writer logged the failed batch once; each frame gets its retry ack.
           metrics.framesRejected.inc({ reason: 'storage' })
           ack(robot, { id: frame.id, status: 'error', errors: ['the frame could not be stored; resend it'], retry: true })
-        }).finally(() => { inFlight-- })
+        })
       }
       if (services.frameWriter.hasRoom()) {
         store(false)
         return undefined
       }
       return services.frameWriter.room().then(() => { store(true) })
-    },
-
-    /** Frames received but not yet acknowledged. */
-    get inFlight (): number {
-      return inFlight
     }
   }
 }

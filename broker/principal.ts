@@ -1,6 +1,5 @@
 // Who is behind each MQTT client, set once at CONNECT.
 import type { Client } from 'aedes'
-import type { Principal } from '../src/contract/acl.js'
 
 export interface RobotPrincipal { kind: 'robot', uuid: string, id: number }
 /** Shared by every connection of the same user, so a flag change reaches all of them at once. */
@@ -15,11 +14,6 @@ export function setPrincipal (client: Client, principal: BrokerPrincipal): void 
 
 export function principalOf (client: Client | null | undefined): BrokerPrincipal | undefined {
   return client === null || client === undefined ? undefined : principals.get(client)
-}
-
-/** The ACL's view of a principal. */
-export function aclPrincipal (p: BrokerPrincipal): Principal {
-  return p
 }
 
 export function samePrincipal (a: BrokerPrincipal | undefined, b: BrokerPrincipal | undefined): boolean {
