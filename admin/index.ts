@@ -1,14 +1,20 @@
-// The admin area, encapsulated under /admin (CONTRACT §8). For now the staff
-// Management API; the server-rendered pages join it here.
+// The admin area, encapsulated under /admin (CONTRACT §8): the staff
+// Management API (JSON, staff JWT) and the server-rendered pages (session
+// cookie, CSRF). Each is its own context, so the cookie, CSRF and view
+// machinery of the pages never touches the API, and nothing leaks to the rest.
 import type { FastifyPluginAsync } from 'fastify'
 import audit from './api/audit.js'
 import robots from './api/robots.js'
 import users from './api/users.js'
+import site from './site.js'
 
 const admin: FastifyPluginAsync = async (fastify) => {
-  await fastify.register(users, { prefix: '/api' })
-  await fastify.register(robots, { prefix: '/api' })
-  await fastify.register(audit, { prefix: '/api' })
+  await fastify.register(async (api) => {
+    await api.register(users)
+    await api.register(robots)
+    await api.register(audit)
+  }, { prefix: '/api' })
+  await fastify.register(site)
 }
 
 export default admin

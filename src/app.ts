@@ -74,9 +74,12 @@ export const app = fp(async (fastify: FastifyInstance, opts: { config: Config })
 }, { name: 'united' })
 
 /** Fastify options shared by the server and the tests. */
-export function fastifyOptions (logger: FastifyServerOptions['logger']): FastifyServerOptions {
+export function fastifyOptions (logger: FastifyServerOptions['logger'], trustProxy = false): FastifyServerOptions {
   return {
     logger,
+    // Behind a reverse proxy, request.ip and request.protocol come from
+    // X-Forwarded-For/-Proto (audit log addresses, log-in rate limits, Secure cookies).
+    trustProxy,
     routerOptions: { ignoreTrailingSlash: true },
     bodyLimit: 1024 * 1024
   }
@@ -84,7 +87,7 @@ export function fastifyOptions (logger: FastifyServerOptions['logger']): Fastify
 
 /** Builds the whole application, ready to listen. */
 export async function buildApp (config: Config, logger: FastifyServerOptions['logger'] = false): Promise<FastifyInstance> {
-  const fastify = Fastify(fastifyOptions(logger)).withTypeProvider<TypeBoxTypeProvider>()
+  const fastify = Fastify(fastifyOptions(logger, config.TRUST_PROXY)).withTypeProvider<TypeBoxTypeProvider>()
   await fastify.register(app, { config })
   await fastify.ready()
   return fastify as unknown as FastifyInstance

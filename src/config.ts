@@ -23,6 +23,9 @@ export const ConfigSchema = Type.Object({
     Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'),
     Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')
   ], { default: 'info' }),
+  ADMIN_SESSION_TTL: Type.Integer({ minimum: 60, default: 43200, description: 'seconds an admin log-in lasts' }),
+  ADMIN_LOGIN_RATE: Type.Integer({ minimum: 1, default: 10, description: 'log-in attempts per minute per client address on /admin/login' }),
+  TRUST_PROXY: Type.Boolean({ default: false, description: 'trust X-Forwarded-For/-Proto from a reverse proxy (client address, https)' }),
   PUBLIC_URL: Type.Optional(Type.String({ description: 'URL printed at start and used in links' }))
 })
 

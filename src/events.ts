@@ -19,6 +19,8 @@ export interface FleetEvents {
   accessChanged: [{ userId: number, robotUuid: string, granted: boolean }]
   /** A user's staff or active flag changed. */
   userChanged: [{ userId: number, isStaff: boolean, isActive: boolean }]
+  /** A user's password was changed: end their admin sessions. */
+  passwordChanged: [{ userId: number }]
   /** A user was deactivated or deleted: close their connections. */
   userRevoked: [{ userId: number }]
   /** A robot's state changed (a command was acknowledged as done). */

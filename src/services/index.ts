@@ -10,15 +10,17 @@ import { createAuthService, type JwtPort } from './auth.js'
 import { createCommandService } from './commands.js'
 import { createFrameWriter } from './frame-writer.js'
 import { createFrameService } from './frames.js'
+import { createOverviewService } from './overview.js'
 import { createPresenceService } from './presence.js'
 import { createRobotTokenService } from './robot-tokens.js'
 import { createRobotService } from './robots.js'
+import { createSessionService } from './sessions.js'
 import { createMemoryTokenStore, type TokenStore } from './token-store.js'
 import { createUserService } from './users.js'
 
 export interface ServiceDeps {
   db: Database
-  config: Pick<Config, 'ROBOT_TOKEN_TTL' | 'COMMAND_TIMEOUT' | 'JWT_ACCESS_TTL' | 'JWT_REFRESH_TTL' | 'FRAME_BATCH_MAX' | 'FRAME_QUEUE_LIMIT'>
+  config: Pick<Config, 'ROBOT_TOKEN_TTL' | 'COMMAND_TIMEOUT' | 'JWT_ACCESS_TTL' | 'JWT_REFRESH_TTL' | 'FRAME_BATCH_MAX' | 'FRAME_QUEUE_LIMIT' | 'ADMIN_SESSION_TTL'>
   log: FastifyBaseLogger
   jwt: JwtPort
   tokenStore?: TokenStore
@@ -38,6 +40,8 @@ export function createServices ({ db, config, log, jwt, tokenStore, events: bus 
   const frames = createFrameService({ db, access })
   const frameWriter = createFrameWriter({ db, log, maxBatch: config.FRAME_BATCH_MAX, queueLimit: config.FRAME_QUEUE_LIMIT })
   const auth = createAuthService({ users, audit, jwt, accessTtl: config.JWT_ACCESS_TTL, refreshTtl: config.JWT_REFRESH_TTL })
+  const sessions = createSessionService({ db, events, audit, users, ttlSeconds: config.ADMIN_SESSION_TTL })
+  const overview = createOverviewService({ db, commands })
 
   // CONTRACT §5: open commands expire after COMMAND_TIMEOUT. One sweep at a
   // time; a database outage is logged and retried on the next tick.
@@ -65,6 +69,8 @@ export function createServices ({ db, config, log, jwt, tokenStore, events: bus 
     frames,
     frameWriter,
     auth,
+    sessions,
+    overview,
     async close (): Promise<void> {
       clearInterval(sweeper)
       await frameWriter.flush().catch((err: unknown) => { log.error({ err }, 'frames could not be written at shutdown') })

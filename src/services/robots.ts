@@ -74,6 +74,11 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
       return robotView(robot)
     },
 
+    async findBySerial (serial: string): Promise<RobotView | null> {
+      const robot = await Robot.findOne({ where: { serial } })
+      return robot === null ? null : robotView(robot)
+    },
+
     /**
      * A page of robots by id. `visibleTo` limits it to the robots granted to
      * that user; `q` searches serial and name; `online` means data-connected.

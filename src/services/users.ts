@@ -70,6 +70,7 @@ export function createUserService ({ db, events, audit }: { db: Database, events
       })
       if (patch.isStaff !== undefined || patch.isActive !== undefined) events.emit('userChanged', { userId: id, isStaff: updated.isStaff, isActive: updated.isActive })
       if (patch.isActive === false) events.emit('userRevoked', { userId: id })
+      if (patch.password !== undefined) events.emit('passwordChanged', { userId: id })
       return userView(updated)
     },
 
@@ -92,6 +93,13 @@ export function createUserService ({ db, events, audit }: { db: Database, events
       const user = await User.findOne({ where: { username } })
       if (user === null) return await verifyAgainstDummy(password) || null
       return await verifySecret(password, user.passwordHash) ? userView(user) : null
+    },
+
+    /** The users with these ids, by id; unknown ids are left out. */
+    async byIds (ids: number[]): Promise<UserView[]> {
+      if (ids.length === 0) return []
+      const rows = await User.findAll({ where: { id: { [Op.in]: ids } }, order: [['id', 'ASC']] })
+      return rows.map(userView)
     },
 
     async findByUsername (username: string): Promise<UserView | null> {

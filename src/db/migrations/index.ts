@@ -1,5 +1,6 @@
 // Every migration, in order. An explicit list instead of a glob, so the same
 // code runs from src/ (tests) and dist/ (production) without path tricks.
 import * as m001 from './001-initial.js'
+import * as m002 from './002-admin-sessions.js'
 
-export const migrations = [m001]
+export const migrations = [m001, m002]

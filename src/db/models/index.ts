@@ -1,5 +1,6 @@
 // The explicit list of models: init all, then associations.
 import type { Sequelize } from 'sequelize'
+import { AdminSession } from './admin-session.js'
 import { AuditEvent } from './audit-event.js'
 import { Command } from './command.js'
 import { Frame } from './frame.js'
@@ -7,7 +8,7 @@ import { RobotAccess } from './robot-access.js'
 import { Robot } from './robot.js'
 import { User } from './user.js'
 
-export { AuditEvent, Command, Frame, Robot, RobotAccess, User }
+export { AdminSession, AuditEvent, Command, Frame, Robot, RobotAccess, User }
 
 export function initModels (sequelize: Sequelize) {
   const models = {
@@ -16,7 +17,8 @@ export function initModels (sequelize: Sequelize) {
     RobotAccess: RobotAccess.initModel(sequelize),
     Frame: Frame.initModel(sequelize),
     Command: Command.initModel(sequelize),
-    AuditEvent: AuditEvent.initModel(sequelize)
+    AuditEvent: AuditEvent.initModel(sequelize),
+    AdminSession: AdminSession.initModel(sequelize)
   }
   User.belongsToMany(Robot, { through: RobotAccess, foreignKey: 'userId', otherKey: 'robotId', as: 'robots' })
   Robot.belongsToMany(User, { through: RobotAccess, foreignKey: 'robotId', otherKey: 'userId', as: 'users' })

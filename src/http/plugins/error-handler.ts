@@ -6,7 +6,7 @@ import type { FastifyError } from 'fastify'
 import fp from 'fastify-plugin'
 
 /** Sequelize errors that mean "the database is not reachable right now". */
-function isDatabaseDown (err: Error): boolean {
+export function isDatabaseDown (err: Error): boolean {
   return /^Sequelize(Connection\w*|HostNotFound|HostNotReachable|AccessDenied|InvalidConnection|Timeout)Error$/.test(err.name)
 }
 

@@ -1,0 +1,210 @@
+// Robots (CONTRACT §8): list and search, create (secret generated or given,
+// shown once), edit, enable/disable, rotate the secret, delete after a
+// confirmation, grant and revoke users, and the robot's own page with its
+// statistics, live panel and commands. Every change goes through the domain
+// services, exactly as the Management API does (connections closed, caches
+// invalidated, audit log written).
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import { ROBOT_COMMANDS, type RobotCommand } from '../../src/contract/payloads.js'
+import { Errors, isError } from '../../src/errors.js'
+import { UUID_PATTERN } from '../../src/http/schemas/common.js'
+import { NewRobotBody, RobotPatchBody } from '../../src/http/schemas/robots.js'
+import type { AuditContext, UserPrincipal } from '../../src/services/index.js'
+import type { AdminContext } from '../auth.js'
+import { failed, fieldErrors, text, type FieldErrors } from '../forms.js'
+import { render, seeOther } from '../render.js'
+
+export const PAGE_SIZE = 20
+const uuidRe = new RegExp(UUID_PATTERN)
+
+/** The staff user as the services see them. */
+export function principal (request: FastifyRequest): UserPrincipal {
+  const { user } = request.admin as AdminContext
+  return { id: user.id, username: user.username, isStaff: true }
+}
+
+export function actor (request: FastifyRequest): AuditContext {
+  const { user } = request.admin as AdminContext
+  return { actor: { id: user.id, username: user.username }, ip: request.ip }
+}
+
+/** The robot uuid of the path; anything that is not a uuid is a 404 page, like an unknown robot. */
+export function uuidOf (request: FastifyRequest): string {
+  const uuid = (request.params as { uuid?: string }).uuid ?? ''
+  if (!uuidRe.test(uuid)) throw new Errors.ROBOT_NOT_FOUND()
+  return uuid.toLowerCase()
+}
+
+/** A yes/no filter from the query string; anything else means "all". */
+function yesNo (value: unknown): boolean | undefined {
+  return value === 'yes' ? true : value === 'no' ? false : undefined
+}
+
+function query (request: FastifyRequest): Record<string, string | undefined> {
+  const q = request.query as Record<string, unknown>
+  const out: Record<string, string | undefined> = {}
+  for (const [k, v] of Object.entries(q)) out[k] = typeof v === 'string' ? v : undefined
+  return out
+}
+
+interface RobotPageState {
+  grant?: { username: string, error: string }
+  command?: { value: string, error: string }
+}
+
+const robots: FastifyPluginAsync = async (fastify) => {
+  const { robots, access, users, frames, commands } = fastify.services
+
+  /** The robot's page, with the state of a form that failed, if any. */
+  async function showRobot (request: FastifyRequest, reply: FastifyReply, uuid: string, state: RobotPageState = {}, status = 200): Promise<FastifyReply> {
+    const q = query(request)
+    const who = principal(request)
+    const robot = await robots.get(uuid)
+    const [stats, path, recent, grantedIds] = await Promise.all([
+      frames.list(who, uuid, { limit: PAGE_SIZE, cursor: q.cursor === '' ? undefined : q.cursor }),
+      frames.list(who, uuid, { type: 1, limit: 200 }),
+      commands.list(who, uuid, { limit: 10 }),
+      access.usersOf(uuid)
+    ])
+    const granted = await users.byIds(grantedIds)
+    const points = path.items.map((f) => ({ t: f.recorded_at ?? f.received_at, x: f.data.position_x, y: f.data.position_y, speed: f.data.speed })).reverse()
+    return await render(request, reply, 'robots/show', {
+      title: robot.serial,
+      robot,
+      stats,
+      cursor: q.cursor,
+      points,
+      recent: recent.items,
+      granted,
+      commandsList: ROBOT_COMMANDS,
+      state
+    }, status)
+  }
+
+  fastify.get('/robots', async (request, reply) => {
+    const q = query(request)
+    const filters = { q: (q.q ?? '').slice(0, 128), online: q.online, enabled: q.enabled }
+    const page = await robots.list({
+      q: filters.q === '' ? undefined : filters.q,
+      online: yesNo(q.online),
+      enabled: yesNo(q.enabled),
+      cursor: q.cursor === '' ? undefined : q.cursor,
+      limit: PAGE_SIZE
+    })
+    return await render(request, reply, 'robots/list', { title: 'Robots', page, filters, cursor: q.cursor })
+  })
+
+  fastify.get('/robots/new', async (request, reply) => {
+    return await render(request, reply, 'robots/new', { title: 'Add a robot', form: { serial: '', name: '' }, errors: {} })
+  })
+
+  fastify.post('/robots', async (request, reply) => {
+    const form = { serial: text(request.body, 'serial')?.trim() ?? '', name: text(request.body, 'name')?.trim() ?? '' }
+    const secret = text(request.body, 'token') ?? ''
+    const input = { serial: form.serial, name: form.name, ...(secret === '' ? {} : { token: secret }) }
+    let errors: FieldErrors = fieldErrors(NewRobotBody, input)
+    if (!failed(errors)) {
+      try {
+        const created = await robots.create(input, actor(request))
+        return await render(request, reply, 'robots/secret', { title: 'Robot added', robot: created, token: created.token, generated: secret === '', rotated: false }, 201)
+      } catch (err) {
+        if (!isError(err, 'SERIAL_TAKEN')) throw err
+        errors = { serial: 'A robot with this serial already exists.' }
+      }
+    }
+    // The secret is never sent back into the form.
+    return await render(request, reply, 'robots/new', { title: 'Add a robot', form, errors }, 400)
+  })
+
+  fastify.get('/robots/:uuid', async (request, reply) => await showRobot(request, reply, uuidOf(request)))
+
+  fastify.get('/robots/:uuid/edit', async (request, reply) => {
+    const robot = await robots.get(uuidOf(request))
+    return await render(request, reply, 'robots/edit', { title: `Edit ${robot.serial}`, robot, form: { serial: robot.serial, name: robot.name }, errors: {} })
+  })
+
+  fastify.post('/robots/:uuid', async (request, reply) => {
+    const uuid = uuidOf(request)
+    const robot = await robots.get(uuid)
+    const form = { serial: text(request.body, 'serial')?.trim() ?? '', name: text(request.body, 'name')?.trim() ?? '' }
+    let errors = fieldErrors(RobotPatchBody, form)
+    if (!failed(errors)) {
+      try {
+        await robots.update(uuid, form, actor(request))
+        return await seeOther(reply, `/admin/robots/${uuid}?notice=robot_updated`)
+      } catch (err) {
+        if (!isError(err, 'SERIAL_TAKEN')) throw err
+        errors = { serial: 'A robot with this serial already exists.' }
+      }
+    }
+    return await render(request, reply, 'robots/edit', { title: `Edit ${robot.serial}`, robot, form, errors }, 400)
+  })
+
+  for (const [action, enabled] of [['enable', true], ['disable', false]] as const) {
+    fastify.post(`/robots/:uuid/${action}`, async (request, reply) => {
+      const uuid = uuidOf(request)
+      await robots.update(uuid, { enabled }, actor(request))
+      return await seeOther(reply, `/admin/robots/${uuid}?notice=robot_${action}d`)
+    })
+  }
+
+  fastify.post('/robots/:uuid/rotate', async (request, reply) => {
+    const uuid = uuidOf(request)
+    const token = await robots.rotateSecret(uuid, actor(request))
+    const robot = await robots.get(uuid)
+    return await render(request, reply, 'robots/secret', { title: 'New secret', robot, token, generated: true, rotated: true })
+  })
+
+  fastify.get('/robots/:uuid/delete', async (request, reply) => {
+    const robot = await robots.get(uuidOf(request))
+    return await render(request, reply, 'robots/delete', { title: `Delete ${robot.serial}`, robot })
+  })
+
+  fastify.post('/robots/:uuid/delete', async (request, reply) => {
+    await robots.remove(uuidOf(request), actor(request))
+    return await seeOther(reply, '/admin/robots?notice=robot_deleted')
+  })
+
+  fastify.post('/robots/:uuid/access', async (request, reply) => {
+    const uuid = uuidOf(request)
+    const username = text(request.body, 'username')?.trim() ?? ''
+    const user = username === '' ? null : await users.findByUsername(username)
+    if (user === null) {
+      const error = username === '' ? 'This field is required.' : 'No user with this username.'
+      return await showRobot(request, reply, uuid, { grant: { username, error } }, 400)
+    }
+    await access.grant(user.id, uuid, actor(request))
+    return await seeOther(reply, `/admin/robots/${uuid}?notice=access_granted#access`)
+  })
+
+  fastify.post('/robots/:uuid/access/:userId/revoke', async (request, reply) => {
+    const uuid = uuidOf(request)
+    const userId = Number((request.params as { userId: string }).userId)
+    if (!Number.isSafeInteger(userId) || userId < 1) throw new Errors.USER_NOT_FOUND()
+    await access.revoke(userId, uuid, actor(request))
+    return await seeOther(reply, `/admin/robots/${uuid}?notice=access_revoked#access`)
+  })
+
+  fastify.post('/robots/:uuid/commands', async (request, reply) => {
+    const uuid = uuidOf(request)
+    const command = text(request.body, 'command') ?? ''
+    if (!(ROBOT_COMMANDS as readonly string[]).includes(command)) {
+      return await showRobot(request, reply, uuid, { command: { value: command, error: 'Choose one of the listed commands.' } }, 400)
+    }
+    try {
+      await commands.issue(principal(request), uuid, command as RobotCommand, actor(request))
+    } catch (err) {
+      if (!isError(err, 'ROBOT_NOT_CONNECTED')) throw err
+      return await showRobot(request, reply, uuid, { command: { value: command, error: 'The robot is not connected to its commands topic right now.' } }, 409)
+    }
+    return await seeOther(reply, `/admin/robots/${uuid}?notice=command_sent#commands`)
+  })
+
+  // The robot's recent commands, for the live panel to follow their status.
+  fastify.get('/robots/:uuid/commands.json', async (request) => {
+    const page = await commands.list(principal(request), uuidOf(request), { limit: 10 })
+    return { items: page.items }
+  })
+}
+
+export default robots

@@ -1,0 +1,124 @@
+// Users (CONTRACT §8): list, create, edit (password, staff, active), delete
+// after a confirmation, and the robots each can access. Through the domain
+// services, as the Management API: deactivating closes MQTT connections and
+// ends sessions, grants and revocations reach the broker at once.
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import { Errors, isError } from '../../src/errors.js'
+import { NewUserBody, UserPatchBody } from '../../src/http/schemas/users.js'
+import type { UserView } from '../../src/services/users.js'
+import type { AdminContext } from '../auth.js'
+import { checked, failed, fieldErrors, text, type FieldErrors } from '../forms.js'
+import { render, seeOther } from '../render.js'
+import { actor, PAGE_SIZE, uuidOf } from './robots.js'
+
+function idOf (request: FastifyRequest): number {
+  const raw = (request.params as { id?: string }).id ?? ''
+  const id = /^\d{1,9}$/.test(raw) ? Number(raw) : NaN
+  if (!Number.isSafeInteger(id) || id < 1) throw new Errors.USER_NOT_FOUND()
+  return id
+}
+
+const isSelf = (request: FastifyRequest, id: number): boolean => (request.admin as AdminContext).user.id === id
+
+interface UserForm { password: string, is_staff: boolean, is_active: boolean }
+
+const users: FastifyPluginAsync = async (fastify) => {
+  const { users, robots, access, sessions } = fastify.services
+
+  async function showUser (request: FastifyRequest, reply: FastifyReply, user: UserView, state: { form?: UserForm, errors?: FieldErrors, grant?: { serial: string, error: string } } = {}, status = 200): Promise<FastifyReply> {
+    const granted = await robots.list({ visibleTo: user.id, limit: 1000 })
+    return await render(request, reply, 'users/show', {
+      title: user.username,
+      user,
+      self: isSelf(request, user.id),
+      form: state.form ?? { password: '', is_staff: user.is_staff, is_active: user.is_active },
+      errors: state.errors ?? {},
+      grant: state.grant ?? { serial: '', error: '' },
+      robots: granted.items
+    }, status)
+  }
+
+  fastify.get('/users', async (request, reply) => {
+    const cursor = (request.query as Record<string, unknown>).cursor
+    const page = await users.list({ cursor: typeof cursor === 'string' && cursor !== '' ? cursor : undefined, limit: PAGE_SIZE })
+    return await render(request, reply, 'users/list', { title: 'Users', page, cursor })
+  })
+
+  fastify.get('/users/new', async (request, reply) => {
+    return await render(request, reply, 'users/new', { title: 'Add a user', form: { username: '', is_staff: false }, errors: {} })
+  })
+
+  fastify.post('/users', async (request, reply) => {
+    const form = { username: text(request.body, 'username')?.trim() ?? '', is_staff: checked(request.body, 'is_staff') }
+    const password = text(request.body, 'password') ?? ''
+    let errors = fieldErrors(NewUserBody, { ...form, password })
+    if (!failed(errors)) {
+      try {
+        const user = await users.create({ username: form.username, password, isStaff: form.is_staff }, actor(request))
+        return await seeOther(reply, `/admin/users/${user.id}?notice=user_created`)
+      } catch (err) {
+        if (!isError(err, 'USERNAME_TAKEN')) throw err
+        errors = { username: 'A user with this username already exists.' }
+      }
+    }
+    // The password is never sent back into the form.
+    return await render(request, reply, 'users/new', { title: 'Add a user', form, errors }, 400)
+  })
+
+  fastify.get('/users/:id', async (request, reply) => await showUser(request, reply, await users.get(idOf(request))))
+
+  fastify.post('/users/:id', async (request, reply) => {
+    const id = idOf(request)
+    const user = await users.get(id)
+    const form: UserForm = { password: text(request.body, 'password') ?? '', is_staff: checked(request.body, 'is_staff'), is_active: checked(request.body, 'is_active') }
+    const patch = { is_staff: form.is_staff, is_active: form.is_active, ...(form.password === '' ? {} : { password: form.password }) }
+    const errors = fieldErrors(UserPatchBody, patch)
+    // Staff cannot lock themselves out of the admin.
+    if (isSelf(request, id) && !form.is_staff) errors.is_staff ??= 'You cannot remove your own staff status.'
+    if (isSelf(request, id) && !form.is_active) errors.is_active ??= 'You cannot deactivate yourself.'
+    if (failed(errors)) return await showUser(request, reply, user, { form: { ...form, password: '' }, errors }, 400)
+    await users.update(id, { isStaff: patch.is_staff, isActive: patch.is_active, password: patch.password }, actor(request))
+    if (patch.password !== undefined) {
+      // A new password ends the user's sessions everywhere, this one included.
+      await sessions.endOthers(id)
+      if (isSelf(request, id)) return await seeOther(reply, '/admin/login?notice=password_changed')
+    }
+    return await seeOther(reply, `/admin/users/${id}?notice=user_updated`)
+  })
+
+  fastify.get('/users/:id/delete', async (request, reply) => {
+    const user = await users.get(idOf(request))
+    return await render(request, reply, 'users/delete', { title: `Delete ${user.username}`, user, self: isSelf(request, user.id) })
+  })
+
+  fastify.post('/users/:id/delete', async (request, reply) => {
+    const id = idOf(request)
+    if (isSelf(request, id)) {
+      const user = await users.get(id)
+      return await render(request, reply, 'users/delete', { title: `Delete ${user.username}`, user, self: true }, 400)
+    }
+    await users.remove(id, actor(request))
+    return await seeOther(reply, '/admin/users?notice=user_deleted')
+  })
+
+  fastify.post('/users/:id/access', async (request, reply) => {
+    const user = await users.get(idOf(request))
+    const serial = text(request.body, 'serial')?.trim() ?? ''
+    const robot = serial === '' ? null : await robots.findBySerial(serial)
+    if (robot === null) {
+      const error = serial === '' ? 'This field is required.' : 'No robot with this serial.'
+      return await showUser(request, reply, user, { grant: { serial, error } }, 400)
+    }
+    await access.grant(user.id, robot.uuid, actor(request))
+    return await seeOther(reply, `/admin/users/${user.id}?notice=access_granted#access`)
+  })
+
+  fastify.post('/users/:id/access/:uuid/revoke', async (request, reply) => {
+    const id = idOf(request)
+    const uuid = uuidOf(request)
+    await access.revoke(id, uuid, actor(request))
+    return await seeOther(reply, `/admin/users/${id}?notice=access_revoked#access`)
+  })
+}
+
+export default users
