@@ -38,6 +38,9 @@ function deriveKey (secret: string, purpose: string): string {
 const CSP = [
   "default-src 'self'",
   "script-src 'self'",
+  // mqtt.js runs its keep-alive timers in a worker made from a blob, so that
+  // a background tab does not miss its pings.
+  "worker-src 'self' blob:",
   "style-src 'self'",
   "img-src 'self' data:",
   "connect-src 'self'",

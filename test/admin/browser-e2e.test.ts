@@ -1,0 +1,116 @@
+// The admin in a real browser (issue #4): headless Chromium (Debian's
+// package) driven by playwright-core against the real app on a real port.
+// A staff user logs in, creates a robot and a user, grants access; then,
+// while a real robot client sends frames over MQTT, the robot page's live
+// panel (MQTT over WebSocket from the page itself) shows new rows without a
+// reload; a command sent from the page reaches the robot, which acks it, and
+// the page shows it done. A screenshot of the robot page is saved under .tap/.
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { chromium, type Page } from 'playwright-core'
+import t from 'tap'
+import { createStaff } from '../factory.js'
+import { build } from '../helper.js'
+import { connectRobot, listen, positionFrame, subscribe } from '../mqtt.js'
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+export const SCREENSHOT = join('.tap', 'screenshots', 'admin-robot-page.png')
+
+t.test('staff manage a fleet and watch a robot live in Chromium', async (t) => {
+  t.ok(existsSync(CHROMIUM), `Chromium at ${CHROMIUM} (apt-get install chromium; .ci/run installs it)`)
+  const app = await build(t)
+  await listen(app)
+  const address = app.server.address()
+  const base = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`
+  const staff = await createStaff(app, { username: 'chief' })
+
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    // As root in a sandboxed CI machine with no outside network.
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
+  })
+  t.teardown(async () => { await browser.close() })
+  const page: Page = await browser.newPage({ viewport: { width: 1280, height: 1400 } })
+  const pageErrors: string[] = []
+  page.on('pageerror', (err) => { pageErrors.push(err.message) })
+  page.on('console', (msg) => { if (msg.type() === 'error') pageErrors.push(msg.text()) })
+  page.on('response', (res) => { if (res.status() === 404) pageErrors.push(`404 ${res.url()}`) })
+
+  // Anonymous → log-in form → dashboard.
+  await page.goto(`${base}/admin/robots`)
+  t.match(new URL(page.url()).pathname, '/admin/login', 'an anonymous visitor is sent to the log-in form')
+  await page.fill('#f-username', staff.username)
+  await page.fill('#f-password', staff.password)
+  await page.click('button[type=submit]:has-text("Log in")')
+  await page.waitForURL(`${base}/admin/robots`)
+  t.equal(await page.textContent('h1'), 'Robots', 'back where the visitor wanted to go')
+
+  // Create a robot; its generated secret is shown once.
+  await page.click('text=Add a robot')
+  await page.fill('#f-serial', 'E2E-001')
+  await page.fill('#f-name', 'Rover <one>')
+  await page.click('button:has-text("Add robot")')
+  const secret = (await page.textContent('#robot-secret'))?.trim() ?? ''
+  t.match(secret, /^[0-9a-f]{48}$/, 'the generated secret is shown')
+  await page.click('text=Go to the robot')
+  const uuid = /\/admin\/robots\/([0-9a-f-]{36})$/.exec(page.url())?.[1] ?? ''
+  t.match(uuid, /^[0-9a-f-]{36}$/, 'on the robot page')
+  t.match(await page.textContent('h1'), 'Rover <one>', 'the name is shown as text')
+
+  // Create a user and grant them the robot, from the user's page.
+  await page.goto(`${base}/admin/users/new`)
+  await page.fill('#f-username', 'operator1')
+  await page.fill('#f-password', 'operator-password')
+  await page.click('button:has-text("Add user")')
+  await page.waitForURL(/\/admin\/users\/\d+\?notice=user_created$/)
+  await page.fill('#f-serial', 'E2E-001')
+  await page.click('#access button:has-text("Grant")')
+  await page.waitForURL(/notice=access_granted/)
+  t.match(await page.textContent('#access'), 'E2E-001', 'the user page lists the granted robot')
+  const operator = await app.services.users.findByUsername('operator1')
+  t.same(await app.services.users.robotUuids(operator?.id ?? 0), [uuid], 'the grant is in the database')
+
+  // A real robot: token from its secret, MQTT over TCP, obeys commands.
+  const robot = await connectRobot(t, app, { uuid, serial: 'E2E-001', secret })
+  await subscribe(robot, `robots/${uuid}/commands`)
+  robot.on('message', (topic, payload) => {
+    if (topic !== `robots/${uuid}/commands`) return
+    const command = JSON.parse(payload.toString()) as { id: string, command: string }
+    robot.publish(`robots/${uuid}/commands/ack`, JSON.stringify({ id: command.id, status: 'ok', state: command.command }), { qos: 1 })
+  })
+
+  // The robot page: the live panel connects over WebSocket as the staff user.
+  await page.goto(`${base}/admin/robots/${uuid}`)
+  await page.waitForFunction(() => document.getElementById('live-status')?.textContent === 'connected')
+  await page.evaluate(() => { (window as unknown as { notReloaded: boolean }).notReloaded = true })
+  t.equal(await page.locator('#live-rows tr').count(), 0, 'no live rows before the robot sends')
+
+  for (let i = 0; i < 5; i++) {
+    robot.publish(`robots/${uuid}/data`, positionFrame(`f-${i}`, { position_x: 1.5 + i, position_y: 2 * i, speed: 0.25 * i }), { qos: 1 })
+    await page.waitForFunction((n) => document.querySelectorAll('#live-rows tr').length >= n, i + 1)
+  }
+  t.ok(await page.evaluate(() => (window as unknown as { notReloaded?: boolean }).notReloaded === true), 'the rows arrived without a reload')
+  t.match(await page.textContent('#live-rows tr:first-child'), '5.5', 'the newest row shows the last position_x')
+  t.ok(await page.locator('#plot-path polyline').count() === 1, 'the path is plotted')
+  t.ok(await page.locator('#plot-speed polyline').count() === 1, 'the speed is plotted')
+
+  // A command from the page: sent, delivered, acked → done, without a manual reload.
+  await page.selectOption('#f-command', 'auto')
+  await page.click('#commands button:has-text("Send")')
+  await page.waitForURL(/notice=command_sent/)
+  await page.waitForFunction(() => document.querySelector('#command-rows tr td.status')?.textContent === 'done', undefined, { timeout: 15_000 })
+  t.equal(await page.textContent('#command-rows tr td.status'), 'done', 'the command is done')
+  await page.waitForFunction(() => document.getElementById('robot-state')?.textContent === 'auto')
+  const commands = await app.services.commands.list({ id: staff.id, username: staff.username, isStaff: true }, uuid)
+  t.equal(commands.items[0]?.status, 'done', 'and so it is in the database')
+
+  // The statistics table, after a reload, has the stored frames.
+  await page.reload()
+  t.equal(await page.locator('#stats-table tbody tr').count(), 5, 'five stored frames in the statistics table')
+
+  mkdirSync(join('.tap', 'screenshots'), { recursive: true })
+  await page.screenshot({ path: SCREENSHOT, fullPage: true })
+  t.same([...readFileSync(SCREENSHOT).subarray(1, 4)], [...Buffer.from('PNG')], `screenshot saved to ${SCREENSHOT}`)
+  t.same(pageErrors, [], 'no script errors in the page')
+})
