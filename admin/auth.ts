@@ -18,9 +18,14 @@ declare module 'fastify' {
   interface FastifyContextConfig { public?: boolean }
 }
 
+/** The few admin routes that answer JSON (for live.js) end in .json. */
+export function isJson (request: FastifyRequest): boolean {
+  return (request.url.split('?')[0] ?? '').endsWith('.json')
+}
+
 /** Only a path inside the admin may follow a log-in (no open redirect). */
 export function safeNext (next: unknown): string {
-  if (typeof next !== 'string' || !/^\/admin(\/[^\\]*)?$/.test(next) || next.startsWith('//') || next.startsWith('/admin/log')) return '/admin'
+  if (typeof next !== 'string' || !/^\/admin(\/[!-[\]-~]*)?$/.test(next) || next.startsWith('/admin/log')) return '/admin'
   return next
 }
 
@@ -37,7 +42,7 @@ const auth: FastifyPluginAsync<{ secure: boolean | 'auto', cookieName: string }>
       else void reply.clearCookie(opts.cookieName, cookieOptions)
     }
     if (request.admin !== null || request.routeOptions.config.public === true || request.url.startsWith('/admin/static/')) return
-    if (request.url.endsWith('.json')) {
+    if (isJson(request)) {
       return await reply.code(401).send({ statusCode: 401, error: 'Unauthorized', message: 'log in to the admin first' })
     }
     const next = request.method === 'GET' ? request.url : undefined

@@ -14,7 +14,7 @@ import view from '@fastify/view'
 import { Eta } from 'eta'
 import type { FastifyError, FastifyPluginAsync } from 'fastify'
 import { isDatabaseDown } from '../src/http/plugins/error-handler.js'
-import auth, { SESSION_COOKIE } from './auth.js'
+import auth, { isJson, SESSION_COOKIE } from './auth.js'
 import audit from './pages/audit.js'
 import dashboard from './pages/dashboard.js'
 import robots from './pages/robots.js'
@@ -120,7 +120,7 @@ const site: FastifyPluginAsync = async (fastify) => {
     }
     if (status >= 500) request.log.error({ err }, 'admin page failed')
     else request.log.info({ code: err.code, statusCode: status }, 'admin request rejected')
-    if (request.url.endsWith('.json')) {
+    if (isJson(request)) {
       return await reply.code(status).send({ statusCode: status, error: title, message })
     }
     return await render(request, reply, 'error', { title, message, status }, status)
