@@ -28,13 +28,15 @@ export function createSessionService ({ db, events, audit, users, ttlSeconds }: 
     await AdminSession.destroy({ where: { userId } })
   }
 
-  // A deactivated or deleted user, or one whose password changed, is logged
-  // out everywhere. Losing the staff flag is caught on the next request
-  // (resolve checks it). A failure here is harmless for deactivation (resolve
-  // checks is_active too) and only leaves sessions to expire for a password change.
+  // A deactivated or deleted user, one who lost the staff flag, or one whose
+  // password changed, is logged out everywhere, for good (giving the flag back
+  // does not revive an old cookie). A failure here is harmless for deactivation
+  // and the staff flag (resolve checks both on every request) and only leaves
+  // sessions to expire for a password change.
   const endAll = ({ userId }: { userId: number }): void => { endAllOf(userId).catch(() => {}) }
   events.on('userRevoked', endAll)
   events.on('passwordChanged', endAll)
+  events.on('userChanged', ({ userId, isStaff }) => { if (!isStaff) endAll({ userId }) })
 
   return {
     /**
@@ -45,7 +47,10 @@ export function createSessionService ({ db, events, audit, users, ttlSeconds }: 
     async login (username: string, password: string, ctx: Omit<AuditContext, 'actor'>): Promise<{ token: string, user: UserView }> {
       const user = await users.verifyPassword(username, password)
       if (user === null || !user.is_active || !user.is_staff) {
-        await audit.record({ ...ctx, actor: null }, { action: 'user.login_failed', targetUserId: user?.id, details: { username: username.slice(0, 150), via: 'admin' } })
+        // A wrong password is recorded against the account it tried, so that
+        // the audit log filtered by that user shows it.
+        const target = user ?? await users.findByUsername(username)
+        await audit.record({ ...ctx, actor: null }, { action: 'user.login_failed', targetUserId: target?.id, details: { username: username.slice(0, 150), via: 'admin' } })
         throw new Errors.INVALID_CREDENTIALS()
       }
       const token = randomToken(32)

@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 // The admin in a real browser (issue #4): headless Chromium (Debian's
 // package) driven by playwright-core against the real app on a real port.
 // A staff user logs in, creates a robot and a user, grants access; then,
