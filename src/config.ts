@@ -10,7 +10,7 @@ export const ConfigSchema = Type.Object({
   HTTP_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8000 }),
   MQTT_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 1883 }),
   DATABASE_URL: Type.String({ default: 'sqlite:./data/united.sqlite', pattern: '^(sqlite:|postgres(ql)?://)' }),
-  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'reserved for cluster mode (not built yet): refused at start' })),
   JWT_SECRET: Type.Optional(Type.String({ minLength: 32 })),
   JWT_ACCESS_TTL: Type.Integer({ minimum: 1, default: 300 }),
   JWT_REFRESH_TTL: Type.Integer({ minimum: 1, default: 86400 }),
@@ -51,6 +51,10 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     raw = envSchema<RawConfig>({ schema: ConfigSchema, data: env, dotenv: false })
   } catch (err) {
     throw new ConfigError(`invalid configuration: ${(err as Error).message.replace(/^env\//, '')}`)
+  }
+  if (raw.REDIS_URL !== undefined) {
+    // Refuse rather than run as a lone node that an operator believes is part of a cluster.
+    throw new ConfigError('REDIS_URL is set, but cluster mode is not built yet: run one node without REDIS_URL')
   }
   if (raw.JWT_SECRET !== undefined) return { ...raw, JWT_SECRET: raw.JWT_SECRET, jwtSecretGenerated: false }
   if (raw.NODE_ENV === 'production') {

@@ -35,6 +35,12 @@ t.test('a bad setting stops the start with a message that names it', async (t) =
   t.notMatch(res.stderr, /at .*\.js:\d+/, 'no stack trace')
 })
 
+t.test('REDIS_URL is refused until cluster mode exists, instead of running a lone node that looks clustered', async (t) => {
+  const res = await run(SERVER, [], { cwd: tempDir(t), env: { REDIS_URL: 'redis://127.0.0.1:6379', HTTP_PORT: '0', MQTT_PORT: '0' } })
+  t.equal(res.code, 78)
+  t.match(res.stderr, /cluster mode is not built yet/)
+})
+
 t.test('outside production a JWT secret is generated, and the log says so', async (t) => {
   const cwd = tempDir(t)
   const server = await startServer(t, { cwd, env: { LOG_LEVEL: 'warn' } })
