@@ -19,11 +19,10 @@ t.test('when storage is slower than the inflow, the queue stays within FRAME_QUE
   }
   let maxDepth = 0
   const writer = app.services.frameWriter
-  const write = writer.write
-  writer.write = (row, admitted) => {
-    const p = write(row, admitted)
+  const enqueue = writer.enqueue
+  writer.enqueue = (row, admitted, done) => {
+    enqueue(row, admitted, done)
     maxDepth = Math.max(maxDepth, writer.depth)
-    return p
   }
   let maxWaiting = 0
 

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { connect as netConnect, type Socket } from 'node:net'
 import type { FastifyInstance } from 'fastify'
-import type { MqttClient } from 'mqtt'
+import mqtt, { type MqttClient } from 'mqtt'
 import t, { type Test } from 'tap'
 import WebSocket from 'ws'
 import { bearer, build } from '../helper.js'
@@ -238,9 +238,9 @@ for (const transport of TRANSPORTS) {
     const app = await build(t)
     const { user, robot, client } = await robotSession(t, app, transport)
     const writer = app.services.frameWriter
-    const original = writer.write
-    t.teardown(() => { writer.write = original })
-    writer.write = async () => { throw new Error('db down') }
+    const original = writer.enqueue
+    t.teardown(() => { writer.enqueue = original })
+    writer.enqueue = (_row, _admitted, done) => { setImmediate(() => { done(false, new Error('db down')) }) }
 
     const ack = await send(client, robot.uuid, positionFrame('retry-me'))
     t.match(ack, { id: 'retry-me', status: 'error', retry: true, errors: [String] }, 'error ack with retry: true')
@@ -249,7 +249,7 @@ for (const transport of TRANSPORTS) {
     await healthy(t, app)
     t.ok(client.connected, 'the robot stays connected')
 
-    writer.write = original
+    writer.enqueue = original
     t.same(await send(client, robot.uuid, positionFrame('retry-me')), { id: 'retry-me', status: 'ok' }, 'the resend is stored')
     t.same(await send(client, robot.uuid, positionFrame('retry-me')), { id: 'retry-me', status: 'ok' }, 'and a redelivery is ok again')
     t.same((await storedFrames(app, user, robot.uuid)).map((f) => f.frame_id), ['retry-me'], 'stored once')
@@ -278,11 +278,10 @@ for (const transport of TRANSPORTS) {
     const { user, robot, client } = await robotSession(t, app, transport)
     // Slow the storage down: an ack sent before the commit would find nothing stored.
     const writer = app.services.frameWriter
-    const original = writer.write
-    t.teardown(() => { writer.write = original })
-    writer.write = async (row) => {
-      await new Promise((resolve) => { setTimeout(resolve, 30) })
-      await original(row)
+    const original = writer.enqueue
+    t.teardown(() => { writer.enqueue = original })
+    writer.enqueue = (row, admitted, done) => {
+      setTimeout(() => { original(row, admitted, done) }, 30)
     }
     for (const id of ['slow-1', 'slow-2', 'slow-3']) {
       t.same(await send(client, robot.uuid, positionFrame(id)), { id, status: 'ok' })
@@ -502,4 +501,41 @@ t.test('hostile WebSocket messages close that connection; robots connected meanw
   await check('after all of it')
   await healthy(t, app)
   t.equal(app.broker.connectedRobots(), 1, 'only the healthy robot is connected')
+})
+
+// Acks go to the robot's own connections directly (broker/acks.ts): only to
+// those subscribed to the ack topic, at the subscription's QoS, and through
+// the broker's offline queue for a robot with a persistent session.
+t.test('acks reach only the robot connections subscribed to the ack topic, at their QoS', async (t) => {
+  const app = await build(t)
+  const { robot } = await ownedRobot(app)
+  const data = await connectRobot(t, app, robot, { clientId: `data-${robot.uuid}` })
+  const acks = await connectRobot(t, app, robot, { clientId: `acks-${robot.uuid}` })
+  t.same(await subscribe(acks, ackTopic(robot.uuid), 0), [0])
+  const onData: string[] = []
+  data.on('message', (topic) => { onData.push(topic) })
+  const received = new Promise<{ payload: Ack, qos: number }>((resolve) => {
+    acks.on('message', (topic, payload, packet) => { if (topic === ackTopic(robot.uuid)) resolve({ payload: JSON.parse(payload.toString()) as Ack, qos: packet.qos }) })
+  })
+  await data.publishAsync(dataTopic(robot.uuid), positionFrame('two-connections'), { qos: 1 })
+  t.same(await received, { payload: { id: 'two-connections', status: 'ok' }, qos: 0 }, 'the subscribed connection gets the ack at QoS 0')
+  // A later frame's ack arriving proves the first one was not also sent to `data`.
+  t.same(await send(acks, robot.uuid, positionFrame('from-the-other')), { id: 'from-the-other', status: 'ok' })
+  t.same(onData, [], 'the unsubscribed connection got nothing')
+})
+
+t.test('the ack of a robot whose persistent session is offline waits for that session', async (t) => {
+  const app = await build(t)
+  const { robot } = await ownedRobot(app)
+  const clientId = `persistent-${robot.uuid}`
+  const first = await connectRobot(t, app, robot, { clientId, clean: false })
+  t.same(await subscribe(first, ackTopic(robot.uuid)), [1])
+  await first.endAsync()
+  const sender = await connectRobot(t, app, robot, { clientId: `sender-${robot.uuid}` })
+  await sender.publishAsync(dataTopic(robot.uuid), positionFrame('while-offline'), { qos: 1 })
+  // The session is resumed: the ack queued meanwhile is delivered.
+  // Listening before CONNACK: the queued ack may follow it at once.
+  const again = mqtt.connect(brokerUrl(app, 'tcp'), { reconnectPeriod: 0, protocolVersion: 4, clientId, clean: false, username: robot.uuid, password: await robotToken(app, robot) })
+  t.teardown(() => { again.end(true) })
+  t.same(await nextMessage<Ack>(again, ackTopic(robot.uuid)), { id: 'while-offline', status: 'ok' })
 })
