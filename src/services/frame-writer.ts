@@ -43,6 +43,20 @@ FROM unnest($1::int[], $2::varchar[], $3::smallint[], $4::jsonb[], $5::timestamp
 WHERE EXISTS (SELECT 1 FROM robots r WHERE r.id = u.robot_id)
 ON CONFLICT (robot_id, frame_id) DO NOTHING`
 
+const sqliteStatements = new Map<number, string>()
+/** The SQLite statement for `n` rows (positional parameters; the texts of the last sizes are kept). */
+function sqliteInsert (n: number): string {
+  let sql = sqliteStatements.get(n)
+  if (sql === undefined) {
+    if (sqliteStatements.size >= 64) sqliteStatements.clear()
+    sql = `INSERT OR IGNORE INTO frames (robot_id, frame_id, type, data, recorded_at, received_at)
+       SELECT column1, column2, column3, column4, column5, column6 FROM (VALUES ${new Array<string>(n).fill('(?,?,?,?,?,?)').join(',')}) AS v
+       WHERE EXISTS (SELECT 1 FROM robots r WHERE r.id = v.column1)`
+    sqliteStatements.set(n, sql)
+  }
+  return sql
+}
+
 /** Sequelize's own SQLite date format, so that the ORM reads and compares these rows like its own. */
 function sqliteDate (d: Date | null): string | null {
   return d === null ? null : d.toISOString().replace('T', ' ').replace('Z', ' +00:00')
@@ -74,19 +88,17 @@ export function createFrameWriter ({ db, log, maxBatch = 1000, queueLimit = 20_0
       })
       return
     }
-    const values: unknown[] = []
-    const tuples: string[] = []
+    const values: unknown[] = new Array(rows.length * 6)
+    let i = 0
     for (const r of rows) {
-      const n = values.length
-      tuples.push(`($${n + 1},$${n + 2},$${n + 3},$${n + 4},$${n + 5},$${n + 6})`)
-      values.push(r.robotId, r.frameId, r.type, JSON.stringify(r.data), sqliteDate(r.recordedAt), sqliteDate(r.receivedAt))
+      values[i++] = r.robotId
+      values[i++] = r.frameId
+      values[i++] = r.type
+      values[i++] = JSON.stringify(r.data)
+      values[i++] = sqliteDate(r.recordedAt)
+      values[i++] = sqliteDate(r.receivedAt)
     }
-    await db.serialized(async () => await db.sequelize.query(
-      `INSERT OR IGNORE INTO frames (robot_id, frame_id, type, data, recorded_at, received_at)
-       SELECT column1, column2, column3, column4, column5, column6 FROM (VALUES ${tuples.join(',')}) AS v
-       WHERE EXISTS (SELECT 1 FROM robots r WHERE r.id = v.column1)`,
-      { type: QueryTypes.INSERT, bind: values }
-    ))
+    await db.serialized(async () => { await db.sqliteRun(sqliteInsert(rows.length), values) })
   }
 
   async function writeBatch (batch: Pending[]): Promise<void> {

@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify'
 import mqtt, { type MqttClient } from 'mqtt'
 import t, { type Test } from 'tap'
 import WebSocket from 'ws'
-import { bearer, build } from '../helper.js'
+import { bearer, build, onFrameInsert } from '../helper.js'
 import { ownedRobot, type TestRobot, type TestUser } from '../factory.js'
 import { brokerUrl, connectRobot, connectUser, listen, messageWhere, nextMessage, positionFrame, robotToken, subscribe, TRANSPORTS, type Transport } from '../mqtt.js'
 
@@ -259,15 +259,9 @@ for (const transport of TRANSPORTS) {
     const app = await build(t)
     const { user, robot, client } = await robotSession(t, app, transport)
     // The database itself fails the batch's INSERT (not a stub of our writer).
-    const sequelize = app.db.sequelize as unknown as { query: (sql: unknown, ...rest: unknown[]) => Promise<unknown> }
-    const query = sequelize.query
-    t.teardown(() => { sequelize.query = query })
-    sequelize.query = async function (this: unknown, sql: unknown, ...rest: unknown[]) {
-      if (typeof sql === 'string' && sql.includes('INTO frames')) throw new Error('connection terminated')
-      return await query.call(this, sql, ...rest)
-    }
+    const restore = onFrameInsert(t, app, async () => { throw new Error('connection terminated') })
     t.match(await send(client, robot.uuid, positionFrame('batch-1')), { id: 'batch-1', status: 'error', retry: true })
-    sequelize.query = query
+    restore()
     t.same(await send(client, robot.uuid, positionFrame('batch-1')), { id: 'batch-1', status: 'ok' })
     t.same(await send(client, robot.uuid, positionFrame('batch-2')), { id: 'batch-2', status: 'ok' })
     t.same((await storedFrames(app, user, robot.uuid)).map((f) => f.frame_id).sort(), ['batch-1', 'batch-2'])
