@@ -58,9 +58,10 @@ export function createAckSender ({ clientsOf, publish }: AckSenderDeps) {
           corked.add(client.conn)
           if (!flushing) {
             flushing = true
-            // Client#publish writes from a setImmediate of its own; this one
-            // runs after those of the acks sent in this turn.
-            setImmediate(uncorkAll)
+            // Client#publish writes from a setImmediate of its own, one per
+            // ack: those of every ack sent in this turn run in the coming
+            // check phase; an immediate set from there runs after all of them.
+            setImmediate(() => { setImmediate(uncorkAll) })
           }
         }
         c.publish({ cmd: 'publish', topic, payload, qos: 1, retain: false, dup: false } as Parameters<Client['publish']>[0], noop)
