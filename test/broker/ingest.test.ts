@@ -533,3 +533,51 @@ t.test('the ack of a robot whose persistent session is offline waits for that se
   t.teardown(() => { again.end(true) })
   t.same(await nextMessage<Ack>(again, ackTopic(robot.uuid)), { id: 'while-offline', status: 'ok' })
 })
+
+t.test('over WebSocket, a packet the broker sends arrives whole in one message, not in pieces', async (t) => {
+  const app = await build(t)
+  const { robot } = await ownedRobot(app)
+  const ws = await rawWs(t, app)
+  const messages: Buffer[] = []
+  ws.on('message', (data: Buffer) => { messages.push(data) })
+  const received = async (n: number): Promise<void> => {
+    const deadline = Date.now() + 5000
+    while (messages.length < n && Date.now() < deadline) await new Promise((resolve) => { setTimeout(resolve, 10) })
+  }
+  ws.send(connectPacket('ws-whole-packets', robot.uuid, await robotToken(app, robot)), { binary: true })
+  await received(1)
+  const topic = Buffer.from(ackTopic(robot.uuid))
+  const str = (b: Buffer): Buffer => Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b])
+  // SUBSCRIBE (packet id 1) to the ack topic, QoS 1
+  const subscribe = Buffer.concat([Buffer.from([0, 1]), str(topic), Buffer.from([1])])
+  ws.send(Buffer.concat([Buffer.from([0x82, subscribe.length]), subscribe]), { binary: true })
+  await received(2)
+  // PUBLISH QoS 1 (packet id 2) of a frame on the data topic
+  const payload = Buffer.from(positionFrame('ws-whole'))
+  const publish = Buffer.concat([str(Buffer.from(dataTopic(robot.uuid))), Buffer.from([0, 2]), payload])
+  ws.send(Buffer.concat([Buffer.from([0x32, (publish.length & 0x7f) | 0x80, publish.length >> 7]), publish]), { binary: true })
+  // PUBACK and the ack's PUBLISH, in one message or two
+  const deadline = Date.now() + 5000
+  const all = (): Buffer => Buffer.concat(messages)
+  while (!all().includes(Buffer.from('"ws-whole"')) && Date.now() < deadline) await new Promise((resolve) => { setTimeout(resolve, 10) })
+  t.same([...(messages[0] ?? [])], [0x20, 2, 0, 0], 'CONNACK in one message')
+  t.same([...(messages[1] ?? [])], [0x90, 3, 0, 1, 1], 'SUBACK in one message')
+  // Every message holds whole packets: walk them, packet by packet.
+  for (const m of messages) {
+    let at = 0
+    while (at < m.length) {
+      let length = 0
+      let shift = 0
+      let i = at + 1
+      for (;;) {
+        const byte = m[i++] as number
+        length += (byte & 0x7f) << shift
+        shift += 7
+        if ((byte & 0x80) === 0) break
+      }
+      at = i + length
+    }
+    t.equal(at, m.length, `a message of ${m.length} bytes holds whole packets`)
+  }
+  t.ok(all().includes(Buffer.from('{"id":"ws-whole","status":"ok"}')), 'the ack arrived')
+})
