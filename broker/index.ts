@@ -5,6 +5,7 @@ import { createServer, type Server } from 'node:net'
 import { Aedes, type Client } from 'aedes'
 import fp from 'fastify-plugin'
 import { createAccessCache } from './access-cache.js'
+import { createAckSender } from './acks.js'
 import { createAuthenticate } from './authenticate.js'
 import { createCommandRelay } from './commands.js'
 import { createDeliveryTracker } from './deliveries.js'
@@ -54,9 +55,18 @@ export default fp(async (fastify) => {
 
   const stats = createStats({ publish })
   const presence = createPresenceTracker({ services, publish, onChange: (uuid, flags) => { stats.connection(uuid, flags) }, log })
+  const acks = createAckSender({
+    clientsOf: (uuid) => presence.connections(uuid),
+    publish: (topic, payload) => {
+      if (aedes === undefined || aedes.closed) return
+      aedes.publish({ cmd: 'publish', topic, payload, qos: 1, retain: false, dup: false }, (err) => {
+        if (err !== undefined && err !== null) log.warn({ err, topic }, 'internal publish failed')
+      })
+    }
+  })
   const ingest = createIngest({
     services,
-    publish,
+    sendAck: acks.send,
     onStored: (robot, data) => {
       stats.frame(robot.uuid, data)
       presence.seen(robot.uuid)
@@ -102,6 +112,7 @@ export default fp(async (fastify) => {
   aedes.on('client', (client: Client) => {
     const who = principalOf(client)
     if (who?.kind !== 'robot') return
+    acks.connected(client, who.uuid)
     presence.connected(client, who)
     services.robots.ref(who.uuid).then((robot) => { if (robot !== null) stats.seed(who.uuid, robot.state) }, () => {})
   })

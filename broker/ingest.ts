@@ -4,7 +4,6 @@
 // mistake costs it an error ack and nothing else.
 import type { FastifyBaseLogger } from 'fastify'
 import { validateFrame } from '../src/contract/frames.js'
-import { robotTopic } from '../src/contract/topics.js'
 import type { Metrics } from '../src/metrics.js'
 import type { Services } from '../src/services/index.js'
 import type { RobotPrincipal } from './principal.js'
@@ -15,15 +14,18 @@ export type Ack =
 
 export interface IngestDeps {
   services: Services
-  publish: (topic: string, payload: object, opts: { retain: boolean, qos: 0 | 1 }) => void
+  /** publishes a serialized ack on robots/{uuid}/ack (QoS 1) */
+  sendAck: (uuid: string, payload: Buffer) => void
   onStored: (robot: RobotPrincipal, data: Record<string, unknown>) => void
   maxFrameBytes: number
   metrics: Metrics
   log: FastifyBaseLogger
 }
 
-export function createIngest ({ services, publish, onStored, maxFrameBytes, metrics, log }: IngestDeps) {
-  const ack = (robot: RobotPrincipal, body: Ack): void => { publish(robotTopic(robot.uuid, 'ack'), body, { retain: false, qos: 1 }) }
+export function createIngest ({ services, sendAck, onStored, maxFrameBytes, metrics, log }: IngestDeps) {
+  const ack = (robot: RobotPrincipal, body: Ack): void => { sendAck(robot.uuid, Buffer.from(JSON.stringify(body))) }
+  // The ok ack, the one sent for nearly every frame: `{"id":…,"status":"ok"}`, as JSON.stringify writes it.
+  const okAck = (robot: RobotPrincipal, id: string): void => { sendAck(robot.uuid, Buffer.from(`{"id":${JSON.stringify(id)},"status":"ok"}`)) }
 
   return {
     /**
@@ -31,7 +33,7 @@ export function createIngest ({ services, publish, onStored, maxFrameBytes, metr
      * is full: the caller waits for it before reading more from that robot.
      */
     frame (robot: RobotPrincipal, payload: Buffer): Promise<void> | undefined {
-      const received = process.hrtime.bigint()
+      const received = performance.now()
       metrics.framesReceived.inc()
       const result = validateFrame(payload, maxFrameBytes)
       if (!result.ok) {
@@ -41,19 +43,21 @@ export function createIngest ({ services, publish, onStored, maxFrameBytes, metr
       }
       const { frame } = result
       const store = (admitted: boolean): void => {
-        services.frameWriter.write({
+        services.frameWriter.enqueue({
           robotId: robot.id,
           frameId: frame.id,
           type: frame.type,
           data: frame.data,
           recordedAt: frame.recordedAt,
           receivedAt: new Date()
-        }, admitted).then(() => {
-          ack(robot, { id: frame.id, status: 'ok' })
-          metrics.framesStored.inc()
-          metrics.ackSeconds.observe(Number(process.hrtime.bigint() - received) / 1e9)
-          onStored(robot, frame.data)
-        }, () => {
+        }, admitted, (ok) => {
+          if (ok) {
+            okAck(robot, frame.id)
+            metrics.framesStored.inc()
+            metrics.ackSeconds.observe((performance.now() - received) / 1e3)
+            onStored(robot, frame.data)
+            return
+          }
           // The writer logged the failed batch once; each frame gets its retry ack.
           metrics.framesRejected.inc({ reason: 'storage' })
           ack(robot, { id: frame.id, status: 'error', errors: ['the frame could not be stored; resend it'], retry: true })

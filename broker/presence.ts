@@ -8,6 +8,8 @@ import { robotTopic } from '../src/contract/topics.js'
 import type { Services } from '../src/services/index.js'
 import type { RobotPrincipal } from './principal.js'
 
+const NONE: ReadonlySet<Client> = new Set()
+
 interface Live { clients: Set<Client>, command: Set<Client>, online: boolean, since: Date }
 
 export interface PresenceDeps {
@@ -95,6 +97,10 @@ export function createPresenceTracker ({ services, publish, onChange, log }: Pre
     /** The open connections of a robot (to close them on revocation). */
     clientsOf (uuid: string): Client[] {
       return [...(robots.get(uuid)?.clients ?? [])]
+    },
+    /** The same, without a copy (the hot path; do not close them while iterating). */
+    connections (uuid: string): Iterable<Client> {
+      return robots.get(uuid)?.clients ?? NONE
     },
     /** The robot sent a stored frame. */
     seen (uuid: string): void {

@@ -60,3 +60,31 @@ export async function build (t: Test, overrides: Record<string, string> = {}): P
 /** Both JWT header styles of CONTRACT §2. */
 export const bearer = (jwt: string): Record<string, string> => ({ authorization: `Bearer ${jwt}` })
 export const authentication = (jwt: string): Record<string, string> => ({ authentication: jwt })
+
+/**
+ * Runs `around` instead of each statement that inserts frames (the frame
+ * writer's batch), on either database: Sequelize's query on PostgreSQL, the
+ * raw SQLite call on SQLite. `around` may throw, delay, or call `run`.
+ * Returns the function that puts the originals back (also done on teardown).
+ */
+export function onFrameInsert (t: Test, app: FastifyInstance, around: (run: () => Promise<unknown>) => Promise<unknown>): () => void {
+  const db = app.db
+  const sequelize = db.sequelize as unknown as { query: (sql: unknown, ...rest: unknown[]) => Promise<unknown> }
+  const query = sequelize.query
+  const sqliteRun = db.sqliteRun
+  const isFrameInsert = (sql: unknown): boolean => typeof sql === 'string' && sql.includes('INTO frames')
+  sequelize.query = async function (this: unknown, sql: unknown, ...rest: unknown[]) {
+    if (isFrameInsert(sql)) return await around(async () => await query.call(this, sql, ...rest))
+    return await query.call(this, sql, ...rest)
+  }
+  db.sqliteRun = async (sql, params) => {
+    if (isFrameInsert(sql)) await around(async () => { await sqliteRun(sql, params) })
+    else await sqliteRun(sql, params)
+  }
+  const restore = (): void => {
+    sequelize.query = query
+    db.sqliteRun = sqliteRun
+  }
+  t.teardown(restore)
+  return restore
+}

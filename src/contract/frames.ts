@@ -40,24 +40,47 @@ const HARDWARE_METRICS = ['battery', 'temperature', 'cpu', 'memory']
 const ORIGINAL_DATETIME = /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)$/
 const ISO_DATETIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?$/i
 
+const ZONE = /(?:Z|[+-]\d{2}:?\d{2})$/i
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+
 /** The instant a frame's `datetime` names, or null when it is not a valid date-time. */
 export function parseFrameDatetime (value: string): Date | null {
+  const ms = datetimeMs(value)
+  return ms === null ? null : new Date(ms)
+}
+
+// The last string checked and its instant: ajv's format check and
+// validateFrame look at the same `datetime` one after the other.
+let lastValue: string | undefined
+let lastMs: number | null = null
+
+function datetimeMs (value: string): number | null {
+  if (value === lastValue) return lastMs
+  const ms = computeDatetimeMs(value)
+  lastValue = value
+  lastMs = ms
+  return ms
+}
+
+function computeDatetimeMs (value: string): number | null {
   const original = ORIGINAL_DATETIME.exec(value)
   const iso = original !== null ? `${original[1] as string}T${original[2] as string}Z` : value
   if (original === null && !ISO_DATETIME.test(value)) return null
   // A date-time without an offset is taken as UTC, like the original robot's.
-  const withZone = /(?:Z|[+-]\d{2}:?\d{2})$/i.test(iso) ? iso : `${iso}Z`
+  const withZone = original !== null || ZONE.test(iso) ? iso : `${iso}Z`
   const ms = Date.parse(withZone)
   if (Number.isNaN(ms)) return null
   // Date.parse rolls a day the month does not have (2024-02-30) over into the next month.
-  const [y, m, d] = value.slice(0, 10).split('-').map(Number) as [number, number, number]
-  const day = new Date(0)
-  day.setUTCFullYear(y, m - 1, d)
-  return day.getUTCDate() === d ? new Date(ms) : null
+  const y = Number(value.slice(0, 4))
+  const m = Number(value.slice(5, 7))
+  const d = Number(value.slice(8, 10))
+  const leap = (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0
+  const days = m === 2 && leap ? 29 : (DAYS_IN_MONTH[m - 1] as number)
+  return d >= 1 && d <= days ? ms : null
 }
 
 const ajv = new Ajv({ allErrors: true, strict: false })
-ajv.addFormat('frame-datetime', { type: 'string', validate: (s: string) => parseFrameDatetime(s) !== null })
+ajv.addFormat('frame-datetime', { type: 'string', validate: (s: string) => datetimeMs(s) !== null })
 
 const validateEnvelope = ajv.compile(Type.Object({
   id: Type.String({ minLength: 1, maxLength: 64 }),
@@ -133,5 +156,5 @@ export function validateFrame (payload: Buffer, maxBytes: number): FrameResult {
     errors.push(`a hardware frame needs at least one of ${HARDWARE_METRICS.join(', ')}`)
   }
   if (errors.length > 0) return { ok: false, id: frame.id, errors: capped(errors) }
-  return { ok: true, frame: { id: frame.id, type: frame.type, data: frame.data, recordedAt: parseFrameDatetime(frame.data.datetime as string) as Date } }
+  return { ok: true, frame: { id: frame.id, type: frame.type, data: frame.data, recordedAt: new Date(datetimeMs(frame.data.datetime as string) as number) } }
 }

@@ -26,6 +26,13 @@ export interface Database {
    * command would wait seconds behind a stream of frame batches.
    */
   serialized: <T>(work: () => Promise<T>) => Promise<T>
+  /**
+   * SQLite only: runs one statement with positional `?` parameters on the
+   * connection Sequelize uses outside transactions, without Sequelize's query
+   * machinery (the frame writer's hot path: Sequelize binds an array as
+   * thousands of named `$n` parameters, which sqlite3 resolves one by one).
+   */
+  sqliteRun: (sql: string, params: unknown[]) => Promise<void>
   migrate: () => Promise<string[]>
   ping: () => Promise<void>
   close: () => Promise<void>
@@ -86,6 +93,12 @@ export function createDatabase (url: string, log?: FastifyBaseLogger): Database 
       return await serialized(async () => await sequelize.transaction({ type: Transaction.TYPES.IMMEDIATE }, work))
     },
     serialized,
+    async sqliteRun (sql: string, params: unknown[]): Promise<void> {
+      if (dialect !== 'sqlite') throw new Error('sqliteRun is for SQLite')
+      const manager = sequelize.connectionManager as unknown as { getConnection: (o: object) => Promise<SqliteHandle> }
+      const handle = await manager.getConnection({})
+      await new Promise<void>((resolve, reject) => { handle.run(sql, params, (err) => { if (err === null) resolve(); else reject(err) }) })
+    },
     async migrate () {
       const run = async () => (await umzug.up()).map((m) => m.name)
       if (dialect !== 'postgres') return await run()
@@ -127,5 +140,6 @@ function tuneSqlite (sequelize: Sequelize, file: boolean): void {
 
 interface SqliteHandle {
   configure: (option: 'busyTimeout', value: number) => void
+  run: (sql: string, params: unknown[], cb: (err: Error | null) => void) => void
   exec: (sql: string, cb: (err: Error | null) => void) => void
 }

@@ -20,7 +20,10 @@ export interface QueuedFrame {
   receivedAt: Date
 }
 
-interface Pending { row: QueuedFrame, resolve: () => void, reject: (err: unknown) => void }
+/** Called once per frame: `ok` after its batch committed, or not with the batch's error. */
+export type FrameDone = (ok: boolean, err?: unknown) => void
+
+interface Pending { row: QueuedFrame, done: FrameDone }
 
 export interface FrameWriterOptions {
   db: Database
@@ -39,6 +42,20 @@ FROM unnest($1::int[], $2::varchar[], $3::smallint[], $4::jsonb[], $5::timestamp
   AS u(robot_id, frame_id, type, data, recorded_at, received_at)
 WHERE EXISTS (SELECT 1 FROM robots r WHERE r.id = u.robot_id)
 ON CONFLICT (robot_id, frame_id) DO NOTHING`
+
+const sqliteStatements = new Map<number, string>()
+/** The SQLite statement for `n` rows (positional parameters; the texts of the last sizes are kept). */
+function sqliteInsert (n: number): string {
+  let sql = sqliteStatements.get(n)
+  if (sql === undefined) {
+    if (sqliteStatements.size >= 64) sqliteStatements.clear()
+    sql = `INSERT OR IGNORE INTO frames (robot_id, frame_id, type, data, recorded_at, received_at)
+       SELECT column1, column2, column3, column4, column5, column6 FROM (VALUES ${new Array<string>(n).fill('(?,?,?,?,?,?)').join(',')}) AS v
+       WHERE EXISTS (SELECT 1 FROM robots r WHERE r.id = v.column1)`
+    sqliteStatements.set(n, sql)
+  }
+  return sql
+}
 
 /** Sequelize's own SQLite date format, so that the ORM reads and compares these rows like its own. */
 function sqliteDate (d: Date | null): string | null {
@@ -71,34 +88,41 @@ export function createFrameWriter ({ db, log, maxBatch = 1000, queueLimit = 20_0
       })
       return
     }
-    const values: unknown[] = []
-    const tuples: string[] = []
+    const values: unknown[] = new Array(rows.length * 6)
+    let i = 0
     for (const r of rows) {
-      const n = values.length
-      tuples.push(`($${n + 1},$${n + 2},$${n + 3},$${n + 4},$${n + 5},$${n + 6})`)
-      values.push(r.robotId, r.frameId, r.type, JSON.stringify(r.data), sqliteDate(r.recordedAt), sqliteDate(r.receivedAt))
+      values[i++] = r.robotId
+      values[i++] = r.frameId
+      values[i++] = r.type
+      values[i++] = JSON.stringify(r.data)
+      values[i++] = sqliteDate(r.recordedAt)
+      values[i++] = sqliteDate(r.receivedAt)
     }
-    await db.serialized(async () => await db.sequelize.query(
-      `INSERT OR IGNORE INTO frames (robot_id, frame_id, type, data, recorded_at, received_at)
-       SELECT column1, column2, column3, column4, column5, column6 FROM (VALUES ${tuples.join(',')}) AS v
-       WHERE EXISTS (SELECT 1 FROM robots r WHERE r.id = v.column1)`,
-      { type: QueryTypes.INSERT, bind: values }
-    ))
+    await db.serialized(async () => { await db.sqliteRun(sqliteInsert(rows.length), values) })
   }
 
   async function writeBatch (batch: Pending[]): Promise<void> {
     const started = process.hrtime.bigint()
     let ok = true
+    let failure: unknown
     try {
       await insert(batch.map((p) => p.row))
     } catch (err) {
       ok = false
+      failure = err
       log.warn({ err, frames: batch.length }, 'frame batch failed; its frames get retry acks')
-      for (const p of batch) p.reject(err)
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9
     for (const observe of observers) observe(batch.length, seconds, ok)
-    if (ok) for (const p of batch) p.resolve()
+    // Every frame of the batch is settled in this one synchronous loop, so the
+    // acks it triggers leave in as few socket writes as possible.
+    for (const p of batch) {
+      try {
+        p.done(ok, failure)
+      } catch (err) {
+        log.error({ err }, 'frame callback failed')
+      }
+    }
   }
 
   function admit (): void {
@@ -127,18 +151,28 @@ export function createFrameWriter ({ db, log, maxBatch = 1000, queueLimit = 20_0
     })
   }
 
+  /**
+   * write() without a promise per frame (the broker's hot path): `done` is
+   * called once, after the commit or with the batch's error.
+   */
+  function enqueue (row: QueuedFrame, admitted: boolean, done: FrameDone): void {
+    if (admitted) reserved--
+    queue.push({ row, done })
+    kick()
+  }
+
   return {
     /**
      * Queues a frame. Resolves once it is committed; rejects when its batch
      * failed (the robot may resend). `admitted`: the caller waited for `room()`.
      */
     write (row: QueuedFrame, admitted = false): Promise<void> {
-      if (admitted) reserved--
       return new Promise((resolve, reject) => {
-        queue.push({ row, resolve, reject })
-        kick()
+        enqueue(row, admitted, (ok, err) => { if (ok) resolve(); else reject(err) })
       })
     },
+
+    enqueue,
 
     /** True when a frame may be queued right away. */
     hasRoom (): boolean {

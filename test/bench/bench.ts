@@ -59,7 +59,8 @@ const USAGE = `usage: npm run bench -- [options]
   --stream-hz N       command-latency: frames/s of each robot meanwhile (default 10; 0: none)
   --timeout MIN       give up after this many minutes (default 30)
 
-Env: DATABASE_URL (United's database; default: SQLite in a fresh temp directory).`
+Env: DATABASE_URL (United's database; default: SQLite in a fresh temp directory).
+     BENCH_SERVER_NODE_ARGS (extra node flags for United, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").`
 
 class UsageError extends Error {}
 

@@ -167,9 +167,9 @@ export interface Spawned {
 }
 
 /** Spawns `node file args` and keeps track of it, so that it is killed when the runner exits. */
-export function spawnNode (file: string, args: string[], opts: { cwd: string, env: NodeJS.ProcessEnv, label: string, inspect?: boolean }): Spawned {
+export function spawnNode (file: string, args: string[], opts: { cwd: string, env: NodeJS.ProcessEnv, label: string, inspect?: boolean, nodeArgs?: string[] }): Spawned {
   // --inspect on a random local port: only to force garbage collections before RSS readings
-  const nodeArgs = opts.inspect === true ? ['--inspect=127.0.0.1:0'] : []
+  const nodeArgs = [...(opts.inspect === true ? ['--inspect=127.0.0.1:0'] : []), ...(opts.nodeArgs ?? [])]
   const child = spawn(process.execPath, [...nodeArgs, file, ...args], { cwd: opts.cwd, env: opts.env, stdio: ['pipe', 'pipe', 'pipe'] })
   children.add(child)
   let out = ''

@@ -97,7 +97,9 @@ export class United implements Target {
   }
 
   async start (): Promise<void> {
-    this.proc = spawnNode(this.files.server, [], { cwd: this.dir, env: this.env, label: 'United', inspect: true })
+    // BENCH_SERVER_NODE_ARGS: extra node flags for United, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`
+    const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '')
+    this.proc = spawnNode(this.files.server, [], { cwd: this.dir, env: this.env, label: 'United', inspect: true, nodeArgs })
     await this.proc.waitFor(/MQTT \(WS\)\s+\S+/, 60_000)
     const out = this.proc.output()
     this.httpUrl = (/REST API\s+(http:\/\/\S+?)\/?\s/.exec(out)?.[1]) ?? ''

@@ -1,7 +1,7 @@
 // Ingest under a storage slower than the inflow: the queue bound holds,
 // robots are slowed down instead of memory growing, and nothing is lost.
 import t from 'tap'
-import { bearer, build } from '../helper.js'
+import { bearer, build, onFrameInsert } from '../helper.js'
 import { createStaff, createRobot } from '../factory.js'
 import { connectRobot, positionFrame, subscribe } from '../mqtt.js'
 
@@ -10,20 +10,16 @@ t.test('when storage is slower than the inflow, the queue stays within FRAME_QUE
   const app = await build(t, { FRAME_QUEUE_LIMIT: String(limit), FRAME_BATCH_MAX: '10' })
   const staff = await createStaff(app)
   // A slow database: every frame INSERT takes 20 ms longer.
-  const sequelize = app.db.sequelize as unknown as { query: (sql: unknown, ...rest: unknown[]) => Promise<unknown> }
-  const query = sequelize.query
-  t.teardown(() => { sequelize.query = query })
-  sequelize.query = async function (this: unknown, sql: unknown, ...rest: unknown[]) {
-    if (typeof sql === 'string' && sql.includes('INTO frames')) await new Promise((resolve) => { setTimeout(resolve, 20) })
-    return await query.call(this, sql, ...rest)
-  }
+  onFrameInsert(t, app, async (run) => {
+    await new Promise((resolve) => { setTimeout(resolve, 20) })
+    return await run()
+  })
   let maxDepth = 0
   const writer = app.services.frameWriter
-  const write = writer.write
-  writer.write = (row, admitted) => {
-    const p = write(row, admitted)
+  const enqueue = writer.enqueue
+  writer.enqueue = (row, admitted, done) => {
+    enqueue(row, admitted, done)
     maxDepth = Math.max(maxDepth, writer.depth)
-    return p
   }
   let maxWaiting = 0
 

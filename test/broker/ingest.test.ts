@@ -6,10 +6,10 @@ import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { connect as netConnect, type Socket } from 'node:net'
 import type { FastifyInstance } from 'fastify'
-import type { MqttClient } from 'mqtt'
+import mqtt, { type MqttClient } from 'mqtt'
 import t, { type Test } from 'tap'
 import WebSocket from 'ws'
-import { bearer, build } from '../helper.js'
+import { bearer, build, onFrameInsert } from '../helper.js'
 import { ownedRobot, type TestRobot, type TestUser } from '../factory.js'
 import { brokerUrl, connectRobot, connectUser, listen, messageWhere, nextMessage, positionFrame, robotToken, subscribe, TRANSPORTS, type Transport } from '../mqtt.js'
 
@@ -238,9 +238,9 @@ for (const transport of TRANSPORTS) {
     const app = await build(t)
     const { user, robot, client } = await robotSession(t, app, transport)
     const writer = app.services.frameWriter
-    const original = writer.write
-    t.teardown(() => { writer.write = original })
-    writer.write = async () => { throw new Error('db down') }
+    const original = writer.enqueue
+    t.teardown(() => { writer.enqueue = original })
+    writer.enqueue = (_row, _admitted, done) => { setImmediate(() => { done(false, new Error('db down')) }) }
 
     const ack = await send(client, robot.uuid, positionFrame('retry-me'))
     t.match(ack, { id: 'retry-me', status: 'error', retry: true, errors: [String] }, 'error ack with retry: true')
@@ -249,7 +249,7 @@ for (const transport of TRANSPORTS) {
     await healthy(t, app)
     t.ok(client.connected, 'the robot stays connected')
 
-    writer.write = original
+    writer.enqueue = original
     t.same(await send(client, robot.uuid, positionFrame('retry-me')), { id: 'retry-me', status: 'ok' }, 'the resend is stored')
     t.same(await send(client, robot.uuid, positionFrame('retry-me')), { id: 'retry-me', status: 'ok' }, 'and a redelivery is ok again')
     t.same((await storedFrames(app, user, robot.uuid)).map((f) => f.frame_id), ['retry-me'], 'stored once')
@@ -259,15 +259,9 @@ for (const transport of TRANSPORTS) {
     const app = await build(t)
     const { user, robot, client } = await robotSession(t, app, transport)
     // The database itself fails the batch's INSERT (not a stub of our writer).
-    const sequelize = app.db.sequelize as unknown as { query: (sql: unknown, ...rest: unknown[]) => Promise<unknown> }
-    const query = sequelize.query
-    t.teardown(() => { sequelize.query = query })
-    sequelize.query = async function (this: unknown, sql: unknown, ...rest: unknown[]) {
-      if (typeof sql === 'string' && sql.includes('INTO frames')) throw new Error('connection terminated')
-      return await query.call(this, sql, ...rest)
-    }
+    const restore = onFrameInsert(t, app, async () => { throw new Error('connection terminated') })
     t.match(await send(client, robot.uuid, positionFrame('batch-1')), { id: 'batch-1', status: 'error', retry: true })
-    sequelize.query = query
+    restore()
     t.same(await send(client, robot.uuid, positionFrame('batch-1')), { id: 'batch-1', status: 'ok' })
     t.same(await send(client, robot.uuid, positionFrame('batch-2')), { id: 'batch-2', status: 'ok' })
     t.same((await storedFrames(app, user, robot.uuid)).map((f) => f.frame_id).sort(), ['batch-1', 'batch-2'])
@@ -278,11 +272,10 @@ for (const transport of TRANSPORTS) {
     const { user, robot, client } = await robotSession(t, app, transport)
     // Slow the storage down: an ack sent before the commit would find nothing stored.
     const writer = app.services.frameWriter
-    const original = writer.write
-    t.teardown(() => { writer.write = original })
-    writer.write = async (row) => {
-      await new Promise((resolve) => { setTimeout(resolve, 30) })
-      await original(row)
+    const original = writer.enqueue
+    t.teardown(() => { writer.enqueue = original })
+    writer.enqueue = (row, admitted, done) => {
+      setTimeout(() => { original(row, admitted, done) }, 30)
     }
     for (const id of ['slow-1', 'slow-2', 'slow-3']) {
       t.same(await send(client, robot.uuid, positionFrame(id)), { id, status: 'ok' })
@@ -502,4 +495,89 @@ t.test('hostile WebSocket messages close that connection; robots connected meanw
   await check('after all of it')
   await healthy(t, app)
   t.equal(app.broker.connectedRobots(), 1, 'only the healthy robot is connected')
+})
+
+// Acks go to the robot's own connections directly (broker/acks.ts): only to
+// those subscribed to the ack topic, at the subscription's QoS, and through
+// the broker's offline queue for a robot with a persistent session.
+t.test('acks reach only the robot connections subscribed to the ack topic, at their QoS', async (t) => {
+  const app = await build(t)
+  const { robot } = await ownedRobot(app)
+  const data = await connectRobot(t, app, robot, { clientId: `data-${robot.uuid}` })
+  const acks = await connectRobot(t, app, robot, { clientId: `acks-${robot.uuid}` })
+  t.same(await subscribe(acks, ackTopic(robot.uuid), 0), [0])
+  const onData: string[] = []
+  data.on('message', (topic) => { onData.push(topic) })
+  const received = new Promise<{ payload: Ack, qos: number }>((resolve) => {
+    acks.on('message', (topic, payload, packet) => { if (topic === ackTopic(robot.uuid)) resolve({ payload: JSON.parse(payload.toString()) as Ack, qos: packet.qos }) })
+  })
+  await data.publishAsync(dataTopic(robot.uuid), positionFrame('two-connections'), { qos: 1 })
+  t.same(await received, { payload: { id: 'two-connections', status: 'ok' }, qos: 0 }, 'the subscribed connection gets the ack at QoS 0')
+  // A later frame's ack arriving proves the first one was not also sent to `data`.
+  t.same(await send(acks, robot.uuid, positionFrame('from-the-other')), { id: 'from-the-other', status: 'ok' })
+  t.same(onData, [], 'the unsubscribed connection got nothing')
+})
+
+t.test('the ack of a robot whose persistent session is offline waits for that session', async (t) => {
+  const app = await build(t)
+  const { robot } = await ownedRobot(app)
+  const clientId = `persistent-${robot.uuid}`
+  const first = await connectRobot(t, app, robot, { clientId, clean: false })
+  t.same(await subscribe(first, ackTopic(robot.uuid)), [1])
+  await first.endAsync()
+  const sender = await connectRobot(t, app, robot, { clientId: `sender-${robot.uuid}` })
+  await sender.publishAsync(dataTopic(robot.uuid), positionFrame('while-offline'), { qos: 1 })
+  // The session is resumed: the ack queued meanwhile is delivered.
+  // Listening before CONNACK: the queued ack may follow it at once.
+  const again = mqtt.connect(brokerUrl(app, 'tcp'), { reconnectPeriod: 0, protocolVersion: 4, clientId, clean: false, username: robot.uuid, password: await robotToken(app, robot) })
+  t.teardown(() => { again.end(true) })
+  t.same(await nextMessage<Ack>(again, ackTopic(robot.uuid)), { id: 'while-offline', status: 'ok' })
+})
+
+t.test('over WebSocket, a packet the broker sends arrives whole in one message, not in pieces', async (t) => {
+  const app = await build(t)
+  const { robot } = await ownedRobot(app)
+  const ws = await rawWs(t, app)
+  const messages: Buffer[] = []
+  ws.on('message', (data: Buffer) => { messages.push(data) })
+  const received = async (n: number): Promise<void> => {
+    const deadline = Date.now() + 5000
+    while (messages.length < n && Date.now() < deadline) await new Promise((resolve) => { setTimeout(resolve, 10) })
+  }
+  ws.send(connectPacket('ws-whole-packets', robot.uuid, await robotToken(app, robot)), { binary: true })
+  await received(1)
+  const topic = Buffer.from(ackTopic(robot.uuid))
+  const str = (b: Buffer): Buffer => Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b])
+  // SUBSCRIBE (packet id 1) to the ack topic, QoS 1
+  const subscribe = Buffer.concat([Buffer.from([0, 1]), str(topic), Buffer.from([1])])
+  ws.send(Buffer.concat([Buffer.from([0x82, subscribe.length]), subscribe]), { binary: true })
+  await received(2)
+  // PUBLISH QoS 1 (packet id 2) of a frame on the data topic
+  const payload = Buffer.from(positionFrame('ws-whole'))
+  const publish = Buffer.concat([str(Buffer.from(dataTopic(robot.uuid))), Buffer.from([0, 2]), payload])
+  ws.send(Buffer.concat([Buffer.from([0x32, (publish.length & 0x7f) | 0x80, publish.length >> 7]), publish]), { binary: true })
+  // PUBACK and the ack's PUBLISH, in one message or two
+  const deadline = Date.now() + 5000
+  const all = (): Buffer => Buffer.concat(messages)
+  while (!all().includes(Buffer.from('"ws-whole"')) && Date.now() < deadline) await new Promise((resolve) => { setTimeout(resolve, 10) })
+  t.same([...(messages[0] ?? [])], [0x20, 2, 0, 0], 'CONNACK in one message')
+  t.same([...(messages[1] ?? [])], [0x90, 3, 0, 1, 1], 'SUBACK in one message')
+  // Every message holds whole packets: walk them, packet by packet.
+  for (const m of messages) {
+    let at = 0
+    while (at < m.length) {
+      let length = 0
+      let shift = 0
+      let i = at + 1
+      for (;;) {
+        const byte = m[i++] as number
+        length += (byte & 0x7f) << shift
+        shift += 7
+        if ((byte & 0x80) === 0) break
+      }
+      at = i + length
+    }
+    t.equal(at, m.length, `a message of ${m.length} bytes holds whole packets`)
+  }
+  t.ok(all().includes(Buffer.from('{"id":"ws-whole","status":"ok"}')), 'the ack arrived')
 })

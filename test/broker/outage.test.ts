@@ -6,7 +6,7 @@
 // the driver's connection error instead.
 import pg from 'pg'
 import t from 'tap'
-import { bearer, build, pgBase } from '../helper.js'
+import { bearer, build, onFrameInsert, pgBase } from '../helper.js'
 import { ownedRobot } from '../factory.js'
 import { connectRobot, positionFrame, subscribe } from '../mqtt.js'
 
@@ -46,17 +46,12 @@ t.test('a database outage costs retries, not frames, and ingestion resumes by it
     await admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${name}' AND pid <> pg_backend_pid()`)
     restore = async () => { await admin(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`) }
   } else {
-    const sequelize = app.db.sequelize as unknown as { query: (sql: unknown, ...rest: unknown[]) => Promise<unknown> }
-    const query = sequelize.query
-    sequelize.query = async function (this: unknown, sql: unknown, ...rest: unknown[]) {
-      if (typeof sql === 'string' && sql.includes('INTO frames')) {
-        const err = new Error('SQLITE_CANTOPEN: unable to open database file')
-        err.name = 'SequelizeConnectionError'
-        throw err
-      }
-      return await query.call(this, sql, ...rest)
-    }
-    restore = async () => { sequelize.query = query }
+    const put = onFrameInsert(t, app, async () => {
+      const err = new Error('SQLITE_CANTOPEN: unable to open database file') as Error & { code: string }
+      err.code = 'SQLITE_CANTOPEN'
+      throw err
+    })
+    restore = async () => { put() }
   }
   t.teardown(async () => { await restore() })
 
