@@ -3,6 +3,9 @@
 // last page it loaded, the way a user submits the form they are looking at.
 import type { FastifyInstance } from 'fastify'
 import type { Response } from 'light-my-request'
+import type { Test } from 'tap'
+import { createStaff, type TestUser } from '../factory.js'
+import { build } from '../helper.js'
 
 export class AdminBrowser {
   readonly cookies = new Map<string, string>()
@@ -62,4 +65,13 @@ export async function staffBrowser (app: FastifyInstance, user: { username: stri
   const res = await browser.login(user.username, user.password)
   if (res.statusCode !== 303) throw new Error(`log-in failed: ${res.statusCode} ${res.body.slice(0, 200)}`)
   return browser
+}
+
+export interface Staffed { app: FastifyInstance, staff: TestUser, browser: AdminBrowser }
+
+/** A fresh app, a staff user and their logged-in browser. */
+export async function staffSetup (t: Test): Promise<Staffed> {
+  const app = await build(t)
+  const staff = await createStaff(app)
+  return { app, staff, browser: await staffBrowser(app, staff) }
 }

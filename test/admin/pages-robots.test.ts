@@ -11,24 +11,17 @@ import type { FastifyInstance } from 'fastify'
 import type { MqttClient } from 'mqtt'
 import t, { type Test } from 'tap'
 import { helpers } from '../../admin/helpers.js'
-import { bearer, build } from '../helper.js'
-import { createRobot, createStaff, createUser, grant, type TestRobot, type TestUser } from '../factory.js'
+import { bearer } from '../helper.js'
+import { createRobot, createUser, grant, type TestRobot, type TestUser } from '../factory.js'
 import { closedByServer, collect, connect, connectRobot, connectUser, eventually, messageWhere, nextMessage, refusedWith, robotToken, sendFrame, suback, subscribe } from '../mqtt.js'
-import { staffBrowser, type AdminBrowser } from './browser.js'
+import { staffSetup } from './browser.js'
 import { errorFields, errorNextTo, follow, inputValue, location, nextLink, notice, section, selectedOption, walkPages } from './html.js'
 
 const BAD_CREDENTIALS = 4
 const REFUSED = 128
 const NOT_LISTENING = 'The robot is not connected to its commands topic right now.'
 
-interface Staffed { app: FastifyInstance, staff: TestUser, browser: AdminBrowser }
-
-/** The app, a staff user and their logged-in browser. */
-async function setup (t: Test): Promise<Staffed> {
-  const app = await build(t)
-  const staff = await createStaff(app)
-  return { app, staff, browser: await staffBrowser(app, staff) }
-}
+const setup = staffSetup
 
 /** The robots of a list page, by uuid, in page order. */
 function listed (body: string): string[] {

@@ -9,23 +9,17 @@
 // confirmation, and the audit log of all of it.
 import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
-import { bearer, build } from '../helper.js'
+import { bearer } from '../helper.js'
 import { createRobot, createStaff, createUser, grant, type TestUser } from '../factory.js'
 import { closedByServer, connectRobot, connectUser, refusedWith, subscribe, suback } from '../mqtt.js'
-import { AdminBrowser, staffBrowser } from './browser.js'
+import { AdminBrowser, staffBrowser, staffSetup } from './browser.js'
 import { errorFields, errorNextTo, follow, inputValue, isChecked, location, notice, section, walkPages } from './html.js'
 
 const BAD_CREDENTIALS = 4
 const NOT_AUTHORIZED = 5
 const REFUSED = 128
 
-interface Staffed { app: FastifyInstance, staff: TestUser, browser: AdminBrowser }
-
-async function setup (t: Test): Promise<Staffed> {
-  const app = await build(t)
-  const staff = await createStaff(app)
-  return { app, staff, browser: await staffBrowser(app, staff) }
-}
+const setup = staffSetup
 
 /** The user ids of a list page, in page order. */
 function listed (body: string): string[] {
