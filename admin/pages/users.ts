@@ -79,8 +79,10 @@ const users: FastifyPluginAsync = async (fastify) => {
     if (failed(errors)) return await showUser(request, reply, user, { form: { ...form, password: '' }, errors }, 400)
     await users.update(id, { isStaff: patch.is_staff, isActive: patch.is_active, password: patch.password }, actor(request))
     if (patch.password !== undefined) {
-      // A new password ends the user's sessions everywhere, this one included.
-      await sessions.endOthers(id)
+      // A new password ends the user's sessions everywhere, this one included
+      // (the passwordChanged listener does too; awaiting it here means the
+      // redirect below cannot race it).
+      await sessions.endAll(id)
       if (isSelf(request, id)) return await seeOther(reply, '/admin/login?notice=password_changed')
     }
     return await seeOther(reply, `/admin/users/${id}?notice=user_updated`)

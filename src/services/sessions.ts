@@ -9,7 +9,7 @@ import type { EventBus } from '../events.js'
 import type { AuditContext, AuditService } from './audit.js'
 import { randomToken } from './secrets.js'
 import { tokenKey } from './token-store.js'
-import type { UserService, UserView } from './users.js'
+import { userView, type UserService, type UserView } from './users.js'
 
 export interface SessionServiceDeps {
   db: Database
@@ -19,12 +19,13 @@ export interface SessionServiceDeps {
   ttlSeconds: number
 }
 
-export interface AdminSessionView { id: string, user: UserView, expiresAt: Date }
+export interface AdminSessionView { id: string, user: UserView }
 
 export function createSessionService ({ db, events, audit, users, ttlSeconds }: SessionServiceDeps) {
   const { AdminSession, User } = db.models
 
-  async function endAllOf (userId: number): Promise<void> {
+  /** Ends every session of a user. */
+  async function endAll (userId: number): Promise<void> {
     await AdminSession.destroy({ where: { userId } })
   }
 
@@ -33,10 +34,10 @@ export function createSessionService ({ db, events, audit, users, ttlSeconds }: 
   // does not revive an old cookie). A failure here is harmless for deactivation
   // and the staff flag (resolve checks both on every request) and only leaves
   // sessions to expire for a password change.
-  const endAll = ({ userId }: { userId: number }): void => { endAllOf(userId).catch(() => {}) }
-  events.on('userRevoked', endAll)
-  events.on('passwordChanged', endAll)
-  events.on('userChanged', ({ userId, isStaff }) => { if (!isStaff) endAll({ userId }) })
+  const end = ({ userId }: { userId: number }): void => { endAll(userId).catch(() => {}) }
+  events.on('userRevoked', end)
+  events.on('passwordChanged', end)
+  events.on('userChanged', ({ userId, isStaff }) => { if (!isStaff) end({ userId }) })
 
   return {
     /**
@@ -71,7 +72,7 @@ export function createSessionService ({ db, events, audit, users, ttlSeconds }: 
       if (session === null || session.expiresAt.getTime() <= Date.now()) return null
       const user = await User.findByPk(session.userId)
       if (user === null || !user.isActive || !user.isStaff) return null
-      return { id: session.id, user: { id: user.id, username: user.username, is_staff: user.isStaff, is_active: user.isActive }, expiresAt: session.expiresAt }
+      return { id: session.id, user: userView(user) }
     },
 
     async logout (token: string): Promise<void> {
@@ -79,10 +80,7 @@ export function createSessionService ({ db, events, audit, users, ttlSeconds }: 
       await AdminSession.destroy({ where: { id: tokenKey(token) } })
     },
 
-    /** Ends every session of a user but `keep` (e.g. after a password change). */
-    async endOthers (userId: number, keep?: string): Promise<void> {
-      await AdminSession.destroy({ where: keep === undefined ? { userId } : { userId, id: { [Op.ne]: keep } } })
-    }
+    endAll
   }
 }
 
