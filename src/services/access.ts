@@ -25,12 +25,14 @@ export function createAccessService ({ db, events, audit }: { db: Database, even
   return {
     /** The robot if `principal` may access it; 404 otherwise (no existence leak). */
     async robotFor (principal: UserPrincipal, robotUuid: string): Promise<RobotRef> {
-      const robot = await Robot.findOne({ where: { uuid: robotUuid }, attributes: ['id', 'uuid', 'enabled', 'state'] })
+      // One query: a user's grant is an inner join (no row = no robot or no grant).
+      const robot = await Robot.findOne({
+        where: { uuid: robotUuid },
+        attributes: ['id', 'uuid', 'enabled', 'state'],
+        include: principal.isStaff ? [] : [{ model: User, as: 'users', where: { id: principal.id }, attributes: [], through: { attributes: [] }, required: true }],
+        subQuery: false
+      })
       if (robot === null) throw new Errors.ROBOT_NOT_FOUND()
-      if (!principal.isStaff) {
-        const grant = await RobotAccess.findOne({ where: { userId: principal.id, robotId: robot.id } })
-        if (grant === null) throw new Errors.ROBOT_NOT_FOUND()
-      }
       return { id: robot.id, uuid: robot.uuid, enabled: robot.enabled, state: robot.state }
     },
 

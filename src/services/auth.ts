@@ -3,6 +3,7 @@
 // is injected (the HTTP layer's @fastify/jwt), so the broker and the admin
 // verify exactly as the REST API does.
 import { Errors } from '../errors.js'
+import type { EventBus } from '../events.js'
 import type { UserPrincipal } from './access.js'
 import type { AuditContext, AuditService } from './audit.js'
 import type { UserService } from './users.js'
@@ -18,12 +19,43 @@ export interface TokenPair { access: string, refresh: string }
 export interface AuthServiceDeps {
   users: UserService
   audit: AuditService
+  events: EventBus
   jwt: JwtPort
   accessTtl: number
   refreshTtl: number
 }
 
-export function createAuthService ({ users, audit, jwt, accessTtl, refreshTtl }: AuthServiceDeps) {
+type CurrentUser = Awaited<ReturnType<UserService['get']>>
+
+/**
+ * How long a user's flags are trusted without reading them again. Changes
+ * made through this server (API, admin pages) evict the entry at once; the
+ * bound only matters for changes made by another process (the `manage` CLI).
+ */
+const USER_CACHE_MS = 5000
+const USER_CACHE_MAX = 10_000
+
+export function createAuthService ({ users, audit, events, jwt, accessTtl, refreshTtl }: AuthServiceDeps) {
+  // Every authenticated request needs the user's current flags: a small
+  // read-through cache saves that query on the command and read paths.
+  const cache = new Map<number, { user: CurrentUser, until: number }>()
+  let generation = 0 // a load that raced with an eviction is not cached
+  const evict = ({ userId }: { userId: number }): void => { cache.delete(userId); generation++ }
+  events.on('userChanged', evict)
+  events.on('userRevoked', evict)
+
+  async function load (id: number): Promise<CurrentUser> {
+    const hit = cache.get(id)
+    const now = Date.now()
+    if (hit !== undefined && hit.until > now) return hit.user
+    const before = generation
+    const user = await users.get(id)
+    if (before !== generation) return user
+    if (cache.size >= USER_CACHE_MAX) cache.clear()
+    cache.set(id, { user, until: now + USER_CACHE_MS })
+    return user
+  }
+
   function claims (token: string, type: TokenClaims['type']): TokenClaims {
     let decoded: unknown
     try {
@@ -47,7 +79,7 @@ export function createAuthService ({ users, audit, jwt, accessTtl, refreshTtl }:
     const id = Number(c.sub)
     if (!Number.isSafeInteger(id)) return null
     try {
-      const user = await users.get(id)
+      const user = await load(id)
       return user.username === c.username ? user : null
     } catch {
       return null

@@ -39,7 +39,7 @@ export function createServices ({ db, config, log, jwt, tokenStore, events: bus 
   const commands = createCommandService({ db, events, audit, access, presence, timeoutSeconds: config.COMMAND_TIMEOUT })
   const frames = createFrameService({ db, access })
   const frameWriter = createFrameWriter({ db, log, maxBatch: config.FRAME_BATCH_MAX, queueLimit: config.FRAME_QUEUE_LIMIT })
-  const auth = createAuthService({ users, audit, jwt, accessTtl: config.JWT_ACCESS_TTL, refreshTtl: config.JWT_REFRESH_TTL })
+  const auth = createAuthService({ users, audit, events, jwt, accessTtl: config.JWT_ACCESS_TTL, refreshTtl: config.JWT_REFRESH_TTL })
   const sessions = createSessionService({ db, events, audit, users, ttlSeconds: config.ADMIN_SESSION_TTL })
   const overview = createOverviewService({ db, commands })
 

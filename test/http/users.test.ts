@@ -254,9 +254,23 @@ t.test('a user deactivated after getting a token is refused with 401', async (t)
   t.equal((await app.inject({ method: 'GET', url: '/users/me', headers: bearer(pair.access) })).statusCode, 200, 'reactivated: accepted again')
 })
 
-t.test('a token of a deleted user is refused with 401', async (t) => {
+t.test('a token of a deleted user is refused with 401, even right after it was used', async (t) => {
   const app = await build(t)
   const user = await createUser(app)
+  t.equal((await app.inject({ method: 'GET', url: '/users/me', headers: bearer(user.jwt) })).statusCode, 200, 'used once: the server knows the user')
   await app.services.users.remove(user.id, { actor: null })
   assertUnauthorized(t, await app.inject({ method: 'GET', url: '/users/me', headers: bearer(user.jwt) }))
+})
+
+t.test('a change of the staff flag applies to the next request of a token already in use', async (t) => {
+  const app = await build(t)
+  const admin = await createStaff(app)
+  const user = await createUser(app)
+  const manage = async () => (await app.inject({ method: 'GET', url: '/admin/api/users', headers: bearer(user.jwt) })).statusCode
+  t.equal(await manage(), 403, 'not staff: refused')
+  const patch = async (isStaff: boolean) => await app.inject({ method: 'PATCH', url: `/admin/api/users/${user.id}`, headers: bearer(admin.jwt), payload: { is_staff: isStaff } })
+  t.equal((await patch(true)).statusCode, 200)
+  t.equal(await manage(), 200, 'made staff: allowed at once')
+  t.equal((await patch(false)).statusCode, 200)
+  t.equal(await manage(), 403, 'staff flag removed: refused at once')
 })
