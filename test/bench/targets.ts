@@ -29,6 +29,8 @@ export interface Target {
   command: (uuid: string, command: string) => Promise<{ status: number, id?: string }>
   /** a full garbage collection in the server process (through its inspector) */
   gc: () => Promise<void>
+  start: () => Promise<void>
+  stop: () => Promise<void>
 }
 
 async function gcOf (proc: Spawned): Promise<void> {
@@ -84,7 +86,9 @@ export class United implements Target {
       HOST: '127.0.0.1',
       LOG_LEVEL: 'warn',
       NODE_ENV: 'production',
-      JWT_SECRET: randomBytes(32).toString('hex')
+      JWT_SECRET: randomBytes(32).toString('hex'),
+      // as the Docker image runs United (see the Dockerfile and README "Memory")
+      MALLOC_MMAP_THRESHOLD_: process.env.MALLOC_MMAP_THRESHOLD_ ?? '131072'
     }
     // Without DATABASE_URL United uses sqlite:./data/united.sqlite in its cwd: the fresh temp directory.
     if (databaseUrl === undefined) delete this.env.DATABASE_URL
