@@ -28,9 +28,11 @@ export interface AuthenticateDeps {
   services: Services
   access: AccessCache
   log: FastifyBaseLogger
+  /** A robot's credentials were accepted; `state` is its state as just read (the statistics start from it). */
+  robotAccepted?: (uuid: string, state: string) => void
 }
 
-export function createAuthenticate ({ broker, services, access, log }: AuthenticateDeps) {
+export function createAuthenticate ({ broker, services, access, log, robotAccepted }: AuthenticateDeps) {
   async function identify (client: Client, username: string | undefined, password: Buffer | undefined): Promise<BrokerPrincipal> {
     const given = password !== undefined && password.length > 0 ? password.toString('utf8') : undefined
     const secret = given ?? header(client, 'x-token') ?? extractJwt({ authentication: header(client, 'authentication') }) ?? undefined
@@ -55,6 +57,7 @@ export function createAuthenticate ({ broker, services, access, log }: Authentic
     if (name !== undefined && name !== uuid) throw new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'username does not match the token')
     const robot = await services.robots.ref(uuid)
     if (robot === null || !robot.enabled) throw new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'robot is disabled or deleted')
+    robotAccepted?.(uuid, robot.state)
     return { kind: 'robot', uuid, id: robot.id }
   }
 

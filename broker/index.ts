@@ -13,6 +13,7 @@ import { createAuthorizers, SLOW_CONSUMER_BYTES } from './hooks.js'
 import { createIngest } from './ingest.js'
 import { limitPacketSize } from './packet-limit.js'
 import { createPresenceTracker } from './presence.js'
+import { indexRetained } from './retained.js'
 import { principalOf } from './principal.js'
 import { createStats } from './stats.js'
 import { attachWebSocket } from './websocket.js'
@@ -80,7 +81,7 @@ export default fp(async (fastify) => {
   const deliveries = createDeliveryTracker()
 
   aedes = await Aedes.createBroker({
-    authenticate: createAuthenticate({ broker, services, access, log }),
+    authenticate: createAuthenticate({ broker, services, access, log, robotAccepted: (uuid, state) => { stats.seed(uuid, state) } }),
     ...authorizers,
     authorizeForward: (client, packet) => deliveries.outgoing(client, authorizers.authorizeForward(client, packet)),
     published (packet, client, done) {
@@ -108,13 +109,14 @@ export default fp(async (fastify) => {
   })
   // PUBACKs of clean sessions reach the 'ack' event with their command (deliveries.ts).
   deliveries.wrap((aedes as unknown as { persistence: Parameters<typeof deliveries.wrap>[0] }).persistence)
+  // Before any client connects: a subscription finds its retained messages by topic.
+  indexRetained((aedes as unknown as { persistence: Parameters<typeof indexRetained>[0] }).persistence)
 
   aedes.on('client', (client: Client) => {
     const who = principalOf(client)
     if (who?.kind !== 'robot') return
     acks.connected(client, who.uuid)
     presence.connected(client, who)
-    services.robots.ref(who.uuid).then((robot) => { if (robot !== null) stats.seed(who.uuid, robot.state) }, () => {})
   })
   aedes.on('clientDisconnect', (client: Client) => {
     const who = principalOf(client)
