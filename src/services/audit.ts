@@ -36,6 +36,20 @@ export interface AuditView {
 
 export interface AuditFilter extends PageRequest { robotUuid?: string, actorId?: number, userId?: number, action?: string }
 
+/** The columns of one audit record (also written by statements of other services, e.g. a command's). */
+function row (ctx: AuditContext, entry: AuditEntry, at = new Date()) {
+  return {
+    at,
+    actorId: ctx.actor?.id ?? null,
+    actor: ctx.actor?.username ?? null,
+    action: entry.action,
+    robotUuid: entry.robotUuid ?? null,
+    targetUserId: entry.targetUserId ?? null,
+    details: entry.details ?? null,
+    ip: ctx.ip ?? null
+  }
+}
+
 export function createAuditService ({ db }: { db: Database }) {
   const { AuditEvent } = db.models
 
@@ -54,17 +68,10 @@ export function createAuditService ({ db }: { db: Database }) {
   }
 
   return {
+    row,
+
     async record (ctx: AuditContext, entry: AuditEntry, transaction?: Transaction): Promise<void> {
-      await AuditEvent.create({
-        at: new Date(),
-        actorId: ctx.actor?.id ?? null,
-        actor: ctx.actor?.username ?? null,
-        action: entry.action,
-        robotUuid: entry.robotUuid ?? null,
-        targetUserId: entry.targetUserId ?? null,
-        details: entry.details ?? null,
-        ip: ctx.ip ?? null
-      }, { transaction })
+      await AuditEvent.create(row(ctx, entry), { transaction })
     },
 
     /** Newest first. `userId` matches the actor or the target user. */

@@ -134,7 +134,7 @@ t.test('a command to a connected robot is 201 pending, announced and audited', a
 
   const audit = await app.services.audit.list({ action: 'command.sent' })
   t.equal(audit.items.length, 1)
-  t.match(audit.items[0], { action: 'command.sent', actor_id: user.id, actor: user.username, robot_uuid: robot.uuid, details: { command_id: body.id, command: 'auto' } })
+  t.same(audit.items[0], { id: audit.items[0]?.id, at: body.created_at, action: 'command.sent', actor_id: user.id, actor: user.username, robot_uuid: robot.uuid, target_user_id: null, details: { command_id: body.id, command: 'auto' }, ip: '127.0.0.1' }, 'the audit record, at the command’s time')
 
   const stored = await commandById(app, user.jwt, robot.uuid, body.id)
   t.same(stored, { id: body.id, robot_uuid: robot.uuid, command: 'auto', status: 'pending', issued_by: user.username, created_at: body.created_at, delivered_at: null, acked_at: null })
