@@ -30,7 +30,7 @@ type CurrentUser = Awaited<ReturnType<UserService['get']>>
 /**
  * How long a user's flags are trusted without reading them again. Changes
  * made through this server (API, admin pages) evict the entry at once; the
- * bound only matters for changes made by another process (the `manage` CLI).
+ * bound only matters for changes written to the database by anything else.
  */
 const USER_CACHE_MS = 5000
 const USER_CACHE_MAX = 10_000

@@ -46,7 +46,7 @@ const USAGE = `usage: npm run bench -- [options]
 
   --robots N          robots of the workloads (default 100)
   --window N          frames in flight per robot, closed loop (default 10)
-  --duration S        seconds per workload (default 10)
+  --duration S        seconds per workload (default 10; command-latency runs at least 30)
   --frames N          frames per robot for the closed loops, instead of --duration
   --scenarios LIST    comma list (default all): ${SCENARIOS.join(', ')}
                       (aliases: storm, tcp, ws, ingest, paced, fanout, command, idle)
@@ -461,12 +461,15 @@ async function main (): Promise<void> {
     const statuses = new Map<number, number>()
     const responses: number[] = []
     const rate = opts.robots * opts.streamHz
+    // At least 30 s: at 20 commands/s that is ~570 samples, enough for a p99
+    // that one hiccup (a checkpoint, a GC) does not decide alone.
+    const duration = Math.max(opts.duration, 30)
     try {
       await mark.start()
       const poster = (async () => {
         await sleep(1000) // the stream is up
         const interval = 1000 / opts.commandRate
-        const count = Math.max(1, Math.floor((opts.duration - 1.5) * opts.commandRate))
+        const count = Math.max(1, Math.floor((duration - 1.5) * opts.commandRate))
         const start = now()
         const inflight: Array<Promise<void>> = []
         const names = ['auto', 'idle', 'manual']
@@ -483,7 +486,7 @@ async function main (): Promise<void> {
         }
         await Promise.all(inflight)
       })()
-      const stream = rate > 0 ? paced(fleet, rec, { totalRate: rate, durationS: opts.duration, tag: nextTag() }) : sleep(opts.duration * 1000).then(() => opts.duration)
+      const stream = rate > 0 ? paced(fleet, rec, { totalRate: rate, durationS: duration, tag: nextTag() }) : sleep(duration * 1000).then(() => duration)
       const [, elapsed] = await Promise.all([poster, stream])
       const until = now() + 5000
       while (now() < until && [...posted.keys()].some((id) => !received.has(id))) await sleep(20)
