@@ -128,6 +128,29 @@ function describe (errors: ErrorObject[] | null | undefined, prefix: string, typ
   })
 }
 
+const UNPAIRED = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+const UNSTORABLE = 'strings may not contain NUL characters (\\u0000) or unpaired surrogates'
+
+/**
+ * Whether every string in a parsed JSON value (keys too) can be stored: the
+ * database's text and JSON types refuse NUL and unpaired UTF-16 surrogates,
+ * and one such frame would fail the whole batch it is written with.
+ */
+export function storable (value: unknown): boolean {
+  const stack: unknown[] = [value] // iterative: a deeply nested frame cannot overflow the call stack
+  while (stack.length > 0) {
+    const v = stack.pop()
+    if (typeof v === 'string') {
+      if (v.includes('\0') || UNPAIRED.test(v)) return false
+    } else if (Array.isArray(v)) {
+      for (const x of v) stack.push(x)
+    } else if (v !== null && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) stack.push(k, x)
+    }
+  }
+  return true
+}
+
 /**
  * Size → parse → envelope → per-type data, cheapest first (CONTRACT §4).
  * Never throws: every outcome is a result the broker turns into one ack.
@@ -135,8 +158,9 @@ function describe (errors: ErrorObject[] | null | undefined, prefix: string, typ
 export function validateFrame (payload: Buffer, maxBytes: number): FrameResult {
   if (payload.length > maxBytes) return { ok: false, id: null, errors: [`frame is ${payload.length} bytes, over the limit of ${maxBytes}`] }
   let value: unknown
+  const text = payload.toString('utf8')
   try {
-    value = JSON.parse(payload.toString('utf8'))
+    value = JSON.parse(text)
   } catch {
     return { ok: false, id: null, errors: ['payload is not valid JSON'] }
   }
@@ -156,5 +180,7 @@ export function validateFrame (payload: Buffer, maxBytes: number): FrameResult {
     errors.push(`a hardware frame needs at least one of ${HARDWARE_METRICS.join(', ')}`)
   }
   if (errors.length > 0) return { ok: false, id: frame.id, errors: capped(errors) }
+  // NUL and unpaired surrogates can only arrive as \u escapes: look only then.
+  if (text.includes('\\u') && !storable(frame)) return { ok: false, id: frame.id, errors: [UNSTORABLE] }
   return { ok: true, frame: { id: frame.id, type: frame.type, data: frame.data, recordedAt: new Date(datetimeMs(frame.data.datetime as string) as number) } }
 }

@@ -11,7 +11,7 @@ import t, { type Test } from 'tap'
 import WebSocket from 'ws'
 import { bearer, build, onFrameInsert } from '../helper.js'
 import { ownedRobot, type TestRobot, type TestUser } from '../factory.js'
-import { brokerUrl, connectRobot, connectUser, listen, messageWhere, nextMessage, positionFrame, robotToken, subscribe, TRANSPORTS, type Transport } from '../mqtt.js'
+import { brokerUrl, connectRobot, connectUser, eventually, listen, messageWhere, nextMessage, positionFrame, robotToken, subscribe, TRANSPORTS, type Transport } from '../mqtt.js'
 
 interface Ack { id: string | null, status: 'ok' | 'error', errors?: string[], retry?: boolean }
 interface FrameItem { frame_id: string, type: number, data: Record<string, unknown>, recorded_at: string | null, received_at: string }
@@ -177,6 +177,37 @@ for (const transport of TRANSPORTS) {
     const back = await connectRobot(t, app, victim.robot, { transport })
     await subscribe(back, ackTopic(victim.robot.uuid))
     t.same(await send(back, victim.robot.uuid, positionFrame('back')), { id: 'back', status: 'ok' }, 'the robot reconnects')
+  })
+
+  t.test(`a frame id the database cannot store over ${transport} gets an error ack and fails no one else's frame`, async (t) => {
+    const app = await build(t)
+    const a = await robotSession(t, app, transport)
+    const b = await robotSession(t, app, transport)
+    const payload = (id: string): string => `{"id":"${id}","type":1,"data":${JSON.stringify(POSITION)}}`
+    const acks = new Map<string | null, Ack>()
+    for (const s of [a, b]) {
+      s.client.on('message', (topic, body) => {
+        if (topic !== ackTopic(s.robot.uuid)) return
+        const ack = JSON.parse(body.toString()) as Ack
+        acks.set(ack.id, ack)
+      })
+    }
+    // Sent together, so that without the check they would share a batch.
+    await Promise.all([
+      a.client.publishAsync(dataTopic(a.robot.uuid), payload('nul-\\u0000'), { qos: 1 }),
+      a.client.publishAsync(dataTopic(a.robot.uuid), payload('lone-\\ud800'), { qos: 1 }),
+      b.client.publishAsync(dataTopic(b.robot.uuid), payload('fine-1'), { qos: 1 }),
+      b.client.publishAsync(dataTopic(b.robot.uuid), payload('bot-\\ud83e\\udd16'), { qos: 1 })
+    ])
+    await eventually(async () => acks.size, (n) => n === 4)
+    const [nul, lone, good, emoji] = ['nul-\u0000', 'lone-\ud800', 'fine-1', 'bot-🤖'].map((id) => acks.get(id))
+    t.match(nul, { id: 'nul-\u0000', status: 'error', errors: [/NUL/] })
+    t.notOk(nul.retry, 'not worth a resend')
+    t.match(lone, { id: 'lone-\ud800', status: 'error', errors: [/unpaired surrogates/] })
+    t.same(good, { id: 'fine-1', status: 'ok' })
+    t.same(emoji, { id: 'bot-🤖', status: 'ok' })
+    t.same(await storedFrames(app, a.user, a.robot.uuid), [], 'nothing of the refused frames is stored')
+    t.same((await storedFrames(app, b.user, b.robot.uuid)).map((f) => f.frame_id).sort(), ['bot-🤖', 'fine-1'], 'the other robot’s frames are stored, the emoji exactly')
   })
 
   t.test(`duplicate frame ids over ${transport} are acked ok each time and stored once`, async (t) => {

@@ -284,3 +284,18 @@ t.test('an ack lists at most 20 errors, then says how many more there were', asy
   t.equal(result.errors[20], 'and 30 more errors')
   t.equal(result.errors[0], 'data.extra0 is not a field of a position frame')
 })
+
+t.test('strings the database cannot store are refused before they reach a batch; paired surrogates pass', async (t) => {
+  const nul = errorsOf(t, check('{"id":"bad\\u0000id","type":1,"data":' + JSON.stringify(position) + '}'))
+  t.same(nul, { id: 'bad\u0000id', errors: ['strings may not contain NUL characters (\\u0000) or unpaired surrogates'] }, 'NUL in the id: refused, the id echoed')
+  const lone = errorsOf(t, check('{"id":"half-\\ud83e","type":1,"data":' + JSON.stringify(position) + '}'))
+  t.equal(lone.id, 'half-\ud83e')
+  t.match(lone.errors, [/unpaired surrogates/], 'an unpaired high surrogate: refused')
+  t.match(errorsOf(t, check('{"id":"\\udc00-low","type":1,"data":' + JSON.stringify(position) + '}')).errors, [/unpaired surrogates/], 'an unpaired low surrogate: refused')
+
+  const emoji = check('{"id":"bot-\\ud83e\\udd16","type":1,"data":' + JSON.stringify(position) + '}')
+  t.ok(emoji.ok && emoji.frame.id === 'bot-🤖', 'an escaped surrogate pair (an emoji) passes')
+  const literal = check(JSON.stringify({ id: 'text \\u0000 as text', type: 1, data: position }))
+  t.ok(literal.ok && literal.frame.id === 'text \\u0000 as text', 'the six characters \\u0000 written as text pass')
+  t.ok(check({ id: 'plain', type: 3, data: { battery: 5, datetime: DT } }).ok, 'a frame without escapes is not walked and passes')
+})
