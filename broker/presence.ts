@@ -35,8 +35,26 @@ export function createPresenceTracker ({ services, publish, onChange, log }: Pre
   }
   const ticker = setInterval(touch, 1000)
   ticker.unref()
-  // One write at a time per robot, so that rapid connect/disconnect cannot land out of order.
-  const writes = new Map<string, Promise<void>>()
+  // The rows follow the latest flags of each robot that changed. One write
+  // at a time, so rapid connect/disconnect cannot land out of order; changes
+  // that arrive meanwhile gather for the next one, so a robot that connects
+  // and subscribes is usually written once, and a fleet reconnecting at once
+  // costs a few UPDATEs instead of two per robot.
+  let changes = new Map<string, { dataConnected: boolean, commandConnected: boolean }>()
+  let writing: Promise<void> | null = null
+  async function writeChanges (): Promise<void> {
+    await new Promise<void>((resolve) => { setImmediate(resolve) }) // this turn's changes join
+    while (changes.size > 0) {
+      const batch = changes
+      changes = new Map()
+      try {
+        await services.robots.setConnections([...batch].map(([uuid, flags]) => ({ uuid, ...flags })), new Date())
+      } catch (err) {
+        log.warn({ err, robots: batch.size }, 'could not record robot presence')
+      }
+    }
+    writing = null
+  }
 
   function live (uuid: string): Live {
     let entry = robots.get(uuid)
@@ -60,12 +78,8 @@ export function createPresenceTracker ({ services, publish, onChange, log }: Pre
       since: entry.since.toISOString()
     }, { retain: true, qos: 0 })
     onChange(uuid, { data_connected: data, command_connected: command })
-    const previous = writes.get(uuid) ?? Promise.resolve()
-    const next = previous
-      .then(() => services.robots.setConnection(uuid, { dataConnected: data, commandConnected: command }, new Date()))
-      .catch((err: unknown) => { log.warn({ err, robot: uuid }, 'could not record robot presence') })
-    writes.set(uuid, next)
-    void next.finally(() => { if (writes.get(uuid) === next) writes.delete(uuid) })
+    changes.set(uuid, { dataConnected: data, commandConnected: command })
+    writing ??= writeChanges()
     if (!data) robots.delete(uuid)
   }
 
@@ -113,7 +127,7 @@ export function createPresenceTracker ({ services, publish, onChange, log }: Pre
     async settle (): Promise<void> {
       clearInterval(ticker)
       touch()
-      await Promise.all([...writes.values(), touching])
+      await Promise.all([writing, touching])
     }
   }
 }

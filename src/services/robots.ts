@@ -157,9 +157,22 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
       return robot === null ? null : { id: robot.id, uuid: robot.uuid, enabled: robot.enabled, state: robot.state }
     },
 
-    /** Records how the robot is connected now (CONTRACT §3, §6), and when it was last seen. */
-    async setConnection (uuid: string, flags: { dataConnected: boolean, commandConnected: boolean }, lastSeenAt: Date): Promise<void> {
-      await Robot.update({ ...flags, lastSeenAt }, { where: { uuid }, silent: true })
+    /**
+     * Records how robots are connected now (CONTRACT §3, §6), and that they
+     * were seen at `lastSeenAt`: one UPDATE per combination of flags, however
+     * many robots (a fleet reconnecting at once).
+     */
+    async setConnections (changes: Array<{ uuid: string, dataConnected: boolean, commandConnected: boolean }>, lastSeenAt: Date): Promise<void> {
+      const groups = new Map<string, { dataConnected: boolean, commandConnected: boolean, uuids: string[] }>()
+      for (const c of changes) {
+        const key = `${c.dataConnected ? 1 : 0}${c.commandConnected ? 1 : 0}`
+        let group = groups.get(key)
+        if (group === undefined) groups.set(key, group = { dataConnected: c.dataConnected, commandConnected: c.commandConnected, uuids: [] })
+        group.uuids.push(c.uuid)
+      }
+      for (const { dataConnected, commandConnected, uuids } of groups.values()) {
+        await Robot.update({ dataConnected, commandConnected, lastSeenAt }, { where: { uuid: { [Op.in]: uuids } }, silent: true })
+      }
     },
 
     /** Moves last_seen_at forward (frames; the caller coalesces). */

@@ -676,8 +676,10 @@ t.test('the dashboard shows robots, online now, users, frames of the last hour a
   const disabled = await createRobot(app)
   await app.services.robots.update(disabled.uuid, { enabled: false }, { actor: null })
   const now = new Date()
-  await app.services.robots.setConnection(online.uuid, { dataConnected: true, commandConnected: false }, now)
-  await app.services.robots.setConnection(listening.uuid, { dataConnected: false, commandConnected: true }, now)
+  await app.services.robots.setConnections([
+    { uuid: online.uuid, dataConnected: true, commandConnected: false },
+    { uuid: listening.uuid, dataConnected: false, commandConnected: true }
+  ], now)
 
   const { Robot } = app.db.models
   const idOf = async (uuid: string): Promise<number> => (await Robot.findOne({ where: { uuid } }))?.id as number

@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify'
 import type { MqttClient } from 'mqtt'
 import t from 'tap'
 import { bearer, build } from '../helper.js'
-import { createStaff, ownedRobot, type TestUser } from '../factory.js'
+import { createRobot, createStaff, ownedRobot, type TestRobot, type TestUser } from '../factory.js'
 import { connectRobot, connectUser, eventually, messageWhere, subscribe, TRANSPORTS } from '../mqtt.js'
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
@@ -171,4 +171,32 @@ t.test('presence with a watcher on the + wildcard, across transports', async (t)
   await client.endAsync()
   t.match(await offline, { robot_uuid: robot.uuid, data_connected: false, command_connected: false })
   await rowBecomes(app, user, robot.uuid, { data_connected: false, command_connected: false })
+})
+
+t.test('presence rows of robots connecting at once are written together, with each robot’s latest flags', async (t) => {
+  const app = await build(t)
+  const staff = await createStaff(app)
+  const robots: TestRobot[] = []
+  for (let i = 0; i < 10; i++) robots.push(await createRobot(app))
+  // The first write is held until every robot has connected and subscribed:
+  // everything that changed meanwhile must then go in one more write.
+  const service = app.services.robots
+  const setConnections = service.setConnections
+  const batches: string[][] = []
+  let release = (): void => {}
+  const held = new Promise<void>((resolve) => { release = resolve })
+  service.setConnections = async (changes, at) => {
+    batches.push(changes.map((c) => c.uuid))
+    if (batches.length === 1) await held
+    await setConnections.call(service, changes, at)
+  }
+  t.teardown(() => { service.setConnections = setConnections })
+
+  const clients = await Promise.all(robots.map(async (robot) => await connectRobot(t, app, robot)))
+  await Promise.all(clients.map(async (client, i) => await subscribe(client, commandsTopic((robots[i] as TestRobot).uuid), 1)))
+  t.equal(batches.length, 1, 'one write in flight, the rest waiting')
+  release()
+  for (const robot of robots) await rowBecomes(app, staff, robot.uuid, { data_connected: true, command_connected: true })
+  t.equal(batches.length, 2, 'then one write for every change made meanwhile')
+  t.same([...(batches[1] ?? [])].sort(), robots.map((r) => r.uuid).sort(), 'holding every robot, with its latest flags')
 })
