@@ -64,6 +64,13 @@ Env: DATABASE_URL (United's database; default: SQLite in a fresh temp directory)
 
 class UsageError extends Error {}
 
+/** United's figure over bare's for one field, or null when either is missing. */
+function unitedOverBare (united: Fields, bare: Fields | undefined, key: string): number | null {
+  const u = united[key]
+  const b = bare?.[key]
+  return typeof u === 'number' && typeof b === 'number' && b !== 0 ? round(u / b, 3) : null
+}
+
 function list (s: string, what: string): number[] {
   const out = s.split(',').filter((x) => x.trim() !== '').map((x) => Number(x))
   if (out.some((n) => !Number.isInteger(n) || n <= 0)) throw new UsageError(`--${what} takes positive integers separated by commas`)
@@ -267,8 +274,7 @@ async function main (): Promise<void> {
       lines.push({ scenario, target: t.name, ...fields, ...(mark.result ?? {}) })
     }
     const [u, b] = lines as [Fields, Fields]
-    const ratio = typeof u[ratioOf] === 'number' && typeof b[ratioOf] === 'number' && b[ratioOf] !== 0 ? round((u[ratioOf] as number) / (b[ratioOf] as number), 3) : null
-    Object.assign(u, { ratio, ratio_of: ratioOf })
+    Object.assign(u, { ratio: unitedOverBare(u, b, ratioOf), ratio_of: ratioOf })
     emit(lines)
     return lines
   }
@@ -630,15 +636,13 @@ async function main (): Promise<void> {
       if (t.proc.exited()) throw new Error(`${t.name} exited during idle-rss; its last output:\n${t.proc.output().slice(-4000)}`)
     }
     const [u, b] = lines as [Fields[], Fields[]]
-    const ratioOf = (l: Fields, o: Fields | undefined, key: string): number | null =>
-      typeof l[key] === 'number' && typeof o?.[key] === 'number' && o[key] !== 0 ? round((l[key] as number) / (o[key] as number), 3) : null
     u.forEach((l, i) => {
       // ratio: the whole process after a full GC; peak_ratio: the highest RSS
       // sampled while the robots connected (no forced GC); per_conn_ratio: the growth per connection
-      l.ratio = ratioOf(l, b[i], 'rss_mib')
+      l.ratio = unitedOverBare(l, b[i], 'rss_mib')
       l.ratio_of = 'rss_mib'
-      l.peak_ratio = ratioOf(l, b[i], 'server_rss_mib')
-      l.per_conn_ratio = ratioOf(l, b[i], 'rss_per_conn_kib')
+      l.peak_ratio = unitedOverBare(l, b[i], 'server_rss_mib')
+      l.per_conn_ratio = unitedOverBare(l, b[i], 'rss_per_conn_kib')
       emit([l, b[i] as Fields])
     })
   }
