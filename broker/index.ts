@@ -15,6 +15,7 @@ import { limitPacketSize } from './packet-limit.js'
 import { createPresenceTracker } from './presence.js'
 import { indexRetained } from './retained.js'
 import { principalOf } from './principal.js'
+import { interceptRobotPublishes } from './robot-publishes.js'
 import { createStats } from './stats.js'
 import { attachWebSocket } from './websocket.js'
 import { parseTopic, robotTopic } from '../src/contract/topics.js'
@@ -84,28 +85,31 @@ export default fp(async (fastify) => {
     authenticate: createAuthenticate({ broker, services, access, log, robotAccepted: (uuid, state) => { stats.seed(uuid, state) } }),
     ...authorizers,
     authorizeForward: (client, packet) => deliveries.outgoing(client, authorizers.authorizeForward(client, packet)),
-    published (packet, client, done) {
-      const who = principalOf(client)
-      if (who?.kind === 'robot') {
-        const t = parseTopic(packet.topic)
-        if (t?.channel === 'data') {
-          // Backpressure: while the storage queue is full, this frame waits
-          // for a place and Aedes reads no more from the robot's socket until
-          // `done`, so memory stays bounded and no frame is dropped.
-          const waiting = ingest.frame(who, packet.payload as Buffer)
-          if (waiting !== undefined) {
-            void waiting.then(() => { done(null) })
-            return
-          }
-        } else if (t?.channel === 'commands/ack') commands.acknowledged(who, packet.payload as Buffer)
-      }
-      done(null)
-    },
     // A subscriber that stops reading is disconnected after this long.
     drainTimeout: 10_000,
     connectTimeout: 10_000,
     concurrency: 1000,
     maxClientsIdLength: 128
+  })
+  interceptRobotPublishes(aedes, (client, packet, done) => {
+    const who = principalOf(client)
+    if (who?.kind !== 'robot') return false
+    const t = parseTopic(packet.topic)
+    if (t?.channel === 'data') {
+      // Backpressure: while the storage queue is full, this frame waits for a
+      // place and Aedes reads no more from the robot's socket until `done`,
+      // so memory stays bounded and no frame is dropped.
+      const waiting = ingest.frame(who, packet.payload as Buffer)
+      if (waiting === undefined) done(null)
+      else void waiting.then(() => { done(null) })
+      return true
+    }
+    if (t?.channel === 'commands/ack') {
+      commands.acknowledged(who, packet.payload as Buffer)
+      done(null)
+      return true
+    }
+    return false
   })
   // PUBACKs of clean sessions reach the 'ack' event with their command (deliveries.ts).
   deliveries.wrap((aedes as unknown as { persistence: Parameters<typeof deliveries.wrap>[0] }).persistence)
