@@ -549,6 +549,23 @@ t.test('acks reach only the robot connections subscribed to the ack topic, at th
   t.same(onData, [], 'the unsubscribed connection got nothing')
 })
 
+t.test("a robot's will on its own data topic is handled as a frame: stored and acked", async (t) => {
+  const app = await build(t)
+  const { user, robot } = await ownedRobot(app)
+  const watcher = await connectRobot(t, app, robot, { clientId: `acks-${robot.uuid}` })
+  t.same(await subscribe(watcher, ackTopic(robot.uuid)), [1])
+  const dying = await connectRobot(t, app, robot, {
+    clientId: `dying-${robot.uuid}`,
+    will: { topic: dataTopic(robot.uuid), payload: Buffer.from(positionFrame('last-words')), qos: 1, retain: false }
+  })
+  dying.on('error', () => {})
+  const ack = nextMessage<Ack>(watcher, ackTopic(robot.uuid))
+  // An abnormal end of the connection: the broker publishes the will.
+  dying.stream.destroy()
+  t.same(await ack, { id: 'last-words', status: 'ok' })
+  t.same((await storedFrames(app, user, robot.uuid)).map((f) => f.frame_id), ['last-words'])
+})
+
 t.test('the ack of a robot whose persistent session is offline waits for that session', async (t) => {
   const app = await build(t)
   const { robot } = await ownedRobot(app)
