@@ -549,6 +549,16 @@ t.test('acks reach only the robot connections subscribed to the ack topic, at th
   t.same(onData, [], 'the unsubscribed connection got nothing')
 })
 
+t.test('frame ids with quotes, backslashes, control characters and non-ASCII are stored and read back exactly', async (t) => {
+  const app = await build(t)
+  const { user, robot, client } = await robotSession(t, app, 'tcp')
+  const ids = ['q"uote', 'back\\slash\\', 'line\nbreak\ttab', 'accent-é', 'json-{"a":[1]}', "'single'", 'bot-🤖']
+  for (const id of ids) t.same(await send(client, robot.uuid, positionFrame(id)), { id, status: 'ok' })
+  const stored = await storedFrames(app, user, robot.uuid)
+  t.same(stored.map((f) => f.frame_id).sort(), [...ids].sort())
+  t.same(stored[0]?.data, JSON.parse(positionFrame('x')).data as unknown, 'the data too')
+})
+
 t.test("a robot's will on its own data topic is handled as a frame: stored and acked", async (t) => {
   const app = await build(t)
   const { user, robot } = await ownedRobot(app)
