@@ -18,7 +18,7 @@ import { principalOf } from './principal.js'
 import { interceptRobotPublishes } from './robot-publishes.js'
 import { createStats } from './stats.js'
 import { attachWebSocket } from './websocket.js'
-import { parseTopic, robotTopic } from '../src/contract/topics.js'
+import { ownChannel, robotTopic } from '../src/contract/topics.js'
 
 export interface BrokerHandle {
   /** The TCP port MQTT listens on (useful with MQTT_PORT=0). */
@@ -94,8 +94,8 @@ export default fp(async (fastify) => {
   interceptRobotPublishes(aedes, (client, packet, done) => {
     const who = principalOf(client)
     if (who?.kind !== 'robot') return false
-    const t = parseTopic(packet.topic)
-    if (t?.channel === 'data') {
+    const channel = ownChannel(packet.topic, who.uuid)
+    if (channel === 'data') {
       // Backpressure: while the storage queue is full, this frame waits for a
       // place and Aedes reads no more from the robot's socket until `done`,
       // so memory stays bounded and no frame is dropped.
@@ -104,7 +104,7 @@ export default fp(async (fastify) => {
       else void waiting.then(() => { done(null) })
       return true
     }
-    if (t?.channel === 'commands/ack') {
+    if (channel === 'commands/ack') {
       commands.acknowledged(who, packet.payload as Buffer)
       done(null)
       return true

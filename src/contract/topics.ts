@@ -32,6 +32,18 @@ export function parseTopic (topic: string, filter = false): ParsedTopic | null {
   return { uuid, channel: channel as Channel }
 }
 
+/**
+ * The channel of `topic` when it is one of robot `uuid`'s own topics, else
+ * null. For the per-message path after authorizePublish: string comparisons
+ * only, no UUID pattern.
+ */
+export function ownChannel (topic: string, uuid: string): Channel | null {
+  const slash = ROOT.length + uuid.length
+  if (!topic.startsWith(ROOT) || !topic.startsWith(uuid, ROOT.length) || topic.charCodeAt(slash) !== 47) return null
+  const channel = topic.slice(slash + 1)
+  return (CHANNELS as readonly string[]).includes(channel) ? channel as Channel : null
+}
+
 export function isSysTopic (topic: string): boolean {
   return topic.startsWith(SYS_PREFIX)
 }

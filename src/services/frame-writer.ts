@@ -4,9 +4,10 @@
 // and a lone frame is written at once. Each frame's promise settles only after
 // its batch committed. The hot path builds no model instance: on PostgreSQL
 // one `INSERT … SELECT FROM json_to_recordset($1)`, the batch as one JSON
-// parameter; on SQLite one multi-row `INSERT OR IGNORE`. A frame id already stored for its robot is
-// skipped (idempotent resends); a frame of a robot deleted meanwhile is
-// dropped instead of failing the batch of every other robot.
+// parameter; on SQLite one multi-row `INSERT OR IGNORE`. A frame id already
+// stored for its robot is skipped (idempotent resends); a frame of a robot
+// deleted meanwhile is dropped instead of failing the batch of every other
+// robot.
 import type { FastifyBaseLogger } from 'fastify'
 import { QueryTypes } from 'sequelize'
 import type { Database } from '../db/index.js'

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { CHANNELS, isSysTopic, parseTopic, robotTopic } from '../../src/contract/topics.js'
+import { CHANNELS, isSysTopic, ownChannel, parseTopic, robotTopic } from '../../src/contract/topics.js'
 
 const UUID = '3f2b8c1e-9a4d-4e6f-8b7a-0c1d2e3f4a5b'
 
@@ -87,4 +87,12 @@ t.test('$SYS topics are recognised and are not robot topics', async (t) => {
   t.equal(parseTopic('$SYS/broker/uptime'), null)
   t.equal(parseTopic('$SYS/#', true), null)
   t.equal(parseTopic(`$SYS/robots/${UUID}/data`), null)
+})
+
+t.test("ownChannel reads a robot's own topics and nothing else", async (t) => {
+  for (const channel of CHANNELS) t.equal(ownChannel(robotTopic(UUID, channel), UUID), channel, channel)
+  const other = '00000000-0000-4000-8000-000000000000'
+  for (const topic of [robotTopic(other, 'data'), `robots/${UUID}`, `robots/${UUID}/`, `robots/${UUID}/nope`, `robots/${UUID}x/data`, `robots/${UUID}/data/x`, `x/robots/${UUID}/data`, `$SYS/${UUID}/data`]) {
+    t.equal(ownChannel(topic, UUID), null, topic)
+  }
 })
