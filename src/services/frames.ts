@@ -61,12 +61,12 @@ export function createFrameService ({ db, access }: { db: Database, access: Acce
       if (query.from !== undefined) where.push({ receivedAt: { [Op.gte]: query.from } })
       if (query.to !== undefined) where.push({ receivedAt: { [Op.lte]: query.to } })
       if (query.cursor !== undefined) {
-        const [at, id] = decodeCursor(query.cursor, ['date', 'number']) as [string, number]
+        const [at, frameId] = decodeCursor(query.cursor, ['date', 'string']) as [string, string]
         const date = new Date(at)
-        where.push({ [Op.or]: [{ receivedAt: { [Op.lt]: date } }, { receivedAt: date, id: { [Op.lt]: id } }] })
+        where.push({ [Op.or]: [{ receivedAt: { [Op.lt]: date } }, { receivedAt: date, frameId: { [Op.lt]: frameId } }] })
       }
-      const rows = await Frame.findAll({ where: { [Op.and]: where }, order: [['receivedAt', 'DESC'], ['id', 'DESC']], limit: limit + 1 })
-      return toPage(rows, limit, view, (row) => [row.receivedAt.toISOString(), Number(row.id)])
+      const rows = await Frame.findAll({ where: { [Op.and]: where }, order: [['receivedAt', 'DESC'], ['frameId', 'DESC']], limit: limit + 1 })
+      return toPage(rows, limit, view, (row) => [row.receivedAt.toISOString(), row.frameId])
     }
   }
 }

@@ -2,5 +2,6 @@
 // code runs from src/ (tests) and dist/ (production) without path tricks.
 import * as m001 from './001-initial.js'
 import * as m002 from './002-admin-sessions.js'
+import * as m003 from './003-frames-natural-key.js'
 
-export const migrations = [m001, m002]
+export const migrations = [m001, m002, m003]

@@ -1,11 +1,10 @@
-import { DataTypes, Model, type CreationOptional, type InferAttributes, type InferCreationAttributes, type Sequelize } from 'sequelize'
+import { DataTypes, Model, type InferAttributes, type InferCreationAttributes, type Sequelize } from 'sequelize'
 
 /**
  * One stored data frame (CONTRACT §4). Position, geo and hardware frames share
  * the table: `type` says which, `data` holds the validated fields.
  */
 export class Frame extends Model<InferAttributes<Frame>, InferCreationAttributes<Frame>> {
-  declare id: CreationOptional<number>
   declare robotId: number
   declare frameId: string
   declare type: number
@@ -16,9 +15,9 @@ export class Frame extends Model<InferAttributes<Frame>, InferCreationAttributes
   static initModel (sequelize: Sequelize): typeof Frame {
     const json = sequelize.getDialect() === 'postgres' ? DataTypes.JSONB : DataTypes.JSON
     return Frame.init({
-      id: { type: DataTypes.INTEGER, primaryKey: true, autoIncrement: true },
-      robotId: { type: DataTypes.INTEGER, allowNull: false },
-      frameId: { type: DataTypes.STRING(64), allowNull: false },
+      // (robot, frame id) is the key: frame ids are idempotent per robot.
+      robotId: { type: DataTypes.INTEGER, allowNull: false, primaryKey: true },
+      frameId: { type: DataTypes.STRING(64), allowNull: false, primaryKey: true },
       type: { type: DataTypes.SMALLINT, allowNull: false },
       data: { type: json, allowNull: false },
       recordedAt: { type: DataTypes.DATE, allowNull: true },

@@ -1,0 +1,57 @@
+// Migrations over a database that already holds data: 003 turns frames'
+// (robot_id, frame_id) into the primary key and keeps every stored frame;
+// its down step brings the surrogate id back. On SQLite, and on PostgreSQL
+// when TEST_DATABASE_URL is set.
+import t from 'tap'
+import { QueryTypes } from 'sequelize'
+import { SequelizeStorage, Umzug } from 'umzug'
+import { createDatabase } from '../../src/db/index.js'
+import { migrations } from '../../src/db/migrations/index.js'
+import { testDatabase } from '../helper.js'
+
+t.test('003 keeps every frame, makes (robot_id, frame_id) the key, and goes back down', async (t) => {
+  const target = await testDatabase()
+  const db = createDatabase(target.url)
+  t.teardown(async () => {
+    await db.close()
+    await target.drop()
+  })
+  const { sequelize } = db
+  const umzug = new Umzug({
+    migrations: migrations.map((m) => ({ name: m.name, up: m.up, down: m.down })),
+    context: sequelize.getQueryInterface(),
+    storage: new SequelizeStorage({ sequelize, tableName: 'schema_migrations' }),
+    logger: undefined
+  })
+  await umzug.up({ to: '002-admin-sessions' })
+
+  const now = new Date('2024-05-01T12:00:00.000Z')
+  const insert = async (sql: string, replacements: unknown[]): Promise<void> => { await sequelize.query(sql, { replacements, type: QueryTypes.INSERT }) }
+  for (const id of [1, 2]) {
+    await insert('INSERT INTO robots (id, uuid, serial, name, secret_hash, enabled, state, data_connected, command_connected, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      [id, `00000000-0000-4000-8000-00000000000${id}`, `SN-${id}`, '', 'x', true, 'idle', false, false, now, now])
+  }
+  const frames = [[1, 'a', 0], [1, 'b', 0], [1, 'c', 1000], [2, 'a', 0]] as const
+  for (const [robot, frameId, offset] of frames) {
+    await insert('INSERT INTO frames (robot_id, frame_id, type, data, recorded_at, received_at) VALUES (?, ?, ?, ?, ?, ?)',
+      [robot, frameId, 1, JSON.stringify({ speed: offset }), null, new Date(now.getTime() + offset)])
+  }
+
+  t.same((await umzug.up()).map((m) => m.name), ['003-frames-natural-key'], 'only 003 was pending')
+  const rows = await sequelize.query<{ robot_id: number, frame_id: string, data: unknown }>('SELECT robot_id, frame_id, data FROM frames ORDER BY robot_id, frame_id', { type: QueryTypes.SELECT })
+  t.same(rows.map((r) => [r.robot_id, r.frame_id]), [[1, 'a'], [1, 'b'], [1, 'c'], [2, 'a']], 'every frame is kept')
+  const data = rows.map((r) => typeof r.data === 'string' ? JSON.parse(r.data) as unknown : r.data)
+  t.same(data, [{ speed: 0 }, { speed: 0 }, { speed: 1000 }, { speed: 0 }], 'with its data')
+  const columns = Object.keys(await sequelize.getQueryInterface().describeTable('frames'))
+  t.notOk(columns.includes('id'), 'the surrogate id is gone')
+  await t.rejects(insert('INSERT INTO frames (robot_id, frame_id, type, data, received_at) VALUES (?, ?, ?, ?, ?)', [1, 'a', 1, '{}', now]), 'a second (robot, frame id) is refused')
+  await insert('INSERT INTO frames (robot_id, frame_id, type, data, received_at) VALUES (?, ?, ?, ?, ?)', [2, 'b', 1, '{}', now])
+
+  await umzug.down()
+  const back = await sequelize.query<{ id: number | string, robot_id: number, frame_id: string }>('SELECT id, robot_id, frame_id FROM frames ORDER BY id', { type: QueryTypes.SELECT })
+  t.equal(back.length, 5, 'down keeps every frame')
+  t.ok(back.every((r) => Number(r.id) > 0), 'each with an id again')
+  t.equal(new Set(back.map((r) => Number(r.id))).size, 5, 'ids are unique')
+  await t.rejects(insert('INSERT INTO frames (robot_id, frame_id, type, data, received_at) VALUES (?, ?, ?, ?, ?)', [1, 'a', 1, '{}', now]), '(robot, frame id) stays unique after down')
+  t.same((await umzug.up()).map((m) => m.name), ['003-frames-natural-key'], 'and 003 applies again')
+})
