@@ -4,7 +4,9 @@
 // and a lone frame is written at once. Each frame's promise settles only after
 // its batch committed. The hot path builds no model instance: on PostgreSQL
 // one `INSERT … SELECT FROM json_to_recordset($1)`, the batch as one JSON
-// parameter; on SQLite one multi-row `INSERT OR IGNORE`. A frame id already
+// parameter; on SQLite one multi-row `INSERT OR IGNORE`. Both take a frame's
+// data out of the robot's own JSON text in the database (jsonb on PostgreSQL,
+// json_extract on SQLite) instead of serializing it again. A frame id already
 // stored for its robot is skipped (idempotent resends); a frame of a robot
 // deleted meanwhile is dropped instead of failing the batch of every other
 // robot.
@@ -55,6 +57,11 @@ FROM json_to_recordset($1::json) AS u(r int, a float8, b float8, p jsonb)
 WHERE EXISTS (SELECT 1 FROM robots WHERE robots.id = u.r)
 ON CONFLICT (robot_id, frame_id) DO NOTHING`
 
+/** The frame's JSON text: the robot's own when validateFrame kept it, else serialized again. */
+function frameText (r: QueuedFrame): string {
+  return r.text ?? JSON.stringify({ id: r.frameId, type: r.type, data: r.data })
+}
+
 /** A time as PG_INSERT reads it: milliseconds since the epoch, or null. */
 function ms (d: Date | null): string {
   const t = d === null ? NaN : d.getTime()
@@ -66,8 +73,7 @@ function pgBatch (rows: QueuedFrame[]): string {
   let json = '['
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i] as QueuedFrame
-    const frame = r.text ?? JSON.stringify({ id: r.frameId, type: r.type, data: r.data })
-    json += `${i === 0 ? '' : ','}{"r":${r.robotId},"a":${ms(r.recordedAt)},"b":${ms(r.receivedAt)},"p":${frame}}`
+    json += `${i === 0 ? '' : ','}{"r":${r.robotId},"a":${ms(r.recordedAt)},"b":${ms(r.receivedAt)},"p":${frameText(r)}}`
   }
   return json + ']'
 }
@@ -79,7 +85,7 @@ function sqliteInsert (n: number): string {
   if (sql === undefined) {
     if (sqliteStatements.size >= 64) sqliteStatements.clear()
     sql = `INSERT OR IGNORE INTO frames (robot_id, frame_id, type, data, recorded_at, received_at)
-       SELECT column1, column2, column3, column4, column5, column6 FROM (VALUES ${new Array<string>(n).fill('(?,?,?,?,?,?)').join(',')}) AS v
+       SELECT column1, column2, column3, json_extract(column4, '$.data'), column5, column6 FROM (VALUES ${new Array<string>(n).fill('(?,?,?,?,?,?)').join(',')}) AS v
        WHERE EXISTS (SELECT 1 FROM robots r WHERE r.id = v.column1)`
     sqliteStatements.set(n, sql)
   }
@@ -113,7 +119,7 @@ export function createFrameWriter ({ db, log, maxBatch = 1000, queueLimit = 20_0
       values[i++] = r.robotId
       values[i++] = r.frameId
       values[i++] = r.type
-      values[i++] = JSON.stringify(r.data)
+      values[i++] = frameText(r)
       values[i++] = sqliteDate(r.recordedAt)
       values[i++] = sqliteDate(r.receivedAt)
     }
