@@ -48,6 +48,8 @@ const USAGE = `usage: npm run bench -- [options]
   --window N          frames in flight per robot, closed loop (default 10)
   --duration S        seconds per workload (default 10; command-latency runs at least 30)
   --frames N          frames per robot for the closed loops, instead of --duration
+  --rounds N          closed loops alternate between United and bare in N rounds of
+                      duration/N s each, so that the machine's drift weighs on both (default 3)
   --scenarios LIST    comma list (default all): ${SCENARIOS.join(', ')}
                       (aliases: storm, tcp, ws, ingest, paced, fanout, command, idle)
   --idle LIST         idle robot counts for idle-rss (default 1000,5000)
@@ -102,6 +104,7 @@ function readOptions () {
       window: { type: 'string', default: '10' },
       duration: { type: 'string', default: '10' },
       frames: { type: 'string' },
+      rounds: { type: 'string', default: '3' },
       scenarios: { type: 'string', default: 'all' },
       idle: { type: 'string', default: '1000,5000' },
       chart: { type: 'string', default: '10,50,100,200' },
@@ -130,6 +133,8 @@ function readOptions () {
     window: positive(values.window, 'window'),
     duration: positive(values.duration, 'duration', false),
     frames: values.frames === undefined ? undefined : positive(values.frames, 'frames'),
+    // with --frames each robot sends its frames in one go: rounds would not split them
+    rounds: values.frames === undefined ? positive(values.rounds, 'rounds') : 1,
     scenarios,
     idle: [...new Set(list(values.idle, 'idle'))].sort((a, b) => a - b),
     chart: [...new Set(list(values.chart, 'chart'))].sort((a, b) => a - b),
@@ -196,6 +201,22 @@ class Mark {
       other_cpu_s: round(Math.max(0, host - m.cpu_s - client - db - (this.othersCpu() - this.others0)))
     }
   }
+}
+
+/** The CPU and memory fields of several Marks of one target: sums, and the highest RSS. */
+function sumMarks (marks: Fields[], wallS: number): Fields {
+  const sum = (key: string): number | undefined => marks.some((m) => typeof m[key] === 'number') ? round(marks.reduce((s, m) => s + (typeof m[key] === 'number' ? m[key] : 0), 0)) : undefined
+  const cpu = sum('server_cpu_s')
+  const fields: Fields = {
+    server_cpu_s: cpu,
+    server_cpu_pct: cpu === undefined || wallS <= 0 ? undefined : round((100 * cpu) / wallS, 0),
+    server_rss_mib: Math.max(...marks.map((m) => typeof m.server_rss_mib === 'number' ? m.server_rss_mib : 0)),
+    db_cpu_s: sum('db_cpu_s'),
+    client_cpu_s: sum('client_cpu_s'),
+    other_cpu_s: sum('other_cpu_s')
+  }
+  for (const k of Object.keys(fields)) if (fields[k] === undefined) delete fields[k]
+  return fields
 }
 
 function errorFields (rec: Recorder): Fields {
@@ -309,26 +330,61 @@ async function main (): Promise<void> {
 
   // ---- the scenarios -------------------------------------------------------
 
-  async function ingest (t: Target, mark: Mark, transport: 'tcp' | 'ws', robots: number): Promise<Fields> {
-    const rec = new Recorder()
-    await t.prepareRobots(robots)
-    const fleet = await openFleet(t, range(robots), transport, false, rec)
+  /**
+   * Closed-loop ingest on both targets, in `opts.rounds` alternating rounds
+   * (United, bare, United, bare…) of duration/rounds seconds each, with both
+   * fleets connected throughout: a slow minute of the machine then weighs on
+   * both targets instead of on whichever ran during it. Frames, time, CPU and
+   * latency samples add up over the rounds.
+   */
+  async function ingestPair (scenario: string, transport: 'tcp' | 'ws', robots: number): Promise<Fields[]> {
+    const sides = targets.map((t) => ({ t, rec: new Recorder(), fleet: [] as Robot[], elapsed: 0, marks: [] as Fields[], error: undefined as string | undefined }))
+    say(`${scenario} on ${targets.map((t) => t.name).join(' and ')}, ${opts.rounds} alternating round${opts.rounds === 1 ? '' : 's'}…`)
     try {
-      await mark.start()
-      const elapsed = await closedLoop(fleet, rec, { window: opts.window, frames: opts.frames, durationS: opts.duration, tag: nextTag() })
-      mark.stop()
-      return {
-        robots,
-        window: opts.window,
-        frames: rec.ok,
-        duration_s: round(elapsed),
-        frames_per_s: round(rec.ok / elapsed, 0),
-        ...rec.latency(),
-        ...errorFields(rec)
+      for (const side of sides) {
+        await side.t.prepareRobots(robots)
+        side.fleet = await openFleet(side.t, range(robots), transport, false, side.rec)
+      }
+      for (let round = 0; round < opts.rounds; round++) {
+        for (const side of sides) {
+          if (side.error !== undefined) continue
+          const mark = new Mark(side.t, targets.filter((o) => o !== side.t), dbProcess)
+          try {
+            await mark.start()
+            side.elapsed += await closedLoop(side.fleet, side.rec, { window: opts.window, frames: opts.frames, durationS: opts.duration / opts.rounds, tag: nextTag() })
+          } catch (err) {
+            side.error = errText(err)
+            say(`${scenario} on ${side.t.name} failed: ${side.error}`)
+          }
+          mark.stop()
+          side.marks.push(mark.result ?? {})
+          if (side.t.proc.exited()) throw new Error(`${side.t.name} exited during ${scenario}; its last output:\n${side.t.proc.output().slice(-4000)}`)
+        }
       }
     } finally {
-      await closeFleet(fleet)
+      for (const side of sides) await closeFleet(side.fleet)
     }
+    const lines: Fields[] = sides.map(({ t, rec, elapsed, marks, error }) => ({
+      scenario,
+      target: t.name,
+      ...(error !== undefined
+        ? { error }
+        : {
+            robots,
+            window: opts.window,
+            rounds: opts.rounds,
+            frames: rec.ok,
+            duration_s: round(elapsed),
+            frames_per_s: round(rec.ok / elapsed, 0),
+            ...rec.latency(),
+            ...errorFields(rec)
+          }),
+      ...sumMarks(marks, elapsed)
+    }))
+    const [u, b] = lines as [Fields, Fields]
+    Object.assign(u, { ratio: unitedOverBare(u, b, 'frames_per_s'), ratio_of: 'frames_per_s' })
+    emit(lines)
+    return lines
   }
 
   async function pacedRun (t: Target, mark: Mark, rate: number): Promise<Fields> {
@@ -585,8 +641,8 @@ async function main (): Promise<void> {
 
   if (has('connection-storm')) await pair('connection-storm', 'total_s', storm)
   let tcpIngest: Fields[] | undefined
-  if (has('tcp-ingest')) tcpIngest = await pair('tcp-ingest', 'frames_per_s', async (t, m) => await ingest(t, m, 'tcp', opts.robots))
-  if (has('ws-ingest')) await pair('ws-ingest', 'frames_per_s', async (t, m) => await ingest(t, m, 'ws', opts.robots))
+  if (has('tcp-ingest')) tcpIngest = await ingestPair('tcp-ingest', 'tcp', opts.robots)
+  if (has('ws-ingest')) await ingestPair('ws-ingest', 'ws', opts.robots)
   if (has('tcp-paced-1000')) await pair('tcp-paced-1000', 'p50_ms', async (t, m) => await pacedRun(t, m, 1000))
   if (has('tcp-paced-5000')) await pair('tcp-paced-5000', 'p50_ms', async (t, m) => await pacedRun(t, m, 5000))
   if (has('ws-fanout')) await pair('ws-fanout', opts.fanoutHz > 0 ? 'p50_ms' : 'deliveries_per_s', fanout)
@@ -600,7 +656,7 @@ async function main (): Promise<void> {
         emit(copies)
         points.push(...copies)
       } else {
-        points.push(...await pair('chart-tcp-ingest', 'frames_per_s', async (t, m) => await ingest(t, m, 'tcp', count)))
+        points.push(...await ingestPair('chart-tcp-ingest', 'tcp', count))
       }
     }
     const series = (name: string): ChartPoint[] => points.filter((p) => p.target === name && typeof p.frames_per_s === 'number')
