@@ -51,10 +51,16 @@ export type BatchObserver = (rows: number, seconds: number, ok: boolean) => void
 // so that no frame's data is serialized again in Node (measured: ~5 µs less
 // CPU per row in Node than JSON.stringify of the rows, and no more in
 // PostgreSQL).
+//
+// $2 holds the batch's distinct robot ids: the robots that still exist are
+// looked up by primary key, once each. `WHERE EXISTS (SELECT … robots …)`
+// made the planner, which expects 100 rows from json_to_recordset, hash the
+// whole robots table for every batch: 1.2 ms for a batch of two frames among
+// 5,000 robots, against 0.1 ms this way, and nothing saved on large batches.
 const PG_INSERT = `INSERT INTO frames (robot_id, frame_id, type, data, recorded_at, received_at)
 SELECT u.r, u.p->>'id', (u.p->>'type')::smallint, u.p->'data', to_timestamp(u.a / 1000.0), to_timestamp(u.b / 1000.0)
 FROM json_to_recordset($1::json) AS u(r int, a float8, b float8, p jsonb)
-WHERE EXISTS (SELECT 1 FROM robots WHERE robots.id = u.r)
+WHERE u.r IN (SELECT id FROM robots WHERE id = ANY($2::int[]))
 ON CONFLICT (robot_id, frame_id) DO NOTHING`
 
 /** The frame's JSON text: the robot's own when validateFrame kept it, else serialized again. */
@@ -68,14 +74,16 @@ function ms (d: Date | null): string {
   return Number.isFinite(t) ? String(t) : 'null'
 }
 
-/** PG_INSERT's parameter for `rows`. */
-function pgBatch (rows: QueuedFrame[]): string {
+/** PG_INSERT's parameters for `rows`. */
+function pgBatch (rows: QueuedFrame[]): [string, number[]] {
   let json = '['
+  const robots = new Set<number>()
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i] as QueuedFrame
+    robots.add(r.robotId)
     json += `${i === 0 ? '' : ','}{"r":${r.robotId},"a":${ms(r.recordedAt)},"b":${ms(r.receivedAt)},"p":${frameText(r)}}`
   }
-  return json + ']'
+  return [json + ']', [...robots]]
 }
 
 const sqliteStatements = new Map<number, string>()
@@ -110,7 +118,7 @@ export function createFrameWriter ({ db, log, maxBatch = 1000, queueLimit = 20_0
 
   async function insert (rows: QueuedFrame[]): Promise<void> {
     if (db.dialect === 'postgres') {
-      await db.sequelize.query(PG_INSERT, { type: QueryTypes.INSERT, bind: [pgBatch(rows)] })
+      await db.sequelize.query(PG_INSERT, { type: QueryTypes.INSERT, bind: pgBatch(rows) })
       return
     }
     const values: unknown[] = new Array(rows.length * 6)

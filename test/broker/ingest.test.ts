@@ -7,6 +7,7 @@ import { once } from 'node:events'
 import { connect as netConnect, type Socket } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import mqtt, { type MqttClient } from 'mqtt'
+import { QueryTypes } from 'sequelize'
 import t, { type Test } from 'tap'
 import WebSocket from 'ws'
 import { bearer, build, onFrameInsert } from '../helper.js'
@@ -557,6 +558,23 @@ t.test('frame ids with quotes, backslashes, control characters and non-ASCII are
   const stored = await storedFrames(app, user, robot.uuid)
   t.same(stored.map((f) => f.frame_id).sort(), [...ids].sort())
   t.same(stored[0]?.data, JSON.parse(positionFrame('x')).data as unknown, 'the data too')
+})
+
+t.test("a batch that holds frames of a robot deleted meanwhile stores the others' frames and drops those", async (t) => {
+  const app = await build(t)
+  const live = await ownedRobot(app)
+  const gone = await ownedRobot(app)
+  const staff = { id: 0, username: 'x', isStaff: true }
+  const liveId = (await app.services.access.robotFor(staff, live.robot.uuid)).id
+  const goneId = (await app.services.access.robotFor(staff, gone.robot.uuid)).id
+  await app.services.robots.remove(gone.robot.uuid, { actor: null })
+  const row = (robotId: number, frameId: string) => ({ robotId, frameId, type: 1, data: { ...POSITION }, recordedAt: null, receivedAt: new Date() })
+  // Queued in one turn of the event loop: one batch, one statement.
+  const writes = [row(liveId, 'mine-1'), row(goneId, 'orphan'), row(liveId, 'mine-2'), row(999_999, 'never-was')].map((r) => app.services.frameWriter.write(r))
+  await Promise.all(writes)
+  t.same((await storedFrames(app, live.user, live.robot.uuid)).map((f) => f.frame_id).sort(), ['mine-1', 'mine-2'], "the live robot's frames are stored")
+  const [{ n }] = await app.db.sequelize.query<{ n: number | string }>('SELECT COUNT(*) AS n FROM frames WHERE robot_id <> ?', { replacements: [liveId], type: QueryTypes.SELECT }) as [{ n: number | string }]
+  t.equal(Number(n), 0, 'nothing else is stored')
 })
 
 t.test('frames are stored as JSON.parse reads them, however the robot wrote the JSON', async (t) => {
