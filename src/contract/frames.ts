@@ -96,12 +96,8 @@ export interface Frame {
   type: number
   data: Record<string, unknown>
   recordedAt: Date
-  /**
-   * The frame's JSON text as the robot sent it, when a database reads it as
-   * JSON.parse did (see VERBATIM_UNSAFE); the frame writer then stores it
-   * without serializing `data` again.
-   */
-  text?: string
+  /** The frame's JSON text as the robot sent it: what id, type and data were read from. */
+  text: string
 }
 export type FrameResult =
   | { ok: true, frame: Frame }
@@ -138,13 +134,6 @@ function describe (errors: ErrorObject[] | null | undefined, prefix: string, typ
     }
   })
 }
-
-// JSON.parse reads any number literal, but PostgreSQL's numeric refuses more
-// than 16,383 digits after the point or 131,072 before it: JSON.parse reads
-// 1e-20000 as 0, PostgreSQL fails the statement (the whole batch). A frame
-// whose text has a long digit run or a three-digit exponent (also a string
-// that merely looks like one) is stored re-serialized instead of verbatim.
-const VERBATIM_UNSAFE = /\d{100}|[eE][+-]?\d{3}/
 
 const UNPAIRED = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 const UNSTORABLE = 'strings may not contain NUL characters (\\u0000) or unpaired surrogates'
@@ -200,7 +189,5 @@ export function validateFrame (payload: Buffer, maxBytes: number): FrameResult {
   if (errors.length > 0) return { ok: false, id: frame.id, errors: capped(errors) }
   // NUL and unpaired surrogates can only arrive as \u escapes: look only then.
   if (text.includes('\\u') && !storable(frame)) return { ok: false, id: frame.id, errors: [UNSTORABLE] }
-  const result: Frame = { id: frame.id, type: frame.type, data: frame.data, recordedAt: new Date(datetimeMs(frame.data.datetime as string) as number) }
-  if (!VERBATIM_UNSAFE.test(text)) result.text = text
-  return { ok: true, frame: result }
+  return { ok: true, frame: { id: frame.id, type: frame.type, data: frame.data, recordedAt: new Date(datetimeMs(frame.data.datetime as string) as number), text } }
 }

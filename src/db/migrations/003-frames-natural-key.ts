@@ -3,7 +3,7 @@
 // key, and the history index breaks ties of received_at by frame_id instead
 // of id. Every stored frame then costs one index entry and one sequence step
 // less: measured on PostgreSQL with the ingest statement, 100,000 rows in
-// batches of 500, about a fifth of the database's CPU per row.
+// batches of 500, about a quarter of the database's CPU per row (noisy).
 //
 // History cursors made before this migration (received_at, id) no longer
 // decode: a client that holds one gets a 400 and starts again from the
