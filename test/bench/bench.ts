@@ -210,7 +210,7 @@ function sumMarks (marks: Fields[], wallS: number): Fields {
   const fields: Fields = {
     server_cpu_s: cpu,
     server_cpu_pct: cpu === undefined || wallS <= 0 ? undefined : round((100 * cpu) / wallS, 0),
-    server_rss_mib: Math.max(...marks.map((m) => typeof m.server_rss_mib === 'number' ? m.server_rss_mib : 0)),
+    server_rss_mib: marks.some((m) => typeof m.server_rss_mib === 'number') ? Math.max(...marks.map((m) => typeof m.server_rss_mib === 'number' ? m.server_rss_mib : 0)) : undefined,
     db_cpu_s: sum('db_cpu_s'),
     client_cpu_s: sum('client_cpu_s'),
     other_cpu_s: sum('other_cpu_s')
@@ -342,10 +342,15 @@ async function main (): Promise<void> {
     say(`${scenario} on ${targets.map((t) => t.name).join(' and ')}, ${opts.rounds} alternating round${opts.rounds === 1 ? '' : 's'}…`)
     try {
       for (const side of sides) {
-        await side.t.prepareRobots(robots)
-        side.fleet = await openFleet(side.t, range(robots), transport, false, side.rec)
+        try {
+          await side.t.prepareRobots(robots)
+          side.fleet = await openFleet(side.t, range(robots), transport, false, side.rec)
+        } catch (err) {
+          side.error = errText(err)
+          say(`${scenario} on ${side.t.name} failed: ${side.error}`)
+        }
       }
-      for (let round = 0; round < opts.rounds; round++) {
+      for (let r = 0; r < opts.rounds; r++) {
         for (const side of sides) {
           if (side.error !== undefined) continue
           const mark = new Mark(side.t, targets.filter((o) => o !== side.t), dbProcess)
