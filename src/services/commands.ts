@@ -24,13 +24,22 @@ export interface CommandView {
   acked_at: string | null
 }
 
-const PG_ISSUE = `WITH c AS (
+// PostgreSQL, the whole command path in one statement (atomic without
+// BEGIN/COMMIT, one round trip): the robot, if this user may reach it ($13 =
+// staff: every robot), its command and the audit record. No row back: no
+// such robot, or no grant (the same 404).
+const PG_ISSUE = `WITH r AS (
+  SELECT id FROM robots
+  WHERE uuid = $2 AND ($13::boolean OR EXISTS (SELECT 1 FROM robot_access a WHERE a.robot_id = robots.id AND a.user_id = $5))
+), c AS (
   INSERT INTO commands (id, robot_id, command, status, issued_by, issued_by_id, created_at, updated_at)
-  VALUES ($1, $2, $3, 'pending', $4, $5, $6, $6)
+  SELECT $1, r.id, $3, 'pending', $4, $5, $6, $6 FROM r
   RETURNING id
+), e AS (
+  INSERT INTO audit_events (at, actor_id, actor, action, robot_uuid, target_user_id, details, ip)
+  SELECT $6, $7, $8, $9, $2, $10, $11::jsonb, $12 FROM c
 )
-INSERT INTO audit_events (at, actor_id, actor, action, robot_uuid, target_user_id, details, ip)
-SELECT $6, $7, $8, $9, $10, $11, $12::jsonb, $13 FROM c`
+SELECT id FROM c`
 
 const iso = (d: Date | null | undefined): string | null => d === null || d === undefined ? null : d.toISOString()
 const OPEN: CommandStatus[] = ['pending', 'delivered']
@@ -62,26 +71,28 @@ export function createCommandService ({ db, events, audit, access, presence, tim
 
   return {
     async issue (principal: UserPrincipal, robotUuid: string, command: RobotCommand, ctx: AuditContext): Promise<CommandView> {
-      const robot = await access.robotFor(principal, robotUuid)
-      if (!presence.isCommandConnected(robot.uuid)) throw new Errors.ROBOT_NOT_CONNECTED()
+      if (!presence.isCommandConnected(robotUuid)) {
+        await access.robotFor(principal, robotUuid) // 404 first: a robot this user cannot reach is not "not connected"
+        throw new Errors.ROBOT_NOT_CONNECTED()
+      }
       const id = randomUUID()
       const at = new Date()
-      const record = audit.row(ctx, { action: 'command.sent', robotUuid: robot.uuid, details: { command_id: id, command } }, at)
+      const record = audit.row(ctx, { action: 'command.sent', robotUuid, details: { command_id: id, command } }, at)
       if (db.dialect === 'postgres') {
-        // The command and its audit record in one statement: atomic without
-        // BEGIN/COMMIT, and one round trip instead of four on the command path.
-        await db.sequelize.query(PG_ISSUE, {
-          type: QueryTypes.INSERT,
-          bind: [id, robot.id, command, principal.username, principal.id, at, record.actorId, record.actor, record.action, record.robotUuid, record.targetUserId, JSON.stringify(record.details), record.ip]
+        const created = await db.sequelize.query(PG_ISSUE, {
+          type: QueryTypes.SELECT,
+          bind: [id, robotUuid, command, principal.username, principal.id, at, record.actorId, record.actor, record.action, record.targetUserId, JSON.stringify(record.details), record.ip, principal.isStaff]
         })
+        if (created.length === 0) throw new Errors.ROBOT_NOT_FOUND()
       } else {
+        const robot = await access.robotFor(principal, robotUuid)
         await db.transaction(async (transaction) => {
           await Command.create({ id, robotId: robot.id, command, issuedBy: principal.username, issuedById: principal.id, createdAt: at, updatedAt: at }, { transaction })
           await AuditEvent.create(record, { transaction })
         })
       }
-      const result: CommandView = { id, robot_uuid: robot.uuid, command, status: 'pending', issued_by: principal.username, created_at: at.toISOString(), delivered_at: null, acked_at: null }
-      events.emit('commandIssued', { id, robotUuid: robot.uuid, command, issuedBy: principal.username, issuedAt: result.created_at })
+      const result: CommandView = { id, robot_uuid: robotUuid, command, status: 'pending', issued_by: principal.username, created_at: at.toISOString(), delivered_at: null, acked_at: null }
+      events.emit('commandIssued', { id, robotUuid, command, issuedBy: principal.username, issuedAt: result.created_at })
       return result
     },
 
