@@ -18,6 +18,7 @@ export const ConfigSchema = Type.Object({
   COMMAND_TIMEOUT: Type.Number({ exclusiveMinimum: 0, default: 30 }),
   MAX_FRAME_BYTES: Type.Integer({ minimum: 256, default: 65536 }),
   FRAME_BATCH_MAX: Type.Integer({ minimum: 1, maximum: 5000, default: 1000, description: 'frames per INSERT' }),
+  FRAME_LINGER_MS: Type.Integer({ minimum: 0, maximum: 1000, default: 0, description: 'least milliseconds between two frame batches that are not full' }),
   FRAME_QUEUE_LIMIT: Type.Integer({ minimum: 1, default: 20000, description: 'frames waiting for storage before robots are slowed down' }),
   LOG_LEVEL: Type.Union([
     Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'),

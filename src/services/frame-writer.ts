@@ -37,6 +37,13 @@ export interface FrameWriterOptions {
   maxBatch?: number
   /** frames queued at most; more wait in `room()` (the broker then stops reading from their robots) */
   queueLimit?: number
+  /**
+   * Milliseconds at least between the starts of two batches smaller than
+   * `maxBatch` (0: none). A frame that finds the writer idle for longer is
+   * still written at once; under a steady trickle, frames gather for up to
+   * this long instead of costing the database one commit each.
+   */
+  lingerMs?: number
 }
 
 export type BatchObserver = (rows: number, seconds: number, ok: boolean) => void
@@ -108,10 +115,11 @@ function sqliteDate (d: Date | null): string | null {
   return d === null ? null : d.toISOString().replace('T', ' ').replace('Z', ' +00:00')
 }
 
-export function createFrameWriter ({ db, log, maxBatch = 1000, queueLimit = 20_000 }: FrameWriterOptions) {
+export function createFrameWriter ({ db, log, maxBatch = 1000, queueLimit = 20_000, lingerMs = 0 }: FrameWriterOptions) {
   let queue: Pending[] = []
   let running: Promise<void> | null = null
-  let scheduled = false
+  let scheduled: { cancel: () => void, lingering: boolean } | null = null
+  let lastStart = -Infinity // performance.now() when the last batch started
   // Admission (backpressure): a frame enters the queue only while it holds
   // fewer than `queueLimit` frames; others wait their turn, first come first
   // served, and each admitted one holds a reserved place until it is written.
@@ -168,23 +176,36 @@ export function createFrameWriter ({ db, log, maxBatch = 1000, queueLimit = 20_0
     }
   }
 
-  async function drain (): Promise<void> {
-    while (queue.length > 0) {
-      const batch = queue.length <= maxBatch ? queue : queue.slice(0, maxBatch)
-      queue = queue.length <= maxBatch ? [] : queue.slice(maxBatch)
-      await writeBatch(batch)
-      admit()
-    }
+  async function writeNext (): Promise<void> {
+    lastStart = performance.now()
+    const batch = queue.length <= maxBatch ? queue : queue.slice(0, maxBatch)
+    queue = queue.length <= maxBatch ? [] : queue.slice(maxBatch)
+    await writeBatch(batch)
+    admit()
+  }
+
+  function start (): void {
+    scheduled = null
+    running = writeNext().finally(() => { running = null; if (queue.length > 0) kick() })
   }
 
   function kick (): void {
-    if (running !== null || scheduled) return
-    scheduled = true
-    // Let the frames that arrive in this turn of the event loop join the batch.
-    setImmediate(() => {
-      scheduled = false
-      running = drain().finally(() => { running = null; if (queue.length > 0) kick() })
-    })
+    if (scheduled?.lingering === true && queue.length >= maxBatch) {
+      scheduled.cancel() // a full batch does not wait
+      scheduled = null
+    }
+    if (running !== null || scheduled !== null) return
+    // Let the frames that arrive in this turn of the event loop join the
+    // batch, or those of the rest of the linger when the last batch started
+    // less than `lingerMs` ago and this one would not be full.
+    const wait = queue.length >= maxBatch ? 0 : lastStart + lingerMs - performance.now()
+    if (wait >= 1) {
+      const timer = setTimeout(start, wait)
+      scheduled = { cancel: () => { clearTimeout(timer) }, lingering: true }
+    } else {
+      const immediate = setImmediate(start)
+      scheduled = { cancel: () => { clearImmediate(immediate) }, lingering: false }
+    }
   }
 
   /**
@@ -239,10 +260,14 @@ export function createFrameWriter ({ db, log, maxBatch = 1000, queueLimit = 20_0
 
     /** Writes everything queued so far (shutdown). */
     async flush (): Promise<void> {
-      while (queue.length > 0 || running !== null || scheduled) {
-        if (running !== null) await running
-        else if (scheduled) await new Promise<void>((resolve) => { setImmediate(resolve) })
-        else await drain()
+      while (queue.length > 0 || running !== null || scheduled !== null) {
+        if (running !== null) {
+          await running
+        } else {
+          // No linger at shutdown: write what is queued now.
+          scheduled?.cancel()
+          if (queue.length > 0) start(); else scheduled = null
+        }
       }
     }
   }

@@ -20,7 +20,7 @@ import { createUserService } from './users.js'
 
 export interface ServiceDeps {
   db: Database
-  config: Pick<Config, 'ROBOT_TOKEN_TTL' | 'COMMAND_TIMEOUT' | 'JWT_ACCESS_TTL' | 'JWT_REFRESH_TTL' | 'FRAME_BATCH_MAX' | 'FRAME_QUEUE_LIMIT' | 'ADMIN_SESSION_TTL'>
+  config: Pick<Config, 'ROBOT_TOKEN_TTL' | 'COMMAND_TIMEOUT' | 'JWT_ACCESS_TTL' | 'JWT_REFRESH_TTL' | 'FRAME_BATCH_MAX' | 'FRAME_QUEUE_LIMIT' | 'FRAME_LINGER_MS' | 'ADMIN_SESSION_TTL'>
   log: FastifyBaseLogger
   jwt: JwtPort
   tokenStore?: TokenStore
@@ -38,7 +38,7 @@ export function createServices ({ db, config, log, jwt, tokenStore, events: bus 
   const robotTokens = createRobotTokenService({ robots, store: tokens, ttlSeconds: config.ROBOT_TOKEN_TTL })
   const commands = createCommandService({ db, events, audit, access, presence, timeoutSeconds: config.COMMAND_TIMEOUT })
   const frames = createFrameService({ db, access })
-  const frameWriter = createFrameWriter({ db, log, maxBatch: config.FRAME_BATCH_MAX, queueLimit: config.FRAME_QUEUE_LIMIT })
+  const frameWriter = createFrameWriter({ db, log, maxBatch: config.FRAME_BATCH_MAX, queueLimit: config.FRAME_QUEUE_LIMIT, lingerMs: config.FRAME_LINGER_MS })
   const auth = createAuthService({ users, audit, events, jwt, accessTtl: config.JWT_ACCESS_TTL, refreshTtl: config.JWT_REFRESH_TTL })
   const sessions = createSessionService({ db, events, audit, users, ttlSeconds: config.ADMIN_SESSION_TTL })
   const overview = createOverviewService({ db, commands })

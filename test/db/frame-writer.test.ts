@@ -1,0 +1,38 @@
+// The frame writer's batching on the real database: a frame that finds the
+// writer idle is written at once; with a linger, frames that follow a batch
+// gather until the linger is over or a batch is full; shutdown does not wait
+// for the linger.
+import t from 'tap'
+import { build } from '../helper.js'
+import { createRobot } from '../factory.js'
+import { createFrameWriter, type QueuedFrame } from '../../src/services/frame-writer.js'
+
+t.test('with a linger, frames that follow a batch gather into one; a full batch and a flush do not wait', async (t) => {
+  const app = await build(t)
+  const robot = await createRobot(app)
+  const { id: robotId } = await app.db.models.Robot.findOne({ where: { uuid: robot.uuid }, attributes: ['id'], rejectOnEmpty: true })
+  // An hour: any frame written before the test ends was not held by it.
+  const writer = createFrameWriter({ db: app.db, log: app.log, maxBatch: 3, lingerMs: 3_600_000 })
+  const batches: number[] = []
+  writer.observe((rows, _seconds, ok) => { if (ok) batches.push(rows) })
+  const frame = (id: string): QueuedFrame => ({ robotId, frameId: id, type: 1, data: { speed: 1 }, recordedAt: null, receivedAt: new Date() })
+
+  await writer.write(frame('a'))
+  t.same(batches, [1], 'a frame that finds the writer idle is written at once')
+
+  const b = writer.write(frame('b'))
+  await new Promise((resolve) => { setTimeout(resolve, 100) })
+  t.equal(writer.depth, 1, 'the next frame waits for the linger')
+  t.same(batches, [1])
+
+  await Promise.all([b, writer.write(frame('c')), writer.write(frame('d'))])
+  t.same(batches, [1, 3], 'a full batch is written without waiting for the linger')
+
+  const e = writer.write(frame('e'))
+  await writer.flush()
+  await e
+  t.same(batches, [1, 3, 1], 'flush writes what lingers at once')
+
+  const stored = await app.db.models.Frame.findAll({ where: { robotId }, attributes: ['frameId'], order: [['frameId', 'ASC']] })
+  t.same(stored.map((f) => f.frameId), ['a', 'b', 'c', 'd', 'e'], 'every frame stored once')
+})
