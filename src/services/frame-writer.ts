@@ -1,15 +1,16 @@
 // Frames from every robot, written in batches (CONTRACT §4: "ok only after
 // the frame is committed"). One statement per batch, one batch at a time;
 // while a batch commits, the next one gathers, so batches grow with the load
-// and a lone frame is written at once. Each frame's promise settles only after
-// its batch committed. The hot path builds no model instance: on PostgreSQL
-// one `INSERT … SELECT FROM json_to_recordset($1)`, the batch as one JSON
-// parameter; on SQLite one multi-row `INSERT OR IGNORE`. Both take a frame's
-// data out of the robot's own JSON text in the database (jsonb on PostgreSQL,
-// json_extract on SQLite) instead of serializing it again. A frame id already
-// stored for its robot is skipped (idempotent resends); a frame of a robot
-// deleted meanwhile is dropped instead of failing the batch of every other
-// robot.
+// and a lone frame is written at once (with `lingerMs`, a batch that would not
+// be full waits until that long after the previous one started). Each frame's
+// promise settles only after its batch committed. The hot path builds no
+// model instance: on PostgreSQL one `INSERT … SELECT FROM
+// json_to_recordset($1)`, the batch as one JSON parameter; on SQLite one
+// multi-row `INSERT OR IGNORE`. Both take a frame's data out of the robot's
+// own JSON text in the database (jsonb on PostgreSQL, json_extract on SQLite)
+// instead of serializing it again. A frame id already stored for its robot is
+// skipped (idempotent resends); a frame of a robot deleted meanwhile is
+// dropped instead of failing the batch of every other robot.
 import type { FastifyBaseLogger } from 'fastify'
 import { QueryTypes } from 'sequelize'
 import type { Database } from '../db/index.js'
