@@ -39,6 +39,11 @@ export interface Database {
 }
 
 /** `sqlite::memory:`, `sqlite:./path/file.sqlite`, `sqlite:///abs/path` or `postgres://…`. */
+/** Sequelize's own SQLite date format, for raw statements whose rows the ORM then reads and compares like its own. */
+export function sqliteDate (d: Date | null): string | null {
+  return d === null ? null : d.toISOString().replace('T', ' ').replace('Z', ' +00:00')
+}
+
 export function sqliteStorage (url: string): string {
   const rest = url.replace(/^sqlite:(\/\/)?/, '')
   return rest === ':memory:' || rest === '' ? ':memory:' : rest

@@ -3,7 +3,7 @@
 // expired after COMMAND_TIMEOUT.
 import { randomUUID } from 'node:crypto'
 import { Op, QueryTypes } from 'sequelize'
-import type { Database } from '../db/index.js'
+import { sqliteDate, type Database } from '../db/index.js'
 import type { Command } from '../db/models/index.js'
 import type { CommandStatus, RobotCommand } from '../contract/payloads.js'
 import { Errors } from '../errors.js'
@@ -40,6 +40,12 @@ const PG_ISSUE = `WITH r AS (
   SELECT $6, $7, $8, $9, $2, $10, $11::jsonb, $12 FROM c
 )
 SELECT id FROM c`
+
+// SQLite, the same check and the command in one INSERT (its audit record
+// follows in the same transaction): no rows changed, no robot for this user.
+const SQLITE_ISSUE = `INSERT INTO commands (id, robot_id, command, status, issued_by, issued_by_id, created_at, updated_at)
+SELECT $1, r.id, $3, 'pending', $4, $5, $6, $6 FROM robots r
+WHERE r.uuid = $2 AND ($7 OR EXISTS (SELECT 1 FROM robot_access a WHERE a.robot_id = r.id AND a.user_id = $5))`
 
 const iso = (d: Date | null | undefined): string | null => d === null || d === undefined ? null : d.toISOString()
 const OPEN: CommandStatus[] = ['pending', 'delivered']
@@ -85,11 +91,17 @@ export function createCommandService ({ db, events, audit, access, presence, tim
         })
         if (created.length === 0) throw new Errors.ROBOT_NOT_FOUND()
       } else {
-        const robot = await access.robotFor(principal, robotUuid)
-        await db.transaction(async (transaction) => {
-          await Command.create({ id, robotId: robot.id, command, issuedBy: principal.username, issuedById: principal.id, createdAt: at, updatedAt: at }, { transaction })
+        const created = await db.transaction(async (transaction) => {
+          const [, changes] = await db.sequelize.query(SQLITE_ISSUE, {
+            type: QueryTypes.INSERT,
+            transaction,
+            bind: [id, robotUuid, command, principal.username, principal.id, sqliteDate(at), principal.isStaff ? 1 : 0]
+          }) as unknown as [unknown, number]
+          if (changes === 0) return false
           await AuditEvent.create(record, { transaction })
+          return true
         })
+        if (!created) throw new Errors.ROBOT_NOT_FOUND()
       }
       const result: CommandView = { id, robot_uuid: robotUuid, command, status: 'pending', issued_by: principal.username, created_at: at.toISOString(), delivered_at: null, acked_at: null }
       events.emit('commandIssued', { id, robotUuid, command, issuedBy: principal.username, issuedAt: result.created_at })

@@ -13,7 +13,7 @@
 // dropped instead of failing the batch of every other robot.
 import type { FastifyBaseLogger } from 'fastify'
 import { QueryTypes } from 'sequelize'
-import type { Database } from '../db/index.js'
+import { sqliteDate, type Database } from '../db/index.js'
 
 export interface QueuedFrame {
   robotId: number
@@ -109,11 +109,6 @@ function sqliteInsert (n: number): string {
     sqliteStatements.set(n, sql)
   }
   return sql
-}
-
-/** Sequelize's own SQLite date format, so that the ORM reads and compares these rows like its own. */
-function sqliteDate (d: Date | null): string | null {
-  return d === null ? null : d.toISOString().replace('T', ' ').replace('Z', ' +00:00')
 }
 
 export function createFrameWriter ({ db, log, maxBatch = 1000, queueLimit = 20_000, lingerMs = 0 }: FrameWriterOptions) {
