@@ -23,7 +23,11 @@ export function createAccessService ({ db, events, audit }: { db: Database, even
   }
 
   return {
-    /** The robot if `principal` may access it; 404 otherwise (no existence leak). */
+    /**
+     * The robot if `principal` may access it; 404 otherwise (no existence leak).
+     * The command path applies the same rule in SQL (commands.ts, PG_ISSUE and
+     * SQLITE_ISSUE): a change to it goes there too.
+     */
     async robotFor (principal: UserPrincipal, robotUuid: string): Promise<RobotRef> {
       // One query: a user's grant is an inner join (no row = no robot or no grant).
       const robot = await Robot.findOne({

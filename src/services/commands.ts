@@ -25,8 +25,9 @@ export interface CommandView {
 }
 
 // PostgreSQL, the whole command path in one statement (atomic without
-// BEGIN/COMMIT, one round trip): the robot, if this user may reach it ($13 =
-// staff: every robot), its command and the audit record. No row back: no
+// BEGIN/COMMIT, one round trip): the robot, if this user may reach it by
+// access.robotFor's rule ($13 = staff: every robot; else a grant), its command
+// and the audit record. No row back: no
 // such robot, or no grant (the same 404).
 const PG_ISSUE = `WITH r AS (
   SELECT id FROM robots
