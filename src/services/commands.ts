@@ -27,8 +27,8 @@ export interface CommandView {
 // PostgreSQL, the whole command path in one statement (atomic without
 // BEGIN/COMMIT, one round trip): the robot, if this user may reach it by
 // access.robotFor's rule ($13 = staff: every robot; else a grant), its command
-// and the audit record. No row back: no
-// such robot, or no grant (the same 404).
+// and the audit record. No row back: no such robot, or no grant (the same
+// 404).
 const PG_ISSUE = `WITH r AS (
   SELECT id FROM robots
   WHERE uuid = $2 AND ($13::boolean OR EXISTS (SELECT 1 FROM robot_access a WHERE a.robot_id = robots.id AND a.user_id = $5))
