@@ -42,7 +42,7 @@ export function robotView (row: Robot): RobotView {
 }
 
 export function createRobotService ({ db, events, audit, tokens }: { db: Database, events: EventBus, audit: AuditService, tokens: TokenStore }) {
-  const { Robot } = db.models
+  const { Robot, Frame } = db.models
 
   async function revoke (uuid: string, reason: 'disabled' | 'deleted' | 'rotated'): Promise<void> {
     await tokens.revokeRobot(uuid)
@@ -131,6 +131,11 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
         const robot = await Robot.findOne({ where: { uuid }, transaction })
         if (robot === null) throw new Errors.ROBOT_NOT_FOUND()
         await robot.destroy({ transaction })
+        // Frames have no foreign key on PostgreSQL (migration 004): they go
+        // here, after the robot. Deleting the robot waited for any frame batch
+        // that locked it, so this statement sees that batch's frames too, and
+        // later batches find no robot (SQLite's key has removed them already).
+        await Frame.destroy({ where: { robotId: robot.id }, transaction })
         await audit.record(ctx, { action: 'robot.deleted', robotUuid: uuid, details: { serial: robot.serial } }, transaction)
       })
       await revoke(uuid, 'deleted')

@@ -1,13 +1,14 @@
 // Migrations over a database that already holds data: 003 turns frames'
 // (robot_id, frame_id) into the primary key and keeps every stored frame;
-// its down step brings the surrogate id back. On SQLite, and on PostgreSQL
+// its down step brings the surrogate id back. 004 drops frames' foreign key
+// on PostgreSQL and its down step restores it. On SQLite, and on PostgreSQL
 // when TEST_DATABASE_URL is set.
 import t from 'tap'
 import { QueryTypes } from 'sequelize'
 import { SequelizeStorage, Umzug } from 'umzug'
 import { createDatabase } from '../../src/db/index.js'
 import { migrations } from '../../src/db/migrations/index.js'
-import { testDatabase } from '../helper.js'
+import { pgBase, testDatabase } from '../helper.js'
 
 t.test('003 keeps every frame, makes (robot_id, frame_id) the key, and goes back down', async (t) => {
   const target = await testDatabase()
@@ -37,7 +38,7 @@ t.test('003 keeps every frame, makes (robot_id, frame_id) the key, and goes back
       [robot, frameId, 1, JSON.stringify({ speed: offset }), null, new Date(now.getTime() + offset)])
   }
 
-  t.same((await umzug.up()).map((m) => m.name), ['003-frames-natural-key'], 'only 003 was pending')
+  t.same((await umzug.up({ to: '003-frames-natural-key' })).map((m) => m.name), ['003-frames-natural-key'], 'only 003 was pending')
   const rows = await sequelize.query<{ robot_id: number, frame_id: string, data: unknown }>('SELECT robot_id, frame_id, data FROM frames ORDER BY robot_id, frame_id', { type: QueryTypes.SELECT })
   t.same(rows.map((r) => [r.robot_id, r.frame_id]), [[1, 'a'], [1, 'b'], [1, 'c'], [2, 'a']], 'every frame is kept')
   const data = rows.map((r) => typeof r.data === 'string' ? JSON.parse(r.data) as unknown : r.data)
@@ -53,5 +54,40 @@ t.test('003 keeps every frame, makes (robot_id, frame_id) the key, and goes back
   t.ok(back.every((r) => Number(r.id) > 0), 'each with an id again')
   t.equal(new Set(back.map((r) => Number(r.id))).size, 5, 'ids are unique')
   await t.rejects(insert('INSERT INTO frames (robot_id, frame_id, type, data, received_at) VALUES (?, ?, ?, ?, ?)', [1, 'a', 1, '{}', now]), '(robot, frame id) stays unique after down')
-  t.same((await umzug.up()).map((m) => m.name), ['003-frames-natural-key'], 'and 003 applies again')
+  t.same((await umzug.up({ to: '003-frames-natural-key' })).map((m) => m.name), ['003-frames-natural-key'], 'and 003 applies again')
+})
+
+t.test('004 drops frames\' foreign key on PostgreSQL only, and its down step restores it', async (t) => {
+  const target = await testDatabase()
+  const db = createDatabase(target.url)
+  t.teardown(async () => {
+    await db.close()
+    await target.drop()
+  })
+  const { sequelize } = db
+  const umzug = new Umzug({
+    migrations: migrations.map((m) => ({ name: m.name, up: m.up, down: m.down })),
+    context: sequelize.getQueryInterface(),
+    storage: new SequelizeStorage({ sequelize, tableName: 'schema_migrations' }),
+    logger: undefined
+  })
+  const keys = async (): Promise<number> => (await sequelize.getQueryInterface().getForeignKeyReferencesForTable('frames') as unknown[]).length
+  await umzug.up({ to: '003-frames-natural-key' })
+  t.equal(await keys(), 1, 'frames reference robots before 004')
+  t.same((await umzug.up()).map((m) => m.name), ['004-frames-without-foreign-key'], 'only 004 was pending')
+  t.equal(await keys(), pgBase === undefined ? 1 : 0, pgBase === undefined ? 'SQLite keeps the key' : 'PostgreSQL has none')
+
+  const now = new Date('2024-05-01T12:00:00.000Z')
+  await sequelize.query('INSERT INTO robots (id, uuid, serial, name, secret_hash, enabled, state, data_connected, command_connected, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    { replacements: [1, '00000000-0000-4000-8000-000000000001', 'SN-1', '', 'x', true, 'idle', false, false, now, now], type: QueryTypes.INSERT })
+  await sequelize.query("INSERT INTO frames (robot_id, frame_id, type, data, received_at) VALUES (1, 'kept', 1, '{}', ?)", { replacements: [now], type: QueryTypes.INSERT })
+  if (pgBase !== undefined) {
+    // Only a write that bypasses United can leave one: down removes it before it restores the key.
+    await sequelize.query("INSERT INTO frames (robot_id, frame_id, type, data, received_at) VALUES (2, 'orphan', 1, '{}', ?)", { replacements: [now], type: QueryTypes.INSERT })
+  }
+  await umzug.down()
+  t.equal(await keys(), 1, 'down: frames reference robots again')
+  const rows = await sequelize.query<{ frame_id: string }>('SELECT frame_id FROM frames ORDER BY frame_id', { type: QueryTypes.SELECT })
+  t.same(rows.map((r) => r.frame_id), ['kept'], "a robot's frame is kept, an orphan is not")
+  t.same((await umzug.up()).map((m) => m.name), ['004-frames-without-foreign-key'], 'and 004 applies again')
 })
