@@ -1,11 +1,12 @@
 // The frame writer's batching on the real database: a frame that finds the
 // writer idle is written at once; with a linger, frames that follow a batch
 // gather until the linger is over or a batch is full; shutdown does not wait
-// for the linger.
+// for the linger. Resent frame ids are stored once (on PostgreSQL a batch is
+// written without ON CONFLICT first, and again with it when that fails).
 import t from 'tap'
-import { build } from '../helper.js'
+import { build, onFrameInsert } from '../helper.js'
 import { createRobot } from '../factory.js'
-import { createFrameWriter, type QueuedFrame } from '../../src/services/frame-writer.js'
+import { createFrameWriter, type FrameWriter, type QueuedFrame } from '../../src/services/frame-writer.js'
 
 t.test('with a linger, frames that follow a batch gather into one; a full batch and a flush do not wait', async (t) => {
   const app = await build(t)
@@ -35,4 +36,37 @@ t.test('with a linger, frames that follow a batch gather into one; a full batch 
 
   const stored = await app.db.models.Frame.findAll({ where: { robotId }, attributes: ['frameId'], order: [['frameId', 'ASC']] })
   t.same(stored.map((f) => f.frameId), ['a', 'b', 'c', 'd', 'e'], 'every frame stored once')
+})
+
+t.test('a batch that resends a stored frame id is written again idempotently: every frame stored once, every write ok', async (t) => {
+  const app = await build(t)
+  const robot = await createRobot(app)
+  const { id: robotId } = await app.db.models.Robot.findOne({ where: { uuid: robot.uuid }, attributes: ['id'], rejectOnEmpty: true })
+  const frame = (id: string): QueuedFrame => ({ robotId, frameId: id, type: 1, data: { speed: 1 }, recordedAt: null, receivedAt: new Date() })
+  const statements: string[] = []
+  onFrameInsert(t, app, async (run, sql) => {
+    statements.push(/ON CONFLICT|OR IGNORE/.test(sql) ? 'idempotent' : 'plain')
+    return await run()
+  })
+  // Frames written in one turn of the event loop share a batch.
+  const batch = async (writer: FrameWriter, ids: string[]): Promise<void> => { await Promise.all(ids.map((id) => writer.write(frame(id)))) }
+  const stored = async (): Promise<string[]> => (await app.db.models.Frame.findAll({ where: { robotId }, attributes: ['frameId'], order: [['frameId', 'ASC']] })).map((f) => f.frameId)
+
+  const remembering = createFrameWriter({ db: app.db, log: app.log, conflictWindowMs: 3_600_000 })
+  await batch(remembering, ['a', 'b'])
+  await batch(remembering, ['b', 'c']) // b again
+  await batch(remembering, ['d', 'd']) // twice in one batch
+  t.same(await stored(), ['a', 'b', 'c', 'd'], 'each frame stored once')
+  if (app.db.dialect === 'postgres') {
+    t.same(statements, ['plain', 'plain', 'idempotent', 'idempotent'], 'without ON CONFLICT until a conflict, then with it for the window')
+  } else {
+    t.same(statements, ['idempotent', 'idempotent', 'idempotent'], 'SQLite: INSERT OR IGNORE, one statement per batch')
+  }
+
+  statements.length = 0
+  const forgetting = createFrameWriter({ db: app.db, log: app.log, conflictWindowMs: 0 })
+  await batch(forgetting, ['e', 'a']) // a again
+  await batch(forgetting, ['f'])
+  t.same(await stored(), ['a', 'b', 'c', 'd', 'e', 'f'], 'each frame stored once again')
+  if (app.db.dialect === 'postgres') t.same(statements, ['plain', 'idempotent', 'plain'], 'after the window, batches try without ON CONFLICT again')
 })
