@@ -3,14 +3,15 @@
 // its down step brings the surrogate id back. 004 drops frames' foreign key
 // on PostgreSQL and its down step restores it. On SQLite, and on PostgreSQL
 // when TEST_DATABASE_URL is set.
-import t from 'tap'
-import { QueryTypes } from 'sequelize'
+import t, { type Test } from 'tap'
+import { QueryTypes, type QueryInterface, type Sequelize } from 'sequelize'
 import { SequelizeStorage, Umzug } from 'umzug'
 import { createDatabase } from '../../src/db/index.js'
 import { migrations } from '../../src/db/migrations/index.js'
 import { pgBase, testDatabase } from '../helper.js'
 
-t.test('003 keeps every frame, makes (robot_id, frame_id) the key, and goes back down', async (t) => {
+/** A fresh, empty database and the app's migrations over it (dropped on teardown). */
+async function migrator (t: Test): Promise<{ sequelize: Sequelize, umzug: Umzug<QueryInterface> }> {
   const target = await testDatabase()
   const db = createDatabase(target.url)
   t.teardown(async () => {
@@ -24,6 +25,11 @@ t.test('003 keeps every frame, makes (robot_id, frame_id) the key, and goes back
     storage: new SequelizeStorage({ sequelize, tableName: 'schema_migrations' }),
     logger: undefined
   })
+  return { sequelize, umzug }
+}
+
+t.test('003 keeps every frame, makes (robot_id, frame_id) the key, and goes back down', async (t) => {
+  const { sequelize, umzug } = await migrator(t)
   await umzug.up({ to: '002-admin-sessions' })
 
   const now = new Date('2024-05-01T12:00:00.000Z')
@@ -58,19 +64,7 @@ t.test('003 keeps every frame, makes (robot_id, frame_id) the key, and goes back
 })
 
 t.test('004 drops frames\' foreign key on PostgreSQL only, and its down step restores it', async (t) => {
-  const target = await testDatabase()
-  const db = createDatabase(target.url)
-  t.teardown(async () => {
-    await db.close()
-    await target.drop()
-  })
-  const { sequelize } = db
-  const umzug = new Umzug({
-    migrations: migrations.map((m) => ({ name: m.name, up: m.up, down: m.down })),
-    context: sequelize.getQueryInterface(),
-    storage: new SequelizeStorage({ sequelize, tableName: 'schema_migrations' }),
-    logger: undefined
-  })
+  const { sequelize, umzug } = await migrator(t)
   const keys = async (): Promise<number> => (await sequelize.getQueryInterface().getForeignKeyReferencesForTable('frames') as unknown[]).length
   await umzug.up({ to: '003-frames-natural-key' })
   t.equal(await keys(), 1, 'frames reference robots before 004')
