@@ -1,5 +1,6 @@
 // Fixtures through the services, never through models (STYLE §2.13).
 import type { FastifyInstance } from 'fastify'
+import type { QueuedFrame } from '../src/services/frame-writer.js'
 
 let seq = 0
 const next = (): number => ++seq
@@ -34,4 +35,14 @@ export async function ownedRobot (app: FastifyInstance): Promise<{ user: TestUse
   const robot = await createRobot(app)
   await grant(app, user, robot)
   return { user, robot }
+}
+
+/** A robot's row id (what the frame writer takes), looked up as staff. */
+export async function robotIdOf (app: FastifyInstance, uuid: string): Promise<number> {
+  return (await app.services.access.robotFor({ id: 0, username: 'staff', isStaff: true }, uuid)).id
+}
+
+/** A position frame as the broker queues it for the frame writer. */
+export function queuedFrame (robotId: number, frameId: string): QueuedFrame {
+  return { robotId, frameId, type: 1, data: { speed: 1 }, recordedAt: null, receivedAt: new Date() }
 }

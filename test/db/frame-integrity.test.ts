@@ -8,21 +8,12 @@ import t, { type Test } from 'tap'
 import { QueryTypes } from 'sequelize'
 import type { FastifyInstance } from 'fastify'
 import { build, pgBase } from '../helper.js'
-import { createRobot } from '../factory.js'
-import type { QueuedFrame } from '../../src/services/frame-writer.js'
-
-const staff = { id: 0, username: 'staff', isStaff: true }
-
-async function robotId (app: FastifyInstance, uuid: string): Promise<number> {
-  return (await app.services.access.robotFor(staff, uuid)).id
-}
+import { createRobot, queuedFrame as frame, robotIdOf as robotId } from '../factory.js'
 
 async function framesOf (app: FastifyInstance, id: number): Promise<string[]> {
   const rows = await app.db.sequelize.query<{ frame_id: string }>('SELECT frame_id FROM frames WHERE robot_id = ? ORDER BY frame_id', { replacements: [id], type: QueryTypes.SELECT })
   return rows.map((r) => r.frame_id)
 }
-
-const frame = (robotId: number, frameId: string): QueuedFrame => ({ robotId, frameId, type: 1, data: { speed: 1 }, recordedAt: null, receivedAt: new Date() })
 
 t.test("deleting a robot deletes its frames and keeps the other robots' frames", async (t) => {
   const app = await build(t)

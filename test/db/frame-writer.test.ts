@@ -5,18 +5,18 @@
 // written without ON CONFLICT first, and again with it when that fails).
 import t from 'tap'
 import { build, onFrameInsert } from '../helper.js'
-import { createRobot } from '../factory.js'
-import { createFrameWriter, type FrameWriter, type QueuedFrame } from '../../src/services/frame-writer.js'
+import { createRobot, queuedFrame, robotIdOf } from '../factory.js'
+import { createFrameWriter, type FrameWriter } from '../../src/services/frame-writer.js'
 
 t.test('with a linger, frames that follow a batch gather into one; a full batch and a flush do not wait', async (t) => {
   const app = await build(t)
   const robot = await createRobot(app)
-  const { id: robotId } = await app.db.models.Robot.findOne({ where: { uuid: robot.uuid }, attributes: ['id'], rejectOnEmpty: true })
+  const robotId = await robotIdOf(app, robot.uuid)
   // An hour: any frame written before the test ends was not held by it.
   const writer = createFrameWriter({ db: app.db, log: app.log, maxBatch: 3, lingerMs: 3_600_000 })
   const batches: number[] = []
   writer.observe((rows, _seconds, ok) => { if (ok) batches.push(rows) })
-  const frame = (id: string): QueuedFrame => ({ robotId, frameId: id, type: 1, data: { speed: 1 }, recordedAt: null, receivedAt: new Date() })
+  const frame = (id: string) => queuedFrame(robotId, id)
 
   await writer.write(frame('a'))
   t.same(batches, [1], 'a frame that finds the writer idle is written at once')
@@ -41,8 +41,8 @@ t.test('with a linger, frames that follow a batch gather into one; a full batch 
 t.test('a batch that resends a stored frame id is written again idempotently: every frame stored once, every write ok', async (t) => {
   const app = await build(t)
   const robot = await createRobot(app)
-  const { id: robotId } = await app.db.models.Robot.findOne({ where: { uuid: robot.uuid }, attributes: ['id'], rejectOnEmpty: true })
-  const frame = (id: string): QueuedFrame => ({ robotId, frameId: id, type: 1, data: { speed: 1 }, recordedAt: null, receivedAt: new Date() })
+  const robotId = await robotIdOf(app, robot.uuid)
+  const frame = (id: string) => queuedFrame(robotId, id)
   const statements: string[] = []
   onFrameInsert(t, app, async (run, sql) => {
     statements.push(/ON CONFLICT|OR IGNORE/.test(sql) ? 'idempotent' : 'plain')
