@@ -63,28 +63,27 @@ export const authentication = (jwt: string): Record<string, string> => ({ authen
 
 /**
  * Runs `around` instead of each statement that inserts frames (the frame
- * writer's batch), on either database: Sequelize's query on PostgreSQL, the
- * raw SQLite call on SQLite. `around` may throw, delay, or call `run`; it
+ * writer's batch), on either database: the prepared statement on
+ * PostgreSQL, the raw SQLite call on SQLite. `around` may throw, delay, or call `run`; it
  * gets the statement's text too.
  * Returns the function that puts the originals back (also done on teardown).
  */
 export function onFrameInsert (t: Test, app: FastifyInstance, around: (run: () => Promise<unknown>, sql: string) => Promise<unknown>): () => void {
   const db = app.db
-  const sequelize = db.sequelize as unknown as { query: (sql: unknown, ...rest: unknown[]) => Promise<unknown> }
-  const query = sequelize.query
   const sqliteRun = db.sqliteRun
-  const isFrameInsert = (sql: unknown): boolean => typeof sql === 'string' && sql.includes('INTO frames')
-  sequelize.query = async function (this: unknown, sql: unknown, ...rest: unknown[]) {
-    if (isFrameInsert(sql)) return await around(async () => await query.call(this, sql, ...rest), sql as string)
-    return await query.call(this, sql, ...rest)
-  }
+  const pgPrepared = db.pgPrepared
+  const isFrameInsert = (sql: string): boolean => sql.includes('INTO frames')
   db.sqliteRun = async (sql, params) => {
     if (isFrameInsert(sql)) await around(async () => { await sqliteRun(sql, params) }, sql)
     else await sqliteRun(sql, params)
   }
+  db.pgPrepared = async (name, sql, params) => {
+    if (isFrameInsert(sql)) await around(async () => { await pgPrepared(name, sql, params) }, sql)
+    else await pgPrepared(name, sql, params)
+  }
   const restore = (): void => {
-    sequelize.query = query
     db.sqliteRun = sqliteRun
+    db.pgPrepared = pgPrepared
   }
   t.teardown(restore)
   return restore

@@ -33,6 +33,14 @@ export interface Database {
    * thousands of named `$n` parameters, which sqlite3 resolves one by one).
    */
   sqliteRun: (sql: string, params: unknown[]) => Promise<void>
+  /**
+   * PostgreSQL only: runs one statement as a named prepared statement on a
+   * connection of Sequelize's pool (the frame writer's hot path): PostgreSQL
+   * parses and plans it once per connection instead of at every call, which
+   * Sequelize's query() cannot ask for. Errors are node-postgres' own (`code`
+   * is the SQLSTATE), not Sequelize's.
+   */
+  pgPrepared: (name: string, sql: string, params: unknown[]) => Promise<void>
   migrate: () => Promise<string[]>
   ping: () => Promise<void>
   close: () => Promise<void>
@@ -104,6 +112,22 @@ export function createDatabase (url: string, log?: FastifyBaseLogger): Database 
       const handle = await manager.getConnection({})
       await new Promise<void>((resolve, reject) => { handle.run(sql, params, (err) => { if (err === null) resolve(); else reject(err) }) })
     },
+    async pgPrepared (name: string, sql: string, params: unknown[]): Promise<void> {
+      if (dialect !== 'postgres') throw new Error('pgPrepared is for PostgreSQL')
+      const manager = sequelize.connectionManager as unknown as PgManager
+      const connection = await manager.getConnection({ type: 'write' })
+      try {
+        await connection.query({ name, text: sql, values: params })
+      } catch (err) {
+        // As Sequelize does with its own queries: a connection that failed,
+        // rather than its statement, is not handed out again.
+        const code = (err as { code?: unknown }).code
+        if (typeof code !== 'string' || /^(08|57)/.test(code)) connection._invalid = true
+        throw err
+      } finally {
+        manager.releaseConnection(connection)
+      }
+    },
     async migrate () {
       const run = async () => (await umzug.up()).map((m) => m.name)
       if (dialect !== 'postgres') return await run()
@@ -120,6 +144,10 @@ export function createDatabase (url: string, log?: FastifyBaseLogger): Database 
     }
   }
 }
+
+/** What pgPrepared uses of Sequelize's PostgreSQL pool and of its node-postgres clients. */
+interface PgConnection { query: (q: { name: string, text: string, values: unknown[] }) => Promise<unknown>, _invalid?: boolean }
+interface PgManager { getConnection: (o: object) => Promise<PgConnection>, releaseConnection: (c: PgConnection) => void }
 
 /**
  * Sequelize opens one sqlite3 handle for plain queries and one per

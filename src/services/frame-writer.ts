@@ -5,14 +5,13 @@
 // be full waits until that long after the previous one started). Each frame's
 // promise settles only after its batch committed. The hot path builds no
 // model instance: on PostgreSQL one `INSERT … SELECT FROM
-// jsonb_to_recordset($1)`, the batch as one JSON parameter; on SQLite one
-// multi-row `INSERT OR IGNORE`. Both take a frame's data out of the robot's
+// jsonb_to_recordset($1)`, the batch as one JSON parameter, prepared once per
+// connection; on SQLite one multi-row `INSERT OR IGNORE`. Both take a frame's data out of the robot's
 // own JSON text in the database (jsonb on PostgreSQL, json_extract on SQLite)
 // instead of serializing it again. A frame id already stored for its robot is
 // skipped (idempotent resends); a frame of a robot deleted meanwhile is
 // dropped instead of failing the batch of every other robot.
 import type { FastifyBaseLogger } from 'fastify'
-import { QueryTypes, UniqueConstraintError } from 'sequelize'
 import { sqliteDate, type Database } from '../db/index.js'
 
 export interface QueuedFrame {
@@ -80,12 +79,18 @@ export type BatchObserver = (rows: number, seconds: number, ok: boolean) => void
 // `conflictWindowMs` after such a conflict (robots resend after a reconnect,
 // usually several frames and robots at once) batches go straight to the
 // idempotent statement.
+// Both statements run prepared (db.pgPrepared): at fleet rates a batch holds
+// one or two frames, and parsing and planning the statement anew was half of
+// PostgreSQL's CPU for such a batch (measured with the pg client alone, 3,000
+// batches of two rows: ~420 µs of backend CPU per batch unprepared, ~210
+// prepared; no difference at 100 rows).
 const PG_INSERT = `INSERT INTO frames (robot_id, frame_id, type, data, recorded_at, received_at)
 SELECT u.r, u.p->>'id', (u.p->>'type')::smallint, u.p->'data', to_timestamp(u.a / 1000.0), to_timestamp(u.b / 1000.0)
 FROM jsonb_to_recordset($1::jsonb) AS u(r int, a float8, b float8, p jsonb)
 WHERE u.r IN (SELECT id FROM robots WHERE id = ANY($2::int[]) FOR KEY SHARE)`
 const PG_INSERT_IDEMPOTENT = `${PG_INSERT}
 ON CONFLICT (robot_id, frame_id) DO NOTHING`
+const UNIQUE_VIOLATION = '23505' // SQLSTATE
 
 // JSON.parse reads any number literal, but PostgreSQL's numeric refuses more
 // than 16,383 digits after the point or 131,072 before it: JSON.parse reads
@@ -146,17 +151,17 @@ export function createFrameWriter ({ db, log, maxBatch = 1000, queueLimit = 20_0
 
   async function insert (rows: QueuedFrame[]): Promise<void> {
     if (db.dialect === 'postgres') {
-      const bind = pgBatch(rows)
+      const params = pgBatch(rows)
       if (performance.now() - conflictSeen >= conflictWindowMs) {
         try {
-          await db.sequelize.query(PG_INSERT, { type: QueryTypes.INSERT, bind })
+          await db.pgPrepared('united_frames_insert', PG_INSERT, params)
           return
         } catch (err) {
-          if (!(err instanceof UniqueConstraintError)) throw err
+          if ((err as { code?: unknown }).code !== UNIQUE_VIOLATION) throw err
           conflictSeen = performance.now()
         }
       }
-      await db.sequelize.query(PG_INSERT_IDEMPOTENT, { type: QueryTypes.INSERT, bind })
+      await db.pgPrepared('united_frames_insert_idempotent', PG_INSERT_IDEMPOTENT, params)
       return
     }
     const values: unknown[] = new Array(rows.length * 6)
