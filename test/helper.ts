@@ -64,8 +64,8 @@ export const authentication = (jwt: string): Record<string, string> => ({ authen
 /**
  * Runs `around` instead of each statement that inserts frames (the frame
  * writer's batch), on either database: the prepared statement on
- * PostgreSQL, the raw SQLite call on SQLite. `around` may throw, delay, or call `run`; it
- * gets the statement's text too.
+ * PostgreSQL, the raw SQLite call on SQLite. `around` may throw, delay, or
+ * call `run`; it gets the statement's text too.
  * Returns the function that puts the originals back (also done on teardown).
  */
 export function onFrameInsert (t: Test, app: FastifyInstance, around: (run: () => Promise<unknown>, sql: string) => Promise<unknown>): () => void {

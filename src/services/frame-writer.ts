@@ -6,11 +6,12 @@
 // promise settles only after its batch committed. The hot path builds no
 // model instance: on PostgreSQL one `INSERT … SELECT FROM
 // jsonb_to_recordset($1)`, the batch as one JSON parameter, prepared once per
-// connection; on SQLite one multi-row `INSERT OR IGNORE`. Both take a frame's data out of the robot's
-// own JSON text in the database (jsonb on PostgreSQL, json_extract on SQLite)
-// instead of serializing it again. A frame id already stored for its robot is
-// skipped (idempotent resends); a frame of a robot deleted meanwhile is
-// dropped instead of failing the batch of every other robot.
+// connection; on SQLite one multi-row `INSERT OR IGNORE`. Both take a frame's
+// data out of the robot's own JSON text in the database (jsonb on PostgreSQL,
+// json_extract on SQLite) instead of serializing it again. A frame id already
+// stored for its robot is skipped (idempotent resends); a frame of a robot
+// deleted meanwhile is dropped instead of failing the batch of every other
+// robot.
 import type { FastifyBaseLogger } from 'fastify'
 import { sqliteDate, type Database } from '../db/index.js'
 
