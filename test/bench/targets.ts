@@ -25,6 +25,8 @@ export interface Target {
   fanoutRobot: () => Promise<Credentials>
   /** credentials of fan-out user k (who may watch the fan-out robot) */
   user: (k: number) => Promise<Credentials>
+  /** the commanding user logs in (outside the measurements: a log-in costs a deliberately slow password hash) */
+  prepareCommander: () => Promise<void>
   /** POST /robots/robot/command; resolves with the HTTP status and the command id */
   command: (uuid: string, command: string) => Promise<{ status: number, id?: string }>
   /** a full garbage collection in the server process (through its inspector) */
@@ -213,6 +215,12 @@ export class United implements Target {
     return { uuid: '', username: u.username, password: jwt }
   }
 
+  async prepareCommander (): Promise<void> {
+    // A fresh JWT: the 120 s until staff() logs in again start now.
+    this.staffJwt = undefined
+    await this.staff()
+  }
+
   async command (uuid: string, command: string): Promise<{ status: number, id?: string }> {
     const res = await http(this.httpUrl, 'POST', '/robots/robot/command', { robot_uuid: uuid, command }, await this.staff())
     return { status: res.status, id: typeof res.json?.id === 'string' ? res.json.id : undefined }
@@ -268,6 +276,8 @@ export class Bare implements Target {
   async user (k: number): Promise<Credentials> {
     return { uuid: '', username: `user-${k}`, password: 'none' }
   }
+
+  async prepareCommander (): Promise<void> {} // no log-in: the bare broker has no users
 
   async command (uuid: string, command: string): Promise<{ status: number, id?: string }> {
     const res = await http(this.httpUrl, 'POST', '/robots/robot/command', { robot_uuid: uuid, command })
