@@ -7,6 +7,7 @@ import pg from 'pg'
 import type { Test } from 'tap'
 import { buildApp } from '../src/app.js'
 import { loadConfig, type Config } from '../src/config.js'
+import type { PgResult } from '../src/db/index.js'
 
 export const TEST_JWT_SECRET = 'test-secret-test-secret-test-secret-0123456789'
 
@@ -78,8 +79,11 @@ export function onFrameInsert (t: Test, app: FastifyInstance, around: (run: () =
     else await sqliteRun(sql, params)
   }
   db.pgPrepared = async (name, sql, params) => {
-    if (isFrameInsert(sql)) await around(async () => { await pgPrepared(name, sql, params) }, sql)
-    else await pgPrepared(name, sql, params)
+    if (!isFrameInsert(sql)) return await pgPrepared(name, sql, params)
+    let result: PgResult | undefined
+    await around(async () => { result = await pgPrepared(name, sql, params) }, sql)
+    if (result === undefined) throw new Error('the wrapped frame INSERT returned nothing')
+    return result
   }
   const restore = (): void => {
     db.sqliteRun = sqliteRun

@@ -37,10 +37,11 @@ export interface Database {
    * PostgreSQL only: runs one statement as a named prepared statement on a
    * connection of Sequelize's pool (the frame writer's hot path): PostgreSQL
    * parses and plans it once per connection instead of at every call, which
-   * Sequelize's query() cannot ask for. Errors are node-postgres' own (`code`
-   * is the SQLSTATE), not Sequelize's.
+   * Sequelize's query() cannot ask for. Resolves with the rows the statement
+   * returned (as node-postgres parses them) and how many it changed. Errors
+   * are node-postgres' own (`code` is the SQLSTATE), not Sequelize's.
    */
-  pgPrepared: (name: string, sql: string, params: unknown[]) => Promise<void>
+  pgPrepared: (name: string, sql: string, params: unknown[]) => Promise<PgResult>
   migrate: () => Promise<string[]>
   ping: () => Promise<void>
   close: () => Promise<void>
@@ -112,12 +113,13 @@ export function createDatabase (url: string, log?: FastifyBaseLogger): Database 
       const handle = await manager.getConnection({})
       await new Promise<void>((resolve, reject) => { handle.run(sql, params, (err) => { if (err === null) resolve(); else reject(err) }) })
     },
-    async pgPrepared (name: string, sql: string, params: unknown[]): Promise<void> {
+    async pgPrepared (name: string, sql: string, params: unknown[]): Promise<PgResult> {
       if (dialect !== 'postgres') throw new Error('pgPrepared is for PostgreSQL')
       const manager = sequelize.connectionManager as unknown as PgManager
       const connection = await manager.getConnection({ type: 'write' })
       try {
-        await connection.query({ name, text: sql, values: params })
+        const { rows, rowCount } = await connection.query({ name, text: sql, values: params })
+        return { rows, rowCount: rowCount ?? 0 }
       } catch (err) {
         // As Sequelize does with its own queries: a connection that failed,
         // rather than its statement, is not handed out again.
@@ -146,7 +148,8 @@ export function createDatabase (url: string, log?: FastifyBaseLogger): Database 
 }
 
 /** What pgPrepared uses of Sequelize's PostgreSQL pool and of its node-postgres clients. */
-interface PgConnection { query: (q: { name: string, text: string, values: unknown[] }) => Promise<unknown>, _invalid?: boolean }
+export interface PgResult { rows: Array<Record<string, unknown>>, rowCount: number }
+interface PgConnection { query: (q: { name: string, text: string, values: unknown[] }) => Promise<{ rows: PgResult['rows'], rowCount: number | null }>, _invalid?: boolean }
 interface PgManager { getConnection: (o: object) => Promise<PgConnection>, releaseConnection: (c: PgConnection) => void }
 
 /**

@@ -48,6 +48,29 @@ const SQLITE_ISSUE = `INSERT INTO commands (id, robot_id, command, status, issue
 SELECT $1, r.id, $3, 'pending', $4, $5, $6, $6 FROM robots r
 WHERE r.uuid = $2 AND ($7 OR EXISTS (SELECT 1 FROM robot_access a WHERE a.robot_id = r.id AND a.user_id = $5))`
 
+// PostgreSQL, the robot's PUBACK: pending → delivered.
+const PG_DELIVERED = `UPDATE commands SET status = 'delivered', delivered_at = $2, updated_at = $2
+WHERE id = $1 AND status = 'pending'`
+
+// PostgreSQL, the robot's acknowledgement in one statement: the command, if
+// it is open and was sent to this robot, becomes done ($3 = 'done': the
+// robot's state becomes the command) or failed. Guarded by its status, the
+// UPDATE lets one acknowledgement win. No row back: nothing to acknowledge.
+const PG_ACK = `WITH c AS (
+  UPDATE commands SET status = $3, acked_at = $4, delivered_at = COALESCE(delivered_at, $4), message = COALESCE($5, message), updated_at = $4
+  WHERE id = $1 AND status IN ('pending', 'delivered') AND robot_id = (SELECT id FROM robots WHERE uuid = $2)
+  RETURNING robot_id, command
+), r AS (
+  UPDATE robots SET state = c.command, updated_at = $4 FROM c WHERE $3 = 'done' AND robots.id = c.robot_id
+)
+SELECT command FROM c`
+
+// Command ids are UUIDs, stored in lower case: anything else a robot sends
+// names no command (and PostgreSQL would refuse it as a uuid); capitals name
+// the same command on both databases.
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+const commandKey = (id: string): string | null => UUID.test(id) ? id.toLowerCase() : null
+
 const iso = (d: Date | null | undefined): string | null => d === null || d === undefined ? null : d.toISOString()
 const OPEN: CommandStatus[] = ['pending', 'delivered']
 
@@ -86,11 +109,9 @@ export function createCommandService ({ db, events, audit, access, presence, tim
       const at = new Date()
       const record = audit.row(ctx, { action: 'command.sent', robotUuid, details: { command_id: id, command } }, at)
       if (db.dialect === 'postgres') {
-        const created = await db.sequelize.query(PG_ISSUE, {
-          type: QueryTypes.SELECT,
-          bind: [id, robotUuid, command, principal.username, principal.id, at, record.actorId, record.actor, record.action, record.targetUserId, JSON.stringify(record.details), record.ip, principal.isStaff]
-        })
-        if (created.length === 0) throw new Errors.ROBOT_NOT_FOUND()
+        const created = await db.pgPrepared('united_command_issue', PG_ISSUE,
+          [id, robotUuid, command, principal.username, principal.id, at, record.actorId, record.actor, record.action, record.targetUserId, JSON.stringify(record.details), record.ip, principal.isStaff])
+        if (created.rowCount === 0) throw new Errors.ROBOT_NOT_FOUND()
       } else {
         const created = await db.transaction(async (transaction) => {
           const [, changes] = await db.sequelize.query(SQLITE_ISSUE, {
@@ -124,7 +145,10 @@ export function createCommandService ({ db, events, audit, access, presence, tim
     },
 
     /** The robot's PUBACK arrived: pending → delivered. */
-    async markDelivered (commandId: string, at = new Date()): Promise<boolean> {
+    async markDelivered (anyId: string, at = new Date()): Promise<boolean> {
+      const commandId = commandKey(anyId)
+      if (commandId === null) return false
+      if (db.dialect === 'postgres') return (await db.pgPrepared('united_command_delivered', PG_DELIVERED, [commandId, at])).rowCount > 0
       const [count] = await Command.update({ status: 'delivered', deliveredAt: at }, { where: { id: commandId, status: 'pending' } })
       return count > 0
     },
@@ -134,10 +158,19 @@ export function createCommandService ({ db, events, audit, access, presence, tim
      * command) or failed. Only the robot the command was sent to may ack it,
      * and only while it is open. Returns the new status, or null if ignored.
      */
-    async acknowledge (robotUuid: string, commandId: string, ok: boolean, message?: string, at = new Date()): Promise<CommandStatus | null> {
+    async acknowledge (robotUuid: string, anyId: string, ok: boolean, message?: string, at = new Date()): Promise<CommandStatus | null> {
+      const commandId = commandKey(anyId)
+      if (commandId === null) return null
+      const status: CommandStatus = ok ? 'done' : 'failed'
+      if (db.dialect === 'postgres') {
+        const { rows } = await db.pgPrepared('united_command_ack', PG_ACK, [commandId, robotUuid, status, at, message?.slice(0, 500) ?? null])
+        const acked = rows[0]
+        if (acked === undefined) return null
+        if (ok) events.emit('robotStateChanged', { robotUuid, state: String(acked.command) })
+        return status
+      }
       const robot = await Robot.findOne({ where: { uuid: robotUuid }, attributes: ['id'] })
       if (robot === null) return null
-      const status: CommandStatus = ok ? 'done' : 'failed'
       const done = await db.transaction(async (transaction) => {
         const row = await Command.findOne({ where: { id: commandId, robotId: robot.id, status: { [Op.in]: OPEN } }, transaction })
         if (row === null) return null

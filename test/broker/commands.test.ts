@@ -2,6 +2,7 @@
 // robots/{uuid}/commands (QoS 1); the robot's PUBACK makes it delivered, its
 // commands/ack makes it done (state follows) or failed; no ack → expired.
 // 409 follows the robot's real command connection.
+import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { MqttClient } from 'mqtt'
 import t, { type Test } from 'tap'
@@ -255,6 +256,37 @@ for (const transport of TRANSPORTS) {
     t.equal(await robotState(app, user, robot.uuid), 'auto')
   })
 }
+
+t.test('acks that name no open command are ignored: not a UUID, an unknown UUID, a command already done', async (t) => {
+  const app = await build(t)
+  const { user, robot } = await ownedRobot(app)
+  const client = await commandRobot(t, app, robot, 'tcp')
+  const acks = watchAcknowledge(t, app)
+  const received = nextMessage(client, commandsTopic(robot.uuid))
+  const id = await issue(app, user, robot.uuid, 'manual')
+  await received
+  await statusBecomes(app, user, robot.uuid, id, 'delivered')
+
+  const ack = async (ackId: string, status = 'ok'): Promise<void> => {
+    await client.publishAsync(commandAckTopic(robot.uuid), JSON.stringify({ id: ackId, status }), { qos: 1 })
+  }
+  await ack('not-a-uuid')
+  t.equal(await acks.next(0), null, 'an id that is not a UUID names no command')
+  await ack("x' OR '1'='1")
+  t.equal(await acks.next(1), null, 'nor does SQL')
+  await ack(randomUUID())
+  t.equal(await acks.next(2), null, 'an unknown UUID is ignored')
+  t.equal((await commandById(app, user, robot.uuid, id))?.status, 'delivered', 'the open command is untouched')
+
+  await ack(id.toUpperCase(), 'error')
+  t.equal(await acks.next(3), 'failed', 'its id in capitals names it too')
+  await ack(id)
+  t.equal(await acks.next(4), null, 'a command already acknowledged is not acknowledged again')
+  const row = await commandById(app, user, robot.uuid, id)
+  t.equal(row?.status, 'failed', 'the first ack stands')
+  t.equal(await robotState(app, user, robot.uuid), 'idle', 'the state did not follow the late ok')
+  t.ok(client.connected, 'the robot stays connected')
+})
 
 t.test('a command reaches the command connection of a robot with two connections', async (t) => {
   const app = await build(t)
