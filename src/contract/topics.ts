@@ -1,10 +1,11 @@
 // Every MQTT topic of CONTRACT §3, built and parsed here and nowhere else.
+import { isUuid } from './uuid.js'
+
 export const CHANNELS = ['data', 'ack', 'commands', 'commands/ack', 'stats', 'presence'] as const
 export type Channel = typeof CHANNELS[number]
 
 export const SYS_PREFIX = '$SYS/'
 const ROOT = 'robots/'
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 export function robotTopic (uuid: string, channel: Channel): string {
   return `${ROOT}${uuid}/${channel}`
@@ -28,7 +29,7 @@ export function parseTopic (topic: string, filter = false): ParsedTopic | null {
   const uuid = topic.slice(ROOT.length, slash)
   const channel = topic.slice(slash + 1)
   if (!(CHANNELS as readonly string[]).includes(channel)) return null
-  if (uuid === '+' ? !filter : !UUID.test(uuid)) return null
+  if (uuid === '+' ? !filter : !isUuid(uuid)) return null
   return { uuid, channel: channel as Channel }
 }
 

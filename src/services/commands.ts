@@ -6,6 +6,7 @@ import { Op, QueryTypes } from 'sequelize'
 import { sqliteDate, type Database } from '../db/index.js'
 import type { Command } from '../db/models/index.js'
 import type { CommandStatus, RobotCommand } from '../contract/payloads.js'
+import { isUuid } from '../contract/uuid.js'
 import { Errors } from '../errors.js'
 import type { EventBus } from '../events.js'
 import type { AccessService, UserPrincipal } from './access.js'
@@ -68,8 +69,10 @@ SELECT command FROM c`
 // Command ids are UUIDs, stored in lower case: anything else a robot sends
 // names no command (and PostgreSQL would refuse it as a uuid); capitals name
 // the same command on both databases.
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-const commandKey = (id: string): string | null => UUID.test(id) ? id.toLowerCase() : null
+function commandKey (id: string): string | null {
+  const key = id.toLowerCase()
+  return isUuid(key) ? key : null
+}
 
 const iso = (d: Date | null | undefined): string | null => d === null || d === undefined ? null : d.toISOString()
 const OPEN: CommandStatus[] = ['pending', 'delivered']

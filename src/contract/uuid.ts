@@ -1,0 +1,7 @@
+// Robot uuids and command ids (CONTRACT §3, §5): UUIDs in the canonical,
+// lower-case form that United issues them in.
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+export function isUuid (value: string): boolean {
+  return UUID.test(value)
+}
