@@ -1,6 +1,6 @@
 // Who may publish and subscribe where (CONTRACT §3): one table and three
 // pure functions. The broker hooks are thin adapters around these.
-import { isSysTopic, parseTopic, type Channel } from './topics.js'
+import { isSysTopic, ownChannel, parseTopic, type Channel } from './topics.js'
 
 export type Principal =
   | { kind: 'robot', uuid: string }
@@ -34,6 +34,10 @@ const deny = (reason: string): Decision => ({ allow: false, reason })
 /** A user may publish nothing; a robot only its own data and commands/ack. */
 export function canPublish (who: Principal, topic: string): Decision {
   if (who.kind === 'user') return deny('users may not publish')
+  // Every frame comes this way: a robot's own topic is recognised by string
+  // comparisons alone; only other topics are parsed, to say why they are refused.
+  const own = ownChannel(topic, who.uuid)
+  if (own !== null && ACL[own].robotPublishes) return allow
   if (isSysTopic(topic)) return deny('$SYS is reserved')
   const t = parseTopic(topic)
   if (t === null) return deny('not a robot topic')
@@ -67,10 +71,13 @@ export function canSubscribe (who: Principal, filter: string, access: AccessView
  * delivery at once.
  */
 export function canForward (who: Principal, topic: string, access: AccessView): boolean {
-  if (isSysTopic(topic)) return who.kind === 'user' && who.isStaff
+  if (who.kind === 'robot') {
+    const own = ownChannel(topic, who.uuid) // a robot's only messages: its own acks and commands
+    return own !== null && ACL[own].robotSubscribes
+  }
+  if (isSysTopic(topic)) return who.isStaff
   const t = parseTopic(topic)
   if (t === null) return false
-  if (who.kind === 'robot') return t.uuid === who.uuid && ACL[t.channel].robotSubscribes
   if (!ACL[t.channel].usersSubscribe) return false
   return who.isStaff || access.canAccess(who.id, t.uuid)
 }

@@ -96,13 +96,19 @@ const UNIQUE_VIOLATION = '23505' // SQLSTATE
 // JSON.parse reads any number literal, but PostgreSQL's numeric refuses more
 // than 16,383 digits after the point or 131,072 before it: JSON.parse reads
 // 1e-20000 as 0, PostgreSQL fails the statement (the whole batch). A frame
-// whose text has a long digit run or a three-digit exponent (also a string
-// that merely looks like one) is serialized again instead of stored verbatim.
+// whose text could hold such a number (also a string that merely looks like
+// one) is serialized again instead of stored verbatim: one with a three-digit
+// exponent, or, in a text over 4,096 characters, a run of 100 digits. A
+// shorter text holds no number long enough to matter, and testing it for
+// digit runs cost ~0.6 µs per position frame (measured: 0.72 against 0.15 µs).
+const VERBATIM_UNSAFE_SHORT = /[eE][+-]?\d{3}/
 const VERBATIM_UNSAFE = /\d{100}|[eE][+-]?\d{3}/
 
 /** The frame's JSON text: the robot's own, or serialized again when there is none or it is not safe to store as is. */
 function frameText (r: QueuedFrame): string {
-  return r.text !== undefined && !VERBATIM_UNSAFE.test(r.text) ? r.text : JSON.stringify({ id: r.frameId, type: r.type, data: r.data })
+  const text = r.text
+  if (text !== undefined && !(text.length <= 4096 ? VERBATIM_UNSAFE_SHORT : VERBATIM_UNSAFE).test(text)) return text
+  return JSON.stringify({ id: r.frameId, type: r.type, data: r.data })
 }
 
 /** A time as PG_INSERT reads it: milliseconds since the epoch, or null. */

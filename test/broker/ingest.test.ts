@@ -588,6 +588,7 @@ t.test('frames are stored as JSON.parse reads them, however the robot wrote the 
     'a duplicate key': `{"id":"dup-key","type":1,"data":{"speed":1,"speed":2,"position_x":2,"position_y":3,"angle_theta":4,${dt}}}`,
     'an exponent PostgreSQL numeric cannot hold': `{"id":"tiny","type":1,"data":{"speed":1e-20000,"position_x":2,"position_y":3,"angle_theta":4,${dt}}}`,
     'a 20,000-digit fraction': `{"id":"long","type":1,"data":{"speed":0.${'0'.repeat(20_000)}1,"position_x":2,"position_y":3,"angle_theta":4,${dt}}}`,
+    'a 150-digit number in a short frame': `{"id":"wide","type":1,"data":{"speed":${'9'.repeat(150)},"position_x":-0.${'1'.repeat(150)},"position_y":3,"angle_theta":4,${dt}}}`,
     'a three-digit exponent': `{"id":"huge","type":1,"data":{"speed":1e300,"position_x":-1.7976931348623157e308,"position_y":3,"angle_theta":4,${dt}}}`,
     'an id that looks like an exponent': `{"id":"e123","type":1,"data":{"speed":1,"position_x":2,"position_y":3,"angle_theta":4,${dt}}}`
   }
