@@ -63,7 +63,8 @@ export function createFrameService ({ db, access }: { db: Database, access: Acce
       if (query.cursor !== undefined) {
         const [at, frameId] = decodeCursor(query.cursor, ['date', 'string']) as [string, string]
         const date = new Date(at)
-        where.push({ [Op.or]: [{ receivedAt: { [Op.lt]: date } }, { receivedAt: date, frameId: { [Op.lt]: frameId } }] })
+        // The first condition bounds the index scan; the second orders the frames received in the same millisecond.
+        where.push({ receivedAt: { [Op.lte]: date } }, { [Op.or]: [{ receivedAt: { [Op.lt]: date } }, { frameId: { [Op.lt]: frameId } }] })
       }
       const rows = await Frame.findAll({ where: { [Op.and]: where }, order: [['receivedAt', 'DESC'], ['frameId', 'DESC']], limit: limit + 1 })
       return toPage(rows, limit, view, (row) => [row.receivedAt.toISOString(), row.frameId])

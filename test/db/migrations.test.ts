@@ -1,8 +1,9 @@
 // Migrations over a database that already holds data: 003 turns frames'
 // (robot_id, frame_id) into the primary key and keeps every stored frame;
 // its down step brings the surrogate id back. 004 drops frames' foreign key
-// on PostgreSQL and its down step restores it. On SQLite, and on PostgreSQL
-// when TEST_DATABASE_URL is set.
+// on PostgreSQL and its down step restores it. 005 narrows the history index
+// to (robot_id, received_at) on PostgreSQL, and its down step widens it
+// again. On SQLite, and on PostgreSQL when TEST_DATABASE_URL is set.
 import t, { type Test } from 'tap'
 import { QueryTypes, type QueryInterface, type Sequelize } from 'sequelize'
 import { SequelizeStorage, Umzug } from 'umzug'
@@ -68,7 +69,7 @@ t.test('004 drops frames\' foreign key on PostgreSQL only, and its down step res
   const keys = async (): Promise<number> => (await sequelize.getQueryInterface().getForeignKeyReferencesForTable('frames') as unknown[]).length
   await umzug.up({ to: '003-frames-natural-key' })
   t.equal(await keys(), 1, 'frames reference robots before 004')
-  t.same((await umzug.up()).map((m) => m.name), ['004-frames-without-foreign-key'], 'only 004 was pending')
+  t.same((await umzug.up({ to: '004-frames-without-foreign-key' })).map((m) => m.name), ['004-frames-without-foreign-key'], 'only 004 was pending')
   t.equal(await keys(), pgBase === undefined ? 1 : 0, pgBase === undefined ? 'SQLite keeps the key' : 'PostgreSQL has none')
 
   const now = new Date('2024-05-01T12:00:00.000Z')
@@ -83,5 +84,22 @@ t.test('004 drops frames\' foreign key on PostgreSQL only, and its down step res
   t.equal(await keys(), 1, 'down: frames reference robots again')
   const rows = await sequelize.query<{ frame_id: string }>('SELECT frame_id FROM frames ORDER BY frame_id', { type: QueryTypes.SELECT })
   t.same(rows.map((r) => r.frame_id), ['kept'], "a robot's frame is kept, an orphan is not")
-  t.same((await umzug.up()).map((m) => m.name), ['004-frames-without-foreign-key'], 'and 004 applies again')
+  t.same((await umzug.up({ to: '004-frames-without-foreign-key' })).map((m) => m.name), ['004-frames-without-foreign-key'], 'and 004 applies again')
+})
+
+t.test('005 narrows the history index on PostgreSQL only, and its down step widens it again', async (t) => {
+  const { sequelize, umzug } = await migrator(t)
+  const historyIndexes = async (): Promise<string[]> => {
+    const found = await sequelize.getQueryInterface().showIndex('frames') as Array<{ name: string, primary?: boolean, fields: Array<{ attribute: string }> }>
+    return found.filter((i) => i.primary !== true && !i.name.endsWith('_pkey') && !i.name.startsWith('sqlite_autoindex'))
+      .map((i) => `${i.name}(${i.fields.map((f) => f.attribute).join(',')})`).sort()
+  }
+  await umzug.up({ to: '004-frames-without-foreign-key' })
+  const wide = ['frames_robot_received(robot_id,received_at,frame_id)']
+  t.same(await historyIndexes(), wide, 'before 005')
+  t.same((await umzug.up()).map((m) => m.name), ['005-frames-history-index'], 'only 005 was pending')
+  t.same(await historyIndexes(), pgBase === undefined ? wide : ['frames_robot_received_at(robot_id,received_at)'], pgBase === undefined ? 'SQLite keeps the wide index' : 'PostgreSQL has the narrow one')
+  await umzug.down()
+  t.same(await historyIndexes(), wide, 'down: the wide index is back')
+  t.same((await umzug.up()).map((m) => m.name), ['005-frames-history-index'], 'and 005 applies again')
 })

@@ -3,6 +3,7 @@
 // Frames are stored through the service, as the broker will store them.
 import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
+import { QueryTypes } from 'sequelize'
 import t, { type Test } from 'tap'
 import type { NewFrame } from '../../src/services/frames.js'
 import { authentication, bearer, build } from '../helper.js'
@@ -144,6 +145,47 @@ t.test('limit=7 pages through 50 frames, ties on received_at included, each exac
 
   const whole = await get(app, user.jwt, robot.uuid, '?limit=1000')
   t.same(items, whole.json().items, 'the pages concatenate to the one-page answer (same tie order)')
+})
+
+t.test('a deep page reads only its own frames: the cursor bounds the index scan', async (t) => {
+  // A robot streaming at 10 Hz stores 864,000 frames a day: a page far back
+  // in its history must not read every newer frame to skip it.
+  const app = await build(t)
+  const { user, robot } = await ownedRobot(app)
+  const id = await robotId(app, robot.uuid)
+  const rows: NewFrame[] = []
+  for (let i = 0; i < 3000; i++) rows.push(frame(`f-${String(i).padStart(5, '0')}`, at(Math.floor(i / 10)))) // ten frames per instant
+  for (let i = 0; i < rows.length; i += 500) await app.services.frames.store(id, rows.slice(i, i + 500))
+  const { sequelize } = app.db
+  const postgres = sequelize.getDialect() === 'postgres'
+  await sequelize.query(postgres ? 'ANALYZE frames' : 'ANALYZE')
+
+  const first = await get(app, user.jwt, robot.uuid, '?limit=1000')
+  const cursor = first.json().next_cursor as string
+  let sql: string | undefined
+  sequelize.addHook('afterQuery', 'capture-frames-page', (_options, query) => {
+    const text = (query as unknown as { sql?: string }).sql
+    if (text?.includes('frames') === true && text.includes('SELECT')) sql = text
+  })
+  const page = await get(app, user.jwt, robot.uuid, `?limit=50&cursor=${encodeURIComponent(cursor)}`)
+  sequelize.removeHook('afterQuery', 'capture-frames-page')
+  t.equal(page.statusCode, 200)
+  t.same(page.json().items.map((f: FrameItem) => f.frame_id), rows.slice(1950, 2000).map((f) => f.frameId).reverse(), 'the 1,001st to 1,050th newest')
+  if (sql === undefined) throw new Error('the page query was not seen')
+
+  if (postgres) {
+    interface Plan { 'Node Type': string, 'Relation Name'?: string, 'Actual Rows'?: number, 'Rows Removed by Filter'?: number, Plans?: Plan[] }
+    const [[explained]] = await sequelize.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${sql.replace(/;\s*$/, '')}`) as unknown as [[{ 'QUERY PLAN': [{ Plan: Plan }] }]]
+    const scans: Plan[] = []
+    const visit = (plan: Plan): void => { if (plan['Relation Name'] === 'frames') scans.push(plan); for (const p of plan.Plans ?? []) visit(p) }
+    visit(explained['QUERY PLAN'][0].Plan)
+    t.same(scans.map((p) => p['Node Type']), ['Index Scan'], 'one index scan of frames')
+    const read = scans.reduce((n, p) => n + (p['Actual Rows'] ?? 0) + (p['Rows Removed by Filter'] ?? 0), 0)
+    t.ok(read <= 2 * 51, `the scan read ${read} frames for a page of 50, not the 1,000 newer ones`)
+  } else {
+    const plan = await sequelize.query(`EXPLAIN QUERY PLAN ${sql.replace(/;\s*$/, '')}`, { type: QueryTypes.SELECT }) as Array<{ detail: string }>
+    t.ok(plan.some((step) => /USING INDEX frames_robot_received \(robot_id=\? AND received_at<\?\)/.test(step.detail)), `the index search bounds received_at: ${JSON.stringify(plan)}`)
+  }
 })
 
 t.test('type filters the frames, with pagination', async (t) => {
