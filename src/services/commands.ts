@@ -11,7 +11,7 @@ import { Errors } from '../errors.js'
 import type { EventBus } from '../events.js'
 import type { AccessService, UserPrincipal } from './access.js'
 import type { AuditContext, AuditService } from './audit.js'
-import { decodeCursor, pageLimit, toPage, type Page, type PageRequest } from './pagination.js'
+import { decodeCursor, olderThan, pageLimit, toPage, type Page, type PageRequest } from './pagination.js'
 import type { PresenceService } from './presence.js'
 
 export interface CommandView {
@@ -140,8 +140,7 @@ export function createCommandService ({ db, events, audit, access, presence, tim
       const where: Record<string | symbol, unknown>[] = [{ robotId: robot.id }]
       if (page.cursor !== undefined) {
         const [at, id] = decodeCursor(page.cursor, ['date', 'string']) as [string, string]
-        const date = new Date(at)
-        where.push({ [Op.or]: [{ createdAt: { [Op.lt]: date } }, { createdAt: date, id: { [Op.lt]: id } }] })
+        where.push(...olderThan('createdAt', new Date(at), 'id', id))
       }
       const rows = await Command.findAll({ where: { [Op.and]: where }, order: [['createdAt', 'DESC'], ['id', 'DESC']], limit: limit + 1 })
       return toPage(rows, limit, (row) => view(row, robot.uuid), (row) => [row.createdAt.toISOString(), row.id])

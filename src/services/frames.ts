@@ -4,7 +4,7 @@ import { Op } from 'sequelize'
 import type { Database } from '../db/index.js'
 import type { Frame } from '../db/models/index.js'
 import type { AccessService, UserPrincipal } from './access.js'
-import { decodeCursor, pageLimit, toPage, type Page, type PageRequest } from './pagination.js'
+import { decodeCursor, olderThan, pageLimit, toPage, type Page, type PageRequest } from './pagination.js'
 
 export interface NewFrame {
   frameId: string
@@ -62,9 +62,7 @@ export function createFrameService ({ db, access }: { db: Database, access: Acce
       if (query.to !== undefined) where.push({ receivedAt: { [Op.lte]: query.to } })
       if (query.cursor !== undefined) {
         const [at, frameId] = decodeCursor(query.cursor, ['date', 'string']) as [string, string]
-        const date = new Date(at)
-        // The first condition bounds the index scan; the second orders the frames received in the same millisecond.
-        where.push({ receivedAt: { [Op.lte]: date } }, { [Op.or]: [{ receivedAt: { [Op.lt]: date } }, { frameId: { [Op.lt]: frameId } }] })
+        where.push(...olderThan('receivedAt', new Date(at), 'frameId', frameId))
       }
       const rows = await Frame.findAll({ where: { [Op.and]: where }, order: [['receivedAt', 'DESC'], ['frameId', 'DESC']], limit: limit + 1 })
       return toPage(rows, limit, view, (row) => [row.receivedAt.toISOString(), row.frameId])

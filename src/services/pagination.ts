@@ -1,5 +1,6 @@
 // Keyset pagination shared by every list (CONTRACT §6): `limit`, an opaque
 // `cursor`, and `{items, next_cursor}`. No OFFSET anywhere.
+import { Op } from 'sequelize'
 import { Errors } from '../errors.js'
 
 export interface PageRequest { limit?: number, cursor?: string }
@@ -44,4 +45,15 @@ export function toPage<R, T> (rows: R[], limit: number, view: (row: R) => T, key
   const pageRows = more ? rows.slice(0, limit) : rows
   const last = pageRows[pageRows.length - 1]
   return { items: pageRows.map(view), next_cursor: more && last !== undefined ? encodeCursor(key(last)) : null }
+}
+
+/**
+ * The rows after a cursor `(at, id)` of a list ordered by `at` then `id`,
+ * both descending: `at <= cursor's` bounds the scan of an index on
+ * (…, at), the second condition skips the rows of that same instant up to the
+ * cursor's id. Written as one OR (`at < x OR (at = x AND id < y)`), it gave
+ * PostgreSQL no bound: a page 1,000 rows deep read the 1,000 newer rows.
+ */
+export function olderThan (atField: string, at: Date, idField: string, id: string): Array<Record<string | symbol, unknown>> {
+  return [{ [atField]: { [Op.lte]: at } }, { [Op.or]: [{ [atField]: { [Op.lt]: at } }, { [idField]: { [Op.lt]: id } }] }]
 }

@@ -324,6 +324,24 @@ t.test('commands paginate with limit=2 over 5, each exactly once, newest first',
   t.same(full.json().items.map((c: { id: string }) => c.id), seen.map((c) => c.id), 'pages concatenate to the full list')
 })
 
+t.test('commands issued in the same millisecond page through by id, each exactly once', async (t) => {
+  const app = await build(t)
+  const { user, robot } = await connectedRobot(app)
+  const ids: string[] = []
+  for (const command of ['auto', 'manual', 'idle', 'error', 'auto']) ids.push(await issue(app, user.jwt, robot.uuid, command))
+  await app.db.sequelize.query('UPDATE commands SET created_at = ?', { replacements: [new Date('2024-05-01T12:00:00.000Z')] })
+
+  const seen: string[] = []
+  let cursor: string | null = null
+  do {
+    const res = await listCommands(app, user.jwt, robot.uuid, `?limit=2${cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`}`)
+    t.equal(res.statusCode, 200)
+    seen.push(...res.json().items.map((c: { id: string }) => c.id))
+    cursor = res.json().next_cursor
+  } while (cursor !== null && seen.length < 10)
+  t.same(seen, [...ids].sort().reverse(), 'every command once, by id descending')
+})
+
 t.test('GET /robots/{uuid}/commands refuses other users, bad cursors and no JWT', async (t) => {
   const app = await build(t)
   const { user, robot } = await connectedRobot(app)
