@@ -2,11 +2,21 @@
 // server, provisioned through its Management API) and the bare Aedes broker.
 // Both run as child processes; the load comes from the runner's process.
 import { randomBytes, randomUUID } from 'node:crypto'
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { mapLimit, now, type Credentials } from './load.js'
 import { collectGarbage, runNode, spawnNode, type Spawned } from './proc.js'
+
+/**
+ * The node flags of `npm start` (package.json), which the Dockerfile's CMD
+ * repeats: the benchmark runs United as it ships.
+ */
+const UNITED_NODE_ARGS: string[] = (() => {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } }
+  const words = pkg.scripts.start.split(/\s+/)
+  return words.slice(words.indexOf('node') + 1).filter((w) => w.startsWith('--'))
+})()
 
 export type TargetName = 'united' | 'bare'
 
@@ -103,8 +113,9 @@ export class United implements Target {
   }
 
   async start (): Promise<void> {
+    // The flags United runs with (npm start, the Dockerfile), then
     // BENCH_SERVER_NODE_ARGS: extra node flags for United, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`
-    const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '')
+    const nodeArgs = [...UNITED_NODE_ARGS, ...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '')]
     this.proc = spawnNode(this.files.server, [], { cwd: this.dir, env: this.env, label: 'United', inspect: true, nodeArgs })
     await this.proc.waitFor(/MQTT \(WS\)\s+\S+/, 60_000)
     const out = this.proc.output()
