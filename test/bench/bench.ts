@@ -6,7 +6,7 @@
 // stdout (the United line carries `ratio` = United/bare of `ratio_of`), a
 // summary on stderr, and writes the chart (chart.svg beside this file).
 //
-//   npm run bench -- [--robots 100] [--window 10] [--duration 10 | --frames N]
+//   npm run bench -- [--robots 100] [--window 10] [--duration 30 | --frames N]
 //                    [--scenarios a,b,…] [--idle 1000,5000] [--chart 10,50,100,200]
 import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
@@ -46,10 +46,12 @@ const USAGE = `usage: npm run bench -- [options]
 
   --robots N          robots of the workloads (default 100)
   --window N          frames in flight per robot, closed loop (default 10)
-  --duration S        seconds per workload (default 10; command-latency runs at least 30)
+  --duration S        seconds per workload (default 30; command-latency runs at least 30)
   --frames N          frames per robot for the closed loops, instead of --duration
   --rounds N          closed loops alternate between United and bare in N rounds of
                       duration/N s each, so that the machine's drift weighs on both (default 3)
+  --warmup S          closed loops: S s of the same load on each target before the
+                      measured rounds, not counted but for its errors (default 3; 0: none)
   --scenarios LIST    comma list (default all): ${SCENARIOS.join(', ')}
                       (aliases: storm, tcp, ws, ingest, paced, fanout, command, idle)
   --idle LIST         idle robot counts for idle-rss (default 1000,5000)
@@ -59,7 +61,7 @@ const USAGE = `usage: npm run bench -- [options]
   --fanout-hz N       ws-fanout: the robot sends N frames/s (default 100; 0: closed loop with --window)
   --command-rate N    command-latency: commands per second (default 20)
   --stream-hz N       command-latency: frames/s of each robot meanwhile (default 10; 0: none)
-  --timeout MIN       give up after this many minutes (default 30)
+  --timeout MIN       give up after this many minutes (default 45)
 
 Env: DATABASE_URL (United's database; default: SQLite in a fresh temp directory).
      BENCH_SERVER_NODE_ARGS (extra node flags for United, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").`
@@ -102,9 +104,10 @@ function readOptions () {
     options: {
       robots: { type: 'string', default: '100' },
       window: { type: 'string', default: '10' },
-      duration: { type: 'string', default: '10' },
+      duration: { type: 'string', default: '30' },
       frames: { type: 'string' },
       rounds: { type: 'string', default: '3' },
+      warmup: { type: 'string', default: '3' },
       scenarios: { type: 'string', default: 'all' },
       idle: { type: 'string', default: '1000,5000' },
       chart: { type: 'string', default: '10,50,100,200' },
@@ -113,7 +116,7 @@ function readOptions () {
       'fanout-hz': { type: 'string', default: '100' },
       'command-rate': { type: 'string', default: '20' },
       'stream-hz': { type: 'string', default: '10' },
-      timeout: { type: 'string', default: '30' },
+      timeout: { type: 'string', default: '45' },
       help: { type: 'boolean', short: 'h' }
     },
     strict: true
@@ -135,6 +138,7 @@ function readOptions () {
     frames: values.frames === undefined ? undefined : positive(values.frames, 'frames'),
     // with --frames each robot sends its frames in one go: rounds would not split them
     rounds: values.frames === undefined ? positive(values.rounds, 'rounds') : 1,
+    warmup: nonNegative(values.warmup, 'warmup'),
     scenarios,
     idle: [...new Set(list(values.idle, 'idle'))].sort((a, b) => a - b),
     chart: [...new Set(list(values.chart, 'chart'))].sort((a, b) => a - b),
@@ -335,11 +339,15 @@ async function main (): Promise<void> {
    * (United, bare, United, bare…) of duration/rounds seconds each, with both
    * fleets connected throughout: a slow minute of the machine then weighs on
    * both targets instead of on whichever ran during it. Frames, time, CPU and
-   * latency samples add up over the rounds.
+   * latency samples add up over the rounds. Before the first round each
+   * target gets `opts.warmup` seconds of the same load, measured for nothing
+   * but its errors: the first seconds of a fresh process cost more per frame
+   * (code not yet optimized by V8, a heap still growing, PostgreSQL's first
+   * pages of an empty table), and a fleet streams for hours, not seconds.
    */
   async function ingestPair (scenario: string, transport: 'tcp' | 'ws', robots: number): Promise<Fields[]> {
     const sides = targets.map((t) => ({ t, rec: new Recorder(), fleet: [] as Robot[], elapsed: 0, marks: [] as Fields[], error: undefined as string | undefined }))
-    say(`${scenario} on ${targets.map((t) => t.name).join(' and ')}, ${opts.rounds} alternating round${opts.rounds === 1 ? '' : 's'}…`)
+    say(`${scenario} on ${targets.map((t) => t.name).join(' and ')}, ${opts.warmup > 0 ? `${opts.warmup} s of warm-up each, then ` : ''}${opts.rounds} alternating round${opts.rounds === 1 ? '' : 's'}…`)
     try {
       for (const side of sides) {
         try {
@@ -349,6 +357,21 @@ async function main (): Promise<void> {
           side.error = errText(err)
           say(`${scenario} on ${side.t.name} failed: ${side.error}`)
         }
+      }
+      for (const side of sides) {
+        if (side.error !== undefined || opts.warmup === 0) continue
+        const warm = new Recorder()
+        try {
+          await closedLoop(side.fleet, warm, { window: opts.window, durationS: opts.warmup, tag: nextTag() })
+        } catch (err) {
+          side.error = errText(err)
+          say(`${scenario} on ${side.t.name} failed while warming up: ${side.error}`)
+        }
+        side.rec.errorAcks += warm.errorAcks
+        side.rec.missing += warm.missing
+        side.rec.disconnects += warm.disconnects
+        side.rec.failures += warm.failures
+        side.rec.duplicateAcks += warm.duplicateAcks
       }
       for (let r = 0; r < opts.rounds; r++) {
         for (const side of sides) {
@@ -378,6 +401,7 @@ async function main (): Promise<void> {
             robots,
             window: opts.window,
             rounds: opts.rounds,
+            warmup_s: opts.warmup,
             frames: rec.ok,
             duration_s: round(elapsed),
             frames_per_s: round(rec.ok / elapsed, 0),
