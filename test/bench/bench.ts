@@ -367,11 +367,7 @@ async function main (): Promise<void> {
           side.error = errText(err)
           say(`${scenario} on ${side.t.name} failed while warming up: ${side.error}`)
         }
-        side.rec.errorAcks += warm.errorAcks
-        side.rec.missing += warm.missing
-        side.rec.disconnects += warm.disconnects
-        side.rec.failures += warm.failures
-        side.rec.duplicateAcks += warm.duplicateAcks
+        side.rec.addErrors(warm)
       }
       for (let r = 0; r < opts.rounds; r++) {
         for (const side of sides) {

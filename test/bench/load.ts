@@ -30,6 +30,15 @@ export class Recorder {
     return this.errorAcks + this.missing + this.disconnects + this.failures
   }
 
+  /** Counts `other`'s errors (and duplicate acks) here too, but none of its frames or latencies. */
+  addErrors (other: Recorder): void {
+    this.errorAcks += other.errorAcks
+    this.missing += other.missing
+    this.disconnects += other.disconnects
+    this.failures += other.failures
+    this.duplicateAcks += other.duplicateAcks
+  }
+
   latency (): { p50_ms: number, p99_ms: number, max_ms: number } {
     return percentiles(this.samples)
   }
