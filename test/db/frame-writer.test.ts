@@ -6,7 +6,7 @@
 import t from 'tap'
 import { build, onFrameInsert } from '../helper.js'
 import { createRobot, queuedFrame, robotIdOf } from '../factory.js'
-import { createFrameWriter, type FrameWriter } from '../../src/services/frame-writer.js'
+import { createFrameWriter, type FrameWriter, type QueuedFrame } from '../../src/services/frame-writer.js'
 
 t.test('with a linger, frames that follow a batch gather into one; a full batch and a flush do not wait', async (t) => {
   const app = await build(t)
@@ -69,4 +69,39 @@ t.test('a batch that resends a stored frame id is written again idempotently: ev
   await batch(forgetting, ['f'])
   t.same(await stored(), ['a', 'b', 'c', 'd', 'e', 'f'], 'each frame stored once again')
   if (app.db.dialect === 'postgres') t.same(statements, ['plain', 'idempotent', 'plain'], 'after the window, batches try without ON CONFLICT again')
+})
+
+t.test("one batch of frames from several robots, each frame's own text however written: each row stored as its text reads", async (t) => {
+  const app = await build(t)
+  const [one, two] = await Promise.all([createRobot(app), createRobot(app)])
+  const [oneId, twoId] = await Promise.all([robotIdOf(app, one.uuid), robotIdOf(app, two.uuid)])
+  const position = { speed: 1, position_x: 2, position_y: 3, angle_theta: 4, datetime: '2024-05-01 12:00:00' }
+  const recordedAt = new Date('2024-05-01T12:00:00Z')
+  const receivedAt = new Date('2024-05-01T12:00:01.250Z')
+  const frames: QueuedFrame[] = [
+    // On PostgreSQL the batch's texts travel joined by U+001E: the character
+    // may stand in a frame only escaped, and its escape is stored as a
+    // string holding the character.
+    { frameId: 'rs-\u001e-\u0001-\n', text: '{"id":"rs-\\u001e-\\u0001-\\n","type":1,"data":' + JSON.stringify(position) + '}' },
+    { frameId: 'spaced', text: '\n{ "id" : "spaced" ,\t"type" : 1 ,\r\n "data" : ' + JSON.stringify(position, null, 2) + ' }\n' },
+    { frameId: 'unicode-é🤖', text: '{"id":"unicode-\\u00e9🤖","type":1,"data":' + JSON.stringify(position) + '}' },
+    // A frame without its text is serialized again.
+    { frameId: 'no-text' },
+    { frameId: 'no-recorded-at', robotId: twoId, recordedAt: null }
+  ].map((f) => ({ robotId: oneId, type: 1, data: { ...position }, recordedAt, receivedAt, ...f }))
+  const batches: number[] = []
+  const writer = createFrameWriter({ db: app.db, log: app.log })
+  writer.observe((rows, _seconds, ok) => { batches.push(ok ? rows : -rows) })
+  await Promise.all(frames.map((f) => writer.write(f)))
+  t.same(batches, [frames.length], 'one batch, committed')
+
+  const rows = await app.db.models.Frame.findAll({ order: [['frameId', 'ASC']] })
+  t.same(rows.map((r) => r.frameId), frames.map((f) => f.frameId).sort(), 'every frame stored once, its id unescaped')
+  for (const f of frames) {
+    const row = rows.find((r) => r.frameId === f.frameId)
+    t.same(row?.data, position, `${JSON.stringify(f.frameId)}: data as its text reads`)
+    t.equal(row?.robotId, f.robotId, `${JSON.stringify(f.frameId)}: its own robot`)
+    t.equal(row?.recordedAt?.getTime() ?? null, f.recordedAt?.getTime() ?? null, `${JSON.stringify(f.frameId)}: recorded_at`)
+    t.equal(row?.receivedAt.getTime(), receivedAt.getTime(), `${JSON.stringify(f.frameId)}: received_at to the millisecond`)
+  }
 })
