@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util'
 import type { MqttClient } from 'mqtt'
 import { renderChart, type ChartPoint } from './chart.js'
 import { closedLoop, connect, mapLimit, now, paced, percentiles, Recorder, Robot, round } from './load.js'
-import { CommandCpuMeter, cpuSeconds, hostBusySeconds, killChildren, ProcMeter, rssMiB, settle, sleep, stopChildren } from './proc.js'
+import { CommandCpuMeter, cpuSeconds, hostCpuSeconds, killChildren, ProcMeter, rssMiB, settle, sleep, stopChildren } from './proc.js'
 import { Bare, United, type Target } from './targets.js'
 
 const ROOT = resolve(import.meta.dirname, '..', '..', '..') // dist/test/bench → the repository
@@ -167,7 +167,7 @@ class Mark {
   private meter: ProcMeter | undefined
   private cpu0: NodeJS.CpuUsage | undefined
   private t0 = 0
-  private host0 = 0
+  private host0 = { busy: 0, steal: 0 }
   private others0 = 0
   private dbMeter: CommandCpuMeter | undefined
   result: Fields | undefined
@@ -179,7 +179,7 @@ class Mark {
     this.meter = new ProcMeter(this.target.proc.pid)
     this.cpu0 = process.cpuUsage()
     this.t0 = now()
-    this.host0 = hostBusySeconds()
+    this.host0 = hostCpuSeconds()
     this.others0 = this.othersCpu()
     this.dbMeter = this.db === undefined ? undefined : new CommandCpuMeter(this.db)
   }
@@ -193,7 +193,8 @@ class Mark {
     const m = this.meter.stop()
     const c = process.cpuUsage(this.cpu0)
     const client = (c.user + c.system) / 1e6
-    const host = hostBusySeconds() - this.host0
+    const host1 = hostCpuSeconds()
+    const host = host1.busy - this.host0.busy
     const db = this.dbMeter?.stop() ?? 0
     this.result = {
       server_cpu_s: round(m.cpu_s),
@@ -202,7 +203,9 @@ class Mark {
       ...(this.db === undefined ? {} : { db_cpu_s: round(db) }),
       client_cpu_s: round(client),
       // CPU used meanwhile by anything else on the machine: a large value means the figures were disturbed
-      other_cpu_s: round(Math.max(0, host - m.cpu_s - client - db - (this.othersCpu() - this.others0)))
+      other_cpu_s: round(Math.max(0, host - m.cpu_s - client - db - (this.othersCpu() - this.others0))),
+      // of which the hypervisor ran something else on this VM's cores (steal time)
+      steal_cpu_s: round(host1.steal - this.host0.steal)
     }
   }
 }
@@ -217,7 +220,8 @@ function sumMarks (marks: Fields[], wallS: number): Fields {
     server_rss_mib: marks.some((m) => typeof m.server_rss_mib === 'number') ? Math.max(...marks.map((m) => typeof m.server_rss_mib === 'number' ? m.server_rss_mib : 0)) : undefined,
     db_cpu_s: sum('db_cpu_s'),
     client_cpu_s: sum('client_cpu_s'),
-    other_cpu_s: sum('other_cpu_s')
+    other_cpu_s: sum('other_cpu_s'),
+    steal_cpu_s: sum('steal_cpu_s')
   }
   for (const k of Object.keys(fields)) if (fields[k] === undefined) delete fields[k]
   return fields
@@ -253,11 +257,11 @@ async function main (): Promise<void> {
   say(`run ${runId}: ${opts.robots} robots, window ${opts.window}, ${opts.frames !== undefined ? `${opts.frames} frames/robot` : `${opts.duration} s`} per workload; United on ${dbLabel}; ${cpus().length} CPUs; Node ${process.version}`)
   say(`scenarios: ${[...opts.scenarios].join(', ')}`)
   {
-    const b0 = hostBusySeconds()
+    const b0 = hostCpuSeconds().busy
     const c0 = process.cpuUsage()
     await sleep(2000)
     const c = process.cpuUsage(c0)
-    const busy = (hostBusySeconds() - b0 - (c.user + c.system) / 1e6) / 2
+    const busy = (hostCpuSeconds().busy - b0 - (c.user + c.system) / 1e6) / 2
     if (busy > 0.15) say(`warning: other processes use ${Math.round(busy * 100)}% of a core on this ${cpus().length}-CPU machine: the figures will be disturbed (see other_cpu_s)`)
   }
 

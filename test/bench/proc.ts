@@ -66,13 +66,13 @@ export function rssMiB (pid: number): number {
   return m === null ? NaN : Number(m[1]) / 1024
 }
 
-/** Busy CPU seconds of the whole machine (all cores), from /proc/stat. */
-export function hostBusySeconds (): number {
+/** The whole machine's CPU counters (all cores) from /proc/stat, in seconds: busy (steal included) and steal alone. */
+export function hostCpuSeconds (): { busy: number, steal: number } {
   const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] as string
   const f = line.trim().split(/\s+/).slice(1).map(Number)
   // user nice system idle iowait irq softirq steal (guest time is already in user)
   const total = f.slice(0, 8).reduce((a, b) => a + b, 0)
-  return (total - (f[3] ?? 0) - (f[4] ?? 0)) / CLK_TCK
+  return { busy: (total - (f[3] ?? 0) - (f[4] ?? 0)) / CLK_TCK, steal: (f[7] ?? 0) / CLK_TCK }
 }
 
 /**
