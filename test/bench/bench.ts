@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { MqttClient } from 'mqtt'
@@ -170,6 +171,7 @@ class Mark {
   private host0 = { busy: 0, steal: 0 }
   private others0 = 0
   private dbMeter: CommandCpuMeter | undefined
+  private lag: IntervalHistogram | undefined
   result: Fields | undefined
   /** `db`: the name of the database server's processes when it runs on this machine (postgres) */
   constructor (private readonly target: Target, private readonly others: Target[], private readonly db?: string) {}
@@ -182,6 +184,8 @@ class Mark {
     this.host0 = hostCpuSeconds()
     this.others0 = this.othersCpu()
     this.dbMeter = this.db === undefined ? undefined : new CommandCpuMeter(this.db)
+    this.lag = monitorEventLoopDelay({ resolution: 5 })
+    this.lag.enable()
   }
 
   private othersCpu (): number {
@@ -196,12 +200,15 @@ class Mark {
     const host1 = hostCpuSeconds()
     const host = host1.busy - this.host0.busy
     const db = this.dbMeter?.stop() ?? 0
+    this.lag?.disable()
     this.result = {
       server_cpu_s: round(m.cpu_s),
       server_cpu_pct: round((100 * m.cpu_s) / ((now() - this.t0) / 1000), 0),
       server_rss_mib: round(m.rss_mib, 1),
       ...(this.db === undefined ? {} : { db_cpu_s: round(db) }),
       client_cpu_s: round(client),
+      // the load generator's longest event-loop stall: the latencies it measured include it
+      client_stall_max_ms: this.lag === undefined ? undefined : round(this.lag.max / 1e6, 1),
       // CPU used meanwhile by anything else on the machine: a large value means the figures were disturbed
       other_cpu_s: round(Math.max(0, host - m.cpu_s - client - db - (this.othersCpu() - this.others0))),
       // of which the hypervisor ran something else on this VM's cores (steal time)
@@ -210,18 +217,20 @@ class Mark {
   }
 }
 
-/** The CPU and memory fields of several Marks of one target: sums, and the highest RSS. */
+/** The CPU and memory fields of several Marks of one target: sums, and the highest RSS and stall. */
 function sumMarks (marks: Fields[], wallS: number): Fields {
   const sum = (key: string): number | undefined => marks.some((m) => typeof m[key] === 'number') ? round(marks.reduce((s, m) => s + (typeof m[key] === 'number' ? m[key] : 0), 0)) : undefined
+  const max = (key: string): number | undefined => marks.some((m) => typeof m[key] === 'number') ? Math.max(...marks.map((m) => typeof m[key] === 'number' ? m[key] : 0)) : undefined
   const cpu = sum('server_cpu_s')
   const fields: Fields = {
     server_cpu_s: cpu,
     server_cpu_pct: cpu === undefined || wallS <= 0 ? undefined : round((100 * cpu) / wallS, 0),
-    server_rss_mib: marks.some((m) => typeof m.server_rss_mib === 'number') ? Math.max(...marks.map((m) => typeof m.server_rss_mib === 'number' ? m.server_rss_mib : 0)) : undefined,
+    server_rss_mib: max('server_rss_mib'),
     db_cpu_s: sum('db_cpu_s'),
     client_cpu_s: sum('client_cpu_s'),
     other_cpu_s: sum('other_cpu_s'),
-    steal_cpu_s: sum('steal_cpu_s')
+    steal_cpu_s: sum('steal_cpu_s'),
+    client_stall_max_ms: max('client_stall_max_ms')
   }
   for (const k of Object.keys(fields)) if (fields[k] === undefined) delete fields[k]
   return fields
