@@ -159,7 +159,8 @@ function nonNegative (s: string, what: string): number {
 }
 type Fields = Record<string, unknown>
 
-const say = (s: string): void => { process.stderr.write(`bench: ${s}\n`) }
+// each line with the time of day (UTC), so that it can be matched with the server's and the database's logs
+const say = (s: string): void => { process.stderr.write(`bench: ${new Date().toISOString().slice(11, 19)} ${s}\n`) }
 const range = (n: number, from = 0): number[] => Array.from({ length: Math.max(0, n - from) }, (_, i) => from + i)
 const errText = (err: unknown): string => err instanceof Error ? err.message : String(err)
 
