@@ -10,7 +10,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import fp from 'fastify-plugin'
 import admin from '../admin/index.js'
 import broker from '../broker/index.js'
-import type { Config } from './config.js'
+import { dbOptions, type Config } from './config.js'
 import http from './http/index.js'
 import authGuard from './http/plugins/auth-guard.js'
 import errorHandler from './http/plugins/error-handler.js'
@@ -64,7 +64,7 @@ export const app = fp(async (fastify: FastifyInstance, opts: { config: Config })
   await fastify.register(formbody, { bodyLimit: 64 * 1024 })
   await fastify.register(jwt, { secret: config.JWT_SECRET })
   await fastify.register(swagger, { version: VERSION })
-  await fastify.register(db, { url: config.DATABASE_URL })
+  await fastify.register(db, { url: config.DATABASE_URL, ...dbOptions(config) })
   await fastify.register(services, { config })
   await fastify.register(metrics)
   await fastify.register(authGuard)

@@ -10,6 +10,11 @@ export const ConfigSchema = Type.Object({
   HTTP_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8000 }),
   MQTT_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 1883 }),
   DATABASE_URL: Type.String({ default: 'sqlite:./data/united.sqlite', pattern: '^(sqlite:|postgres(ql)?://)' }),
+  PG_BACKEND_FLUSH_AFTER: Type.String({
+    default: '256kB',
+    pattern: '^([0-9]+(kB|MB)?|server)$',
+    description: "PostgreSQL's backend_flush_after for United's connections (0-2MB; 'server' keeps the server's own)"
+  }),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'reserved for cluster mode (not built yet): refused at start' })),
   JWT_SECRET: Type.Optional(Type.String({ minLength: 32 })),
   JWT_ACCESS_TTL: Type.Integer({ minimum: 1, default: 300 }),
@@ -53,6 +58,9 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   } catch (err) {
     throw new ConfigError(`invalid configuration: ${(err as Error).message.replace(/^env\//, '')}`)
   }
+  if (raw.PG_BACKEND_FLUSH_AFTER !== 'server' && flushAfterKb(raw.PG_BACKEND_FLUSH_AFTER) > 2048) {
+    throw new ConfigError(`invalid configuration: PG_BACKEND_FLUSH_AFTER must be 0-2MB (PostgreSQL's own bounds), or 'server'; got ${raw.PG_BACKEND_FLUSH_AFTER}`)
+  }
   if (raw.REDIS_URL !== undefined) {
     // Refuse rather than run as a lone node that an operator believes is part of a cluster.
     throw new ConfigError('REDIS_URL is set, but cluster mode is not built yet: run one node without REDIS_URL')
@@ -62,4 +70,17 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     throw new ConfigError('JWT_SECRET must be set (at least 32 characters) when NODE_ENV=production; generate one with: openssl rand -hex 32')
   }
   return { ...raw, JWT_SECRET: randomBytes(32).toString('hex'), jwtSecretGenerated: true }
+}
+
+/** What createDatabase takes from the configuration. */
+export function dbOptions (config: Config): { pgBackendFlushAfter?: string } {
+  return config.PG_BACKEND_FLUSH_AFTER === 'server' ? {} : { pgBackendFlushAfter: config.PG_BACKEND_FLUSH_AFTER }
+}
+
+/** `256kB`, `2MB`, or a bare number of 8 kB pages, as PostgreSQL reads backend_flush_after. */
+function flushAfterKb (value: string): number {
+  const n = Number.parseInt(value, 10)
+  if (value.endsWith('MB')) return n * 1024
+  if (value.endsWith('kB')) return n
+  return n * 8
 }

@@ -4,7 +4,7 @@
 import { createInterface } from 'node:readline/promises'
 import { parseArgs } from 'node:util'
 import pino from 'pino'
-import { ConfigError, loadConfig } from '../config.js'
+import { ConfigError, dbOptions, loadConfig } from '../config.js'
 import { createDatabase } from '../db/index.js'
 import { Errors } from '../errors.js'
 import { createServices } from '../services/index.js'
@@ -48,7 +48,7 @@ async function createSuperuser (args: string[]): Promise<number> {
 
   const config = loadConfig(process.env)
   const log = pino({ level: 'warn' })
-  const db = createDatabase(config.DATABASE_URL, log)
+  const db = createDatabase(config.DATABASE_URL, log, dbOptions(config))
   try {
     await db.migrate()
     const services = createServices({

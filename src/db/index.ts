@@ -60,7 +60,19 @@ export function sqliteStorage (url: string): string {
 
 const MIGRATION_LOCK = 738_512_001 // any constant: serializes nodes of a cluster starting together
 
-export function createDatabase (url: string, log?: FastifyBaseLogger): Database {
+export interface DatabaseOptions {
+  /**
+   * PostgreSQL's `backend_flush_after` for every connection of the pool, or
+   * undefined to keep the server's own (PG_BACKEND_FLUSH_AFTER, README
+   * "Running on PostgreSQL"). A frame's ack waits for its commit's flush, and
+   * the pages a busy fleet's inserts push out of shared buffers otherwise sit
+   * in the kernel's cache until they leave in one burst, which that flush
+   * then waits behind.
+   */
+  pgBackendFlushAfter?: string
+}
+
+export function createDatabase (url: string, log?: FastifyBaseLogger, options: DatabaseOptions = {}): Database {
   const logging = log !== undefined && log.level === 'trace' ? (sql: string) => log.trace({ sql }, 'sql') : false
   let sequelize: Sequelize
   let dialect: Database['dialect']
@@ -75,7 +87,14 @@ export function createDatabase (url: string, log?: FastifyBaseLogger): Database 
       dialect: 'postgres',
       logging,
       pool: { max: 10, min: 0, idle: 10_000, acquire: 10_000 },
-      dialectOptions: { connectionTimeoutMillis: 5000 }
+      dialectOptions: { connectionTimeoutMillis: 5000 },
+      hooks: {
+        afterConnect: async (connection: unknown) => {
+          if (options.pgBackendFlushAfter === undefined) return
+          // One round trip per new pooled connection, as Sequelize's own SETs.
+          await (connection as PgSetConnection).query("SELECT set_config('backend_flush_after', $1, false)", [options.pgBackendFlushAfter])
+        }
+      }
     })
     dialect = 'postgres'
   }
@@ -150,6 +169,7 @@ export function createDatabase (url: string, log?: FastifyBaseLogger): Database 
 /** What pgPrepared uses of Sequelize's PostgreSQL pool and of its node-postgres clients. */
 export interface PgResult { rows: Array<Record<string, unknown>>, rowCount: number }
 interface PgConnection { query: (q: { name: string, text: string, values: unknown[] }) => Promise<{ rows: PgResult['rows'], rowCount: number | null }>, _invalid?: boolean }
+interface PgSetConnection { query: (text: string, values: unknown[]) => Promise<unknown> }
 interface PgManager { getConnection: (o: object) => Promise<PgConnection>, releaseConnection: (c: PgConnection) => void }
 
 /**

@@ -1,13 +1,13 @@
 // fp plugin 'db': connect, migrate at start (CONTRACT §1), close on shutdown.
 import fp from 'fastify-plugin'
-import { createDatabase, type Database } from '../db/index.js'
+import { createDatabase, type Database, type DatabaseOptions } from '../db/index.js'
 
 declare module 'fastify' {
   interface FastifyInstance { db: Database }
 }
 
-export default fp(async (fastify, opts: { url: string }) => {
-  const db = createDatabase(opts.url, fastify.log)
+export default fp(async (fastify, opts: { url: string } & DatabaseOptions) => {
+  const db = createDatabase(opts.url, fastify.log, opts)
   try {
     const applied = await db.migrate()
     if (applied.length > 0) fastify.log.info({ migrations: applied }, 'database migrated')
