@@ -173,16 +173,24 @@ interface PgSetConnection { query: (text: string, values: unknown[]) => Promise<
 interface PgManager { getConnection: (o: object) => Promise<PgConnection>, releaseConnection: (c: PgConnection) => void }
 
 /**
- * Sequelize opens one sqlite3 handle for plain queries and one per
- * transaction. WAL lets readers run beside the writer, and a busy timeout makes
+ * Sequelize opens one sqlite3 handle for plain queries and, on a file, a new
+ * one for each transaction, which it closes at the end: every command issued
+ * or acknowledged paid for opening the file and reading its schema again.
+ * Transactions run one at a time on SQLite (Database.transaction and the
+ * migrations), so they share one handle instead, kept open until the pool
+ * closes. WAL lets readers run beside the writer, and a busy timeout makes
  * two writers wait for each other instead of failing with SQLITE_BUSY.
  */
 function tuneSqlite (sequelize: Sequelize, file: boolean): void {
-  const manager = sequelize.connectionManager as unknown as { getConnection: (o?: unknown) => Promise<SqliteHandle> }
+  const manager = sequelize.connectionManager as unknown as SqliteManager
   const getConnection = manager.getConnection.bind(manager)
+  const releaseConnection = manager.releaseConnection.bind(manager)
   const tuned = new WeakSet<SqliteHandle>()
-  manager.getConnection = async (options?: unknown) => {
-    const handle = await getConnection(options)
+  let shared: SqliteHandle | undefined
+  manager.getConnection = async (options?: { uuid?: string }) => {
+    const forTransaction = file && options?.uuid !== undefined && options.uuid !== 'default'
+    const handle = await getConnection(forTransaction ? { ...options, uuid: TRANSACTION_HANDLE } : options)
+    if (forTransaction) shared = handle
     if (!tuned.has(handle)) {
       tuned.add(handle)
       handle.configure('busyTimeout', 10_000)
@@ -192,6 +200,19 @@ function tuneSqlite (sequelize: Sequelize, file: boolean): void {
     }
     return handle
   }
+  // Sequelize releases a transaction's handle by closing it; the shared one
+  // stays open, and Sequelize's close() closes it with the others.
+  manager.releaseConnection = (connection: SqliteHandle, force?: boolean) => {
+    if (connection !== shared) releaseConnection(connection, force)
+  }
+}
+
+/** The key of the handle transactions share among Sequelize's SQLite connections. */
+const TRANSACTION_HANDLE = 'united-transactions'
+
+interface SqliteManager {
+  getConnection: (o?: { uuid?: string }) => Promise<SqliteHandle>
+  releaseConnection: (connection: SqliteHandle, force?: boolean) => void
 }
 
 interface SqliteHandle {
