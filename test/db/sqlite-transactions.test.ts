@@ -14,6 +14,9 @@ import { createDatabase } from '../../src/db/index.js'
 
 interface Handle { open: boolean }
 
+/** The sqlite3 handle a Sequelize transaction runs on. */
+const handleOf = (transaction: unknown): Handle => (transaction as { connection: Handle }).connection
+
 t.test('transactions on a SQLite file share one handle, which closes with the database', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'united-sqlite-tx-'))
   t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
@@ -23,26 +26,26 @@ t.test('transactions on a SQLite file share one handle, which closes with the da
   const names = async (): Promise<string[]> =>
     (await db.sequelize.query<{ username: string }>('SELECT username FROM users ORDER BY username', { type: QueryTypes.SELECT })).map((r) => r.username)
 
-  const handles = new Set<unknown>()
+  const handles = new Set<Handle>()
   for (const name of ['ada', 'bob', 'cy']) {
     await db.transaction(async (transaction) => {
-      handles.add((transaction as unknown as { connection: unknown }).connection)
+      handles.add(handleOf(transaction))
       await db.sequelize.query(insert, { replacements: [name, 'x', new Date().toISOString(), new Date().toISOString()], transaction })
     })
   }
   t.equal(handles.size, 1, 'three transactions, one handle')
-  const [shared] = [...handles] as Handle[]
+  const [shared] = [...handles]
   t.equal(shared?.open, true, 'the handle stays open between transactions')
   t.same(await names(), ['ada', 'bob', 'cy'], 'what they committed is seen outside them')
 
   await t.rejects(db.transaction(async (transaction) => {
-    handles.add((transaction as unknown as { connection: unknown }).connection)
+    handles.add(handleOf(transaction))
     await db.sequelize.query(insert, { replacements: ['dan', 'x', new Date().toISOString(), new Date().toISOString()], transaction })
     throw new Error('changed my mind')
   }), /changed my mind/)
   t.same(await names(), ['ada', 'bob', 'cy'], 'a rolled-back transaction leaves nothing behind')
   await db.transaction(async (transaction) => {
-    handles.add((transaction as unknown as { connection: unknown }).connection)
+    handles.add(handleOf(transaction))
     await db.sequelize.query(insert, { replacements: ['eve', 'x', new Date().toISOString(), new Date().toISOString()], transaction })
   })
   t.same(await names(), ['ada', 'bob', 'cy', 'eve'], 'and the next one commits on the same handle')
