@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto'
 import { envSchema } from 'env-schema'
 import { Type, type Static } from 'typebox'
+import type { DatabaseOptions } from './db/index.js'
 
 export const ConfigSchema = Type.Object({
   NODE_ENV: Type.String({ default: 'development' }),
@@ -73,7 +74,7 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
 }
 
 /** What createDatabase takes from the configuration. */
-export function dbOptions (config: Config): { pgBackendFlushAfter?: string } {
+export function dbOptions (config: Config): DatabaseOptions {
   return config.PG_BACKEND_FLUSH_AFTER === 'server' ? {} : { pgBackendFlushAfter: config.PG_BACKEND_FLUSH_AFTER }
 }
 
