@@ -98,7 +98,7 @@ const auth: FastifyPluginAsync<{ secure: boolean | 'auto', cookieName: string }>
   // session cookie is SameSite.
   fastify.get('/token.json', async (request) => {
     const user = (request.admin as AdminContext).user
-    return { username: user.username, access: fastify.services.auth.issueAccess(user) }
+    return { username: user.username, access: await fastify.services.auth.issueAccess(user) }
   })
 }
 

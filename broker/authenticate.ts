@@ -1,13 +1,13 @@
 // MQTT log-in (CONTRACT §2): robots with their cached access token, users
 // with an access JWT; on a WebSocket upgrade the `x-token` (robots) and
 // `authentication` (users) headers may stand in for the password.
-import type { Aedes, AuthenticateError, Client } from 'aedes'
+import type { AuthenticateError, Client } from 'aedes'
 import type { FastifyBaseLogger } from 'fastify'
 import { isError } from '../src/errors.js'
 import { extractJwt } from '../src/http/plugins/auth-guard.js'
 import type { Services } from '../src/services/index.js'
 import type { AccessCache } from './access-cache.js'
-import { principalOf, samePrincipal, setPrincipal, type BrokerPrincipal } from './principal.js'
+import { identityKey, revocationMark, revokedSince, scopedClientId, setPrincipal, short, type BrokerPrincipal } from './principal.js'
 
 /** CONNACK return codes of MQTT 3.1.1 that CONTRACT §2 uses. */
 export const CONNACK = { IDENTIFIER_REJECTED: 2, SERVER_UNAVAILABLE: 3, BAD_CREDENTIALS: 4, NOT_AUTHORIZED: 5 } as const
@@ -16,6 +16,9 @@ export class ConnectRefused extends Error {
   constructor (readonly returnCode: number, message: string) { super(message) }
 }
 
+/** A CONNECT from an address whose log-ins are blocked: logged once by the limiter, not per attempt. */
+class ConnectBlocked extends ConnectRefused {}
+
 const JWT_SHAPE = /^[\w-]+\.[\w-]+\.[\w-]+$/
 
 function header (client: Client, name: string): string | undefined {
@@ -23,16 +26,20 @@ function header (client: Client, name: string): string | undefined {
   return Array.isArray(value) ? value[0] : value
 }
 
+/** Client ids longer than this get CONNACK 2 (CONTRACT §13). */
+export const MAX_CLIENT_ID_LENGTH = 128
+
 export interface AuthenticateDeps {
-  broker: () => Aedes
   services: Services
+  /** The client's address for the log-in limits (the proxy's X-Forwarded-For on a WebSocket with TRUST_PROXY). */
+  addressOf: (client: Client) => string | undefined
   access: AccessCache
   log: FastifyBaseLogger
   /** A robot's credentials were accepted; `state` is its state as just read (the statistics start from it). */
   robotAccepted?: (uuid: string, state: string) => void
 }
 
-export function createAuthenticate ({ broker, services, access, log, robotAccepted }: AuthenticateDeps) {
+export function createAuthenticate ({ services, addressOf, access, log, robotAccepted }: AuthenticateDeps) {
   async function identify (client: Client, username: string | undefined, password: Buffer | undefined): Promise<BrokerPrincipal> {
     const given = password !== undefined && password.length > 0 ? password.toString('utf8') : undefined
     const secret = given ?? header(client, 'x-token') ?? extractJwt({ authentication: header(client, 'authentication') }) ?? undefined
@@ -61,25 +68,54 @@ export function createAuthenticate ({ broker, services, access, log, robotAccept
     return { kind: 'robot', uuid, id: robot.id }
   }
 
+  const { loginLimits } = services
+  const refuse = (done: (error: AuthenticateError | null, success: boolean | null) => void, returnCode: number, message: string): void => {
+    const error = new Error(message) as AuthenticateError
+    error.returnCode = returnCode as AuthenticateError['returnCode']
+    done(error, false)
+  }
+
   /** The Aedes `authenticate` hook: never throws, never leaves a promise unhandled. */
   return function authenticate (client: Client, username: string | undefined, password: Buffer | undefined, done: (error: AuthenticateError | null, success: boolean | null) => void): void {
-    identify(client, username, password).then((principal) => {
-      // A client id in use by someone else would take their session over
-      // (MQTT-3.1.4-2): refuse it instead of disconnecting them.
-      const holder = (broker() as unknown as { clients: Record<string, Client | undefined> }).clients[client.id]
-      if (holder !== undefined && !samePrincipal(principalOf(holder), principal)) {
-        if (principal.kind === 'user') access.release(principal.id)
-        throw new ConnectRefused(CONNACK.IDENTIFIER_REJECTED, 'client id in use by another identity')
+    // Checked before anything else, so that a huge client id costs neither a
+    // credential check nor a long log line.
+    if (client.id.length > MAX_CLIENT_ID_LENGTH) {
+      log.info({ clientId: short(client.id), returnCode: CONNACK.IDENTIFIER_REJECTED }, 'MQTT connection refused: client id too long')
+      refuse(done, CONNACK.IDENTIFIER_REJECTED, `client id longer than ${MAX_CLIENT_ID_LENGTH} characters`)
+      return
+    }
+    const address = addressOf(client) ?? 'unknown'
+    const mark = revocationMark()
+    let principal: BrokerPrincipal | undefined
+    const attempt = async (): Promise<BrokerPrincipal> => {
+      const retryAfter = await loginLimits.blocked(address)
+      if (retryAfter !== null) throw new ConnectBlocked(CONNACK.NOT_AUTHORIZED, 'too many failed log-ins from this address')
+      try {
+        principal = await identify(client, username, password)
+      } catch (err) {
+        if (err instanceof ConnectRefused) {
+          await loginLimits.failed(address, { via: 'mqtt', kind: JWT_SHAPE.test(password?.toString('utf8') ?? '') ? 'user' : 'robot', name: username })
+        }
+        throw err
       }
-      setPrincipal(client, principal)
+      // Revoked while its credentials were being checked: too late to pass.
+      if (revokedSince(identityKey(principal), mark)) throw new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'credentials revoked during log-in')
+      return principal
+    }
+    attempt().then((who) => {
+      // Client ids are scoped to their identity (CONTRACT §13): the same
+      // identity reconnecting takes its own session over (MQTT-3.1.4-2), and
+      // nobody can block or close a connection of another identity.
+      client.id = scopedClientId(who, client.id)
+      setPrincipal(client, who, mark)
       done(null, true)
     }).catch((err: unknown) => {
+      if (principal?.kind === 'user') access.release(principal.id)
       const refused = err instanceof ConnectRefused ? err : new ConnectRefused(CONNACK.SERVER_UNAVAILABLE, 'authentication unavailable')
-      if (!(err instanceof ConnectRefused)) log.error({ err, clientId: client.id }, 'MQTT authentication failed')
-      else log.info({ clientId: client.id, returnCode: refused.returnCode, reason: refused.message }, 'MQTT connection refused')
-      const error = new Error(refused.message) as AuthenticateError
-      error.returnCode = refused.returnCode as AuthenticateError['returnCode']
-      done(error, false)
+      if (!(err instanceof ConnectRefused)) log.error({ err, clientId: short(client.id) }, 'MQTT authentication failed')
+      else if (err instanceof ConnectBlocked) log.debug({ returnCode: refused.returnCode }, 'MQTT connection refused: log-ins blocked')
+      else log.info({ clientId: short(client.id), username: short(username), returnCode: refused.returnCode, reason: refused.message }, 'MQTT connection refused')
+      refuse(done, refused.returnCode, refused.message)
     })
   }
 }

@@ -2,7 +2,7 @@
 import type { AedesPublishPacket, Client, PublishPacket, Subscription } from 'aedes'
 import type { FastifyBaseLogger } from 'fastify'
 import { canForward, canPublish, canSubscribe, type AccessView } from '../src/contract/acl.js'
-import { principalOf } from './principal.js'
+import { isRevoked, principalOf, short } from './principal.js'
 
 /**
  * A user whose socket holds this much unsent data is a slow consumer: live
@@ -23,27 +23,32 @@ export function createAuthorizers ({ access, log }: { access: AccessView, log: F
         done(new Error('not authenticated'))
         return
       }
+      // A connection being closed for a revocation: its will included, it may send nothing more.
+      if (isRevoked(client)) {
+        done(new Error('publish refused: credentials revoked'))
+        return
+      }
       const decision = canPublish(who, packet.topic)
       if (decision.allow) {
         done(null)
         return
       }
-      log.warn({ clientId: client?.id, principal: who.kind === 'robot' ? who.uuid : who.username, topic: packet.topic.slice(0, 200), reason: decision.reason }, 'MQTT publish refused')
+      log.warn({ clientId: short(client?.id, 200), principal: who.kind === 'robot' ? who.uuid : who.username, topic: short(packet.topic, 200), reason: decision.reason }, 'MQTT publish refused')
       done(new Error(`publish refused: ${decision.reason}`))
     },
 
     /** Refused subscriptions get SUBACK 0x80; the connection stays. */
     authorizeSubscribe (client: Client, sub: Subscription, done: (error: Error | null, subscription?: Subscription | null) => void): void {
       const who = principalOf(client)
-      const decision = who === undefined ? { allow: false as const, reason: 'not authenticated' } : canSubscribe(who, sub.topic, access)
-      if (!decision.allow) log.info({ clientId: client.id, topic: sub.topic.slice(0, 200), reason: decision.reason }, 'MQTT subscription refused')
+      const decision = who === undefined || isRevoked(client) ? { allow: false as const, reason: 'not authenticated' } : canSubscribe(who, sub.topic, access)
+      if (!decision.allow) log.info({ clientId: short(client.id, 200), topic: short(sub.topic, 200), reason: decision.reason }, 'MQTT subscription refused')
       done(null, decision.allow ? sub : null)
     },
 
     /** Per message, synchronous, from memory. */
     authorizeForward (client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
       const who = principalOf(client)
-      if (who === undefined || !canForward(who, packet.topic, access)) return null
+      if (who === undefined || isRevoked(client) || !canForward(who, packet.topic, access)) return null
       if (who.kind === 'user' && (client.conn.writableNeedDrain || client.conn.writableLength >= SLOW_CONSUMER_BYTES)) return null
       return packet
     }

@@ -14,11 +14,27 @@ import { createIngest } from './ingest.js'
 import { limitPacketSize } from './packet-limit.js'
 import { createPresenceTracker } from './presence.js'
 import { indexRetained } from './retained.js'
-import { principalOf } from './principal.js'
+import { isRevoked, principalOf, revokeClient, revokedSinceLogin, short } from './principal.js'
 import { interceptRobotPublishes } from './robot-publishes.js'
 import { createStats } from './stats.js'
 import { attachWebSocket } from './websocket.js'
 import { ownChannel, robotTopic } from '../src/contract/topics.js'
+
+/**
+ * A client's address: the socket's peer, or on a WebSocket behind a trusted
+ * proxy (TRUST_PROXY) the address the proxy appended to X-Forwarded-For,
+ * as Fastify reads request.ip for the REST API.
+ */
+function clientAddress (client: Client, trustProxy: boolean): string | undefined {
+  const req = client.req
+  if (req !== undefined) {
+    const forwarded = trustProxy ? req.headers['x-forwarded-for'] : undefined
+    const list = Array.isArray(forwarded) ? forwarded.join(',') : forwarded
+    const last = list?.split(',').map((a) => a.trim()).filter((a) => a !== '').pop()
+    return last ?? req.socket?.remoteAddress
+  }
+  return (client.conn as { remoteAddress?: string }).remoteAddress
+}
 
 export interface BrokerHandle {
   /** The TCP port MQTT listens on (useful with MQTT_PORT=0). */
@@ -82,7 +98,7 @@ export default fp(async (fastify) => {
   const deliveries = createDeliveryTracker()
 
   aedes = await Aedes.createBroker({
-    authenticate: createAuthenticate({ broker, services, access, log, robotAccepted: (uuid, state) => { stats.seed(uuid, state) } }),
+    authenticate: createAuthenticate({ services, addressOf: (client) => clientAddress(client, config.TRUST_PROXY), access, log, robotAccepted: (uuid, state) => { stats.seed(uuid, state) } }),
     ...authorizers,
     authorizeForward: (client, packet) => deliveries.outgoing(client, authorizers.authorizeForward(client, packet)),
     // A subscriber that stops reading is disconnected after this long.
@@ -94,6 +110,11 @@ export default fp(async (fastify) => {
   interceptRobotPublishes(aedes, (client, packet, done) => {
     const who = principalOf(client)
     if (who?.kind !== 'robot') return false
+    if (isRevoked(client)) {
+      // Authorized just before the revocation, published after it: dropped.
+      done(null)
+      return true
+    }
     const channel = ownChannel(packet.topic, who.uuid)
     if (channel === 'data') {
       // Backpressure: while the storage queue is full, this frame waits for a
@@ -117,6 +138,11 @@ export default fp(async (fastify) => {
   indexRetained((aedes as unknown as { persistence: Parameters<typeof indexRetained>[0] }).persistence)
 
   aedes.on('client', (client: Client) => {
+    // Revoked between its log-in and now (the log-in itself was checked): closed at once.
+    if (revokedSinceLogin(client)) {
+      void closeRevoked(client)
+      return
+    }
     const who = principalOf(client)
     if (who?.kind !== 'robot') return
     acks.connected(client, who.uuid)
@@ -141,13 +167,29 @@ export default fp(async (fastify) => {
       commands.delivered(who, packet.topic, packet.payload as Buffer)
     }
   })
-  aedes.on('clientError', (client, err) => { log.debug({ clientId: client.id, err: err.message }, 'MQTT client error') })
-  aedes.on('connectionError', (client, err) => { log.debug({ err: err.message }, 'MQTT connection error') })
+  aedes.on('clientError', (client, err) => { log.debug({ clientId: short(client.id), err: short(err.message, 200) }, 'MQTT client error') })
+  aedes.on('connectionError', (client, err) => { log.debug({ err: short(err.message, 200) }, 'MQTT connection error') })
 
-  // Revocation (CONTRACT §2): disabled, deleted or rotated robots and
-  // deactivated or deleted users lose their connections at once.
+  /**
+   * Closes a connection whose principal lost its rights: marked first, so
+   * that nothing it sends from now on is authorized and its will is not
+   * published (CONTRACT §13).
+   */
+  const closeRevoked = async (client: Client): Promise<void> => {
+    revokeClient(client)
+    await new Promise<void>((resolve) => { client.close(() => { resolve() }) })
+  }
+  const closeUser = ({ userId }: { userId: number }): void => {
+    for (const client of Object.values((aedes as unknown as { clients: Record<string, Client> }).clients)) {
+      const who = principalOf(client)
+      if (who?.kind === 'user' && who.id === userId) void closeRevoked(client)
+    }
+  }
+
+  // Revocation (CONTRACT §2, §13): disabled, deleted or rotated robots, and
+  // users deactivated, deleted or given a new password, lose their connections at once.
   const offRobot = services.events.on('robotRevoked', ({ robotUuid, reason }) => {
-    const closing = presence.clientsOf(robotUuid).map(async (client) => { await new Promise<void>((resolve) => { client.close(() => { resolve() }) }) })
+    const closing = presence.clientsOf(robotUuid).map(closeRevoked)
     if (reason !== 'deleted') return
     // A deleted robot leaves no retained presence or statistics behind: clear
     // them once its connections (and their last presence update) are gone.
@@ -156,12 +198,8 @@ export default fp(async (fastify) => {
       for (const channel of ['presence', 'stats'] as const) clearRetained(robotTopic(robotUuid, channel))
     })
   })
-  const offUser = services.events.on('userRevoked', ({ userId }) => {
-    for (const client of Object.values((aedes as unknown as { clients: Record<string, Client> }).clients)) {
-      const who = principalOf(client)
-      if (who?.kind === 'user' && who.id === userId) client.close()
-    }
-  })
+  const offUser = services.events.on('userRevoked', closeUser)
+  const offPassword = services.events.on('passwordChanged', closeUser)
   const offState = services.events.on('robotStateChanged', ({ robotUuid, state }) => { stats.state(robotUuid, state) })
 
   const handle = (stream: Parameters<Aedes['handle']>[0], req?: Parameters<Aedes['handle']>[1]): void => {
@@ -209,6 +247,7 @@ export default fp(async (fastify) => {
     access.close()
     offRobot()
     offUser()
+    offPassword()
     offState()
   })
 }, { name: 'broker', dependencies: ['services', 'metrics'] })

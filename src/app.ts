@@ -78,8 +78,10 @@ export function fastifyOptions (logger: FastifyServerOptions['logger'], trustPro
   return {
     logger,
     // Behind a reverse proxy, request.ip and request.protocol come from
-    // X-Forwarded-For/-Proto (audit log addresses, log-in rate limits, Secure cookies).
-    trustProxy,
+    // X-Forwarded-For/-Proto (audit log addresses, log-in limits, Secure
+    // cookies). One hop is trusted: the client is the address the proxy
+    // appended, not the first one, which the client itself may have written.
+    trustProxy: trustProxy ? (_address: string, hop: number) => hop < 1 : false,
     routerOptions: { ignoreTrailingSlash: true },
     bodyLimit: 1024 * 1024
   }

@@ -22,7 +22,10 @@ export const Errors = {
   ROBOT_NOT_CONNECTED: define('ROBOT_NOT_CONNECTED', 409, 'robot is not connected'),
   BAD_CURSOR: define('UNITED_BAD_CURSOR', 400, 'malformed cursor'),
   BAD_REQUEST: define('UNITED_BAD_REQUEST', 400, '%s'),
-  DATABASE_UNAVAILABLE: define('UNITED_DATABASE_UNAVAILABLE', 503, 'database unavailable')
+  DATABASE_UNAVAILABLE: define('UNITED_DATABASE_UNAVAILABLE', 503, 'database unavailable'),
+  // CONTRACT §13; thrown with `retryAfter` (seconds), sent as Retry-After.
+  TOO_MANY_ATTEMPTS: define('UNITED_TOO_MANY_ATTEMPTS', 429, 'too many failed log-ins from this address; try again later'),
+  BUSY: define('UNITED_BUSY', 503, 'too many log-ins are being checked right now; try again shortly')
 } as const
 
 export type UnitedErrorName = keyof typeof Errors
@@ -30,4 +33,9 @@ export type UnitedErrorName = keyof typeof Errors
 /** True when `err` is one of ours with the given name. */
 export function isError (err: unknown, name: UnitedErrorName): boolean {
   return err instanceof Errors[name]
+}
+
+/** An error that tells the client when to try again (Retry-After, in seconds). */
+export function withRetryAfter<E extends Error> (err: E, seconds: number): E & { retryAfter: number } {
+  return Object.assign(err, { retryAfter: seconds })
 }

@@ -12,7 +12,7 @@ export async function createUser (app: FastifyInstance, opts: { username?: strin
   const username = opts.username ?? `user${next()}_${process.pid}`
   const password = opts.password ?? 'correct-horse-battery'
   const user = await app.services.users.create({ username, password, isStaff: opts.isStaff ?? false }, { actor: null })
-  return { id: user.id, username, password, jwt: app.services.auth.issueAccess(user), isStaff: user.is_staff }
+  return { id: user.id, username, password, jwt: await app.services.auth.issueAccess(user), isStaff: user.is_staff }
 }
 
 export async function createStaff (app: FastifyInstance, opts: { username?: string } = {}): Promise<TestUser> {

@@ -9,7 +9,8 @@ import { PAGE_SIZE } from './robots.js'
 export const ACTIONS: AuditAction[] = [
   'user.login', 'user.login_failed', 'user.created', 'user.updated', 'user.deleted',
   'robot.created', 'robot.updated', 'robot.deleted', 'robot.token_rotated',
-  'access.granted', 'access.revoked', 'command.sent'
+  'access.granted', 'access.revoked', 'command.sent',
+  'robot.login_failed', 'auth.login_blocked'
 ]
 const uuidRe = new RegExp(UUID_PATTERN)
 

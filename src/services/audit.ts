@@ -11,6 +11,7 @@ export interface AuditContext { actor: Actor | null, ip?: string }
 
 export type AuditAction =
   | 'user.login' | 'user.login_failed' | 'user.created' | 'user.updated' | 'user.deleted'
+  | 'robot.login_failed' | 'auth.login_blocked'
   | 'robot.created' | 'robot.updated' | 'robot.deleted' | 'robot.token_rotated'
   | 'access.granted' | 'access.revoked'
   | 'command.sent'

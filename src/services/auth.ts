@@ -13,7 +13,11 @@ export interface JwtPort {
   verify: (token: string) => unknown
 }
 
-export interface TokenClaims { sub: string, username: string, type: 'access' | 'refresh' }
+/**
+ * `ver` is the user's token version when the token was signed: a password
+ * change or a deactivation moves it on, and every older token is refused.
+ */
+export interface TokenClaims { sub: string, username: string, type: 'access' | 'refresh', ver: number }
 export interface TokenPair { access: string, refresh: string }
 
 export interface AuthServiceDeps {
@@ -25,7 +29,7 @@ export interface AuthServiceDeps {
   refreshTtl: number
 }
 
-type CurrentUser = Awaited<ReturnType<UserService['get']>>
+type CurrentUser = Awaited<ReturnType<UserService['credentialState']>>
 
 /**
  * How long a user's flags are trusted without reading them again. Changes
@@ -43,13 +47,14 @@ export function createAuthService ({ users, audit, events, jwt, accessTtl, refre
   const evict = ({ userId }: { userId: number }): void => { cache.delete(userId); generation++ }
   events.on('userChanged', evict)
   events.on('userRevoked', evict)
+  events.on('passwordChanged', evict)
 
   async function load (id: number): Promise<CurrentUser> {
     const hit = cache.get(id)
     const now = Date.now()
     if (hit !== undefined && hit.until > now) return hit.user
     const before = generation
-    const user = await users.get(id)
+    const user = await users.credentialState(id)
     if (before !== generation) return user
     if (cache.size >= USER_CACHE_MAX) cache.clear()
     cache.set(id, { user, until: now + USER_CACHE_MS })
@@ -63,19 +68,22 @@ export function createAuthService ({ users, audit, events, jwt, accessTtl, refre
     } catch {
       throw new Errors.TOKEN_INVALID()
     }
-    const c = decoded as Partial<TokenClaims> | null
-    if (c === null || typeof c !== 'object' || c.type !== type || typeof c.sub !== 'string' || typeof c.username !== 'string') {
+    const c = decoded as (Partial<TokenClaims> & { exp?: unknown }) | null
+    // A token without `exp` would never expire: refused (CONTRACT §13), as
+    // is one without the version it was signed at.
+    if (c === null || typeof c !== 'object' || c.type !== type || typeof c.sub !== 'string' || typeof c.username !== 'string' ||
+      typeof c.exp !== 'number' || !Number.isSafeInteger(c.ver)) {
       throw new Errors.TOKEN_INVALID()
     }
     return c as TokenClaims
   }
 
-  function sign (user: { id: number, username: string }, type: TokenClaims['type']): string {
-    return jwt.sign({ sub: String(user.id), username: user.username, type }, { expiresIn: type === 'access' ? accessTtl : refreshTtl })
+  function sign (user: { id: number, username: string, token_version: number }, type: TokenClaims['type']): string {
+    return jwt.sign({ sub: String(user.id), username: user.username, type, ver: user.token_version }, { expiresIn: type === 'access' ? accessTtl : refreshTtl })
   }
 
   /** The user behind a token's claims, as they are now (flags may have changed since it was signed). */
-  async function current (c: TokenClaims): Promise<{ id: number, username: string, is_staff: boolean, is_active: boolean } | null> {
+  async function current (c: TokenClaims): Promise<CurrentUser | null> {
     const id = Number(c.sub)
     if (!Number.isSafeInteger(id)) return null
     try {
@@ -89,6 +97,8 @@ export function createAuthService ({ users, audit, events, jwt, accessTtl, refre
   return {
     /** Wrong credentials and inactive users get the same 401 (CONTRACT §2). */
     async login (username: string, password: string, ctx: Omit<AuditContext, 'actor'>): Promise<TokenPair> {
+      // The version comes from the row the password was checked against: a
+      // password change that races this log-in leaves its tokens stale.
       const user = await users.verifyPassword(username, password)
       if (user === null || !user.is_active) throw new Errors.INVALID_CREDENTIALS()
       await audit.record({ ...ctx, actor: { id: user.id, username: user.username } }, { action: 'user.login', targetUserId: user.id })
@@ -96,8 +106,9 @@ export function createAuthService ({ users, audit, events, jwt, accessTtl, refre
     },
 
     async refresh (refreshToken: string): Promise<{ access: string }> {
-      const user = await current(claims(refreshToken, 'refresh'))
-      if (user === null || !user.is_active) throw new Errors.TOKEN_INVALID()
+      const c = claims(refreshToken, 'refresh')
+      const user = await current(c)
+      if (user === null || !user.is_active || user.token_version !== c.ver) throw new Errors.TOKEN_INVALID()
       return { access: sign(user, 'access') }
     },
 
@@ -106,15 +117,20 @@ export function createAuthService ({ users, audit, events, jwt, accessTtl, refre
      * or refresh token (or a deleted user), USER_INACTIVE for an inactive user.
      */
     async verifyAccess (accessToken: string): Promise<UserPrincipal> {
-      const user = await current(claims(accessToken, 'access'))
+      const c = claims(accessToken, 'access')
+      const user = await current(c)
       if (user === null) throw new Errors.TOKEN_INVALID()
+      // An inactive user's own token says so (CONNACK 5 on MQTT); one signed
+      // before a password change or a deactivation is just invalid, also
+      // after a reactivation (CONTRACT §13).
       if (!user.is_active) throw new Errors.USER_INACTIVE()
+      if (user.token_version !== c.ver) throw new Errors.TOKEN_INVALID()
       return { id: user.id, username: user.username, isStaff: user.is_staff }
     },
 
     /** An access token for a user, without a password (admin pages, tests). */
-    issueAccess (user: { id: number, username: string }): string {
-      return sign(user, 'access')
+    async issueAccess (user: { id: number }): Promise<string> {
+      return sign(await users.credentialState(user.id), 'access')
     }
   }
 }

@@ -10,6 +10,7 @@ import { createAuthService, type JwtPort } from './auth.js'
 import { createCommandService } from './commands.js'
 import { createFrameWriter } from './frame-writer.js'
 import { createFrameService } from './frames.js'
+import { createLoginLimiter, createMemoryAttemptStore, type AttemptStore } from './login-limits.js'
 import { createOverviewService } from './overview.js'
 import { createPresenceService } from './presence.js'
 import { createRobotTokenService } from './robot-tokens.js'
@@ -20,14 +21,16 @@ import { createUserService } from './users.js'
 
 export interface ServiceDeps {
   db: Database
-  config: Pick<Config, 'ROBOT_TOKEN_TTL' | 'COMMAND_TIMEOUT' | 'JWT_ACCESS_TTL' | 'JWT_REFRESH_TTL' | 'FRAME_BATCH_MAX' | 'FRAME_QUEUE_LIMIT' | 'FRAME_LINGER_MS' | 'ADMIN_SESSION_TTL'>
+  config: Pick<Config, 'ROBOT_TOKEN_TTL' | 'COMMAND_TIMEOUT' | 'JWT_ACCESS_TTL' | 'JWT_REFRESH_TTL' | 'FRAME_BATCH_MAX' | 'FRAME_QUEUE_LIMIT' | 'FRAME_LINGER_MS' | 'ADMIN_SESSION_TTL' | 'AUTH_FAIL_LIMIT' | 'AUTH_FAIL_WINDOW'>
   log: FastifyBaseLogger
   jwt: JwtPort
   tokenStore?: TokenStore
+  /** where failed log-ins are counted (in memory by default) */
+  attemptStore?: AttemptStore
   events?: EventBus
 }
 
-export function createServices ({ db, config, log, jwt, tokenStore, events: bus }: ServiceDeps) {
+export function createServices ({ db, config, log, jwt, tokenStore, attemptStore, events: bus }: ServiceDeps) {
   const events = bus ?? createEventBus((err, event) => log.error({ err, event }, 'event listener failed'))
   const tokens = tokenStore ?? createMemoryTokenStore()
   const audit = createAuditService({ db })
@@ -42,6 +45,8 @@ export function createServices ({ db, config, log, jwt, tokenStore, events: bus 
   const auth = createAuthService({ users, audit, events, jwt, accessTtl: config.JWT_ACCESS_TTL, refreshTtl: config.JWT_REFRESH_TTL })
   const sessions = createSessionService({ db, events, audit, users, ttlSeconds: config.ADMIN_SESSION_TTL })
   const overview = createOverviewService({ db, commands })
+  const attempts = attemptStore ?? createMemoryAttemptStore()
+  const loginLimits = createLoginLimiter({ store: attempts, limit: config.AUTH_FAIL_LIMIT, windowSeconds: config.AUTH_FAIL_WINDOW, audit, log })
 
   // CONTRACT §5: open commands expire after COMMAND_TIMEOUT. One sweep at a
   // time; a database outage is logged and retried on the next tick.
@@ -71,10 +76,12 @@ export function createServices ({ db, config, log, jwt, tokenStore, events: bus 
     auth,
     sessions,
     overview,
+    loginLimits,
     async close (): Promise<void> {
       clearInterval(sweeper)
       await frameWriter.flush().catch((err: unknown) => { log.error({ err }, 'frames could not be written at shutdown') })
       await tokens.close()
+      await attempts.close()
     }
   }
 }

@@ -17,6 +17,9 @@ export function userView (row: User): UserView {
   return { id: row.id, username: row.username, is_staff: row.isStaff, is_active: row.isActive }
 }
 
+/** What a JWT is checked against: the user's flags and the version their tokens must carry. */
+export interface UserCredentialState extends UserView { token_version: number }
+
 export function createUserService ({ db, events, audit }: { db: Database, events: EventBus, audit: AuditService }) {
   const { User, Robot } = db.models
 
@@ -45,6 +48,12 @@ export function createUserService ({ db, events, audit }: { db: Database, events
       return userView(await find(id))
     },
 
+    /** The user with their token version (JWT checks); USER_NOT_FOUND when gone. */
+    async credentialState (id: number): Promise<UserCredentialState> {
+      const user = await find(id)
+      return { ...userView(user), token_version: user.tokenVersion }
+    },
+
     async list (page: PageRequest = {}): Promise<Page<UserView>> {
       const limit = pageLimit(page.limit)
       const where = page.cursor === undefined ? {} : { id: { [Op.gt]: decodeCursor(page.cursor, ['number'])[0] } }
@@ -57,6 +66,9 @@ export function createUserService ({ db, events, audit }: { db: Database, events
       const updated = await db.transaction(async (transaction) => {
         const user = await User.findByPk(id, { transaction })
         if (user === null) throw new Errors.USER_NOT_FOUND()
+        // A new password or a deactivation ends every JWT signed before it,
+        // for good: a later reactivation does not bring them back (CONTRACT §13).
+        if (passwordHash !== undefined || (patch.isActive === false && user.isActive)) user.tokenVersion = user.tokenVersion + 1
         if (passwordHash !== undefined) user.passwordHash = passwordHash
         if (patch.isStaff !== undefined) user.isStaff = patch.isStaff
         if (patch.isActive !== undefined) user.isActive = patch.isActive
@@ -89,10 +101,10 @@ export function createUserService ({ db, events, audit }: { db: Database, events
      * known ones (no user enumeration by timing). Returns the user, active or
      * not: the caller decides what an inactive user gets.
      */
-    async verifyPassword (username: string, password: string): Promise<UserView | null> {
+    async verifyPassword (username: string, password: string): Promise<UserCredentialState | null> {
       const user = await User.findOne({ where: { username } })
       if (user === null) return await verifyAgainstDummy(password) || null
-      return await verifySecret(password, user.passwordHash) ? userView(user) : null
+      return await verifySecret(password, user.passwordHash) ? { ...userView(user), token_version: user.tokenVersion } : null
     },
 
     /** The users with these ids, by id; unknown ids are left out. */

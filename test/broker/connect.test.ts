@@ -18,7 +18,7 @@ const b64url = (value: string | Buffer): string => Buffer.from(value).toString('
 /** An HS256 JWT signed here, so that the secret and the claims are ours to choose. */
 function signJwt (secret: string, claims: Record<string, unknown>): string {
   const now = Math.floor(Date.now() / 1000)
-  const head = `${b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64url(JSON.stringify({ iat: now, exp: now + 300, ...claims }))}`
+  const head = `${b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64url(JSON.stringify({ iat: now, exp: now + 300, ver: 0, ...claims }))}`
   return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`
 }
 
@@ -161,7 +161,7 @@ for (const transport of TRANSPORTS) {
     const expired = signJwt(TEST_JWT_SECRET, { sub: String(user.id), username: user.username, type: 'access', iat: now - 600, exp: now - 300 })
     t.equal(await refusedWith(t, app, { transport, username: user.username, password: expired }), BAD_CREDENTIALS, 'expired')
     const [head, , sig] = user.jwt.split('.') as [string, string, string]
-    const forged = `${head}.${b64url(JSON.stringify({ sub: String(user.id), username: user.username, type: 'access', exp: now + 300 }))}.${sig}`
+    const forged = `${head}.${b64url(JSON.stringify({ sub: String(user.id), username: user.username, type: 'access', exp: now + 300, ver: 0 }))}.${sig}`
     t.equal(await refusedWith(t, app, { transport, username: user.username, password: forged }), BAD_CREDENTIALS, 'claims changed after signing')
     await app.services.users.remove(user.id, { actor: null })
     t.equal(await refusedWith(t, app, { transport, username: user.username, password: user.jwt }), BAD_CREDENTIALS, 'deleted user')
@@ -175,40 +175,67 @@ for (const transport of TRANSPORTS) {
     t.equal(await refusedWith(t, app, { transport, username: '', password: user.jwt }), NOT_AUTHORIZED, 'without a username too')
   })
 
-  t.test(`${transport}: a user may not take over a connected robot's client id (CONNACK 2)`, async (t) => {
+  // Client ids are scoped to their identity (CONTRACT §13): another identity
+  // with the same client id connects beside the holder, and neither is closed.
+  t.test(`${transport}: a user with a connected robot's client id neither blocks nor closes it`, async (t) => {
     const app = await build(t)
     const robot = await createRobot(app)
     const user = await createUser(app)
     const robotClient = await connectRobot(t, app, robot, { transport, clientId: `robot-${robot.uuid}` })
     const state = watchClose(robotClient)
-    t.equal(await refusedWith(t, app, { transport, clientId: `robot-${robot.uuid}`, username: user.username, password: user.jwt }), IDENTIFIER_REJECTED)
-    t.equal(await refusedWith(t, app, { transport, clientId: `robot-${robot.uuid}`, username: '', password: user.jwt }), IDENTIFIER_REJECTED, 'with no username either')
+    const squatter = await connectUser(t, app, user, { transport, clientId: `robot-${robot.uuid}` })
+    const anonymous = await connect(t, app, { transport, clientId: `robot-${robot.uuid}`, username: '', password: user.jwt })
+    t.equal(squatter.connected && anonymous.connected, true, 'the user connects, with or without a username')
     // A round trip on the robot's connection proves it is still served.
     t.same(await subscribe(robotClient, `robots/${robot.uuid}/commands`), [1])
     t.equal(state.closed, false, 'the robot stays connected')
     t.equal(robotClient.connected, true)
   })
 
-  t.test(`${transport}: another robot may not take over a connected robot's client id (CONNACK 2)`, async (t) => {
+  t.test(`${transport}: a user holding an offline robot's client id does not lock the robot out`, async (t) => {
+    const app = await build(t)
+    const robot = await createRobot(app)
+    const user = await createUser(app)
+    const squatter = await connectUser(t, app, user, { transport, clientId: `robot-${robot.serial}` })
+    const squatterState = watchClose(squatter)
+    const robotClient = await connectRobot(t, app, robot, { transport, clientId: `robot-${robot.serial}` })
+    t.same(await subscribe(robotClient, `robots/${robot.uuid}/commands`), [1], 'the robot connects and is served')
+    t.same(await subscribe(squatter, 'robots/+/presence'), [1], 'the user stays connected and served')
+    t.equal(squatterState.closed, false, 'the user is not kicked either')
+  })
+
+  t.test(`${transport}: robots sharing a client id do not close each other`, async (t) => {
     const app = await build(t)
     const robot = await createRobot(app)
     const other = await createRobot(app)
     const robotClient = await connectRobot(t, app, robot, { transport, clientId: 'shared-id' })
     const state = watchClose(robotClient)
-    t.equal(await refusedWith(t, app, { transport, clientId: 'shared-id', username: other.uuid, password: await robotToken(app, other) }), IDENTIFIER_REJECTED)
+    const otherClient = await connectRobot(t, app, other, { transport, clientId: 'shared-id' })
     t.same(await subscribe(robotClient, `robots/${robot.uuid}/ack`), [1])
-    t.equal(state.closed, false, 'the robot stays connected')
+    t.same(await subscribe(otherClient, `robots/${other.uuid}/ack`), [1])
+    t.equal(state.closed, false, 'the first robot stays connected')
   })
 
-  t.test(`${transport}: a robot may not take over a connected user's client id (CONNACK 2)`, async (t) => {
+  t.test(`${transport}: a robot with a connected user's client id does not close it`, async (t) => {
     const app = await build(t)
     const robot = await createRobot(app)
     const staff = await createStaff(app)
     const userClient = await connectUser(t, app, staff, { transport, clientId: 'dashboard' })
     const state = watchClose(userClient)
-    t.equal(await refusedWith(t, app, { transport, clientId: 'dashboard', username: robot.uuid, password: await robotToken(app, robot) }), IDENTIFIER_REJECTED)
+    await connectRobot(t, app, robot, { transport, clientId: 'dashboard' })
     t.same(await subscribe(userClient, 'robots/+/presence'), [1])
     t.equal(state.closed, false, 'the user stays connected')
+  })
+
+  t.test(`${transport}: client ids over 128 characters get CONNACK 2; 128 are accepted`, async (t) => {
+    const app = await build(t)
+    const robot = await createRobot(app)
+    const user = await createUser(app)
+    t.equal(await refusedWith(t, app, { transport, clientId: 'x'.repeat(129), username: robot.uuid, password: await robotToken(app, robot) }), IDENTIFIER_REJECTED, 'a robot')
+    t.equal(await refusedWith(t, app, { transport, clientId: 'x'.repeat(65_000), username: user.username, password: user.jwt }), IDENTIFIER_REJECTED, 'a user, with a 64 KB client id')
+    t.equal(await refusedWith(t, app, { transport, clientId: 'y'.repeat(129), username: user.username, password: 'wrong' }), IDENTIFIER_REJECTED, 'before the credentials are looked at')
+    const ok = await connectRobot(t, app, robot, { transport, clientId: 'z'.repeat(128) })
+    t.equal(ok.connected, true, '128 characters connect')
   })
 
   t.test(`${transport}: the same robot reconnecting with its client id takes its session over`, async (t) => {

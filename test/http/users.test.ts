@@ -16,7 +16,7 @@ function signJwt (claims: Record<string, unknown>, secret: string, header: Recor
 
 function accessClaims (user: { id: number, username: string }): Record<string, unknown> {
   const now = Math.floor(Date.now() / 1000)
-  return { sub: String(user.id), username: user.username, type: 'access', iat: now, exp: now + 300 }
+  return { sub: String(user.id), username: user.username, type: 'access', iat: now, exp: now + 300, ver: 0 }
 }
 
 /** The only 401 body a log-in failure may produce (CONTRACT §2, §7). */
@@ -133,7 +133,7 @@ t.test('POST /users/refresh_token/ refuses an access JWT, garbage and a foreign 
   const user = await createUser(app)
   const pair = (await app.inject({ method: 'POST', url: '/users/obtain_token/', payload: { username: user.username, password: user.password } })).json()
   const now = Math.floor(Date.now() / 1000)
-  const forged = signJwt({ sub: String(user.id), username: user.username, type: 'refresh', iat: now, exp: now + 3600 }, 'another-secret-another-secret-another-secret')
+  const forged = signJwt({ sub: String(user.id), username: user.username, type: 'refresh', iat: now, exp: now + 3600, ver: 0 }, 'another-secret-another-secret-another-secret')
   for (const [name, refresh] of [['an access JWT', pair.access], ['garbage', 'garbage'], ['a JWT signed with another secret', forged]]) {
     const res = await app.inject({ method: 'POST', url: '/users/refresh_token/', payload: { refresh } })
     assertUnauthorized(t, res)
@@ -250,8 +250,12 @@ t.test('a user deactivated after getting a token is refused with 401', async (t)
   assertUnauthorized(t, await app.inject({ method: 'GET', url: '/users/me', headers: bearer(pair.access) }))
   assertUnauthorized(t, await app.inject({ method: 'GET', url: '/robots', headers: bearer(pair.access) }))
 
+  // CONTRACT §13: reactivating a user revives none of what was issued before.
   await app.services.users.update(user.id, { isActive: true }, { actor: null })
-  t.equal((await app.inject({ method: 'GET', url: '/users/me', headers: bearer(pair.access) })).statusCode, 200, 'reactivated: accepted again')
+  assertUnauthorized(t, await app.inject({ method: 'GET', url: '/users/me', headers: bearer(pair.access) }))
+  assertUnauthorized(t, await app.inject({ method: 'POST', url: '/users/refresh_token/', payload: { refresh: pair.refresh } }))
+  const fresh = (await app.inject({ method: 'POST', url: '/users/obtain_token/', payload: { username: user.username, password: user.password } })).json()
+  t.equal((await app.inject({ method: 'GET', url: '/users/me', headers: bearer(fresh.access) })).statusCode, 200, 'reactivated: a new log-in works')
 })
 
 t.test('a token of a deleted user is refused with 401, even right after it was used', async (t) => {

@@ -6,6 +6,8 @@ export class User extends Model<InferAttributes<User>, InferCreationAttributes<U
   declare passwordHash: string
   declare isStaff: CreationOptional<boolean>
   declare isActive: CreationOptional<boolean>
+  /** Moves on with every password change and deactivation: JWTs of an older version are refused. */
+  declare tokenVersion: CreationOptional<number>
   declare createdAt: CreationOptional<Date>
   declare updatedAt: CreationOptional<Date>
 
@@ -16,6 +18,7 @@ export class User extends Model<InferAttributes<User>, InferCreationAttributes<U
       passwordHash: { type: DataTypes.STRING(255), allowNull: false },
       isStaff: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false },
       isActive: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: true },
+      tokenVersion: { type: DataTypes.INTEGER, allowNull: false, defaultValue: 0 },
       createdAt: DataTypes.DATE,
       updatedAt: DataTypes.DATE
     }, { sequelize, tableName: 'users', underscored: true })

@@ -4,6 +4,7 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyError } from 'fastify'
 import fp from 'fastify-plugin'
+import { Errors, withRetryAfter } from '../../errors.js'
 
 /** Sequelize errors that mean "the database is not reachable right now". */
 export function isDatabaseDown (err: Error): boolean {
@@ -11,7 +12,9 @@ export function isDatabaseDown (err: Error): boolean {
 }
 
 export default fp(async (fastify) => {
-  fastify.setErrorHandler((err: FastifyError, request, reply) => {
+  fastify.setErrorHandler((caught: FastifyError, request, reply) => {
+    // The bounded scrypt queue is full (services/secrets.ts): busy, not broken.
+    const err: FastifyError & { retryAfter?: unknown } = caught.name === 'HashQueueFull' ? withRetryAfter(new Errors.BUSY(), 1) : caught
     let status = err.statusCode ?? 500
     let code = err.code
     let message = err.message
@@ -21,7 +24,7 @@ export default fp(async (fastify) => {
       code = 'UNITED_DATABASE_UNAVAILABLE'
       message = 'database unavailable'
     }
-    if (status >= 500) {
+    if (status >= 500 && code !== 'UNITED_BUSY') {
       request.log.error({ err }, 'request failed')
       if (status === 500) {
         code = 'UNITED_INTERNAL'
@@ -30,6 +33,7 @@ export default fp(async (fastify) => {
     } else {
       request.log.info({ code, statusCode: status, message }, 'request rejected')
     }
+    if (typeof err.retryAfter === 'number') void reply.header('retry-after', String(err.retryAfter))
     const body: Record<string, unknown> = { statusCode: status, error: STATUS_CODES[status] ?? 'Error', message }
     if (typeof code === 'string') body.code = code
     void reply.code(status).type('application/json; charset=utf-8').send(body)

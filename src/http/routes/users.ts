@@ -1,20 +1,24 @@
 // /users/obtain_token/, /users/refresh_token/, /users/me (CONTRACT §2).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { loginLimits } from '../plugins/login-limits.js'
 import { BearerSecurity, errorResponses } from '../schemas/common.js'
 import { AccessTokenSchema, MeSchema, ObtainTokenBody, RefreshBody, TokenPairSchema } from '../schemas/users.js'
 
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   const { auth, users } = fastify.services
+  const limits = loginLimits(fastify, 'user')
 
   fastify.post('/users/obtain_token/', {
+    onRequest: limits.onRequest,
     schema: {
       tags: ['users'],
       summary: 'Log in: username and password (JSON or form) → access and refresh JWTs',
       body: ObtainTokenBody,
-      response: { 200: TokenPairSchema, ...errorResponses(400, 401) }
+      response: { 200: TokenPairSchema, ...errorResponses(400, 401, 429, 503) }
     }
   }, async (request) => {
-    return await auth.login(request.body.username, request.body.password, { ip: request.ip })
+    const { username, password } = request.body
+    return await limits.counted(request, username, () => auth.login(username, password, { ip: request.ip }))
   })
 
   fastify.post('/users/refresh_token/', {

@@ -1,18 +1,22 @@
 // POST /robots/robot/obtain_token (CONTRACT §2): serial + secret → MQTT access token.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { loginLimits } from '../../plugins/login-limits.js'
 import { errorResponses } from '../../schemas/common.js'
 import { RobotAccessTokenSchema, RobotObtainTokenBody } from '../../schemas/robots.js'
 
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
+  const limits = loginLimits(fastify, 'robot')
   fastify.post('/robots/robot/obtain_token', {
+    onRequest: limits.onRequest,
     schema: {
       tags: ['robots'],
       summary: 'Robot log-in: serial and secret (JSON or form) → a cached MQTT access token',
       body: RobotObtainTokenBody,
-      response: { 201: RobotAccessTokenSchema, ...errorResponses(400, 401) }
+      response: { 201: RobotAccessTokenSchema, ...errorResponses(400, 401, 429, 503) }
     }
   }, async (request, reply) => {
-    const token = await fastify.services.robotTokens.obtain(request.body.serial, request.body.token)
+    const { serial, token: secret } = request.body
+    const token = await limits.counted(request, serial, () => fastify.services.robotTokens.obtain(serial, secret))
     return await reply.code(201).send(token)
   })
 }

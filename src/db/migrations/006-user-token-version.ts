@@ -1,0 +1,15 @@
+// Sessions end with the credential (CONTRACT §13): every user JWT carries the
+// user's token version (`ver`), and a password change or a deactivation moves
+// the version on, so that every JWT signed before it is refused, and a
+// reactivation does not bring them back.
+import { DataTypes, type QueryInterface } from 'sequelize'
+
+export const name = '006-user-token-version'
+
+export async function up ({ context: qi }: { context: QueryInterface }): Promise<void> {
+  await qi.addColumn('users', 'token_version', { type: DataTypes.INTEGER, allowNull: false, defaultValue: 0 })
+}
+
+export async function down ({ context: qi }: { context: QueryInterface }): Promise<void> {
+  await qi.removeColumn('users', 'token_version')
+}
