@@ -8,6 +8,7 @@
 //
 //   npm run bench -- [--robots 100] [--window 10] [--duration 30 | --frames N]
 //                    [--scenarios a,b,…] [--idle 1000,5000] [--chart 10,50,100,200]
+//                    [--storm 100,5000] [--bad-logins 32]
 import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
@@ -27,11 +28,12 @@ const FILES = {
   bare: join(import.meta.dirname, 'bare.js')
 }
 
-const SCENARIOS = ['connection-storm', 'tcp-ingest', 'ws-ingest', 'tcp-paced-1000', 'tcp-paced-5000', 'ws-fanout', 'command-latency', 'chart', 'idle-rss'] as const
+const SCENARIOS = ['connection-storm', 'login-storm', 'tcp-ingest', 'ws-ingest', 'tcp-paced-1000', 'tcp-paced-5000', 'ws-fanout', 'command-latency', 'chart', 'idle-rss'] as const
 type Scenario = typeof SCENARIOS[number]
 const ALIASES: Record<string, Scenario[]> = {
   all: [...SCENARIOS],
   storm: ['connection-storm'],
+  login: ['login-storm'],
   tcp: ['tcp-ingest'],
   ws: ['ws-ingest'],
   ingest: ['tcp-ingest', 'ws-ingest'],
@@ -54,7 +56,10 @@ const USAGE = `usage: npm run bench -- [options]
   --warmup S          closed loops: S s of the same load on each target before the
                       measured rounds, not counted but for its errors (default 3; 0: none)
   --scenarios LIST    comma list (default all): ${SCENARIOS.join(', ')}
-                      (aliases: storm, tcp, ws, ingest, paced, fanout, command, idle)
+                      (aliases: storm, login, tcp, ws, ingest, paced, fanout, command, idle)
+  --storm LIST        robot counts of connection-storm (default: --robots)
+  --bad-logins N      login-storm: concurrent bad log-ins while --robots robots stream at
+                      --stream-hz (default 32)
   --idle LIST         idle robot counts for idle-rss (default 1000,5000)
   --chart LIST        robot counts of the chart, closed-loop TCP (default 10,50,100,200)
   --chart-file PATH   where the chart goes (default test/bench/chart.svg)
@@ -111,6 +116,8 @@ function readOptions () {
       warmup: { type: 'string', default: '3' },
       scenarios: { type: 'string', default: 'all' },
       idle: { type: 'string', default: '1000,5000' },
+      storm: { type: 'string' },
+      'bad-logins': { type: 'string', default: '32' },
       chart: { type: 'string', default: '10,50,100,200' },
       'chart-file': { type: 'string' },
       users: { type: 'string', default: '100' },
@@ -142,6 +149,8 @@ function readOptions () {
     warmup: nonNegative(values.warmup, 'warmup'),
     scenarios,
     idle: [...new Set(list(values.idle, 'idle'))].sort((a, b) => a - b),
+    storm: values.storm === undefined ? undefined : [...new Set(list(values.storm, 'storm'))].sort((a, b) => a - b),
+    badLogins: positive(values['bad-logins'], 'bad-logins'),
     chart: [...new Set(list(values.chart, 'chart'))].sort((a, b) => a - b),
     chartFile: resolve(values['chart-file'] ?? join(ROOT, 'test', 'bench', 'chart.svg')),
     users: positive(values.users, 'users'),
@@ -276,8 +285,10 @@ async function main (): Promise<void> {
   }
 
   // What is needed: robots 0..n-1 (every workload takes the first ones), the fan-out robot and its users.
+  const stormCounts = opts.storm ?? [opts.robots]
   const needed = Math.max(
     opts.robots,
+    has('connection-storm') ? Math.max(...stormCounts) : 0,
     has('chart') ? Math.max(...opts.chart) : 0,
     has('idle-rss') ? Math.max(...opts.idle) : 0
   )
@@ -448,11 +459,11 @@ async function main (): Promise<void> {
     }
   }
 
-  async function storm (t: Target, mark: Mark): Promise<Fields> {
+  async function storm (t: Target, mark: Mark, robots: number): Promise<Fields> {
     const rec = new Recorder()
     await mark.start()
     const start = now()
-    const fleet = await Promise.all(range(opts.robots).map(async (i) => {
+    const fleet = await Promise.all(range(robots).map(async (i) => {
       const t1 = now()
       try {
         const robot = await Robot.connect(t.mqttUrl, await t.freshRobot(i), { commands: true, tag: 'tcp' })
@@ -468,7 +479,7 @@ async function main (): Promise<void> {
     const ok = fleet.filter((r): r is Robot => r !== null)
     await closeFleet(ok)
     return {
-      robots: opts.robots,
+      robots,
       connected: ok.length,
       total_s: round(total, 3),
       connects_per_s: round(ok.length / total, 0),
@@ -549,6 +560,71 @@ async function main (): Promise<void> {
       await robot.close()
       await mapLimit(users, 100, async (c) => { await c.endAsync().catch(() => {}) })
     }
+  }
+
+  /**
+   * CONTRACT §13: log-ins must not starve ingest. On United only (bare Aedes
+   * has no log-in): --robots robots stream at --stream-hz for --duration s,
+   * once quiet and once while --bad-logins clients post wrong passwords
+   * back to back. Each of them comes from its own loopback address and moves
+   * to a fresh one whenever it is blocked (429), as an attacker with many
+   * addresses would, so that every attempt it can make costs a password hash.
+   */
+  async function loginStorm (): Promise<Fields[]> {
+    const rate = opts.robots * Math.max(opts.streamHz, 1)
+    const lines: Fields[] = []
+    await united.prepareRobots(opts.robots)
+    for (const withStorm of [false, true]) {
+      const rec = new Recorder()
+      const mark = new Mark(united, [bare], dbProcess)
+      const fleet = await openFleet(united, range(opts.robots), 'tcp', false, rec)
+      const statuses = new Map<number, number>()
+      let stop = false
+      let nextAddress = 0
+      const address = (): string => { const k = nextAddress++; return `127.1.${Math.floor(k / 250) % 250}.${(k % 250) + 1}` }
+      let attempts = 0
+      try {
+        say(`login-storm on united, ${withStorm ? `with ${opts.badLogins} concurrent bad log-ins` : 'without bad log-ins'}: ${opts.robots} robots at ${rate / opts.robots} Hz for ${opts.duration} s…`)
+        await mark.start()
+        const attackers = withStorm
+          ? Array.from({ length: opts.badLogins }, async () => {
+            let from = address()
+            while (!stop) {
+              const status = await united.badLogin(from)
+              attempts++
+              statuses.set(status, (statuses.get(status) ?? 0) + 1)
+              if (status === 429) from = address()
+              if (status === 0 || status === 503) await sleep(10)
+            }
+          })
+          : []
+        const elapsed = await paced(fleet, rec, { totalRate: rate, durationS: opts.duration, tag: nextTag() })
+        stop = true
+        await Promise.all(attackers)
+        mark.stop()
+        lines.push({
+          scenario: 'login-storm',
+          target: 'united',
+          storm: withStorm,
+          robots: opts.robots,
+          rate_hz_per_robot: rate / opts.robots,
+          frames: rec.ok,
+          frames_per_s: round(rec.ok / elapsed, 0),
+          ...rec.latency(),
+          ...errorFields(rec),
+          ...(withStorm ? { bad_logins: opts.badLogins, login_attempts: attempts, login_attempts_per_s: round(attempts / elapsed, 0), login_statuses: Object.fromEntries(statuses), addresses_used: nextAddress } : {}),
+          ...(mark.result ?? {}),
+          note: 'p50/p99/max: frame-ack latency of the streaming robots'
+        })
+      } finally {
+        stop = true
+        await closeFleet(fleet)
+      }
+    }
+    const [quiet, stormy] = lines as [Fields, Fields]
+    stormy.ratio = typeof stormy.p99_ms === 'number' && typeof quiet.p99_ms === 'number' && quiet.p99_ms > 0 ? round(stormy.p99_ms / quiet.p99_ms, 2) : null
+    stormy.ratio_of = 'p99_ms (with the storm / without)'
+    return lines
   }
 
   async function commandLatency (t: Target, mark: Mark): Promise<Fields> {
@@ -683,7 +759,8 @@ async function main (): Promise<void> {
 
   // ---- the run ---------------------------------------------------------------
 
-  if (has('connection-storm')) await pair('connection-storm', 'total_s', storm)
+  if (has('connection-storm')) for (const count of stormCounts) await pair('connection-storm', 'total_s', async (t, m) => await storm(t, m, count))
+  if (has('login-storm')) emit(await loginStorm())
   let tcpIngest: Fields[] | undefined
   if (has('tcp-ingest')) tcpIngest = await ingestPair('tcp-ingest', 'tcp', opts.robots)
   if (has('ws-ingest')) await ingestPair('ws-ingest', 'ws', opts.robots)
@@ -755,6 +832,7 @@ function summary (results: Fields[], united: United): void {
   const cols = ['scenario', 'target', 'robots', 'frames_per_s', 'p50_ms', 'p99_ms', 'max_ms', 'errors', 'server_cpu_s', 'server_rss_mib', 'ratio']
   const extra = (r: Fields): string => {
     if (r.scenario === 'connection-storm') return `total ${cell(r.total_s)} s`
+    if (r.scenario === 'login-storm') return r.storm === true ? `with ${cell(r.bad_logins)} bad log-ins: ${cell(r.login_attempts_per_s)}/s ${JSON.stringify(r.login_statuses)}` : 'without bad log-ins'
     if (r.scenario === 'idle-rss') return `${cell(r.rss_per_conn_kib)} KiB/conn`
     if (r.scenario === 'ws-fanout') return `${cell(r.deliveries_per_s)} deliveries/s`
     if (r.error !== undefined) return `ERROR ${cell(r.error)}`

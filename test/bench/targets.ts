@@ -2,6 +2,7 @@
 // server, provisioned through its Management API) and the bare Aedes broker.
 // Both run as child processes; the load comes from the runner's process.
 import { randomBytes, randomUUID } from 'node:crypto'
+import { request as httpRequest } from 'node:http'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -152,13 +153,20 @@ export class United implements Target {
     return await this.staffJwt.jwt
   }
 
+  /**
+   * A robot with a secret the server generates (192 random bits, returned
+   * once), as a fleet is provisioned through the Management API. A secret
+   * typed in by an admin would be hashed with scrypt instead (README, "Robot
+   * secrets"); `BENCH_TYPED_SECRETS=1` provisions those, for comparison.
+   */
   private async createRobot (serial: string): Promise<Provisioned> {
-    const secret = randomBytes(16).toString('hex')
-    const res = await http(this.httpUrl, 'POST', '/admin/api/robots', { serial, token: secret }, await this.staff())
-    return { serial, secret, uuid: expect(res, 201, `POST /admin/api/robots ${serial}`).uuid as string }
+    const typed = process.env.BENCH_TYPED_SECRETS === '1' ? randomBytes(16).toString('hex') : undefined
+    const res = await http(this.httpUrl, 'POST', '/admin/api/robots', typed === undefined ? { serial } : { serial, token: typed }, await this.staff())
+    const body = expect(res, 201, `POST /admin/api/robots ${serial}`)
+    return { serial, secret: typed ?? body.token as string, uuid: body.uuid as string }
   }
 
-  /** Creates robots up to `n` (32 at a time: each secret costs an scrypt), the fan-out robot and `users` users granted it. */
+  /** Creates robots up to `n` (32 at a time), the fan-out robot and `users` users granted it. */
   async provision (n: number, users: number, progress: (done: number, total: number) => void): Promise<void> {
     const missing = Array.from({ length: Math.max(0, n - this.robots.length) }, (_, k) => this.robots.length + k)
     let done = 0
@@ -235,6 +243,20 @@ export class United implements Target {
   async command (uuid: string, command: string): Promise<{ status: number, id?: string }> {
     const res = await http(this.httpUrl, 'POST', '/robots/robot/command', { robot_uuid: uuid, command }, await this.staff())
     return { status: res.status, id: typeof res.json?.id === 'string' ? res.json.id : undefined }
+  }
+
+  /** One log-in with the staff user's name and a wrong password, from the loopback address `from`; resolves with the HTTP status. */
+  async badLogin (from: string): Promise<number> {
+    const url = new URL('/users/obtain_token/', this.httpUrl)
+    const body = JSON.stringify({ username: this.admin.username, password: 'wrong-password' })
+    return await new Promise((resolve) => {
+      const req = httpRequest({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', localAddress: from, agent: false, headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
+        res.resume()
+        res.on('end', () => { resolve(res.statusCode ?? 0) })
+      })
+      req.on('error', () => { resolve(0) })
+      req.end(body)
+    })
   }
 }
 
