@@ -14,7 +14,7 @@ const KEY_LENGTH = 32
  * unbounded, 32 concurrent bad log-ins took every thread and pushed the frame
  * acks' p50 from 3.8 ms to 578 ms. So at most SCRYPT_CONCURRENCY run at once,
  * and at most SCRYPT_QUEUE wait; beyond that a log-in is refused at once
- * (HashQueueFull: 503 on HTTP, CONNACK 3 on MQTT) rather than queued for seconds.
+ * (HashQueueFull: 503 UNITED_BUSY) rather than queued for seconds.
  */
 const SCRYPT_CONCURRENCY = 1
 const SCRYPT_QUEUE = 64
