@@ -152,13 +152,14 @@ export class United implements Target {
     return await this.staffJwt.jwt
   }
 
+  /** A robot with a generated secret, as a fleet is provisioned (stored as sha256: README, "Secrets at rest"). */
   private async createRobot (serial: string): Promise<Provisioned> {
-    const secret = randomBytes(16).toString('hex')
-    const res = await http(this.httpUrl, 'POST', '/admin/api/robots', { serial, token: secret }, await this.staff())
-    return { serial, secret, uuid: expect(res, 201, `POST /admin/api/robots ${serial}`).uuid as string }
+    const res = await http(this.httpUrl, 'POST', '/admin/api/robots', { serial }, await this.staff())
+    const body = expect(res, 201, `POST /admin/api/robots ${serial}`)
+    return { serial, secret: body.token as string, uuid: body.uuid as string }
   }
 
-  /** Creates robots up to `n` (32 at a time: each secret costs an scrypt), the fan-out robot and `users` users granted it. */
+  /** Creates robots up to `n` (32 at a time), the fan-out robot and `users` users granted it (each password costs an scrypt). */
   async provision (n: number, users: number, progress: (done: number, total: number) => void): Promise<void> {
     const missing = Array.from({ length: Math.max(0, n - this.robots.length) }, (_, k) => this.robots.length + k)
     let done = 0
