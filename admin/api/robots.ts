@@ -3,7 +3,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { auditContext } from '../../src/http/plugins/auth-guard.js'
 import { BearerSecurity, errorResponses, NoContent, PageSchema, RobotUuidParams } from '../../src/http/schemas/common.js'
-import { AccessParams, AdminRobotSchema, NewRobotBody, NewRobotSchema, RobotListQuery, RobotPatchBody, RotateTokenSchema } from '../../src/http/schemas/robots.js'
+import { AccessParams, AdminRobotSchema, NewRobotBody, NewRobotSchema, RobotListQuery, RobotPatchBody, RotateTokenBody, RotateTokenSchema } from '../../src/http/schemas/robots.js'
 
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   const { robots, access } = fastify.services
@@ -37,8 +37,21 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/robots/:uuid/rotate_token', {
-    schema: { ...common, summary: 'Replace the secret (shown once); voids its tokens and closes its connections', params: RobotUuidParams, response: { 200: RotateTokenSchema, ...errorResponses(400, 401, 403, 404) } }
-  }, async (request) => ({ token: await robots.rotateSecret(uuidOf(request.params), auditContext(request)) }))
+    schema: {
+      ...common,
+      summary: 'Replace the secret (shown once); without `grace_seconds`, voids its tokens and closes its connections',
+      description: 'The body is optional. With `grace_seconds` N > 0 the previous secret keeps working at obtain_token for N seconds and the robot stays connected; only one previous secret is kept, so a second rotation ends the older one at once.',
+      params: RobotUuidParams,
+      body: RotateTokenBody,
+      response: { 200: RotateTokenSchema, ...errorResponses(400, 401, 403, 404) }
+    },
+    // No body at all is a rotation with 0, as before CONTRACT §13. Only an
+    // absent body: `null`, `[]` or a string still fail validation.
+    preValidation: async (request) => { if (request.body === undefined) request.body = {} }
+  }, async (request) => {
+    const { token } = await robots.rotate(uuidOf(request.params), auditContext(request), request.body.grace_seconds ?? 0)
+    return { token }
+  })
 
   fastify.get('/robots/:uuid/users', {
     schema: { ...common, summary: 'The ids of the users granted this robot', params: RobotUuidParams, response: { 200: { type: 'object', properties: { items: { type: 'array', items: { type: 'integer' } } } }, ...errorResponses(400, 401, 403, 404) } }

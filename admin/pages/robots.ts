@@ -10,6 +10,7 @@ import { Errors, isError } from '../../src/errors.js'
 import { UUID_PATTERN } from '../../src/http/schemas/common.js'
 import { NewRobotBody, RobotPatchBody } from '../../src/http/schemas/robots.js'
 import type { AuditContext, UserPrincipal } from '../../src/services/index.js'
+import { MAX_GRACE_SECONDS } from '../../src/services/robots.js'
 import type { AdminContext } from '../auth.js'
 import { failed, fieldErrors, text, type FieldErrors } from '../forms.js'
 import { render, seeOther } from '../render.js'
@@ -50,6 +51,28 @@ function query (request: FastifyRequest): Record<string, string | undefined> {
 interface RobotPageState {
   grant?: { username: string, error: string }
   command?: { value: string, error: string }
+  rotate?: { value: string, unit: string, error: string }
+}
+
+/** The units of the rotate form's grace field, in seconds. */
+export const GRACE_UNITS = { seconds: 1, minutes: 60, hours: 3600 } as const
+
+/**
+ * The rotate form's grace period (CONTRACT §13) in seconds: an empty field
+ * is 0, as before grace periods existed; anything but a whole number of
+ * seconds, minutes or hours up to 7 days is an error for the field.
+ */
+function graceOf (body: unknown): { seconds: number } | { value: string, unit: string, error: string } {
+  const value = (text(body, 'grace') ?? '').trim()
+  const unit = text(body, 'grace_unit') ?? 'seconds'
+  const factor = Object.hasOwn(GRACE_UNITS, unit) ? GRACE_UNITS[unit as keyof typeof GRACE_UNITS] : undefined
+  const shown = { value: value.slice(0, 32), unit: factor === undefined ? 'seconds' : unit }
+  if (factor === undefined) return { ...shown, error: 'Choose one of the listed units.' }
+  if (value === '') return { seconds: 0 }
+  if (!/^\d{1,7}$/.test(value)) return { ...shown, error: 'A whole number (0 or more), or nothing.' }
+  const seconds = Number(value) * factor
+  if (seconds > MAX_GRACE_SECONDS) return { ...shown, error: `At most 7 days (${MAX_GRACE_SECONDS} seconds, ${MAX_GRACE_SECONDS / 3600} hours).` }
+  return { seconds }
 }
 
 const robots: FastifyPluginAsync = async (fastify) => {
@@ -60,11 +83,12 @@ const robots: FastifyPluginAsync = async (fastify) => {
     const q = query(request)
     const who = principal(request)
     const robot = await robots.get(uuid)
-    const [stats, path, recent, grantedIds] = await Promise.all([
+    const [stats, path, recent, grantedIds, previousSecretUntil] = await Promise.all([
       frames.list(who, uuid, { limit: PAGE_SIZE, cursor: q.cursor === '' ? undefined : q.cursor }),
       frames.list(who, uuid, { type: 1, limit: 200 }),
       commands.list(who, uuid, { limit: 10 }),
-      access.usersOf(uuid)
+      access.usersOf(uuid),
+      robots.previousSecretExpiry(uuid)
     ])
     const granted = await users.byIds(grantedIds)
     const points = path.items.map((f) => ({ t: f.recorded_at ?? f.received_at, x: f.data.position_x, y: f.data.position_y, speed: f.data.speed })).reverse()
@@ -77,6 +101,8 @@ const robots: FastifyPluginAsync = async (fastify) => {
       recent: recent.items,
       granted,
       commandsList: ROBOT_COMMANDS,
+      graceUnits: Object.keys(GRACE_UNITS),
+      previousSecretUntil,
       state
     }, status)
   }
@@ -150,9 +176,18 @@ const robots: FastifyPluginAsync = async (fastify) => {
 
   fastify.post('/robots/:uuid/rotate', async (request, reply) => {
     const uuid = uuidOf(request)
-    const token = await robots.rotateSecret(uuid, actor(request))
+    const grace = graceOf(request.body)
+    if (!('seconds' in grace)) return await showRobot(request, reply, uuid, { rotate: grace }, 400)
+    const { token, previousValidUntil } = await robots.rotate(uuid, actor(request), grace.seconds)
     const robot = await robots.get(uuid)
-    return await render(request, reply, 'robots/secret', { title: 'New secret', robot, token, generated: true, rotated: true })
+    return await render(request, reply, 'robots/secret', {
+      title: 'New secret',
+      robot,
+      token,
+      generated: true,
+      rotated: true,
+      previousValidUntil: previousValidUntil?.toISOString() ?? null
+    })
   })
 
   fastify.get('/robots/:uuid/delete', async (request, reply) => {

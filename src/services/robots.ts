@@ -9,7 +9,7 @@ import { Errors } from '../errors.js'
 import type { EventBus } from '../events.js'
 import type { AuditContext, AuditService } from './audit.js'
 import { decodeCursor, pageLimit, toPage, type Page, type PageRequest } from './pagination.js'
-import { hashSecret, randomToken, verifyAgainstDummy, verifySecret } from './secrets.js'
+import { hashGeneratedSecret, hashSecret, randomToken, verifyAgainstGeneratedDummy, verifySecret } from './secrets.js'
 import type { TokenStore } from './token-store.js'
 
 export interface RobotView {
@@ -26,6 +26,11 @@ export interface RobotView {
 export interface NewRobot { serial: string, name?: string, token?: string }
 export interface RobotPatch { serial?: string, name?: string, enabled?: boolean }
 export interface RobotListRequest extends PageRequest { q?: string, enabled?: boolean, online?: boolean }
+/** A new secret (shown once) and until when the previous one still works, if it does. */
+export interface RotatedSecret { token: string, previousValidUntil: Date | null }
+
+/** CONTRACT §13: the longest grace period of a rotation, 7 days. */
+export const MAX_GRACE_SECONDS = 604_800
 
 export function robotView (row: Robot): RobotView {
   return {
@@ -56,11 +61,45 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
     })
   }
 
+  /**
+   * Replaces the secret with a generated one (returned once). With
+   * `graceSeconds` 0 every token issued with the old one is void and the
+   * robot's connections close (CONTRACT §2). With more (CONTRACT §13), the
+   * old secret still works at obtain_token for that long and the robot's
+   * tokens and connections are left alone. Only one previous secret is
+   * kept: rotating again during a grace period ends the older one at once,
+   * and a rotation with 0 ends any.
+   */
+  async function rotate (uuid: string, ctx: AuditContext, graceSeconds = 0): Promise<RotatedSecret> {
+    if (!Number.isSafeInteger(graceSeconds) || graceSeconds < 0 || graceSeconds > MAX_GRACE_SECONDS) {
+      throw new Errors.BAD_REQUEST(`grace_seconds must be an integer from 0 to ${MAX_GRACE_SECONDS}`)
+    }
+    const token = randomToken(24)
+    const secretHash = hashGeneratedSecret(token)
+    const previousValidUntil = graceSeconds > 0 ? new Date(Date.now() + graceSeconds * 1000) : null
+    await db.transaction(async (transaction) => {
+      // FOR UPDATE on PostgreSQL: two rotations at once must not both keep
+      // the same previous secret and lose the first one's new secret.
+      const robot = await Robot.findOne({ where: { uuid }, transaction, lock: transaction.LOCK.UPDATE })
+      if (robot === null) throw new Errors.ROBOT_NOT_FOUND()
+      // The previous secret keeps the hash it had, scrypt or sha256.
+      robot.previousSecretHash = previousValidUntil === null ? null : robot.secretHash
+      robot.previousSecretExpiresAt = previousValidUntil
+      robot.secretHash = secretHash
+      await robot.save({ transaction })
+      await audit.record(ctx, { action: 'robot.token_rotated', robotUuid: uuid, details: { grace_seconds: graceSeconds } }, transaction)
+    })
+    if (previousValidUntil === null) await revoke(uuid, 'rotated')
+    return { token, previousValidUntil }
+  }
+
   return {
     /** Creates a robot. The secret is the given one or a generated one, returned once. */
     async create (input: NewRobot, ctx: AuditContext): Promise<RobotView & { token: string }> {
+      // A generated secret is 192 random bits: a fast hash is enough
+      // (secrets.ts). One an admin typed may be weak: scrypt.
       const token = input.token ?? randomToken(24)
-      const secretHash = await hashSecret(token)
+      const secretHash = input.token === undefined ? hashGeneratedSecret(token) : await hashSecret(token)
       return await uniqueSerial(() => db.transaction(async (transaction) => {
         const robot = await Robot.create({ uuid: randomUUID(), serial: input.serial, name: input.name ?? '', secretHash }, { transaction })
         await audit.record(ctx, { action: 'robot.created', robotUuid: robot.uuid, details: { serial: robot.serial, name: robot.name, secret_generated: input.token === undefined } }, transaction)
@@ -141,19 +180,19 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
       await revoke(uuid, 'deleted')
     },
 
+    rotate,
+
     /** Replaces the secret (returned once) and voids every token issued with the old one. */
     async rotateSecret (uuid: string, ctx: AuditContext): Promise<string> {
-      const token = randomToken(24)
-      const secretHash = await hashSecret(token)
-      await db.transaction(async (transaction) => {
-        const robot = await Robot.findOne({ where: { uuid }, transaction })
-        if (robot === null) throw new Errors.ROBOT_NOT_FOUND()
-        robot.secretHash = secretHash
-        await robot.save({ transaction })
-        await audit.record(ctx, { action: 'robot.token_rotated', robotUuid: uuid }, transaction)
-      })
-      await revoke(uuid, 'rotated')
-      return token
+      return (await rotate(uuid, ctx, 0)).token
+    },
+
+    /** Until when the robot's previous secret still works (ISO 8601), or null when it has none that does. */
+    async previousSecretExpiry (uuid: string): Promise<string | null> {
+      const robot = await Robot.findOne({ where: { uuid }, attributes: ['previousSecretExpiresAt'] })
+      if (robot === null) throw new Errors.ROBOT_NOT_FOUND()
+      const until = robot.previousSecretExpiresAt
+      return until === null || until === undefined || until.getTime() <= Date.now() ? null : until.toISOString()
     },
 
     /** What the broker needs of a connected robot, or null when it is gone. */
@@ -186,11 +225,19 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
       await Robot.update({ lastSeenAt }, { where: { uuid: { [Op.in]: uuids } }, silent: true })
     },
 
-    /** The robot whose serial and secret match, or null; unknown serials cost the same time. */
+    /**
+     * The robot whose serial and secret match (its secret, or its previous
+     * one during a grace period), or null. An unknown serial costs what a
+     * generated secret costs (secrets.ts, verifyAgainstGeneratedDummy).
+     */
     async verifySecret (serial: string, secret: string): Promise<RobotView | null> {
       const robot = await Robot.findOne({ where: { serial } })
-      if (robot === null) return await verifyAgainstDummy(secret) || null
-      return await verifySecret(secret, robot.secretHash) ? robotView(robot) : null
+      if (robot === null) return await verifyAgainstGeneratedDummy(secret) || null
+      if (await verifySecret(secret, robot.secretHash)) return robotView(robot)
+      const previous = robot.previousSecretHash
+      const until = robot.previousSecretExpiresAt
+      if (previous === null || previous === undefined || until === null || until === undefined || until.getTime() <= Date.now()) return null
+      return await verifySecret(secret, previous) ? robotView(robot) : null
     }
   }
 }

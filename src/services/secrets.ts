@@ -1,7 +1,21 @@
-// Secrets at rest: user passwords and robot secrets are stored only as scrypt
-// hashes, compared in constant time. The parameters travel inside the hash,
-// so they can be raised later without invalidating what is stored.
-import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto'
+// Secrets at rest: user passwords and robot secrets are stored only as
+// hashes, compared in constant time. Each stored hash names its scheme:
+//
+// - `scrypt$N$r$p$salt$key` for anything a person chose: user passwords and
+//   robot secrets an admin typed in. A slow hash is what stands between a
+//   copy of the table and a guessed password. The parameters travel inside
+//   the hash, so they can be raised later without invalidating what is stored.
+// - `sha256$digest` for robot secrets the server generated (192 random bits,
+//   robots.create and rotateSecret). Nobody guesses 2^192 values, slow hash
+//   or not, so a slow hash only costs CPU: about 30 ms of scrypt per
+//   obtain_token, minutes for a fleet that reconnects at once. A plain
+//   digest of a high-entropy token is what GitHub and others store for
+//   theirs.
+//
+// verifySecret reads the scheme, so the hashes stored before the second
+// scheme existed (scrypt of generated secrets) keep working; a stored hash it
+// cannot read is a mismatch, never an exception.
+import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto'
 
 const N = 16384
 const r = 8
@@ -50,24 +64,86 @@ export async function hashSecret (secret: string): Promise<string> {
   return ['scrypt', N, r, p, salt.toString('base64url'), key.toString('base64url')].join('$')
 }
 
-export async function verifySecret (secret: string, stored: string): Promise<boolean> {
-  const parts = stored.split('$')
-  if (parts.length !== 6 || parts[0] !== 'scrypt') return false
-  const [cost, blockSize, parallel] = parts.slice(1, 4).map(Number) as [number, number, number]
+const sha256 = (secret: string): Buffer => createHash('sha256').update(secret, 'utf8').digest()
+
+/**
+ * The hash of a secret the server generated (randomToken, 16 bytes or more):
+ * one SHA-256, no salt (a random secret is its own salt). Never for a secret
+ * a person chose: use hashSecret for those.
+ */
+export function hashGeneratedSecret (secret: string): string {
+  return `sha256$${sha256(secret).toString('base64url')}`
+}
+
+// Bounds on the scrypt parameters read back from a stored hash: generous
+// enough to raise N, r and p later, tight enough that a damaged row cannot
+// make one log-in allocate gigabytes.
+const MAX_COST = 1 << 20
+const MAX_BLOCK = 32
+const MAX_PARALLEL = 16
+const isPowerOfTwo = (n: number): boolean => Number.isSafeInteger(n) && n > 1 && (n & (n - 1)) === 0
+const inRange = (n: number, max: number): boolean => Number.isSafeInteger(n) && n >= 1 && n <= max
+
+async function verifyScrypt (secret: string, parts: string[]): Promise<boolean> {
+  if (parts.length !== 6) return false
+  const [cost, blockSize, parallel] = parts.slice(1, 4).map((s) => /^\d{1,8}$/.test(s) ? Number(s) : NaN) as [number, number, number]
+  if (!isPowerOfTwo(cost) || cost > MAX_COST || !inRange(blockSize, MAX_BLOCK) || !inRange(parallel, MAX_PARALLEL)) return false
   const salt = Buffer.from(parts[4] as string, 'base64url')
   const expected = Buffer.from(parts[5] as string, 'base64url')
+  if (salt.length === 0 || expected.length < 16 || expected.length > 64) return false
   const actual = await scrypt(secret, salt, expected.length, { N: cost, r: blockSize, p: parallel, maxmem: 256 * cost * blockSize })
   return timingSafeEqual(actual, expected)
+}
+
+function verifySha256 (secret: string, parts: string[]): boolean {
+  if (parts.length !== 2) return false
+  const expected = Buffer.from(parts[1] as string, 'base64url')
+  if (expected.length !== 32) return false
+  return timingSafeEqual(sha256(secret), expected)
+}
+
+/** Whether `secret` matches `stored`, whichever scheme stored it; false for a hash it cannot read. */
+export async function verifySecret (secret: string, stored: string): Promise<boolean> {
+  const parts = stored.split('$')
+  try {
+    switch (parts[0]) {
+      case 'scrypt': return await verifyScrypt(secret, parts)
+      case 'sha256': return verifySha256(secret, parts)
+      default: return false
+    }
+  } catch {
+    return false
+  }
 }
 
 let dummy: Promise<string> | undefined
 /**
  * Spend the same time as a real check when the user or robot does not exist,
- * so that response times do not reveal which names exist.
+ * so that response times do not reveal which names exist. This one costs an
+ * scrypt: for user names, whose passwords are all scrypt hashes.
  */
 export async function verifyAgainstDummy (secret: string): Promise<false> {
   dummy ??= hashSecret(randomBytes(16).toString('hex'))
   await verifySecret(secret, await dummy)
+  return false
+}
+
+const generatedDummy = hashGeneratedSecret(randomBytes(24).toString('hex'))
+/**
+ * The same for robot serials: an unknown serial costs what a robot with a
+ * generated secret costs, one SHA-256 (after the same database look-up).
+ * Generated secrets are the common case, and for them timing tells an
+ * unknown serial from a known one in no way. The price: a robot whose hash
+ * is scrypt (a secret an admin typed, or one stored before the sha256
+ * scheme, until it is rotated) answers a wrong secret about 30 ms slower than
+ * an unknown serial, so a prober can tell that such a serial exists; it
+ * learns nothing about the secret, and guessing stays at scrypt's pace. The
+ * other way round (an scrypt for every unknown serial) would reveal every
+ * robot with a generated secret instead, and let anyone make the server
+ * spend 30 ms of CPU per request with made-up serials.
+ */
+export async function verifyAgainstGeneratedDummy (secret: string): Promise<false> {
+  await verifySecret(secret, generatedDummy)
   return false
 }
 

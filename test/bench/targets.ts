@@ -166,7 +166,7 @@ export class United implements Target {
     return { serial, secret: typed ?? body.token as string, uuid: body.uuid as string }
   }
 
-  /** Creates robots up to `n` (32 at a time), the fan-out robot and `users` users granted it. */
+  /** Creates robots up to `n` (32 at a time), the fan-out robot and `users` users granted it (each password costs an scrypt). */
   async provision (n: number, users: number, progress: (done: number, total: number) => void): Promise<void> {
     const missing = Array.from({ length: Math.max(0, n - this.robots.length) }, (_, k) => this.robots.length + k)
     let done = 0

@@ -3,12 +3,16 @@
 // its down step brings the surrogate id back. 004 drops frames' foreign key
 // on PostgreSQL and its down step restores it. 005 narrows the history index
 // to (robot_id, received_at) on PostgreSQL, and its down step widens it
-// again. On SQLite, and on PostgreSQL when TEST_DATABASE_URL is set.
+// again. 007 adds a robot's previous secret and its expiry (nullable), keeps
+// every robot and its grants, and its down step drops both columns without
+// touching the rows. On SQLite, and on PostgreSQL when TEST_DATABASE_URL is set.
 import t, { type Test } from 'tap'
 import { QueryTypes, type QueryInterface, type Sequelize } from 'sequelize'
 import { SequelizeStorage, Umzug } from 'umzug'
 import { createDatabase } from '../../src/db/index.js'
 import { migrations } from '../../src/db/migrations/index.js'
+import * as m006 from '../../src/db/migrations/006-user-token-version.js'
+import * as m007 from '../../src/db/migrations/007-robot-secret-grace.js'
 import { pgBase, testDatabase } from '../helper.js'
 
 /** A fresh, empty database and the app's migrations over it (dropped on teardown). */
@@ -102,4 +106,59 @@ t.test('005 narrows the history index on PostgreSQL only, and its down step wide
   await umzug.down()
   t.same(await historyIndexes(), wide, 'down: the wide index is back')
   t.same((await umzug.up({ to: '005-frames-history-index' })).map((m) => m.name), ['005-frames-history-index'], 'and 005 applies again')
+})
+
+t.test('007 adds the previous secret and its expiry to robots, keeps every row, and its down step drops them again', async (t) => {
+  const { sequelize, umzug } = await migrator(t)
+  const qi = sequelize.getQueryInterface()
+  const columns = async (): Promise<string[]> => Object.keys(await qi.describeTable('robots'))
+  // The migration just before 007, whatever its number: the list may grow between them.
+  const before = migrations[migrations.findIndex((m) => m.name === m007.name) - 1]?.name as string
+  await umzug.up({ to: before })
+  t.notOk((await columns()).includes('previous_secret_hash'), 'no previous secret before 007')
+
+  const now = new Date('2024-05-01T12:00:00.000Z')
+  await sequelize.query('INSERT INTO users (id, username, password_hash, is_staff, is_active, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    { replacements: [1, 'alice', 'x', false, true, now, now], type: QueryTypes.INSERT })
+  await sequelize.query('INSERT INTO robots (id, uuid, serial, name, secret_hash, enabled, state, data_connected, command_connected, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    { replacements: [1, '00000000-0000-4000-8000-000000000001', 'SN-1', '', 'scrypt$legacy', true, 'idle', false, false, now, now], type: QueryTypes.INSERT })
+  await sequelize.query('INSERT INTO robot_access (user_id, robot_id, created_at) VALUES (1, 1, ?)', { replacements: [now], type: QueryTypes.INSERT })
+
+  t.same((await umzug.up({ to: m007.name })).map((m) => m.name), [m007.name], 'only 007 was pending')
+  const described = await qi.describeTable('robots')
+  t.match(described, { previous_secret_hash: { allowNull: true }, previous_secret_expires_at: { allowNull: true } }, 'both columns, nullable')
+  const rows = await sequelize.query<Record<string, unknown>>('SELECT serial, secret_hash, previous_secret_hash, previous_secret_expires_at FROM robots', { type: QueryTypes.SELECT })
+  t.same(rows, [{ serial: 'SN-1', secret_hash: 'scrypt$legacy', previous_secret_hash: null, previous_secret_expires_at: null }], 'the robot is kept, with no previous secret')
+  const until = new Date('2024-05-02T12:00:00.000Z')
+  await sequelize.query('UPDATE robots SET previous_secret_hash = ?, previous_secret_expires_at = ? WHERE id = 1', { replacements: ['sha256$x', until], type: QueryTypes.UPDATE })
+  const [stored] = await sequelize.query<{ previous_secret_expires_at: Date | string }>('SELECT previous_secret_expires_at FROM robots', { type: QueryTypes.SELECT })
+  t.equal(new Date(stored?.previous_secret_expires_at as string).getTime(), until.getTime(), 'an expiry is stored as a date')
+
+  await umzug.down()
+  const after = await columns()
+  t.notOk(after.includes('previous_secret_hash') || after.includes('previous_secret_expires_at'), 'down: both columns are gone')
+  const kept = await sequelize.query<{ serial: string, secret_hash: string }>('SELECT serial, secret_hash FROM robots', { type: QueryTypes.SELECT })
+  t.same(kept, [{ serial: 'SN-1', secret_hash: 'scrypt$legacy' }], 'down keeps the robot')
+  const grants = await sequelize.query('SELECT user_id, robot_id FROM robot_access', { type: QueryTypes.SELECT })
+  t.equal(grants.length, 1, 'and its grant')
+  t.same((await umzug.up({ to: m007.name })).map((m) => m.name), [m007.name], 'and 007 applies again')
+})
+
+t.test('006 gives every user a token version of 0, keeps every row, and its down step drops it again', async (t) => {
+  const { sequelize, umzug } = await migrator(t)
+  const qi = sequelize.getQueryInterface()
+  await umzug.up({ to: '005-frames-history-index' })
+  const now = new Date('2024-05-01T12:00:00.000Z')
+  await sequelize.query('INSERT INTO users (id, username, password_hash, is_staff, is_active, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    { replacements: [1, 'alice', 'x', true, true, now, now], type: QueryTypes.INSERT })
+  await sequelize.query('INSERT INTO admin_sessions (id, user_id, ip, created_at, expires_at) VALUES (?, ?, ?, ?, ?)',
+    { replacements: ['a'.repeat(64), 1, null, now, now], type: QueryTypes.INSERT })
+  t.same((await umzug.up({ to: m006.name })).map((m) => m.name), [m006.name], 'only 006 was pending')
+  const rows = await sequelize.query<{ username: string, token_version: number }>('SELECT username, token_version FROM users', { type: QueryTypes.SELECT })
+  t.same(rows.map((r) => ({ ...r, token_version: Number(r.token_version) })), [{ username: 'alice', token_version: 0 }], 'existing users start at version 0')
+  t.match(await qi.describeTable('users'), { token_version: { allowNull: false } })
+  await umzug.down()
+  t.notOk('token_version' in await qi.describeTable('users'), 'down: the column is gone')
+  const sessions = await sequelize.query('SELECT id FROM admin_sessions', { type: QueryTypes.SELECT })
+  t.equal(sessions.length, 1, 'down keeps the rows that reference users')
 })

@@ -10,6 +10,9 @@ export async function up ({ context: qi }: { context: QueryInterface }): Promise
   await qi.addColumn('users', 'token_version', { type: DataTypes.INTEGER, allowNull: false, defaultValue: 0 })
 }
 
+// Down drops the column with ALTER TABLE on both databases (SQLite ≥ 3.35),
+// not with Sequelize's SQLite removeColumn, which copies and drops the table
+// and would take the rows that reference users (grants, sessions) with it.
 export async function down ({ context: qi }: { context: QueryInterface }): Promise<void> {
-  await qi.removeColumn('users', 'token_version')
+  await qi.sequelize.query('ALTER TABLE users DROP COLUMN token_version')
 }

@@ -6,6 +6,9 @@ export class Robot extends Model<InferAttributes<Robot>, InferCreationAttributes
   declare serial: string
   declare name: CreationOptional<string>
   declare secretHash: string
+  /** The secret before the last rotation with a grace period (CONTRACT §13), accepted until previousSecretExpiresAt. */
+  declare previousSecretHash: CreationOptional<string | null>
+  declare previousSecretExpiresAt: CreationOptional<Date | null>
   declare enabled: CreationOptional<boolean>
   declare state: CreationOptional<string>
   declare lastSeenAt: CreationOptional<Date | null>
@@ -21,6 +24,8 @@ export class Robot extends Model<InferAttributes<Robot>, InferCreationAttributes
       serial: { type: DataTypes.STRING(128), allowNull: false, unique: true },
       name: { type: DataTypes.STRING(200), allowNull: false, defaultValue: '' },
       secretHash: { type: DataTypes.STRING(255), allowNull: false },
+      previousSecretHash: { type: DataTypes.STRING(255), allowNull: true },
+      previousSecretExpiresAt: { type: DataTypes.DATE, allowNull: true },
       enabled: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: true },
       state: { type: DataTypes.STRING(16), allowNull: false, defaultValue: 'idle' },
       lastSeenAt: { type: DataTypes.DATE, allowNull: true },

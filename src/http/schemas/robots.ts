@@ -71,6 +71,18 @@ export const RobotAccessTokenSchema = Type.Object({
 
 export const RotateTokenSchema = Type.Object({ token: Type.String() })
 
+/**
+ * CONTRACT §13: how long the previous secret keeps working at obtain_token.
+ * The body is optional: a request without one rotates with 0 (CONTRACT §2).
+ */
+export const RotateTokenBody = Type.Object({
+  grace_seconds: Type.Optional(Type.Integer({
+    minimum: 0,
+    maximum: 604800,
+    description: 'seconds during which the previous secret still works at obtain_token (its connections and tokens are left alone); 0, the default, voids it at once with its tokens and connections'
+  }))
+}, { additionalProperties: false })
+
 export const CommandBody = Type.Object({
   robot_uuid: RobotUuid,
   command: Type.Enum(ROBOT_COMMANDS)
