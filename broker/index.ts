@@ -215,7 +215,8 @@ export default fp(async (fastify) => {
   })
   await new Promise<void>((resolve, reject) => {
     tcp.once('error', reject)
-    tcp.listen(config.MQTT_PORT, config.HOST, () => { tcp.off('error', reject); resolve() })
+    // A deep accept queue: a whole fleet reconnects at once (see src/server.ts).
+    tcp.listen({ port: config.MQTT_PORT, host: config.HOST, backlog: 4096 }, () => { tcp.off('error', reject); resolve() })
   })
   const ws = attachWebSocket(fastify.server, handle, { maxPayload: packetLimit })
   const address = tcp.address()

@@ -38,7 +38,10 @@ async function main (): Promise<void> {
     await app.close()
   })
 
-  await app.listen({ host: config.HOST, port: config.HTTP_PORT })
+  // A fleet reconnects at once after a restart or a network cut: a deep
+  // accept queue (Node's default is 511) instead of resets for the
+  // connections that find it full (the kernel caps it at net.core.somaxconn).
+  await app.listen({ host: config.HOST, port: config.HTTP_PORT, backlog: 4096 })
   const address = app.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.HTTP_PORT
   const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST
