@@ -108,10 +108,11 @@ http.on('upgrade', (req, socket, head) => {
   })
 })
 
-function listen (server: { listen: (port: number, host: string, cb: () => void) => unknown, once: (ev: 'error', cb: (err: Error) => void) => unknown, address: () => AddressInfo | string | null }, port: number): Promise<number> {
+/** Listens with United's accept queue (4096), so that a connection storm meets the same kernel queue on both. */
+function listen (server: { listen: (opts: { port: number, host: string, backlog: number }, cb: () => void) => unknown, once: (ev: 'error', cb: (err: Error) => void) => unknown, address: () => AddressInfo | string | null }, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject)
-    server.listen(port, HOST, () => {
+    server.listen({ port, host: HOST, backlog: 4096 }, () => {
       const address = server.address()
       resolve(typeof address === 'object' && address !== null ? address.port : port)
     })
