@@ -25,7 +25,21 @@ export function isJson (request: FastifyRequest): boolean {
 
 /** Only a path inside the admin may follow a log-in (no open redirect). */
 export function safeNext (next: unknown): string {
-  if (typeof next !== 'string' || !/^\/admin(\/[!-[\]-~]*)?$/.test(next) || next.startsWith('/admin/log')) return '/admin'
+  if (typeof next !== 'string' || !/^\/admin(\/[!-[\]-~]*)?$/.test(next)) return '/admin'
+  // Dot segments and their encodings (`/admin/../docs`, `%2e%2e`, `..%2f`)
+  // would lead the browser out of /admin once it resolves them: a path is
+  // followed only when it is already in its normal form, and stays inside.
+  if (/%(2e|2f|5c)/i.test(next)) return '/admin'
+  let url: URL
+  try {
+    url = new URL(next, 'http://united.invalid')
+  } catch {
+    return '/admin'
+  }
+  const normal = url.pathname + url.search
+  if (url.origin !== 'http://united.invalid' || normal !== next) return '/admin'
+  if (url.pathname !== '/admin' && !url.pathname.startsWith('/admin/')) return '/admin'
+  if (url.pathname.startsWith('/admin/log')) return '/admin'
   return next
 }
 

@@ -4,7 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { helpers } from './helpers.js'
 
 /** Fixed texts for ?notice=…, so a link can never inject its own message. */
-const NOTICES: Record<string, string> = {
+const NOTICES: ReadonlyMap<string, string> = new Map(Object.entries({
   logged_out: 'You are logged out.',
   password_changed: 'Your password was changed: log in again with the new one.',
   robot_updated: 'Robot saved.',
@@ -17,11 +17,12 @@ const NOTICES: Record<string, string> = {
   user_created: 'User added.',
   user_updated: 'User saved.',
   user_deleted: 'User deleted.'
-}
+}))
 
 export async function render (request: FastifyRequest, reply: FastifyReply, template: string, data: Record<string, unknown> = {}, status = 200): Promise<FastifyReply> {
   const query = request.query as Record<string, unknown> | undefined
-  const notice = typeof query?.notice === 'string' ? NOTICES[query.notice] : undefined
+  // A Map, not an object: `?notice=constructor` must not find Object's prototype.
+  const notice = typeof query?.notice === 'string' ? NOTICES.get(query.notice) : undefined
   const csrf = reply.generateCsrf({ userInfo: request.admin?.sessionId ?? 'anonymous' })
   const html = await reply.viewAsync(template, { title: '', notice, ...data, me: request.admin?.user ?? null, csrf, h: helpers, path: request.url })
   return await reply.code(status).type('text/html; charset=utf-8').send(html)

@@ -178,7 +178,17 @@ t.test('log-in follows a safe `next` and refuses open redirects', async (t) => {
     ['/admin/login?next=//evil.example', '/admin'],
     ['', '/admin'],
     ['/admin/x\r\nSet-Cookie: united_session=forged', '/admin'],
-    ['/admin/\u20ac', '/admin']
+    ['/admin/\u20ac', '/admin'],
+    // Dot segments, plain or encoded, would lead the browser out of /admin.
+    ['/admin/../docs', '/admin'],
+    ['/admin/robots/../../docs', '/admin'],
+    ['/admin/%2e%2e/docs', '/admin'],
+    ['/admin/%2E%2E/docs', '/admin'],
+    ['/admin/..%2fdocs', '/admin'],
+    ['/admin/..%5cdocs', '/admin'],
+    ['/admin/./robots', '/admin'],
+    ['/admin/robots/..', '/admin'],
+    ['/admin/users/1', '/admin/users/1']
   ]
   for (const [next, expected] of cases) {
     const browser = await visitor(app)
@@ -193,6 +203,19 @@ t.test('log-in follows a safe `next` and refuses open redirects', async (t) => {
     const res = await browser.get(`/admin/login?next=${encodeURIComponent(next)}`)
     t.equal(res.statusCode, 303)
     t.equal(res.headers.location, '/admin')
+  }
+})
+
+t.test('?notice= shows only the fixed notices: names of Object.prototype show nothing', async (t) => {
+  const app = await build(t)
+  const browser = await visitor(app)
+  const known = await browser.get('/admin/login?notice=logged_out')
+  t.match(known.body, 'You are logged out.', 'a known notice is shown')
+  for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf', 'unknown']) {
+    const res = await browser.get(`/admin/login?notice=${name}`)
+    t.equal(res.statusCode, 200)
+    t.notMatch(res.body, /native code|function |\[object /, `notice=${name}: nothing of the prototype`)
+    t.notMatch(res.body, 'You are logged out.')
   }
 })
 
