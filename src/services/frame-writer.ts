@@ -6,9 +6,12 @@
 // promise settles only after its batch committed. The hot path builds no
 // model instance: on PostgreSQL one `INSERT … SELECT FROM unnest(…)` of
 // the frames' own texts, prepared once per connection; on SQLite one
-// multi-row `INSERT OR IGNORE`. Both take a frame's data out of the robot's
-// own JSON text in the database (jsonb on PostgreSQL, json_extract on SQLite)
-// instead of serializing it again. A frame id already stored for its robot is
+// multi-row `INSERT OR IGNORE`. PostgreSQL takes a frame's id, type and data
+// out of the robot's own JSON text (jsonb, which keeps the last of a
+// repeated key at every level, as JSON.parse does: what is stored is what was
+// validated) instead of serializing it again; SQLite stores the validated
+// data serialized again, since its JSON functions keep the first of a
+// repeated key. A frame id already stored for its robot is
 // skipped (idempotent resends); a frame of a robot deleted meanwhile is
 // dropped instead of failing the batch of every other robot.
 import type { FastifyBaseLogger } from 'fastify'
@@ -155,7 +158,7 @@ function sqliteInsert (n: number): string {
   if (sql === undefined) {
     if (sqliteStatements.size >= 64) sqliteStatements.clear()
     sql = `INSERT OR IGNORE INTO frames (robot_id, frame_id, type, data, recorded_at, received_at)
-       SELECT column1, column2, column3, json_extract(column4, '$.data'), column5, column6 FROM (VALUES ${new Array<string>(n).fill('(?,?,?,?,?,?)').join(',')}) AS v
+       SELECT column1, column2, column3, column4, column5, column6 FROM (VALUES ${new Array<string>(n).fill('(?,?,?,?,?,?)').join(',')}) AS v
        WHERE EXISTS (SELECT 1 FROM robots r WHERE r.id = v.column1)`
     sqliteStatements.set(n, sql)
   }
@@ -196,7 +199,11 @@ export function createFrameWriter ({ db, log, maxBatch = 1000, queueLimit = 20_0
       values[i++] = r.robotId
       values[i++] = r.frameId
       values[i++] = r.type
-      values[i++] = frameText(r)
+      // The data as validated, serialized again: SQLite's JSON functions
+      // take the FIRST of a repeated key where JSON.parse (and so the
+      // validator) took the last, so the robot's own text could store, or
+      // let json_extract read, a value nobody validated (CONTRACT §13).
+      values[i++] = JSON.stringify(r.data)
       values[i++] = sqliteDate(r.recordedAt)
       values[i++] = sqliteDate(r.receivedAt)
     }
