@@ -1,6 +1,8 @@
 /// <reference lib="dom" />
-// The admin in a real browser (issue #4): headless Chromium (Debian's
-// package) driven by playwright-core against the real app on a real port.
+// The admin in a real browser (issue #4): headless Chromium driven by
+// playwright-core against the real app on a real port. The browser is the one
+// @sparticuz/chromium ships inside its npm package (so `npm ci && npm test`
+// needs nothing from apt); CHROMIUM_PATH selects another one.
 // A staff user logs in, creates a robot and a user, grants access; then,
 // while a real robot client sends frames over MQTT, the robot page's live
 // panel (MQTT over WebSocket from the page itself) shows new rows without a
@@ -8,17 +10,20 @@
 // the page shows it done. A screenshot of the robot page is saved under .tap/.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import sparticuz from '@sparticuz/chromium'
 import { chromium, type Page } from 'playwright-core'
 import t from 'tap'
 import { createStaff } from '../factory.js'
 import { build } from '../helper.js'
 import { connectRobot, listen, positionFrame, subscribe } from '../mqtt.js'
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 export const SCREENSHOT = join('.tap', 'screenshots', 'admin-robot-page.png')
 
 t.test('staff manage a fleet and watch a robot live in Chromium', async (t) => {
-  t.ok(existsSync(CHROMIUM), `Chromium at ${CHROMIUM} (apt-get install chromium; .ci/run installs it)`)
+  // The packaged build is extracted to the temporary directory on first use.
+  const own = process.env.CHROMIUM_PATH
+  const executablePath = own !== undefined && own !== '' ? own : await sparticuz.executablePath()
+  t.ok(existsSync(executablePath), `Chromium at ${executablePath} (from @sparticuz/chromium unless CHROMIUM_PATH is set)`)
   const app = await build(t)
   await listen(app)
   const address = app.server.address()
@@ -26,9 +31,13 @@ t.test('staff manage a fleet and watch a robot live in Chromium', async (t) => {
   const staff = await createStaff(app, { username: 'chief' })
 
   const browser = await chromium.launch({
-    executablePath: CHROMIUM,
+    executablePath,
     headless: true,
-    // As root in a sandboxed CI machine with no outside network.
+    // As root on a machine with no outside network; launch() gives the browser
+    // a fresh, empty user-data-dir of its own and removes it on close. The
+    // packaged build needs no more than this: its own `args` are for AWS
+    // Lambda (--single-process, --disable-web-security, site isolation off)
+    // and would make this browser less like a user's.
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
   })
   t.teardown(async () => { await browser.close() })
