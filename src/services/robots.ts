@@ -8,6 +8,7 @@ import type { Robot } from '../db/models/index.js'
 import { Errors } from '../errors.js'
 import type { EventBus } from '../events.js'
 import type { AuditContext, AuditService } from './audit.js'
+import { batchLookup } from './batch.js'
 import { decodeCursor, pageLimit, toPage, type Page, type PageRequest } from './pagination.js'
 import { hashGeneratedSecret, hashSecret, randomToken, verifyAgainstGeneratedDummy, verifySecret } from './secrets.js'
 import type { TokenStore } from './token-store.js'
@@ -48,6 +49,17 @@ export function robotView (row: Robot): RobotView {
 
 export function createRobotService ({ db, events, audit, tokens }: { db: Database, events: EventBus, audit: AuditService, tokens: TokenStore }) {
   const { Robot, Frame } = db.models
+
+  // obtain_token and CONNECT read one robot row each; a fleet reconnecting at
+  // once reads them in batches (services/batch.ts), raw (no model instance).
+  const bySerial = batchLookup(async (serials: string[]) => {
+    const rows = await Robot.findAll({ where: { serial: { [Op.in]: serials } }, attributes: ['uuid', 'serial', 'enabled', 'secretHash', 'previousSecretHash', 'previousSecretExpiresAt'], raw: true })
+    return new Map(rows.map((r) => [r.serial, r]))
+  })
+  const byUuid = batchLookup(async (uuids: string[]) => {
+    const rows = await Robot.findAll({ where: { uuid: { [Op.in]: uuids } }, attributes: ['id', 'uuid', 'enabled', 'state'], raw: true })
+    return new Map(rows.map((r) => [r.uuid, { id: r.id, uuid: r.uuid, enabled: Boolean(r.enabled), state: r.state }]))
+  })
 
   async function revoke (uuid: string, reason: 'disabled' | 'deleted' | 'rotated'): Promise<void> {
     await tokens.revokeRobot(uuid)
@@ -197,10 +209,7 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
 
     /** What the broker needs of a connected robot, or null when it is gone. */
     async ref (uuid: string): Promise<{ id: number, uuid: string, enabled: boolean, state: string } | null> {
-      // raw: every CONNECT reads this, and a fleet reconnects at once; a model
-      // instance per row was a third of the ORM's cost in the 5,000-robot storm.
-      const robot = await Robot.findOne({ where: { uuid }, attributes: ['id', 'uuid', 'enabled', 'state'], raw: true })
-      return robot === null ? null : { id: robot.id, uuid: robot.uuid, enabled: Boolean(robot.enabled), state: robot.state }
+      return await byUuid(uuid) ?? null
     },
 
     /**
@@ -233,9 +242,8 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
      * generated secret costs (secrets.ts, verifyAgainstGeneratedDummy).
      */
     async verifySecret (serial: string, secret: string): Promise<{ uuid: string, enabled: boolean } | null> {
-      // raw: every obtain_token reads this row, and a fleet reconnects at once.
-      const robot = await Robot.findOne({ where: { serial }, attributes: ['uuid', 'enabled', 'secretHash', 'previousSecretHash', 'previousSecretExpiresAt'], raw: true })
-      if (robot === null) return await verifyAgainstGeneratedDummy(secret) || null
+      const robot = await bySerial(serial)
+      if (robot === undefined) return await verifyAgainstGeneratedDummy(secret) || null
       const found = { uuid: robot.uuid, enabled: Boolean(robot.enabled) }
       if (await verifySecret(secret, robot.secretHash)) return found
       const previous = robot.previousSecretHash
