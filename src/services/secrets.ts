@@ -27,13 +27,18 @@ const KEY_LENGTH = 32
  * and file I/O share, and costs ~30 ms of CPU on one of the machine's cores:
  * unbounded, 32 concurrent bad log-ins took every thread and pushed the frame
  * acks' p50 from 3.8 ms to 578 ms. So at most SCRYPT_CONCURRENCY run at once,
- * and at most SCRYPT_QUEUE wait; beyond that a log-in is refused at once
- * (HashQueueFull: 503 UNITED_BUSY) rather than queued for seconds.
+ * each followed by a pause as long as it took (hashing then takes at most
+ * half of one core, however many log-ins wait: the other core and a half stay
+ * with ingest and the database), and at most SCRYPT_QUEUE wait; beyond that a
+ * log-in is refused at once (HashQueueFull: 503 UNITED_BUSY) rather than
+ * queued for seconds. That is ~15 password checks a second, ample for people
+ * logging in: robots with generated secrets never wait here (sha256).
  */
 const SCRYPT_CONCURRENCY = 1
 const SCRYPT_QUEUE = 64
 let hashing = 0
 const waiting: Array<() => void> = []
+const pause = async (ms: number): Promise<void> => { await new Promise((resolve) => { setTimeout(resolve, ms).unref() }) }
 
 export class HashQueueFull extends Error {
   override name = 'HashQueueFull'
@@ -47,14 +52,19 @@ async function scrypt (secret: string, salt: Buffer, keylen: number, options: Sc
   } else {
     hashing++
   }
+  const started = performance.now()
   try {
     return await new Promise((resolve, reject) => {
       scryptCb(secret, salt, keylen, options, (err, key) => { err ? reject(err) : resolve(key) })
     })
   } finally {
-    const next = waiting.shift()
-    if (next !== undefined) next() // the place passes on to the next in line
-    else hashing--
+    // The caller has its answer now; the next in line waits out the pause.
+    const took = performance.now() - started
+    void pause(Math.min(took, 200)).then(() => {
+      const next = waiting.shift()
+      if (next !== undefined) next() // the place passes on to the next in line
+      else hashing--
+    })
   }
 }
 
