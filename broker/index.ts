@@ -17,6 +17,7 @@ import { indexRetained } from './retained.js'
 import { isRevoked, principalOf, revokeClient, revokedSinceLogin, short } from './principal.js'
 import { interceptRobotPublishes } from './robot-publishes.js'
 import { createStats } from './stats.js'
+import { createTlsListener, type TlsListener } from './tls.js'
 import { attachWebSocket } from './websocket.js'
 import { ownChannel, robotTopic } from '../src/contract/topics.js'
 
@@ -39,6 +40,10 @@ function clientAddress (client: Client, trustProxy: boolean): string | undefined
 export interface BrokerHandle {
   /** The TCP port MQTT listens on (useful with MQTT_PORT=0). */
   port: number
+  /** The port of MQTT over TLS, when MQTT_TLS_PORT is set. */
+  tlsPort?: number
+  /** Reads the TLS certificate and key again (what SIGHUP does); false when a file is bad (the old pair stays). */
+  reloadTls: () => boolean
   connectedRobots: () => number
   connectedUsers: () => number
 }
@@ -218,10 +223,25 @@ export default fp(async (fastify) => {
     // A deep accept queue: a whole fleet reconnects at once (see src/server.ts).
     tcp.listen({ port: config.MQTT_PORT, host: config.HOST, backlog: 4096 }, () => { tcp.off('error', reject); resolve() })
   })
+  let tls: TlsListener | undefined
+  let tlsPort: number | undefined
+  if (config.MQTT_TLS_PORT !== undefined && config.TLS_CERT_FILE !== undefined && config.TLS_KEY_FILE !== undefined) {
+    const listener = createTlsListener({ certFile: config.TLS_CERT_FILE, keyFile: config.TLS_KEY_FILE }, { highWaterMark: SLOW_CONSUMER_BYTES, log }, (socket) => { handle(socket) })
+    tls = listener
+    await new Promise<void>((resolve, reject) => {
+      listener.server.once('error', reject)
+      listener.server.listen({ port: config.MQTT_TLS_PORT, host: config.HOST, backlog: 4096 }, () => { listener.server.off('error', reject); resolve() })
+    })
+    const tlsAddress = listener.server.address()
+    tlsPort = typeof tlsAddress === 'object' && tlsAddress !== null ? tlsAddress.port : config.MQTT_TLS_PORT
+  }
+  // SIGHUP re-reads the certificate (90-day certificates are renewed in place).
+  const onHangup = (): void => { tls?.reload() }
+  if (tls !== undefined) process.on('SIGHUP', onHangup)
   const ws = attachWebSocket(fastify.server, handle, { maxPayload: packetLimit })
   const address = tcp.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.MQTT_PORT
-  log.info({ port, websocket: '/mqtt' }, 'MQTT broker listening')
+  log.info({ port, tlsPort, websocket: '/mqtt' }, 'MQTT broker listening')
 
   fastify.metrics.gauge('united_connected_robots', 'Robots with an open MQTT connection', () => presence.onlineCount)
   fastify.metrics.gauge('united_connected_users', 'Users with an open MQTT connection', () => access.size)
@@ -230,18 +250,23 @@ export default fp(async (fastify) => {
 
   fastify.decorate('broker', {
     port,
+    tlsPort,
+    reloadTls: () => tls?.reload() ?? false,
     connectedRobots: () => presence.onlineCount,
     connectedUsers: () => access.size
   })
 
   fastify.addHook('preClose', async () => {
     const tcpClosed = new Promise<void>((resolve) => { tcp.close(() => { resolve() }) })
+    process.off('SIGHUP', onHangup)
+    const tlsClosed = tls === undefined ? Promise.resolve() : new Promise<void>((resolve) => { tls?.server.close(() => { resolve() }) })
     ws.close()
     // Frames already received are stored and acknowledged before clients go.
     await services.frameWriter.flush().catch((err: unknown) => { log.error({ err }, 'frames could not be written at shutdown') })
     await new Promise<void>((resolve) => { setImmediate(resolve) })
     await new Promise<void>((resolve) => { aedes!.close(() => { resolve() }) })
     await tcpClosed
+    await tlsClosed
     await presence.settle()
     await commands.settle()
     commands.close()

@@ -4,12 +4,16 @@ import { randomBytes } from 'node:crypto'
 import { envSchema } from 'env-schema'
 import { Type, type Static } from 'typebox'
 import type { DatabaseOptions } from './db/index.js'
+import { loadTlsFiles } from './tls.js'
 
 export const ConfigSchema = Type.Object({
   NODE_ENV: Type.String({ default: 'development' }),
   HOST: Type.String({ default: '127.0.0.1', description: 'address the HTTP and MQTT listeners bind to' }),
   HTTP_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8000 }),
   MQTT_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 1883 }),
+  MQTT_TLS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'MQTT over TLS on this port (with TLS_CERT_FILE and TLS_KEY_FILE)' })),
+  TLS_CERT_FILE: Type.Optional(Type.String({ minLength: 1, description: 'PEM certificate (chain) of MQTT over TLS; re-read on SIGHUP' })),
+  TLS_KEY_FILE: Type.Optional(Type.String({ minLength: 1, description: 'PEM private key of MQTT over TLS; re-read on SIGHUP' })),
   DATABASE_URL: Type.String({ default: 'sqlite:./data/united.sqlite', pattern: '^(sqlite:|postgres(ql)?://)' }),
   PG_BACKEND_FLUSH_AFTER: Type.String({
     default: '256kB',
@@ -63,6 +67,18 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   }
   if (raw.PG_BACKEND_FLUSH_AFTER !== 'server' && flushAfterKb(raw.PG_BACKEND_FLUSH_AFTER) > 2048) {
     throw new ConfigError(`invalid configuration: PG_BACKEND_FLUSH_AFTER must be 0-2MB (PostgreSQL's own bounds), or 'server'; got ${raw.PG_BACKEND_FLUSH_AFTER}`)
+  }
+  const tls = [raw.MQTT_TLS_PORT, raw.TLS_CERT_FILE, raw.TLS_KEY_FILE]
+  if (tls.some((v) => v !== undefined) && tls.some((v) => v === undefined)) {
+    const missing = (['MQTT_TLS_PORT', 'TLS_CERT_FILE', 'TLS_KEY_FILE'] as const).filter((name) => raw[name] === undefined)
+    throw new ConfigError(`invalid configuration: MQTT over TLS needs MQTT_TLS_PORT, TLS_CERT_FILE and TLS_KEY_FILE together; missing ${missing.join(', ')}`)
+  }
+  if (raw.TLS_CERT_FILE !== undefined && raw.TLS_KEY_FILE !== undefined) {
+    try {
+      loadTlsFiles({ certFile: raw.TLS_CERT_FILE, keyFile: raw.TLS_KEY_FILE })
+    } catch (err) {
+      throw new ConfigError(`invalid configuration: ${(err as Error).message}`)
+    }
   }
   if (raw.REDIS_URL !== undefined) {
     // Refuse rather than run as a lone node that an operator believes is part of a cluster.

@@ -32,7 +32,8 @@ async function main (): Promise<void> {
     app.log.warn('JWT_SECRET is not set: using a random one for this process (user tokens will not survive a restart). Set JWT_SECRET in production.')
   }
 
-  closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
+  // With MQTT over TLS, SIGHUP reloads the certificate (broker/tls.ts) instead of stopping the server.
+  closeWithGrace({ delay: 10_000, skip: config.MQTT_TLS_PORT === undefined ? [] : ['SIGHUP'] }, async ({ signal, err }) => {
     if (err !== undefined) app.log.error({ err }, 'closing after an uncaught error')
     else app.log.info({ signal }, 'shutting down')
     await app.close()
@@ -54,6 +55,7 @@ async function main (): Promise<void> {
     `  Admin         ${base}/admin`,
     `  MQTT (TCP)    mqtt://${host.includes(':') ? `[${host}]` : host}:${app.broker.port}`,
     `  MQTT (WS)     ${base.replace(/^http/, 'ws')}/mqtt`,
+    ...(app.broker.tlsPort === undefined ? [] : [`  MQTT (TLS)    mqtts://${host.includes(':') ? `[${host}]` : host}:${app.broker.tlsPort}`]),
     `  Health        ${base}/health`,
     `  Database      ${config.DATABASE_URL.startsWith('sqlite:') ? config.DATABASE_URL : config.DATABASE_URL.replace(/\/\/[^@/]*@/, '//***@')}`,
     '',

@@ -3,10 +3,11 @@
 // count per client address (CONTRACT §13's log-in limits).
 import { request } from 'node:http'
 import { connect as netConnect } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 import type { FastifyInstance } from 'fastify'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import type { Test } from 'tap'
-import { brokerUrl, listen, type Transport } from './mqtt.js'
+import { brokerUrl, listen, TEST_CA, type Transport } from './mqtt.js'
 
 export interface HttpAnswer { statusCode: number, headers: Record<string, string | string[] | undefined>, body: any }
 
@@ -45,6 +46,8 @@ export function mqttFrom (t: Test, app: FastifyInstance, from: string, transport
   let client: MqttClient
   if (transport === 'tcp') {
     client = new mqtt.MqttClient(() => netConnect({ host: '127.0.0.1', port: app.broker.port, localAddress: from }), base)
+  } else if (transport === 'tls') {
+    client = new mqtt.MqttClient(() => tlsConnect({ socket: netConnect({ host: '127.0.0.1', port: app.broker.tlsPort as number, localAddress: from }), host: '127.0.0.1', ca: TEST_CA }), base)
   } else {
     client = mqtt.connect(brokerUrl(app, 'ws'), { ...base, wsOptions: { ...(opts.wsOptions ?? {}), localAddress: from } as IClientOptions['wsOptions'] })
   }

@@ -1,14 +1,34 @@
 // Real mqtt.js clients against the real broker, over TCP or WebSocket.
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import type { Test } from 'tap'
 import type { TestRobot, TestUser } from './factory.js'
 
-export type Transport = 'tcp' | 'ws'
-export const TRANSPORTS: Transport[] = ['tcp', 'ws']
+export type Transport = 'tcp' | 'ws' | 'tls'
+/** The transports every app has; TLS needs an app built with TLS_SETTINGS (TLS_TRANSPORTS). */
+export const TRANSPORTS: Array<'tcp' | 'ws'> = ['tcp', 'ws']
+export const TLS_TRANSPORTS: Transport[] = ['tcp', 'ws', 'tls']
+
+/** The test-only certificate files (test/fixtures/tls/README.md). */
+export const TLS_FIXTURES = {
+  ca: fileURLToPath(new URL('./fixtures/tls/ca.pem', import.meta.url)),
+  cert: fileURLToPath(new URL('./fixtures/tls/server.pem', import.meta.url)),
+  key: fileURLToPath(new URL('./fixtures/tls/server.key', import.meta.url)),
+  cert2: fileURLToPath(new URL('./fixtures/tls/server2.pem', import.meta.url)),
+  key2: fileURLToPath(new URL('./fixtures/tls/server2.key', import.meta.url))
+}
+/** Overrides for build(t, …): MQTT over TLS on an ephemeral port with the test certificate. */
+export const TLS_SETTINGS: Record<string, string> = { MQTT_TLS_PORT: '0', TLS_CERT_FILE: TLS_FIXTURES.cert, TLS_KEY_FILE: TLS_FIXTURES.key }
+export const TEST_CA = readFileSync(TLS_FIXTURES.ca)
 
 export function brokerUrl (app: FastifyInstance, transport: Transport): string {
   if (transport === 'tcp') return `mqtt://127.0.0.1:${app.broker.port}`
+  if (transport === 'tls') {
+    if (app.broker.tlsPort === undefined) throw new Error('this app has no MQTT over TLS: build it with TLS_SETTINGS')
+    return `mqtts://127.0.0.1:${app.broker.tlsPort}`
+  }
   const address = app.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : 0
   return `ws://127.0.0.1:${port}/mqtt`
@@ -26,7 +46,7 @@ export interface ConnectOptions extends IClientOptions { transport?: Transport }
 export async function connect (t: Test, app: FastifyInstance, opts: ConnectOptions = {}): Promise<MqttClient> {
   const transport = opts.transport ?? 'tcp'
   if (transport === 'ws') await listen(app)
-  const client = mqtt.connect(brokerUrl(app, transport), { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...opts })
+  const client = mqtt.connect(brokerUrl(app, transport), { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...(transport === 'tls' ? { ca: TEST_CA } : {}), ...opts })
   t.teardown(() => { client.end(true) })
   await new Promise<void>((resolve, reject) => {
     client.once('connect', () => { resolve() })
@@ -40,7 +60,7 @@ export async function connect (t: Test, app: FastifyInstance, opts: ConnectOptio
 export async function refusedWith (t: Test, app: FastifyInstance, opts: ConnectOptions = {}): Promise<number | undefined> {
   const transport = opts.transport ?? 'tcp'
   if (transport === 'ws') await listen(app)
-  const client = mqtt.connect(brokerUrl(app, transport), { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...opts })
+  const client = mqtt.connect(brokerUrl(app, transport), { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...(transport === 'tls' ? { ca: TEST_CA } : {}), ...opts })
   t.teardown(() => { client.end(true) })
   return await new Promise((resolve, reject) => {
     client.once('connect', () => { reject(new Error('connected, but a refusal was expected')) })

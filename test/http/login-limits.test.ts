@@ -6,7 +6,7 @@ import t, { type Test } from 'tap'
 import { connackFrom, httpFrom, type HttpAnswer } from '../addresses.js'
 import { createRobot, createUser, type TestRobot, type TestUser } from '../factory.js'
 import { build } from '../helper.js'
-import { robotToken, TRANSPORTS } from '../mqtt.js'
+import { robotToken, TLS_SETTINGS, TLS_TRANSPORTS } from '../mqtt.js'
 
 const LIMIT = 3
 const WINDOW = 2
@@ -63,9 +63,9 @@ t.test('the endpoints and MQTT share one count per address', async (t) => {
   assertBlocked(t, await userLogin(app, '127.0.0.6', user), 'user endpoint')
 })
 
-for (const transport of TRANSPORTS) {
+for (const transport of TLS_TRANSPORTS) {
   t.test(`${transport}: MQTT CONNECTs from a blocked address get CONNACK 5, good credentials too; other addresses connect`, async (t) => {
-    const { app, user, robot } = await setup(t)
+    const { app, user, robot } = await setup(t, transport === 'tls' ? TLS_SETTINGS : {})
     for (let i = 0; i < LIMIT; i++) {
       t.equal(await connackFrom(t, app, '127.0.0.7', transport, { username: user.username, password: 'not-a-jwt' }), BAD_CREDENTIALS, `bad CONNECT ${i + 1}: CONNACK 4`)
     }
