@@ -244,7 +244,8 @@ t.test('deactivating a user closes their MQTT connections and admin sessions; re
   const again = await browser.post(`/admin/users/${bob.id}`, account({ staff: true, active: true }))
   t.equal(again.statusCode, 303)
   t.equal(await userLogin(app, 'bob', bob.password), 200, 'bob logs in again')
-  t.ok((await connectUser(t, app, bob)).connected, 'and connects over MQTT')
+  t.equal(await refusedWith(t, app, { username: bob.username, password: bob.jwt }), BAD_CREDENTIALS, 'his JWT from before the deactivation stays refused (CONTRACT §13)')
+  t.ok((await connectUser(t, app, { ...bob, jwt: await app.services.auth.issueAccess(bob) })).connected, 'a new one connects over MQTT')
   t.equal((await bobBrowser.login('bob', bob.password)).statusCode, 303, 'and to the admin')
 
   const entries = await auditedSince(t, app, before, staff, ['user.updated', 'user.updated'])
