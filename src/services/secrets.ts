@@ -38,7 +38,7 @@ const SCRYPT_CONCURRENCY = 1
 const SCRYPT_QUEUE = 64
 let hashing = 0
 const waiting: Array<() => void> = []
-const pause = async (ms: number): Promise<void> => { await new Promise((resolve) => { setTimeout(resolve, ms).unref() }) }
+const pause = async (ms: number): Promise<void> => { await new Promise((resolve) => { setTimeout(resolve, ms) }) }
 
 export class HashQueueFull extends Error {
   override name = 'HashQueueFull'
@@ -58,13 +58,15 @@ async function scrypt (secret: string, salt: Buffer, keylen: number, options: Sc
       scryptCb(secret, salt, keylen, options, (err, key) => { err ? reject(err) : resolve(key) })
     })
   } finally {
-    // The caller has its answer now; the next in line waits out the pause.
-    const took = performance.now() - started
-    void pause(Math.min(took, 200)).then(() => {
+    // The caller has its answer now; the next in line, if any, waits out the
+    // pause (nobody waiting: the place is free at once, and no timer is left).
+    const handOver = (): void => {
       const next = waiting.shift()
       if (next !== undefined) next() // the place passes on to the next in line
       else hashing--
-    })
+    }
+    if (waiting.length === 0) handOver()
+    else void pause(Math.min(performance.now() - started, 200)).then(handOver)
   }
 }
 
