@@ -39,7 +39,8 @@ COPY --from=build --chown=node:node /app/admin ./admin
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
-EXPOSE 8000 1883
+# 8883: MQTT over TLS, when MQTT_TLS_PORT=8883 and the certificate files are mounted (README, "MQTT over TLS")
+EXPOSE 8000 1883 8883
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.HTTP_PORT || 8000) + '/ready').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # --max-semi-space-size=64: frames live from their arrival to their batch's
