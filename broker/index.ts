@@ -237,6 +237,7 @@ export default fp(async (fastify) => {
   }
   // SIGHUP re-reads the certificate (90-day certificates are renewed in place).
   const onHangup = (): void => { tls?.reload() }
+  const ignoreHangup = (): void => {}
   if (tls !== undefined) process.on('SIGHUP', onHangup)
   const ws = attachWebSocket(fastify.server, handle, { maxPayload: packetLimit })
   const address = tcp.address()
@@ -256,10 +257,15 @@ export default fp(async (fastify) => {
     connectedUsers: () => access.size
   })
 
+  // Registered after the database's onClose: the process may stop on SIGHUP again.
+  fastify.addHook('onClose', async () => { process.off('SIGHUP', ignoreHangup) })
+
   fastify.addHook('preClose', async () => {
     const tcpClosed = new Promise<void>((resolve) => { tcp.close(() => { resolve() }) })
     process.off('SIGHUP', onHangup)
     const tlsClosed = tls === undefined ? Promise.resolve() : new Promise<void>((resolve) => { tls?.server.close(() => { resolve() }) })
+    // SIGHUP's default action kills the process: while frames are flushed, it does nothing.
+    if (tls !== undefined) process.on('SIGHUP', ignoreHangup)
     ws.close()
     // Frames already received are stored and acknowledged before clients go.
     await services.frameWriter.flush().catch((err: unknown) => { log.error({ err }, 'frames could not be written at shutdown') })

@@ -8,6 +8,8 @@ import { connect as netConnect } from 'node:net'
 import { join } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
 import t from 'tap'
+import { SLOW_CONSUMER_BYTES } from '../../broker/hooks.js'
+import { createTlsListener } from '../../broker/tls.js'
 import { loadConfig } from '../../src/config.js'
 import { createRobot, createUser } from '../factory.js'
 import { build, TEST_JWT_SECRET } from '../helper.js'
@@ -150,4 +152,15 @@ t.test('SIGHUP to the server process reloads the certificate and does not stop i
   server.child.kill('SIGTERM')
   const [code] = await once(server.child, 'exit')
   t.equal(code, 0, 'SIGTERM still stops it cleanly')
+})
+
+t.test('TLS sockets get the TCP listener\'s write high-water mark, which slow-consumer protection counts on', async (t) => {
+  const accepted: Array<{ writableHighWaterMark: number }> = []
+  const log = { info () {}, error () {}, warn () {}, debug () {} } as unknown as Parameters<typeof createTlsListener>[1]['log']
+  const listener = createTlsListener({ certFile: TLS_FIXTURES.cert, keyFile: TLS_FIXTURES.key }, { highWaterMark: SLOW_CONSUMER_BYTES, log }, (socket) => { accepted.push(socket) })
+  await new Promise<void>((resolve) => { listener.server.listen(0, '127.0.0.1', resolve) })
+  t.teardown(() => { listener.server.close() })
+  const address = listener.server.address()
+  await servedFingerprint(typeof address === 'object' && address !== null ? address.port : 0)
+  t.equal(accepted[0]?.writableHighWaterMark, SLOW_CONSUMER_BYTES, `${SLOW_CONSUMER_BYTES} bytes, not TLS' default 16 KiB`)
 })
