@@ -14,7 +14,7 @@ import { createIngest } from './ingest.js'
 import { limitPacketSize } from './packet-limit.js'
 import { createPresenceTracker } from './presence.js'
 import { indexRetained } from './retained.js'
-import { isRevoked, principalOf, revokeClient, revokedSinceLogin, short } from './principal.js'
+import { isRevoked, markRevoked, principalOf, revokeClient, revokedSinceLogin, short } from './principal.js'
 import { interceptRobotPublishes } from './robot-publishes.js'
 import { createStats } from './stats.js'
 import { createTlsListener, type TlsListener } from './tls.js'
@@ -185,6 +185,7 @@ export default fp(async (fastify) => {
     await new Promise<void>((resolve) => { client.close(() => { resolve() }) })
   }
   const closeUser = ({ userId }: { userId: number }): void => {
+    markRevoked({ kind: 'user', id: userId })
     for (const client of Object.values((aedes as unknown as { clients: Record<string, Client> }).clients)) {
       const who = principalOf(client)
       if (who?.kind === 'user' && who.id === userId) void closeRevoked(client)
@@ -194,6 +195,7 @@ export default fp(async (fastify) => {
   // Revocation (CONTRACT §2, §13): disabled, deleted or rotated robots, and
   // users deactivated, deleted or given a new password, lose their connections at once.
   const offRobot = services.events.on('robotRevoked', ({ robotUuid, reason }) => {
+    markRevoked({ kind: 'robot', uuid: robotUuid })
     const closing = presence.clientsOf(robotUuid).map(closeRevoked)
     if (reason !== 'deleted') return
     // A deleted robot leaves no retained presence or statistics behind: clear

@@ -55,7 +55,7 @@ export function short (value: string | undefined | null, max = 64): string | und
 }
 
 /** The identity behind a principal: `robot:<uuid>` or `user:<id>`. */
-export function identityKey (principal: BrokerPrincipal): string {
+export function identityKey (principal: { kind: 'robot', uuid: string } | { kind: 'user', id: number }): string {
   return principal.kind === 'robot' ? `robot:${principal.uuid}` : `user:${principal.id}`
 }
 
@@ -71,7 +71,9 @@ export function revocationMark (): number {
   return revocations
 }
 
-export function markRevoked (key: string): void {
+/** Records that an identity lost its rights now (called with the revocation event, after its tokens were voided). */
+export function markRevoked (identity: Parameters<typeof identityKey>[0]): void {
+  const key = identityKey(identity)
   const now = Date.now()
   if (revokedAt.size >= 1000) {
     for (const [k, v] of revokedAt) if (now - v.at > REVOCATION_MEMORY_MS) revokedAt.delete(k)

@@ -201,3 +201,41 @@ t.test('a robot that disconnects cleanly publishes no will (MQTT 3.1.1)', async 
   t.same(await storedIds(app, robot), ['before'])
   await connect(t, app, { username: robot.uuid, password: (await app.services.robotTokens.obtain(robot.serial, robot.secret)).access_token })
 })
+
+/** Holds every call of `obj[name]` until released; resolves `reached` at the first call. */
+function gate<T extends object, K extends keyof T> (t: Test, obj: T, name: K): { reached: Promise<void>, release: () => void } {
+  const original = obj[name] as (...args: unknown[]) => Promise<unknown>
+  let release!: () => void
+  const open = new Promise<void>((resolve) => { release = resolve })
+  let reached!: () => void
+  const first = new Promise<void>((resolve) => { reached = resolve })
+  obj[name] = (async (...args: unknown[]) => { reached(); await open; return await original.apply(obj, args) }) as T[K]
+  t.teardown(() => { obj[name] = original as T[K] })
+  return { reached: first, release }
+}
+
+for (const transport of TRANSPORTS) {
+  t.test(`${transport}: a CONNECT whose robot token was checked just before a rotation is refused`, async (t) => {
+    const app = await build(t)
+    const robot = await createRobot(app)
+    const token = await app.services.robotTokens.obtain(robot.serial, robot.secret)
+    const held = gate(t, app.services.robots, 'ref') // after the token is resolved, before the robot is read
+    const answer = refusedWith(t, app, { transport, username: robot.uuid, password: token.access_token })
+    await held.reached
+    await app.services.robots.rotateSecret(robot.uuid, { actor: null })
+    held.release()
+    t.equal(await answer, BAD_CREDENTIALS)
+  })
+
+  t.test(`${transport}: a CONNECT whose JWT was checked just before a password change is refused`, async (t) => {
+    const app = await build(t)
+    const staff = await createStaff(app)
+    const user = await createUser(app)
+    const held = gate(t, app.services.users, 'robotUuids') // after the JWT is verified, while the grants load
+    const answer = refusedWith(t, app, { transport, username: user.username, password: user.jwt })
+    await held.reached
+    await patchUser(app, staff, user, { password: 'a-brand-new-password' })
+    held.release()
+    t.equal(await answer, BAD_CREDENTIALS)
+  })
+}
