@@ -16,6 +16,8 @@
 // scheme existed (scrypt of generated secrets) keep working; a stored hash it
 // cannot read is a mismatch, never an exception.
 import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto'
+import { setTimeout as pause } from 'node:timers/promises'
+import { Errors, isError, withRetryAfter } from '../errors.js'
 
 const N = 16384
 const r = 8
@@ -30,7 +32,7 @@ const KEY_LENGTH = 32
  * each followed by a pause as long as it took (hashing then takes at most
  * half of one core, however many log-ins wait: the other core and a half stay
  * with ingest and the database), and at most SCRYPT_QUEUE wait; beyond that a
- * log-in is refused at once (HashQueueFull: 503 UNITED_BUSY) rather than
+ * log-in is refused at once (503 UNITED_BUSY, Retry-After: 1) rather than
  * queued for seconds. That is ~15 password checks a second, ample for people
  * logging in: robots with generated secrets never wait here (sha256).
  */
@@ -38,16 +40,10 @@ const SCRYPT_CONCURRENCY = 1
 const SCRYPT_QUEUE = 64
 let hashing = 0
 const waiting: Array<() => void> = []
-const pause = async (ms: number): Promise<void> => { await new Promise((resolve) => { setTimeout(resolve, ms) }) }
-
-export class HashQueueFull extends Error {
-  override name = 'HashQueueFull'
-  constructor () { super('too many log-ins are being checked right now') }
-}
 
 async function scrypt (secret: string, salt: Buffer, keylen: number, options: ScryptOptions): Promise<Buffer> {
   if (hashing >= SCRYPT_CONCURRENCY) {
-    if (waiting.length >= SCRYPT_QUEUE) throw new HashQueueFull()
+    if (waiting.length >= SCRYPT_QUEUE) throw withRetryAfter(new Errors.BUSY(), 1)
     await new Promise<void>((resolve) => { waiting.push(resolve) })
   } else {
     hashing++
@@ -123,8 +119,11 @@ export async function verifySecret (secret: string, stored: string): Promise<boo
       case 'sha256': return verifySha256(secret, parts)
       default: return false
     }
-  } catch {
-    return false
+  } catch (err) {
+    // A full queue is the server's load, not a wrong secret: it must not
+    // answer 401, nor count against the address's log-in limit.
+    if (isError(err, 'BUSY')) throw err
+    return false // a stored hash that cannot be read
   }
 }
 

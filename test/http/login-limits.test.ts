@@ -118,3 +118,18 @@ t.test('failed API log-ins are audited, coalesced per address and window', async
   t.equal(failed?.details?.via, 'api')
   t.equal(seen.find((e) => e.action === 'auth.login_blocked' && e.ip === '127.0.0.12')?.details?.failures, LIMIT, 'the block says how many failures caused it')
 })
+
+
+t.test('more password checks than the queue holds: 503 UNITED_BUSY with Retry-After, not a 401 nor a counted failure', async (t) => {
+  const { app, user } = await setup(t, { AUTH_FAIL_LIMIT: '1000' })
+  const answers = await Promise.all(Array.from({ length: 100 }, async () =>
+    await app.inject({ method: 'POST', url: '/users/obtain_token/', payload: { username: user.username, password: 'wrong' } })))
+  const busy = answers.filter((a) => a.statusCode === 503)
+  t.ok(answers.every((a) => a.statusCode === 401 || a.statusCode === 503), 'only 401 and 503, never a 500')
+  t.ok(busy.length > 0, `some are refused as busy (${busy.length})`)
+  t.same(busy[0]?.json(), { statusCode: 503, error: 'Service Unavailable', message: 'too many log-ins are being checked right now; try again shortly', code: 'UNITED_BUSY' })
+  t.equal(busy[0]?.headers['retry-after'], '1')
+  const failed = (await app.services.audit.list({ limit: 100 })).items.find((e) => e.action === 'user.login_failed')
+  t.ok(failed !== undefined, 'the wrong passwords that were checked are counted')
+  t.equal((await userLogin(app, '127.0.0.14', user)).statusCode, 200, 'afterwards the right password logs in')
+})

@@ -4,7 +4,6 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyError } from 'fastify'
 import fp from 'fastify-plugin'
-import { Errors, withRetryAfter } from '../../errors.js'
 
 /** Sequelize errors that mean "the database is not reachable right now". */
 export function isDatabaseDown (err: Error): boolean {
@@ -12,9 +11,7 @@ export function isDatabaseDown (err: Error): boolean {
 }
 
 export default fp(async (fastify) => {
-  fastify.setErrorHandler((caught: FastifyError, request, reply) => {
-    // The bounded scrypt queue is full (services/secrets.ts): busy, not broken.
-    const err: FastifyError & { retryAfter?: unknown } = caught.name === 'HashQueueFull' ? withRetryAfter(new Errors.BUSY(), 1) : caught
+  fastify.setErrorHandler((err: FastifyError & { retryAfter?: unknown }, request, reply) => {
     let status = err.statusCode ?? 500
     let code = err.code
     let message = err.message
@@ -24,6 +21,7 @@ export default fp(async (fastify) => {
       code = 'UNITED_DATABASE_UNAVAILABLE'
       message = 'database unavailable'
     }
+    // UNITED_BUSY (the scrypt queue is full, services/secrets.ts) is load, not a fault: not an error line per request.
     if (status >= 500 && code !== 'UNITED_BUSY') {
       request.log.error({ err }, 'request failed')
       if (status === 500) {
