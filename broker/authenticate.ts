@@ -40,9 +40,13 @@ export interface AuthenticateDeps {
 }
 
 export function createAuthenticate ({ services, addressOf, access, log, robotAccepted }: AuthenticateDeps) {
-  async function identify (client: Client, username: string | undefined, password: Buffer | undefined): Promise<BrokerPrincipal> {
+  /** The password, or on a WebSocket the `x-token` or `authentication` header standing in for it. */
+  function credentialOf (client: Client, password: Buffer | undefined): string | undefined {
     const given = password !== undefined && password.length > 0 ? password.toString('utf8') : undefined
-    const secret = given ?? header(client, 'x-token') ?? extractJwt({ authentication: header(client, 'authentication') }) ?? undefined
+    return given ?? header(client, 'x-token') ?? extractJwt({ authentication: header(client, 'authentication') }) ?? undefined
+  }
+
+  async function identify (client: Client, username: string | undefined, secret: string | undefined): Promise<BrokerPrincipal> {
     if (secret === undefined) throw new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'no credentials')
     const name = username === undefined || username === '' ? undefined : username
 
@@ -90,11 +94,12 @@ export function createAuthenticate ({ services, addressOf, access, log, robotAcc
     const attempt = async (): Promise<BrokerPrincipal> => {
       const retryAfter = await loginLimits.blocked(address)
       if (retryAfter !== null) throw new ConnectBlocked(CONNACK.NOT_AUTHORIZED, 'too many failed log-ins from this address')
+      const secret = credentialOf(client, password)
       try {
-        principal = await identify(client, username, password)
+        principal = await identify(client, username, secret)
       } catch (err) {
         if (err instanceof ConnectRefused) {
-          await loginLimits.failed(address, { via: 'mqtt', kind: JWT_SHAPE.test(password?.toString('utf8') ?? '') ? 'user' : 'robot', name: username })
+          await loginLimits.failed(address, { via: 'mqtt', kind: JWT_SHAPE.test(secret ?? '') ? 'user' : 'robot', name: username })
         }
         throw err
       }

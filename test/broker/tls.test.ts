@@ -27,6 +27,15 @@ async function servedFingerprint (port: number): Promise<string> {
   return fingerprint
 }
 
+/** Copies of the first fixture pair in `dir`, and `renew()`, which overwrites them with the second (a renewal in place). */
+function renewableCertificate (dir: string): { cert: string, key: string, renew: () => void } {
+  const cert = join(dir, 'cert.pem')
+  const key = join(dir, 'key.pem')
+  copyFileSync(TLS_FIXTURES.cert, cert)
+  copyFileSync(TLS_FIXTURES.key, key)
+  return { cert, key, renew: () => { copyFileSync(TLS_FIXTURES.cert2, cert); copyFileSync(TLS_FIXTURES.key2, key) } }
+}
+
 async function fingerprintOf (certFile: string): Promise<string> {
   const { X509Certificate } = await import('node:crypto')
   const { readFileSync } = await import('node:fs')
@@ -97,11 +106,7 @@ t.test('the server refuses to start with a bad TLS file: exit 78, the file named
 })
 
 t.test('reload: a renewed certificate is served to new handshakes, open connections stay, a bad file keeps the old one', async (t) => {
-  const dir = tempDir(t)
-  const cert = join(dir, 'cert.pem')
-  const key = join(dir, 'key.pem')
-  copyFileSync(TLS_FIXTURES.cert, cert)
-  copyFileSync(TLS_FIXTURES.key, key)
+  const { cert, key, renew } = renewableCertificate(tempDir(t))
   const app = await build(t, { MQTT_TLS_PORT: '0', TLS_CERT_FILE: cert, TLS_KEY_FILE: key })
   const port = app.broker.tlsPort as number
   const robot = await createRobot(app)
@@ -111,8 +116,7 @@ t.test('reload: a renewed certificate is served to new handshakes, open connecti
   client.on('close', () => { closes++ })
   t.equal(await servedFingerprint(port), await fingerprintOf(TLS_FIXTURES.cert), 'before: the first certificate')
 
-  copyFileSync(TLS_FIXTURES.cert2, cert)
-  copyFileSync(TLS_FIXTURES.key2, key)
+  renew()
   t.equal(app.broker.reloadTls(), true, 'reloaded')
   t.equal(await servedFingerprint(port), await fingerprintOf(TLS_FIXTURES.cert2), 'new handshakes get the renewed certificate')
   t.same(await sendFrame(client, robot.uuid, 'after-reload'), { id: 'after-reload', status: 'ok' }, 'the open connection still works')
@@ -128,16 +132,12 @@ t.test('reload: a renewed certificate is served to new handshakes, open connecti
 
 t.test('SIGHUP to the server process reloads the certificate and does not stop it', async (t) => {
   const cwd = tempDir(t)
-  const cert = join(cwd, 'cert.pem')
-  const key = join(cwd, 'key.pem')
-  copyFileSync(TLS_FIXTURES.cert, cert)
-  copyFileSync(TLS_FIXTURES.key, key)
+  const { cert, key, renew } = renewableCertificate(cwd)
   const server = await startServer(t, { cwd, env: { MQTT_TLS_PORT: '0', TLS_CERT_FILE: cert, TLS_KEY_FILE: key } })
   const port = Number(/MQTT \(TLS\)\s+mqtts:\/\/[^:]+:(\d+)/.exec(server.output().stdout)?.[1])
   t.ok(port > 0, 'the banner names the TLS port')
   t.equal(await servedFingerprint(port), await fingerprintOf(TLS_FIXTURES.cert))
-  copyFileSync(TLS_FIXTURES.cert2, cert)
-  copyFileSync(TLS_FIXTURES.key2, key)
+  renew()
   server.child.kill('SIGHUP')
   const deadline = Date.now() + 5000
   let served = ''
