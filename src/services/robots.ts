@@ -194,11 +194,6 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
 
     rotate,
 
-    /** Replaces the secret (returned once) and voids every token issued with the old one. */
-    async rotateSecret (uuid: string, ctx: AuditContext): Promise<string> {
-      return (await rotate(uuid, ctx, 0)).token
-    },
-
     /** Until when the robot's previous secret still works (ISO 8601), or null when it has none that does. */
     async previousSecretExpiry (uuid: string): Promise<string | null> {
       const robot = await Robot.findOne({ where: { uuid }, attributes: ['previousSecretExpiresAt'] })

@@ -6,7 +6,7 @@
 //   copy of the table and a guessed password. The parameters travel inside
 //   the hash, so they can be raised later without invalidating what is stored.
 // - `sha256$digest` for robot secrets the server generated (192 random bits,
-//   robots.create and rotateSecret). Nobody guesses 2^192 values, slow hash
+//   robots.create and rotate). Nobody guesses 2^192 values, slow hash
 //   or not, so a slow hash only costs CPU: about 30 ms of scrypt per
 //   obtain_token, minutes for a fleet that reconnects at once. A plain
 //   digest of a high-entropy token is what GitHub and others store for

@@ -90,7 +90,7 @@ for (const transport of TRANSPORTS) {
     const app = await build(t)
     const robot = await createRobot(app)
     const token = await robotToken(app, robot)
-    await app.services.robots.rotateSecret(robot.uuid, { actor: null })
+    await app.services.robots.rotate(robot.uuid, { actor: null }, 0)
     t.equal(await refusedWith(t, app, { transport, username: robot.uuid, password: token }), BAD_CREDENTIALS)
   })
 
@@ -294,7 +294,7 @@ t.test('ws: a bad x-token header gets CONNACK 4', async (t) => {
   t.equal(await refusedWith(t, app, { transport: 'ws', username: robot.uuid, wsOptions: { headers: { 'x-token': 'f'.repeat(64) } } }), BAD_CREDENTIALS, 'unknown token')
   t.equal(await refusedWith(t, app, { transport: 'ws', username: robot.uuid, wsOptions: { headers: { 'x-token': await robotToken(app, other) } } }), BAD_CREDENTIALS, "another robot's token")
   const token = await robotToken(app, robot)
-  await app.services.robots.rotateSecret(robot.uuid, { actor: null })
+  await app.services.robots.rotate(robot.uuid, { actor: null }, 0)
   t.equal(await refusedWith(t, app, { transport: 'ws', username: robot.uuid, wsOptions: { headers: { 'x-token': token } } }), BAD_CREDENTIALS, 'a voided token')
 })
 

@@ -150,7 +150,7 @@ for (const transport of TRANSPORTS) {
   t.test(`${transport}: a robot closed by the server publishes no will`, async (t) => {
     const revocations: Array<[string, (app: FastifyInstance, robot: TestRobot) => Promise<void>]> = [
       ['disabled', async (app, robot) => { await app.services.robots.update(robot.uuid, { enabled: false }, { actor: null }) }],
-      ['rotated', async (app, robot) => { await app.services.robots.rotateSecret(robot.uuid, { actor: null }) }]
+      ['rotated', async (app, robot) => { await app.services.robots.rotate(robot.uuid, { actor: null }, 0) }]
     ]
     for (const [what, revoke] of revocations) {
       t.test(what, async (t) => {
@@ -222,7 +222,7 @@ for (const transport of TRANSPORTS) {
     const held = gate(t, app.services.robots, 'ref') // after the token is resolved, before the robot is read
     const answer = refusedWith(t, app, { transport, username: robot.uuid, password: token.access_token })
     await held.reached
-    await app.services.robots.rotateSecret(robot.uuid, { actor: null })
+    await app.services.robots.rotate(robot.uuid, { actor: null }, 0)
     held.release()
     t.equal(await answer, BAD_CREDENTIALS)
   })

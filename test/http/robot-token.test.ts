@@ -140,7 +140,7 @@ t.test('rotating the secret voids existing tokens; the old secret fails and the 
   const before2 = (await app.inject({ method: 'POST', url: OBTAIN, headers: FORM, payload: form({ serial: robot.serial, token: robot.secret }) })).json()
   const othersToken = (await app.inject({ method: 'POST', url: OBTAIN, payload: { serial: other.serial, token: other.secret } })).json()
 
-  const newSecret = await app.services.robots.rotateSecret(robot.uuid, { actor: null })
+  const newSecret = (await app.services.robots.rotate(robot.uuid, { actor: null }, 0)).token
   t.type(newSecret, 'string')
   t.not(newSecret, robot.secret)
   t.equal(await app.services.robotTokens.resolve(before.access_token), null, 'first token voided')
