@@ -3,8 +3,8 @@
 // `authentication` (users) headers may stand in for the password.
 import type { AuthenticateError, Client } from 'aedes'
 import type { FastifyBaseLogger } from 'fastify'
+import { extractJwt } from '../src/contract/credentials.js'
 import { isError } from '../src/errors.js'
-import { extractJwt } from '../src/http/plugins/auth-guard.js'
 import type { Services } from '../src/services/index.js'
 import type { AccessCache } from './access-cache.js'
 import { identityKey, revocationMark, revokedSince, scopedClientId, setPrincipal, short, type BrokerPrincipal } from './principal.js'

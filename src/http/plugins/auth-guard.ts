@@ -3,6 +3,7 @@
 // no JWT gets 401 before a malformed body gets 400.
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import { extractJwt } from '../../contract/credentials.js'
 import { Errors } from '../../errors.js'
 import type { AuditContext, UserPrincipal } from '../../services/index.js'
 
@@ -14,22 +15,6 @@ declare module 'fastify' {
   interface FastifyRequest {
     principal: UserPrincipal | null
   }
-}
-
-/**
- * CONTRACT §2: `Authorization: Bearer <jwt>`, or the original backend's
- * `authentication: <jwt>` with or without `Bearer `.
- */
-export function extractJwt (headers: Record<string, string | string[] | undefined>): string | null {
-  for (const name of ['authorization', 'authentication']) {
-    const raw = headers[name]
-    const value = Array.isArray(raw) ? raw[0] : raw
-    if (value === undefined || value.trim() === '') continue
-    const match = /^\s*Bearer\s+(\S+)\s*$/i.exec(value)
-    if (match !== null) return match[1] as string
-    if (name === 'authentication' && /^\S+$/.test(value.trim())) return value.trim()
-  }
-  return null
 }
 
 /** Who did it, for the audit log. */
