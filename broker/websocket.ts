@@ -1,30 +1,58 @@
-// MQTT over WebSocket on the HTTP server, at /mqtt (CONTRACT §1). ws 8 turns
-// each socket into a stream that Aedes handles like a TCP connection; the
-// upgrade request travels along so that `x-token` and `authentication`
-// headers can stand in for the MQTT password.
+// MQTT over WebSocket on the HTTP server, at /mqtt (CONTRACT §1).
+// websocket-stream's server does the handshake (with its ws) and turns each
+// socket into a stream that Aedes handles like a TCP connection; the upgrade
+// request travels along so that `x-token` and `authentication` headers can
+// stand in for the MQTT password.
+//
+// websocket-stream 5.5.2 declares ws 3, which is unmaintained and crashes on
+// an upgrade request with more headers than Node keeps (CVE-2024-37890). The
+// override in package.json puts ws 8 under it; test/broker/websocket.test.ts
+// fails if an older ws is the one websocket-stream loads.
 import type { IncomingMessage, Server } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { createWebSocketStream, WebSocketServer, type WebSocket } from 'ws'
+import websocketStream from 'websocket-stream'
+import type { WebSocket, WebSocketServer } from 'ws'
 import { SLOW_CONSUMER_BYTES } from './hooks.js'
 
 export const MQTT_WS_PATH = '/mqtt'
 
+// Its bundled types name ws' CommonJS typings, which ws' ESM types do not match.
+type StreamServer = WebSocketServer & { on: (event: 'stream', listener: (stream: Duplex, req: IncomingMessage) => void) => StreamServer }
+const createStreamServer = websocketStream.createServer as unknown as (opts: ConstructorParameters<typeof WebSocketServer>[0]) => StreamServer
+
+interface WritableState { length: number, needDrain: boolean, highWaterMark: number }
+
 /**
- * ws' stream sends every write as its own WebSocket message, and the MQTT
- * encoder writes a packet in several pieces (header, topic, payload…): one
- * message and one system call per piece. The encoder corks the stream around
- * each packet, so with a `_writev` the pieces written in one tick (a packet,
- * or the acks of a batch) leave as one message. MQTT over WebSocket allows
- * it: a message may hold several or partial packets (MQTT 3.1.1 §6).
+ * websocket-stream's stream is a readable-stream 2 Transform. Its `_writev`
+ * already sends the pieces the MQTT encoder writes in one tick (a packet, or
+ * the acks of a batch: the encoder corks around each packet) as one
+ * WebSocket message, which MQTT over WebSocket allows (MQTT 3.1.1 §6). Two
+ * things it lacks are given here, from its own writable state:
+ * - the TCP listener's write high-water mark (it keeps 16 KiB, which Aedes'
+ *   drain handling and the slow-consumer check would read as a stuck client);
+ * - `writableLength` and `writableNeedDrain`, which Node's streams have and
+ *   readable-stream 2 does not: the slow-consumer check reads them (hooks.ts).
  */
-function coalesceWrites (stream: Duplex, ws: WebSocket): void {
-  (stream as Duplex & { _writev: (chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void) => void })._writev = (chunks, cb) => {
-    ws.send(chunks.length === 1 ? (chunks[0] as { chunk: Buffer }).chunk : Buffer.concat(chunks.map((c) => c.chunk)), cb)
-  }
+function asNodeStream (stream: Duplex): Duplex {
+  const state = (stream as Duplex & { _writableState: WritableState })._writableState
+  state.highWaterMark = SLOW_CONSUMER_BYTES
+  Object.defineProperties(stream, {
+    writableLength: { get: () => state.length },
+    writableNeedDrain: { get: () => state.needDrain },
+    writableHighWaterMark: { get: () => state.highWaterMark }
+  })
+  return stream
 }
 
 export function attachWebSocket (server: Server, handle: (stream: Duplex, req: IncomingMessage) => void, opts: { maxPayload: number }) {
-  const wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayload, perMessageDeflate: false, clientTracking: true })
+  // The stream's options are the server's: no `objectMode`, so binary, with the `_writev` above.
+  const wss = createStreamServer({ noServer: true, maxPayload: opts.maxPayload, perMessageDeflate: false, clientTracking: true })
+  wss.on('stream', (stream, req) => {
+    asNodeStream(stream)
+    // Errors of one socket (a bad frame, a reset) end that connection only.
+    stream.on('error', () => { stream.destroy() })
+    handle(stream, req)
+  })
 
   function onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const path = (req.url ?? '/').split('?')[0]
@@ -33,13 +61,13 @@ export function attachWebSocket (server: Server, handle: (stream: Duplex, req: I
       return
     }
     socket.on('error', () => { socket.destroy() })
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      const stream = createWebSocketStream(ws, { writableHighWaterMark: SLOW_CONSUMER_BYTES })
-      coalesceWrites(stream, ws)
-      // Errors of one socket (a bad frame, a reset) end that connection only.
-      stream.on('error', () => { stream.destroy() })
-      handle(stream, req)
-    })
+    try {
+      // In noServer mode the server learns of a socket from its own 'connection' event.
+      wss.handleUpgrade(req, socket, head, (ws: WebSocket) => { wss.emit('connection', ws, req) })
+    } catch {
+      // A throw here would end the process (an 'upgrade' listener): one bad request ends its socket only.
+      socket.destroy()
+    }
   }
   server.on('upgrade', onUpgrade)
 
