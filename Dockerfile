@@ -24,7 +24,7 @@ FROM ${NODE_IMAGE}
 # MALLOC_MMAP_THRESHOLD_: scrypt (robot token and log-in checks) takes 16 MiB
 # per call on libuv's threads; with glibc's sliding threshold that memory
 # stays in each thread's arena for good (+64 MiB RSS). A fixed threshold
-# returns it to the kernel after every call (README "Memory").
+# returns it to the kernel after every call (test/bench/README.md, "Memory").
 ENV NODE_ENV=production \
     MALLOC_MMAP_THRESHOLD_=131072 \
     HOST=0.0.0.0 \
@@ -45,6 +45,6 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.HTTP_PORT || 8000) + '/ready').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # --max-semi-space-size=64: frames live from their arrival to their batch's
 # commit, long enough for V8's default 16 MiB young generation to copy them
-# and promote them to the old one. With 64 MiB they die young (README,
+# and promote them to the old one. With 64 MiB they die young (test/bench/README.md,
 # "Memory"; npm start and npm run bench run United the same way).
 CMD ["node", "--max-semi-space-size=64", "dist/src/server.js"]

@@ -63,8 +63,8 @@ const MIGRATION_LOCK = 738_512_001 // any constant: serializes nodes of a cluste
 export interface DatabaseOptions {
   /**
    * PostgreSQL's `backend_flush_after` for every connection of the pool, or
-   * undefined to keep the server's own (PG_BACKEND_FLUSH_AFTER, README
-   * "Running on PostgreSQL"). A frame's ack waits for its commit's flush, and
+   * undefined to keep the server's own (PG_BACKEND_FLUSH_AFTER,
+   * src/db/README.md, "`backend_flush_after` on PostgreSQL"). A frame's ack waits for its commit's flush, and
    * the pages a busy fleet's inserts push out of shared buffers otherwise sit
    * in the kernel's cache until they leave in one burst, which that flush
    * then waits behind.

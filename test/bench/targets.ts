@@ -121,7 +121,7 @@ export class United implements Target {
       LOG_LEVEL: 'warn',
       NODE_ENV: 'production',
       JWT_SECRET: randomBytes(32).toString('hex'),
-      // as the Docker image runs United (see the Dockerfile and README "Memory")
+      // as the Docker image runs United (see the Dockerfile and test/bench/README.md, "Memory")
       MALLOC_MMAP_THRESHOLD_: process.env.MALLOC_MMAP_THRESHOLD_ ?? '131072'
     }
     // Without DATABASE_URL United uses sqlite:./data/united.sqlite in its cwd: the fresh temp directory.
@@ -177,8 +177,8 @@ export class United implements Target {
   /**
    * A robot with a secret the server generates (192 random bits, returned
    * once), as a fleet is provisioned through the Management API. A secret
-   * typed in by an admin would be hashed with scrypt instead (README, "Robot
-   * secrets"); `BENCH_TYPED_SECRETS=1` provisions those, for comparison.
+   * typed in by an admin would be hashed with scrypt instead (src/http/README.md,
+   * "Secrets at rest"); `BENCH_TYPED_SECRETS=1` provisions those, for comparison.
    */
   private async createRobot (serial: string): Promise<Provisioned> {
     const typed = process.env.BENCH_TYPED_SECRETS === '1' ? randomBytes(16).toString('hex') : undefined

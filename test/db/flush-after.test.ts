@@ -1,6 +1,6 @@
 // PG_BACKEND_FLUSH_AFTER: every connection of United's pool to PostgreSQL
-// asks the server to start writing the pages it evicts at once (README,
-// "Running on PostgreSQL"), the operator can choose another amount or keep
+// asks the server to start writing the pages it evicts at once (src/db/README.md,
+// "`backend_flush_after` on PostgreSQL"), the operator can choose another amount or keep
 // the server's own, and a value PostgreSQL would refuse stops the start.
 // The settings are checked on SQLite too; the sessions only on PostgreSQL
 // (TEST_DATABASE_URL).

@@ -1,4 +1,4 @@
-// How robot secrets are stored (README, "Decisions"): a secret the server
+// How robot secrets are stored (src/http/README.md, "Secrets at rest"): a secret the server
 // generated is a sha256 hash, one an admin typed an scrypt hash, and either
 // works at POST /robots/robot/obtain_token, as do the scrypt hashes of
 // generated secrets stored before the sha256 scheme. Wrong secrets get 401
