@@ -2,26 +2,11 @@
 // stored, mark it delivered on the robot's PUBACK, and done/failed on the
 // robot's own acknowledgement.
 import type { FastifyBaseLogger } from 'fastify'
+import { parseCommandAck } from '../src/contract/messages.js'
 import { parseTopic, robotTopic } from '../src/contract/topics.js'
 import type { CommandIssued } from '../src/events.js'
 import type { Services } from '../src/services/index.js'
 import type { RobotPrincipal } from './principal.js'
-
-interface CommandAck { id: string, status: 'ok' | 'error', state?: string, message?: string }
-
-function parseAck (payload: Buffer): CommandAck | null {
-  if (payload.length > 4096) return null
-  let value: unknown
-  try {
-    value = JSON.parse(payload.toString('utf8'))
-  } catch {
-    return null
-  }
-  const v = value as Partial<CommandAck> | null
-  if (v === null || typeof v !== 'object' || typeof v.id !== 'string' || (v.status !== 'ok' && v.status !== 'error')) return null
-  if (v.message !== undefined && typeof v.message !== 'string') return null
-  return v as CommandAck
-}
 
 function commandId (payload: Buffer | string | undefined): string | null {
   try {
@@ -56,7 +41,7 @@ export function createCommandRelay ({ services, publish, log }: CommandDeps) {
 
     /** The robot published on its commands/ack topic. */
     acknowledged (robot: RobotPrincipal, payload: Buffer): void {
-      const ack = parseAck(payload)
+      const ack = parseCommandAck(payload)
       if (ack === null) {
         log.info({ robot: robot.uuid }, 'ignored a malformed command ack')
         return

@@ -7,41 +7,70 @@ import { FRAME_TYPES } from './payloads.js'
 const FRAME_NAMES: Record<number, string> = { 1: 'position', 2: 'geo', 3: 'hardware' }
 
 // JSON.parse turns 1e400 into Infinity; these bounds keep numbers finite.
-const finite = (opts: { minimum?: number, maximum?: number } = {}): TSchema =>
-  Type.Number({ minimum: opts.minimum ?? -Number.MAX_VALUE, maximum: opts.maximum ?? Number.MAX_VALUE })
-const datetime = Type.String({ format: 'frame-datetime', maxLength: 64 })
+const finite = (opts: { minimum?: number, maximum?: number, description?: string } = {}): TSchema =>
+  Type.Number({ minimum: opts.minimum ?? -Number.MAX_VALUE, maximum: opts.maximum ?? Number.MAX_VALUE, ...(opts.description === undefined ? {} : { description: opts.description }) })
+
+// The accepted date-times as one regular expression, so that the schema a
+// standard JSON Schema validator reads (the AsyncAPI document, §14) and the
+// broker's own check are the same: a real calendar day (leap years too),
+// hours 00–23 or 24:00 exactly, an offset of at most ±23:59.
+const LEAP_YEAR = '(?:\\d{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)'
+const DAY = `(?:\\d{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\\d|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)|${LEAP_YEAR}-02-29)`
+const ORIGINAL_TIME = '(?:(?:[01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d(?:\\.\\d{1,6})?|24:00:00(?:\\.0{1,6})?)'
+const ISO_TIME = '(?:(?:[01]\\d|2[0-3]):[0-5]\\d(?::[0-5]\\d(?:\\.\\d{1,9})?)?|24:00(?::00(?:\\.0{1,9})?)?)'
+const ZONE = '(?:[Zz]|[+-](?:[01]\\d|2[0-3]):?[0-5]\\d)'
+/** `YYYY-MM-DD HH:MM:SS` (the original robot's, taken as UTC) or ISO 8601 with a date and a time (no offset: UTC). */
+export const DATETIME_PATTERN = `^(?:${DAY} ${ORIGINAL_TIME}|${DAY}[Tt]${ISO_TIME}${ZONE}?)$`
+const DATETIME = new RegExp(DATETIME_PATTERN)
+
+const datetime = Type.String({
+  pattern: DATETIME_PATTERN,
+  maxLength: 64,
+  description: 'when the robot measured it: ISO 8601 with a date and a time (`2026-12-04T10:15:30.250Z`; without an offset it is UTC), or `YYYY-MM-DD HH:MM:SS` taken as UTC (what the original robot sends)'
+})
+
+const HARDWARE_METRICS = ['battery', 'temperature', 'cpu', 'memory']
 
 const DATA_SCHEMAS: Record<number, TSchema> = {
   [FRAME_TYPES.position]: Type.Object({
-    speed: finite(),
-    position_x: finite(),
-    position_y: finite(),
-    angle_theta: finite(),
+    speed: finite({ description: 'm/s' }),
+    position_x: finite({ description: 'm' }),
+    position_y: finite({ description: 'm' }),
+    angle_theta: finite({ description: 'heading, rad' }),
     datetime
   }, { additionalProperties: false }),
   [FRAME_TYPES.geo]: Type.Object({
-    latitude: finite({ minimum: -90, maximum: 90 }),
-    longitude: finite({ minimum: -180, maximum: 180 }),
+    latitude: finite({ minimum: -90, maximum: 90, description: 'degrees' }),
+    longitude: finite({ minimum: -180, maximum: 180, description: 'degrees' }),
     datetime,
-    altitude: Type.Optional(finite()),
-    accuracy: Type.Optional(finite({ minimum: 0 }))
+    altitude: Type.Optional(finite({ description: 'm' })),
+    accuracy: Type.Optional(finite({ minimum: 0, description: 'm' }))
   }, { additionalProperties: false }),
   [FRAME_TYPES.hardware]: Type.Object({
     datetime,
-    battery: Type.Optional(finite({ minimum: 0, maximum: 100 })),
-    temperature: Type.Optional(finite()),
-    cpu: Type.Optional(finite({ minimum: 0, maximum: 100 })),
-    memory: Type.Optional(finite({ minimum: 0, maximum: 100 }))
-  }, { additionalProperties: false })
+    battery: Type.Optional(finite({ minimum: 0, maximum: 100, description: '%' })),
+    temperature: Type.Optional(finite({ description: '°C' })),
+    cpu: Type.Optional(finite({ minimum: 0, maximum: 100, description: '%' })),
+    memory: Type.Optional(finite({ minimum: 0, maximum: 100, description: '%' }))
+  }, {
+    additionalProperties: false,
+    // at least one metric
+    anyOf: HARDWARE_METRICS.map((m) => ({ required: [m] }))
+  })
 }
-const HARDWARE_METRICS = ['battery', 'temperature', 'cpu', 'memory']
+/** A frame id: 1–64 characters, none of them NUL or half a surrogate pair (the database refuses those). */
+const FRAME_ID = Type.String({ minLength: 1, maxLength: 64, pattern: '^(?:[^\\u0000\\uD800-\\uDFFF]|[\\uD800-\\uDBFF][\\uDC00-\\uDFFF])*$', description: 'chosen by the robot, unique per robot: a frame resent with a stored id is acked ok and stored once' })
 
-/** `YYYY-MM-DD HH:MM:SS` (the original robot's, taken as UTC) or ISO 8601 with a date and time. */
-const ORIGINAL_DATETIME = /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)$/
-const ISO_DATETIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?$/i
-
-const ZONE = /(?:Z|[+-]\d{2}:?\d{2})$/i
-const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+/**
+ * The JSON Schema of a data frame, whole: one alternative per type. What the
+ * broker checks in two steps (envelope, then the type's data), and what the
+ * AsyncAPI document serves (src/contract/asyncapi.ts).
+ */
+export const FRAME_SCHEMA: TSchema = Type.Union(Object.entries(DATA_SCHEMAS).map(([type, data]) => Type.Object({
+  id: FRAME_ID,
+  type: Type.Literal(Number(type), { description: FRAME_NAMES[Number(type)] }),
+  data
+}, { additionalProperties: false, title: `${FRAME_NAMES[Number(type)] as string} frame` })))
 
 /** The instant a frame's `datetime` names, or null when it is not a valid date-time. */
 export function parseFrameDatetime (value: string): Date | null {
@@ -49,41 +78,51 @@ export function parseFrameDatetime (value: string): Date | null {
   return ms === null ? null : new Date(ms)
 }
 
-// The last string checked and its instant: ajv's format check and
+// The last string checked and its instant: ajv's pattern check and
 // validateFrame look at the same `datetime` one after the other.
 let lastValue: string | undefined
 let lastMs: number | null = null
 
 function datetimeMs (value: string): number | null {
   if (value === lastValue) return lastMs
-  const ms = computeDatetimeMs(value)
+  const ms = DATETIME.test(value) ? instant(value) : null
   lastValue = value
   lastMs = ms
   return ms
 }
 
-function computeDatetimeMs (value: string): number | null {
-  const original = ORIGINAL_DATETIME.exec(value)
-  const iso = original !== null ? `${original[1] as string}T${original[2] as string}Z` : value
-  if (original === null && !ISO_DATETIME.test(value)) return null
-  // A date-time without an offset is taken as UTC, like the original robot's.
-  const withZone = original !== null || ZONE.test(iso) ? iso : `${iso}Z`
-  const ms = Date.parse(withZone)
-  if (Number.isNaN(ms)) return null
-  // Date.parse rolls a day the month does not have (2024-02-30) over into the next month.
-  const y = Number(value.slice(0, 4))
-  const m = Number(value.slice(5, 7))
-  const d = Number(value.slice(8, 10))
-  const leap = (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0
-  const days = m === 2 && leap ? 29 : (DAYS_IN_MONTH[m - 1] as number)
-  return d >= 1 && d <= days ? ms : null
+/** The instant of a string DATETIME matched: read by position, the pattern fixes where each part is. */
+function instant (value: string): number {
+  const num = (from: number, to: number): number => Number(value.slice(from, to))
+  const day = new Date(Date.UTC(2000, num(5, 7) - 1, num(8, 10), num(11, 13), num(14, 16)))
+  day.setUTCFullYear(num(0, 4)) // Date.UTC reads years 0–99 as 1900–1999; 2000 is a leap year, so 02-29 stays put
+  let at = 16
+  let seconds = 0
+  let millis = 0
+  if (value[at] === ':') {
+    seconds = num(at + 1, at + 3)
+    at += 3
+    if (value[at] === '.') {
+      let end = at + 1
+      while (end < value.length && value.charCodeAt(end) >= 48 && value.charCodeAt(end) <= 57) end++
+      millis = Number(value.slice(at + 1, Math.min(end, at + 4)).padEnd(3, '0'))
+      at = end
+    }
+  }
+  let offset = 0 // minutes east of UTC
+  const sign = value[at]
+  if (sign === '+' || sign === '-') {
+    const hh = num(at + 1, at + 3)
+    const mm = value[at + 3] === ':' ? num(at + 4, at + 6) : num(at + 3, at + 5)
+    offset = (sign === '+' ? 1 : -1) * (hh * 60 + mm)
+  }
+  return day.getTime() + seconds * 1000 + millis - offset * 60_000
 }
 
 const ajv = new Ajv({ allErrors: true, strict: false })
-ajv.addFormat('frame-datetime', { type: 'string', validate: (s: string) => datetimeMs(s) !== null })
 
 const validateEnvelope = ajv.compile(Type.Object({
-  id: Type.String({ minLength: 1, maxLength: 64 }),
+  id: FRAME_ID,
   type: Type.Integer({ enum: [1, 2, 3] }),
   data: Type.Object({})
 }, { additionalProperties: false }))
@@ -110,19 +149,25 @@ function capped (errors: string[]): string[] {
   return errors.length <= MAX_ERRORS ? errors : [...errors.slice(0, MAX_ERRORS), `and ${errors.length - MAX_ERRORS} more errors`]
 }
 
+const UNSTORABLE = 'strings may not contain NUL characters (\\u0000) or unpaired surrogates'
+const NEEDS_METRIC = `a hardware frame needs at least one of ${HARDWARE_METRICS.join(', ')}`
+
 /** Turns ajv's errors into sentences that name the field. */
 function describe (errors: ErrorObject[] | null | undefined, prefix: string, typeName?: string): string[] {
-  return (errors ?? []).map((e) => {
+  // The at-least-one-metric rule fails as an anyOf of required fields: one sentence for it.
+  return (errors ?? []).filter((e) => !e.schemaPath.includes('/anyOf/')).map((e) => {
     const field = `${prefix}${e.instancePath.replace(/^\//, '').replace(/\//g, '.')}`.replace(/\.$/, '')
     switch (e.keyword) {
       case 'additionalProperties':
         return `${prefix}${(e.params as { additionalProperty: string }).additionalProperty} is not a field of ${typeName === undefined ? 'a frame' : `a ${typeName} frame`}`
       case 'required':
         return `${prefix}${(e.params as { missingProperty: string }).missingProperty} is required`
+      case 'anyOf':
+        return NEEDS_METRIC
       case 'type':
         return `${field} must be a ${(e.params as { type: string }).type}`
-      case 'format':
-        return `${field} must be an ISO 8601 date-time or "YYYY-MM-DD HH:MM:SS"`
+      case 'pattern':
+        return field === 'id' ? UNSTORABLE : `${field} must be an ISO 8601 date-time or "YYYY-MM-DD HH:MM:SS"`
       case 'enum':
         return field === 'type' ? 'type must be 1 (position), 2 (geo) or 3 (hardware)' : `${field} must be one of the allowed values`
       case 'minLength': case 'maxLength':
@@ -135,32 +180,12 @@ function describe (errors: ErrorObject[] | null | undefined, prefix: string, typ
   })
 }
 
-const UNPAIRED = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
-const UNSTORABLE = 'strings may not contain NUL characters (\\u0000) or unpaired surrogates'
-
-/**
- * Whether every string in a parsed JSON value (keys too) can be stored: the
- * database's text and JSON types refuse NUL and unpaired UTF-16 surrogates,
- * and one such frame would fail the whole batch it is written with.
- */
-export function storable (value: unknown): boolean {
-  const stack: unknown[] = [value] // iterative: a deeply nested frame cannot overflow the call stack
-  while (stack.length > 0) {
-    const v = stack.pop()
-    if (typeof v === 'string') {
-      if (v.includes('\0') || UNPAIRED.test(v)) return false
-    } else if (Array.isArray(v)) {
-      for (const x of v) stack.push(x)
-    } else if (v !== null && typeof v === 'object') {
-      for (const [k, x] of Object.entries(v)) stack.push(k, x)
-    }
-  }
-  return true
-}
-
 /**
  * Size → parse → envelope → per-type data, cheapest first (CONTRACT §4).
  * Never throws: every outcome is a result the broker turns into one ack.
+ * The schemas alone decide (FRAME_SCHEMA is the same pieces, whole): every
+ * string a valid frame holds is its id or a datetime, and their patterns
+ * keep out what the database cannot store (NUL, unpaired surrogates).
  */
 export function validateFrame (payload: Buffer, maxBytes: number): FrameResult {
   if (payload.length > maxBytes) return { ok: false, id: null, errors: [`frame is ${payload.length} bytes, over the limit of ${maxBytes}`] }
@@ -182,12 +207,6 @@ export function validateFrame (payload: Buffer, maxBytes: number): FrameResult {
   const frame = value as { id: string, type: number, data: Record<string, unknown> }
   const validate = validators[frame.type] as ValidateFunction
   const typeName = FRAME_NAMES[frame.type]
-  const errors = validate(frame.data) ? [] : describe(validate.errors, 'data.', typeName)
-  if (frame.type === FRAME_TYPES.hardware && !HARDWARE_METRICS.some((m) => m in frame.data)) {
-    errors.push(`a hardware frame needs at least one of ${HARDWARE_METRICS.join(', ')}`)
-  }
-  if (errors.length > 0) return { ok: false, id: frame.id, errors: capped(errors) }
-  // NUL and unpaired surrogates can only arrive as \u escapes: look only then.
-  if (text.includes('\\u') && !storable(frame)) return { ok: false, id: frame.id, errors: [UNSTORABLE] }
+  if (!validate(frame.data)) return { ok: false, id: frame.id, errors: capped(describe(validate.errors, 'data.', typeName)) }
   return { ok: true, frame: { id: frame.id, type: frame.type, data: frame.data, recordedAt: new Date(datetimeMs(frame.data.datetime as string) as number), text } }
 }

@@ -1,8 +1,16 @@
 // fp plugin 'swagger': the OpenAPI 3 document at /docs/json, the UI at /docs
-// (CONTRACT §7). Registered before any route so it sees every route.
+// (CONTRACT §7), and the AsyncAPI 3 document of the MQTT side at
+// /docs/asyncapi.json (§14). Registered before any route so it sees every route.
+import type { AddressInfo } from 'node:net'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import fp from 'fastify-plugin'
+import { asyncApiDocument } from '../../contract/asyncapi.js'
+
+export const ASYNCAPI_PATH = '/docs/asyncapi.json'
+
+/** A Host header's name that is a plain DNS name or IP literal; anything else is not echoed. */
+const HOST_NAME = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])$/
 
 export default fp(async (fastify, opts: { version: string }) => {
   await fastify.register(swagger, {
@@ -10,9 +18,10 @@ export default fp(async (fastify, opts: { version: string }) => {
       openapi: '3.0.3',
       info: {
         title: 'United',
-        description: 'Control plane of United, the robot fleet backend. Robots speak MQTT; see the README for topics.',
+        description: `Control plane of United, the robot fleet backend. Robots and live dashboards speak MQTT: its topics, access rules and payloads are the AsyncAPI 3.0 document at [${ASYNCAPI_PATH}](${ASYNCAPI_PATH}).`,
         version: opts.version
       },
+      externalDocs: { description: 'The MQTT API (AsyncAPI 3.0)', url: ASYNCAPI_PATH },
       tags: [
         { name: 'users', description: 'user log-in (JWT)' },
         { name: 'robots', description: 'robots, their history and commands' },
@@ -27,4 +36,22 @@ export default fp(async (fastify, opts: { version: string }) => {
     }
   })
   await fastify.register(swaggerUi, { routePrefix: '/docs' })
+
+  fastify.get(ASYNCAPI_PATH, { schema: { hide: true } }, async (request, reply) => {
+    const { config, broker } = fastify
+    const fallback = config.HOST === '0.0.0.0' || config.HOST === '::' ? 'localhost' : config.HOST
+    const http = fastify.server.address() as AddressInfo | null
+    const host = HOST_NAME.test(request.hostname) ? request.hostname : fallback
+    const httpPort = http?.port ?? config.HTTP_PORT
+    void reply.header('cache-control', 'no-cache')
+    return asyncApiDocument({
+      version: opts.version,
+      host,
+      restDocsUrl: `${request.protocol}://${host}:${request.port ?? httpPort}/docs`,
+      mqttPort: broker.port,
+      httpPort,
+      tlsPort: broker.tlsPort,
+      maxFrameBytes: config.MAX_FRAME_BYTES
+    })
+  })
 }, { name: 'swagger' })

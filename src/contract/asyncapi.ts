@@ -1,0 +1,182 @@
+// The MQTT side of the contract as an AsyncAPI 3.0 document (CONTRACT §14),
+// built from the same schemas the broker validates with (frames.ts,
+// messages.ts), the topic list (topics.ts) and the access table (acl.ts).
+// Nothing here is written twice by hand. Pure: no I/O.
+import type { TSchema } from 'typebox'
+import { ACL } from './acl.js'
+import { FRAME_SCHEMA } from './frames.js'
+import { COMMAND_ACK_SCHEMA, COMMAND_SCHEMA, FRAME_ACK_SCHEMA, PRESENCE_SCHEMA, STATS_SCHEMA } from './messages.js'
+import { CHANNELS, type Channel } from './topics.js'
+
+export interface AsyncApiOptions {
+  /** United's version (package.json). */
+  version: string
+  /** The host name clients reach this server by (the server variables' default). */
+  host: string
+  mqttPort: number
+  httpPort: number
+  tlsPort?: number
+  maxFrameBytes: number
+  /** The absolute URL of the REST API's documentation (an AsyncAPI link must be absolute). */
+  restDocsUrl: string
+}
+
+/** The channel ids of the document, one per topic of CONTRACT §3. */
+const CHANNEL_IDS: Record<Channel, string> = {
+  data: 'data',
+  ack: 'ack',
+  commands: 'commands',
+  'commands/ack': 'commandAck',
+  stats: 'stats',
+  presence: 'presence'
+}
+
+interface ChannelInfo { message: string, schema: TSchema, title: string, description: string, qos: 0 | 1, retain: boolean }
+
+const CHANNEL_INFO = (maxFrameBytes: number): Record<Channel, ChannelInfo> => ({
+  data: {
+    message: 'frame',
+    schema: FRAME_SCHEMA,
+    title: 'Data frame',
+    description: `A position (type 1), geo (2) or hardware (3) frame, at most ${maxFrameBytes} bytes (MAX_FRAME_BYTES; a larger one is acked as an error with id null, unparsed). The schema is the one the broker validates with: a frame it accepts, the broker stores; a frame it refuses, the broker acks with an error naming the field.`,
+    qos: 1,
+    retain: false
+  },
+  ack: {
+    message: 'frameAck',
+    schema: FRAME_ACK_SCHEMA,
+    title: 'Frame acknowledgement',
+    description: 'Exactly one per frame, with its id: ok only once the frame is committed to the database.',
+    qos: 1,
+    retain: false
+  },
+  commands: {
+    message: 'command',
+    schema: COMMAND_SCHEMA,
+    title: 'Command',
+    description: 'A state change issued over REST (POST /robots/robot/command). Its status becomes delivered on the robot\'s PUBACK.',
+    qos: 1,
+    retain: false
+  },
+  'commands/ack': {
+    message: 'commandAck',
+    schema: COMMAND_ACK_SCHEMA,
+    title: 'Command acknowledgement',
+    description: 'The robot\'s answer to a command: ok makes the command done and the robot\'s state the command, error makes it failed. One that does not match this schema is ignored (and logged).',
+    qos: 1,
+    retain: false
+  },
+  stats: {
+    message: 'stats',
+    schema: STATS_SCHEMA,
+    title: 'Live statistics',
+    description: 'The last known value of each field, published (retained) after each stored batch of the robot\'s frames.',
+    qos: 0,
+    retain: true
+  },
+  presence: {
+    message: 'presence',
+    schema: PRESENCE_SCHEMA,
+    title: 'Presence',
+    description: 'Retained, republished on every change, online: false included.',
+    qos: 0,
+    retain: true
+  }
+})
+
+/** Who does what on a channel, from the access table, as the client sees it. */
+function operationsOf (channel: Channel): Array<{ id: string, action: 'send' | 'receive', who: 'robot' | 'user', summary: string }> {
+  const rule = ACL[channel]
+  const id = CHANNEL_IDS[channel]
+  const cap = id.charAt(0).toUpperCase() + id.slice(1)
+  const ops: Array<{ id: string, action: 'send' | 'receive', who: 'robot' | 'user', summary: string }> = []
+  if (rule.robotPublishes) ops.push({ id: `robotSends${cap}`, action: 'send', who: 'robot', summary: `The robot publishes to its own ${channel} topic.` })
+  if (rule.robotSubscribes) ops.push({ id: `robotReceives${cap}`, action: 'receive', who: 'robot', summary: `The robot subscribes to its own ${channel} topic (no wildcards).` })
+  if (rule.usersSubscribe) ops.push({ id: `userReceives${cap}`, action: 'receive', who: 'user', summary: `A user with access to the robot, or staff, subscribes; + in the robot position delivers only the robots the user may see, checked per message.` })
+  return ops
+}
+
+const ref = (path: string): { $ref: string } => ({ $ref: path })
+/** A plain JSON copy: TypeBox marks its schemas with symbols, which are no part of the document. */
+const plain = (schema: TSchema): Record<string, unknown> => JSON.parse(JSON.stringify(schema)) as Record<string, unknown>
+
+export function asyncApiDocument (opts: AsyncApiOptions): Record<string, unknown> {
+  const info = CHANNEL_INFO(opts.maxFrameBytes)
+  const server = (port: number, protocol: string, description: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+    host: '{host}:{port}',
+    protocol,
+    ...extra,
+    description,
+    variables: { host: { default: opts.host }, port: { default: String(port) } },
+    security: [ref('#/components/securitySchemes/robot'), ref('#/components/securitySchemes/user')],
+    bindings: { mqtt: { cleanSession: true, keepAlive: 60, bindingVersion: '0.2.0' } }
+  })
+  const servers: Record<string, unknown> = {
+    mqtt: server(opts.mqttPort, 'mqtt', 'MQTT 3.1.1 (and 3.1) over TCP (MQTT_PORT). MQTT 5 gets CONNACK 1.', { protocolVersion: '3.1.1' }),
+    websocket: {
+      ...server(opts.httpPort, 'ws', 'MQTT 3.1.1 over WebSocket on the HTTP port (subprotocol mqtt). The upgrade may carry the credential instead of the password: x-token (robots) or authentication (users). Behind a TLS proxy, wss.', { pathname: '/mqtt' }),
+      security: [ref('#/components/securitySchemes/robot'), ref('#/components/securitySchemes/user'), ref('#/components/securitySchemes/robotHeader'), ref('#/components/securitySchemes/userHeader')]
+    }
+  }
+  if (opts.tlsPort !== undefined) servers.tls = server(opts.tlsPort, 'secure-mqtt', 'MQTT 3.1.1 over TLS (MQTT_TLS_PORT).', { protocolVersion: '3.1.1' })
+
+  const channels: Record<string, unknown> = {}
+  const operations: Record<string, unknown> = {}
+  const messages: Record<string, unknown> = {}
+  const schemas: Record<string, unknown> = {}
+  for (const channel of CHANNELS) {
+    const id = CHANNEL_IDS[channel]
+    const c = info[channel]
+    schemas[c.message] = plain(c.schema)
+    messages[c.message] = { name: c.message, title: c.title, contentType: 'application/json', payload: ref(`#/components/schemas/${c.message}`) }
+    channels[id] = {
+      address: `robots/{uuid}/${channel}`,
+      title: c.title,
+      description: c.description,
+      parameters: { uuid: ref('#/components/parameters/uuid') },
+      messages: { [c.message]: ref(`#/components/messages/${c.message}`) }
+    }
+    for (const op of operationsOf(channel)) {
+      operations[op.id] = {
+        action: op.action,
+        channel: ref(`#/channels/${id}`),
+        summary: op.summary,
+        messages: [ref(`#/channels/${id}/messages/${c.message}`)],
+        security: [ref(`#/components/securitySchemes/${op.who}`), ...(op.who === 'robot' ? [ref('#/components/securitySchemes/robotHeader')] : [ref('#/components/securitySchemes/userHeader')])],
+        tags: [{ name: op.who }],
+        bindings: { mqtt: { qos: c.qos, retain: c.retain, bindingVersion: '0.2.0' } }
+      }
+    }
+  }
+  // The answers, as AsyncAPI replies: a frame's ack, a command's acknowledgement.
+  ;(operations.robotSendsData as Record<string, unknown>).reply = { channel: ref('#/channels/ack'), messages: [ref('#/channels/ack/messages/frameAck')] }
+  ;(operations.robotReceivesCommands as Record<string, unknown>).reply = { channel: ref('#/channels/commandAck'), messages: [ref('#/channels/commandAck/messages/commandAck')] }
+
+  return {
+    asyncapi: '3.0.0',
+    id: 'urn:united:mqtt',
+    info: {
+      title: 'United MQTT API',
+      version: opts.version,
+      description: 'The MQTT side of United, the robot fleet backend: the topics of every robot, who may publish and subscribe where, and every payload. Operations are written from the client\'s side: send means a robot publishes, receive means a robot or a user subscribes. The broker enforces the access rules per message: any other publish closes the connection, any other subscription gets SUBACK 0x80, and $SYS/ is staff-only. The REST API is described by the OpenAPI document at /docs/json.',
+      license: { name: 'MIT' },
+      externalDocs: { description: 'The REST API (OpenAPI)', url: opts.restDocsUrl },
+      tags: [{ name: 'robot', description: 'a robot: username = its uuid, password = an access token from POST /robots/robot/obtain_token' }, { name: 'user', description: 'a user or staff: username = the username, password = an access JWT from POST /users/obtain_token/' }]
+    },
+    defaultContentType: 'application/json',
+    servers,
+    channels,
+    operations,
+    components: {
+      schemas,
+      messages,
+      parameters: { uuid: { description: 'A robot\'s uuid, lower-case and hyphenated. Users may subscribe with + here.' } },
+      securitySchemes: {
+        robot: { type: 'userPassword', description: 'CONNECT with username = the robot\'s uuid and password = its access token (POST /robots/robot/obtain_token, valid ROBOT_TOKEN_TTL seconds). A bad or expired token: CONNACK 4.' },
+        user: { type: 'userPassword', description: 'CONNECT with username = the username and password = an access JWT (POST /users/obtain_token/). A bad JWT or a refresh JWT: CONNACK 4; an inactive user: CONNACK 5.' },
+        robotHeader: { type: 'httpApiKey', in: 'header', name: 'x-token', description: 'WebSocket only: the robot\'s access token on the upgrade request, instead of the password.' },
+        userHeader: { type: 'httpApiKey', in: 'header', name: 'authentication', description: 'WebSocket only: the access JWT (with or without Bearer) on the upgrade request, instead of the password.' }
+      }
+    }
+  }
+}

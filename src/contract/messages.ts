@@ -1,0 +1,91 @@
+// The JSON Schemas of the MQTT messages other than data frames (CONTRACT §3,
+// §5, §6): what the server publishes, and the one other message a robot
+// sends, its command acknowledgement, which the broker checks with the very
+// schema here. Served in the AsyncAPI document (asyncapi.ts). Pure: no I/O.
+import { Ajv } from 'ajv'
+import { Type, type TSchema } from 'typebox'
+import { ROBOT_COMMANDS } from './payloads.js'
+
+const nullable = (schema: TSchema): TSchema => Type.Union([schema, Type.Null()])
+const uuid = Type.String({ format: 'uuid', description: 'the robot, lower-case and hyphenated' })
+const instant = Type.String({ format: 'date-time' })
+
+/** robots/{uuid}/ack: one per data frame, once it is stored or refused. */
+export const FRAME_ACK_SCHEMA = Type.Union([
+  Type.Object({
+    id: Type.String({ description: 'the frame id' }),
+    status: Type.Literal('ok', { description: 'stored (committed to the database), or already stored under this id' })
+  }, { additionalProperties: false, title: 'frame stored' }),
+  Type.Object({
+    id: nullable(Type.String({ description: 'the frame id; null when the payload had none readable (not JSON, too large, a missing or malformed id)' })),
+    status: Type.Literal('error'),
+    errors: Type.Array(Type.String(), { minItems: 1, maxItems: 21, description: 'human-readable, naming the field; at most 20, then one "and N more errors"' }),
+    retry: Type.Optional(Type.Literal(true, { description: 'storage failed, not the frame: resend the same frame' }))
+  }, { additionalProperties: false, title: 'frame refused' })
+])
+
+/** robots/{uuid}/commands: a state change a user issued (CONTRACT §5). */
+export const COMMAND_SCHEMA = Type.Object({
+  id: Type.String({ description: 'the command id: echo it in the acknowledgement' }),
+  command: Type.Union(ROBOT_COMMANDS.map((c) => Type.Literal(c)), { description: 'the state to go into' }),
+  issued_by: Type.String({ description: 'the username of who issued it' }),
+  issued_at: instant
+}, { additionalProperties: false })
+
+/** The largest command acknowledgement the broker reads; a larger one is ignored. */
+export const MAX_COMMAND_ACK_BYTES = 4096
+
+/** robots/{uuid}/commands/ack: the robot's answer to a command. */
+export const COMMAND_ACK_SCHEMA = Type.Object({
+  id: Type.String({ description: 'the id of the command it answers' }),
+  status: Type.Union([Type.Literal('ok'), Type.Literal('error')], { description: 'ok: done, the robot is now in the commanded state; error: failed' }),
+  state: Type.Optional(Type.String({ description: 'the state the robot is in now (informative: on ok the server records the command as its state)' })),
+  message: Type.Optional(Type.String({ description: 'why it failed, for people' }))
+}, { additionalProperties: true, description: `at most ${MAX_COMMAND_ACK_BYTES} bytes; other fields are ignored` })
+
+const metric = (description: string): TSchema => Type.Optional(Type.Number({ description }))
+
+/** robots/{uuid}/stats: the last known value of each field, after each stored batch (CONTRACT §6). */
+export const STATS_SCHEMA = Type.Object({
+  robot_uuid: uuid,
+  state: nullable(Type.String({ description: 'the robot\'s state (its last command done)' })),
+  speed: nullable(Type.Number()),
+  position_x: nullable(Type.Number()),
+  position_y: nullable(Type.Number()),
+  angle_theta: nullable(Type.Number()),
+  datetime: nullable(Type.String({ description: 'the datetime of the latest frame, as the robot sent it' })),
+  data_connected: Type.Boolean(),
+  command_connected: Type.Boolean(),
+  latitude: metric('from the latest geo frame'),
+  longitude: metric('from the latest geo frame'),
+  altitude: metric('from the latest geo frame'),
+  accuracy: metric('from the latest geo frame'),
+  battery: metric('from the latest hardware frame'),
+  temperature: metric('from the latest hardware frame'),
+  cpu: metric('from the latest hardware frame'),
+  memory: metric('from the latest hardware frame')
+}, { additionalProperties: false })
+
+/** robots/{uuid}/presence: retained, republished on every change (CONTRACT §3). */
+export const PRESENCE_SCHEMA = Type.Object({
+  robot_uuid: uuid,
+  online: Type.Boolean({ description: 'the same as data_connected' }),
+  data_connected: Type.Boolean({ description: 'has an open connection' }),
+  command_connected: Type.Boolean({ description: 'a connection of it is subscribed to its commands topic' }),
+  since: Type.String({ format: 'date-time', description: 'when online last changed' })
+}, { additionalProperties: false })
+
+export interface CommandAck { id: string, status: 'ok' | 'error', state?: string, message?: string }
+const validateCommandAck = new Ajv({ strict: false }).compile<CommandAck>(COMMAND_ACK_SCHEMA)
+
+/** A robot's command acknowledgement, or null when it is not one (COMMAND_ACK_SCHEMA decides). */
+export function parseCommandAck (payload: Buffer): CommandAck | null {
+  if (payload.length > MAX_COMMAND_ACK_BYTES) return null
+  let value: unknown
+  try {
+    value = JSON.parse(payload.toString('utf8'))
+  } catch {
+    return null
+  }
+  return validateCommandAck(value) ? value : null
+}
