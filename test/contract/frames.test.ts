@@ -300,3 +300,44 @@ t.test('strings the database cannot store are refused before they reach a batch;
   t.ok(literal.ok && literal.frame.id === 'text \\u0000 as text', 'the six characters \\u0000 written as text pass')
   t.ok(check({ id: 'plain', type: 3, data: { battery: 5, datetime: DT } }).ok, 'a frame without escapes is not walked and passes')
 })
+
+t.test('a hardware frame without a metric is one error that says so', async (t) => {
+  t.same(errorsOf(t, check({ id: 'h', type: 3, data: { datetime: DT } })).errors, ['a hardware frame needs at least one of battery, temperature, cpu, memory'])
+  t.same(errorsOf(t, check({ id: 'h', type: 3, data: { datetime: DT, colour: 1 } })).errors.sort(), ['a hardware frame needs at least one of battery, temperature, cpu, memory', 'data.colour is not a field of a hardware frame'])
+  for (const metric of ['battery', 'temperature', 'cpu', 'memory']) t.equal(check({ id: 'h', type: 3, data: { datetime: DT, [metric]: 1 } }).ok, true, metric)
+})
+
+t.test('the instant of every accepted date-time is the one Date.parse reads from it', async (t) => {
+  // The pattern decides what is accepted; the instant is read by position.
+  // Checked here against V8's own ISO parser over random accepted strings.
+  let seed = 11
+  const random = (n: number): number => { seed = (seed * 1103515245 + 12345) % 2147483648; return Math.floor(seed / 2147483648 * n) }
+  const two = (n: number): string => String(n).padStart(2, '0')
+  let checked = 0
+  for (let i = 0; i < 5000; i++) {
+    const y = random(10000)
+    const m = 1 + random(12)
+    const d = 1 + random(31)
+    const leap = (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0
+    const exists = d <= (m === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(m) ? 30 : 31)
+    const day = `${String(y).padStart(4, '0')}-${two(m)}-${two(d)}`
+    const midnight = random(50) === 0
+    const time = midnight ? '24:00' : `${two(random(24))}:${two(random(60))}`
+    const seconds = random(3) === 0 ? '' : `:${midnight ? '00' : two(random(60))}${random(2) === 0 ? '' : `.${midnight ? '0'.repeat(1 + random(6)) : String(random(1e6)).padStart(1 + random(6), '0').slice(0, 6)}`}`
+    const zone = ['', 'Z', 'z', `+${two(random(24))}:${two(random(60))}`, `-${two(random(24))}${two(random(60))}`][random(5)] as string
+    const original = random(4) === 0 && seconds !== '' && zone === ''
+    const value = original ? `${day} ${time}${seconds === '' ? ':00' : seconds}` : `${day}${random(2) === 0 ? 'T' : 't'}${time}${seconds}${zone}`
+    const parsed = parseFrameDatetime(value)
+    const iso = (original ? value.replace(' ', 'T') : value) + (zone === '' ? 'Z' : '')
+    const expected = Date.parse(iso.replace(/^(\d{4})/, (y) => Number(y) < 100 ? `+00${y}` : y))
+    if (!exists) {
+      if (parsed !== null) t.fail(`${value}: accepted, but there is no such day`)
+    } else if (Number.isNaN(expected)) {
+      t.fail(`${value}: Date.parse cannot read it`)
+    } else {
+      checked++
+      if (parsed?.getTime() !== expected) t.fail(`${value}: ${String(parsed?.toISOString())}, Date.parse says ${new Date(expected).toISOString()}`)
+    }
+  }
+  t.ok(checked > 3000, `${checked} accepted date-times agree with Date.parse`)
+})
