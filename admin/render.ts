@@ -14,6 +14,9 @@ const NOTICES: ReadonlyMap<string, string> = new Map(Object.entries({
   access_granted: 'Access granted.',
   access_revoked: 'Access revoked.',
   command_sent: 'Command sent.',
+  command_queued: 'The robot is not listening for commands: the command waits for it.',
+  command_cancelled: 'Command cancelled.',
+  command_finished: 'That command was already delivered, finished or cancelled.',
   user_created: 'User added.',
   user_updated: 'User saved.',
   user_deleted: 'User deleted.'

@@ -1,6 +1,6 @@
-// Commands (CONTRACT §5) on the broker side: publish what the REST endpoint
-// stored, mark it delivered on the robot's PUBACK, and done/failed on the
-// robot's own acknowledgement.
+// Commands (CONTRACT §5, §12) on the broker side: publish what the REST
+// endpoint stored or the robot's queue released, mark it delivered on the
+// robot's PUBACK, and done/failed on the robot's own acknowledgement.
 import type { FastifyBaseLogger } from 'fastify'
 import { parseCommandAck } from '../src/contract/messages.js'
 import { parseTopic, robotTopic } from '../src/contract/topics.js'
@@ -51,6 +51,15 @@ export function createCommandRelay ({ services, publish, log }: CommandDeps) {
         .catch((err: unknown) => { log.warn({ err, robot: robot.uuid, command: ack.id }, 'could not record command ack') })
         .finally(() => { pending.delete(recording) })
       pending.add(recording)
+    },
+
+    /** The robot became command-connected: publish its queued commands (CONTRACT §12). */
+    release (robotUuid: string): void {
+      const releasing = services.commands.releaseQueued(robotUuid)
+        .then((n) => { if (n > 0) log.info({ robot: robotUuid, commands: n }, 'released queued commands') })
+        .catch((err: unknown) => { log.warn({ err, robot: robotUuid }, 'could not release queued commands; they go out on its next subscription') })
+        .finally(() => { pending.delete(releasing) })
+      pending.add(releasing)
     },
 
     /** Waits for the command acks being recorded (at shutdown, before the database closes). */

@@ -77,7 +77,14 @@ export default fp(async (fastify) => {
   }
 
   const stats = createStats({ publish })
-  const presence = createPresenceTracker({ services, publish, onChange: (uuid, flags) => { stats.connection(uuid, flags) }, log })
+  const presence = createPresenceTracker({
+    services,
+    publish,
+    onChange: (uuid, flags) => { stats.connection(uuid, flags) },
+    // CONTRACT §12: the commands queued for it go out now, oldest first.
+    onCommandConnected: (uuid) => { commands.release(uuid) },
+    log
+  })
   const acks = createAckSender({
     clientsOf: (uuid) => presence.connections(uuid),
     publish: (topic, payload) => {

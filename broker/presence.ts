@@ -16,10 +16,12 @@ export interface PresenceDeps {
   services: Services
   publish: (topic: string, payload: object, opts: { retain: boolean, qos: 0 | 1 }) => void
   onChange: (uuid: string, flags: { data_connected: boolean, command_connected: boolean }) => void
+  /** The robot has just become command-connected (its first connection subscribed to its commands). */
+  onCommandConnected: (uuid: string) => void
   log: FastifyBaseLogger
 }
 
-export function createPresenceTracker ({ services, publish, onChange, log }: PresenceDeps) {
+export function createPresenceTracker ({ services, publish, onChange, onCommandConnected, log }: PresenceDeps) {
   const robots = new Map<string, Live>()
   // Robots that sent a stored frame since the last tick: last_seen_at moves at
   // most once per robot per second, in one UPDATE for all of them.
@@ -100,8 +102,10 @@ export function createPresenceTracker ({ services, publish, onChange, log }: Pre
     subscribed (client: Client, robot: RobotPrincipal, topics: string[]): void {
       const entry = robots.get(robot.uuid)
       if (entry === undefined || !entry.clients.has(client) || !topics.some((t) => isCommandTopic(robot, t)) || entry.command.has(client)) return
+      const first = entry.command.size === 0
       entry.command.add(client)
       changed(robot.uuid, entry)
+      if (first) onCommandConnected(robot.uuid)
     },
     unsubscribed (client: Client, robot: RobotPrincipal, topics: string[]): void {
       const entry = robots.get(robot.uuid)

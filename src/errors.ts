@@ -20,6 +20,9 @@ export const Errors = {
   USERNAME_TAKEN: define('UNITED_USERNAME_TAKEN', 409, 'a user with this username already exists'),
   // CONTRACT §5 names this code and message exactly.
   ROBOT_NOT_CONNECTED: define('ROBOT_NOT_CONNECTED', 409, 'robot is not connected'),
+  // CONTRACT §12 names this code.
+  COMMAND_FINISHED: define('UNITED_COMMAND_FINISHED', 409, 'the command was already delivered, finished or cancelled'),
+  COMMAND_NOT_FOUND: define('UNITED_COMMAND_NOT_FOUND', 404, 'command not found'),
   BAD_CURSOR: define('UNITED_BAD_CURSOR', 400, 'malformed cursor'),
   BAD_REQUEST: define('UNITED_BAD_REQUEST', 400, '%s'),
   DATABASE_UNAVAILABLE: define('UNITED_DATABASE_UNAVAILABLE', 503, 'database unavailable'),

@@ -48,9 +48,12 @@ function query (request: FastifyRequest): Record<string, string | undefined> {
   return out
 }
 
+/** How long the command form lets a command wait for an offline robot (CONTRACT §12), in seconds. */
+export const COMMAND_WAITS: ReadonlyArray<[string, number]> = [['1 minute', 60], ['10 minutes', 600], ['1 hour', 3600], ['1 day', 86400], ['7 days', 604800]]
+
 interface RobotPageState {
   grant?: { username: string, error: string }
-  command?: { value: string, error: string }
+  command?: { value: string, ttl?: string, error: string }
   rotate?: { value: string, unit: string, error: string }
 }
 
@@ -101,6 +104,7 @@ const robots: FastifyPluginAsync = async (fastify) => {
       recent: recent.items,
       granted,
       commandsList: ROBOT_COMMANDS,
+      commandWaits: COMMAND_WAITS,
       graceUnits: Object.keys(GRACE_UNITS),
       previousSecretUntil,
       state
@@ -226,13 +230,30 @@ const robots: FastifyPluginAsync = async (fastify) => {
     if (!(ROBOT_COMMANDS as readonly string[]).includes(command)) {
       return await showRobot(request, reply, uuid, { command: { value: command, error: 'Choose one of the listed commands.' } }, 400)
     }
+    const wait = text(request.body, 'ttl') ?? ''
+    const ttl = wait === '' ? undefined : COMMAND_WAITS.find(([, seconds]) => String(seconds) === wait)?.[1]
+    if (wait !== '' && ttl === undefined) {
+      return await showRobot(request, reply, uuid, { command: { value: command, ttl: wait, error: 'Choose one of the listed waits.' } }, 400)
+    }
+    let created
     try {
-      await commands.issue(principal(request), uuid, command as RobotCommand, actor(request))
+      created = await commands.issue(principal(request), uuid, command as RobotCommand, actor(request), ttl)
     } catch (err) {
       if (!isError(err, 'ROBOT_NOT_CONNECTED')) throw err
-      return await showRobot(request, reply, uuid, { command: { value: command, error: 'The robot is not connected to its commands topic right now.' } }, 409)
+      return await showRobot(request, reply, uuid, { command: { value: command, ttl: wait, error: 'The robot is not connected to its commands topic right now: choose how long the command may wait for it.' } }, 409)
     }
-    return await seeOther(reply, `/admin/robots/${uuid}?notice=command_sent#commands`)
+    return await seeOther(reply, `/admin/robots/${uuid}?notice=${created.status === 'queued' ? 'command_queued' : 'command_sent'}#commands`)
+  })
+
+  fastify.post('/robots/:uuid/commands/:id/cancel', async (request, reply) => {
+    const uuid = uuidOf(request)
+    try {
+      await commands.cancel(principal(request), uuid, (request.params as { id: string }).id, actor(request))
+    } catch (err) {
+      if (!isError(err, 'COMMAND_FINISHED')) throw err
+      return await seeOther(reply, `/admin/robots/${uuid}?notice=command_finished#commands`)
+    }
+    return await seeOther(reply, `/admin/robots/${uuid}?notice=command_cancelled#commands`)
   })
 
   // The robot's recent commands, for the live panel to follow their status.

@@ -145,9 +145,9 @@
       })
   }
 
-  // ---- open commands: follow their status until done, failed or expired ----
+  // ---- open commands: follow their status until done, failed, expired or cancelled ----
   function openCommands () {
-    return document.querySelectorAll('#command-rows td.status-pending, #command-rows td.status-delivered').length
+    return document.querySelectorAll('#command-rows td.status-queued, #command-rows td.status-pending, #command-rows td.status-delivered').length
   }
   function pollCommands () {
     if (openCommands() === 0) return
@@ -162,6 +162,9 @@
           st.className = 'status status-' + c.status.replace(/[^a-z]/g, '')
           tr.querySelector('td.delivered').textContent = c.delivered_at ? c.delivered_at.replace('T', ' ').replace(/\.\d+Z$|Z$/, ' UTC') : '—'
           tr.querySelector('td.acked').textContent = c.acked_at ? c.acked_at.replace('T', ' ').replace(/\.\d+Z$|Z$/, ' UTC') : '—'
+          tr.querySelector('td.expires').textContent = c.expires_at ? c.expires_at.replace('T', ' ').replace(/\.\d+Z$|Z$/, ' UTC') : '—'
+          // a command past queued and pending can no longer be cancelled
+          if (c.status !== 'queued' && c.status !== 'pending') tr.querySelector('td.actions').textContent = ''
         })
       })
       .catch(function () {})

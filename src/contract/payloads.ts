@@ -4,9 +4,12 @@
 export const ROBOT_COMMANDS = ['auto', 'idle', 'error', 'manual'] as const
 export type RobotCommand = typeof ROBOT_COMMANDS[number]
 
-/** CONTRACT §5: the life cycle of a command. */
-export const COMMAND_STATUSES = ['pending', 'delivered', 'done', 'failed', 'expired'] as const
+/** CONTRACT §5 and §12: the life cycle of a command. */
+export const COMMAND_STATUSES = ['queued', 'pending', 'delivered', 'done', 'failed', 'expired', 'cancelled'] as const
 export type CommandStatus = typeof COMMAND_STATUSES[number]
+
+/** CONTRACT §12: the longest a command may wait for its robot, in seconds (7 days). */
+export const MAX_COMMAND_TTL = 604800
 
 /** CONTRACT §4: the frame types. */
 export const FRAME_TYPES = { position: 1, geo: 2, hardware: 3 } as const

@@ -14,7 +14,7 @@ export type AuditAction =
   | 'robot.login_failed' | 'auth.login_blocked'
   | 'robot.created' | 'robot.updated' | 'robot.deleted' | 'robot.token_rotated'
   | 'access.granted' | 'access.revoked'
-  | 'command.sent'
+  | 'command.sent' | 'command.queued' | 'command.cancelled'
 
 export interface AuditEntry {
   action: AuditAction

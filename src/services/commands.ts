@@ -1,6 +1,12 @@
-// Commands (CONTRACT §5): stored as pending, published by the broker on
+// Commands (CONTRACT §5, §12): stored as pending, published by the broker on
 // `commandIssued`, then delivered (PUBACK) → done/failed (robot's ack) or
-// expired after COMMAND_TIMEOUT.
+// expired after COMMAND_TIMEOUT. With a `ttl`, a command to a robot that is
+// not command-connected is stored as queued instead of refused, released
+// (oldest first) when the robot subscribes to its commands, and expired when
+// it is still queued after `ttl`. Queued and pending commands can be
+// cancelled. Every change of status is one UPDATE guarded by the status it
+// leaves, so of two racing changes (a release and a cancel, an ack and a
+// sweep) exactly one wins, on any number of nodes.
 import { randomUUID } from 'node:crypto'
 import { Op, QueryTypes } from 'sequelize'
 import { sqliteDate, type Database } from '../db/index.js'
@@ -23,6 +29,8 @@ export interface CommandView {
   created_at: string
   delivered_at: string | null
   acked_at: string | null
+  /** CONTRACT §12: when a queued command expires; null once it is not queued. */
+  expires_at: string | null
 }
 
 // PostgreSQL, the whole command path in one statement (atomic without
@@ -34,8 +42,8 @@ const PG_ISSUE = `WITH r AS (
   SELECT id FROM robots
   WHERE uuid = $2 AND ($13::boolean OR EXISTS (SELECT 1 FROM robot_access a WHERE a.robot_id = robots.id AND a.user_id = $5))
 ), c AS (
-  INSERT INTO commands (id, robot_id, command, status, issued_by, issued_by_id, created_at, updated_at)
-  SELECT $1, r.id, $3, 'pending', $4, $5, $6, $6 FROM r
+  INSERT INTO commands (id, robot_id, command, status, issued_by, issued_by_id, created_at, updated_at, expires_at, sent_at)
+  SELECT $1, r.id, $3, $14, $4, $5, $6, $6, $15, $16 FROM r
   RETURNING id
 ), e AS (
   INSERT INTO audit_events (at, actor_id, actor, action, robot_uuid, target_user_id, details, ip)
@@ -45,8 +53,8 @@ SELECT id FROM c`
 
 // SQLite, the same check and the command in one INSERT (its audit record
 // follows in the same transaction): no rows changed, no robot for this user.
-const SQLITE_ISSUE = `INSERT INTO commands (id, robot_id, command, status, issued_by, issued_by_id, created_at, updated_at)
-SELECT $1, r.id, $3, 'pending', $4, $5, $6, $6 FROM robots r
+const SQLITE_ISSUE = `INSERT INTO commands (id, robot_id, command, status, issued_by, issued_by_id, created_at, updated_at, expires_at, sent_at)
+SELECT $1, r.id, $3, $8, $4, $5, $6, $6, $9, $10 FROM robots r
 WHERE r.uuid = $2 AND ($7 OR EXISTS (SELECT 1 FROM robot_access a WHERE a.robot_id = r.id AND a.user_id = $5))`
 
 // PostgreSQL, the robot's PUBACK: pending → delivered.
@@ -66,6 +74,12 @@ const PG_ACK = `WITH c AS (
 )
 SELECT command FROM c`
 
+// Both databases (SQLite ≥ 3.35 has RETURNING): a robot's queue, now pending,
+// in one statement. A command cancelled or expired meanwhile is not in it.
+const RELEASE = `UPDATE commands SET status = 'pending', sent_at = $2, updated_at = $2
+WHERE status = 'queued' AND robot_id = (SELECT id FROM robots WHERE uuid = $1) AND expires_at > $2
+RETURNING id, command, issued_by, created_at`
+
 // Command ids are UUIDs, stored in lower case: anything else a robot sends
 // names no command (and PostgreSQL would refuse it as a uuid); capitals name
 // the same command on both databases.
@@ -76,6 +90,9 @@ function commandKey (id: string): string | null {
 
 const iso = (d: Date | null | undefined): string | null => d === null || d === undefined ? null : d.toISOString()
 const OPEN: CommandStatus[] = ['pending', 'delivered']
+const CANCELLABLE: CommandStatus[] = ['queued', 'pending']
+/** A date as a raw RETURNING row holds it: a Date (PostgreSQL) or Sequelize's SQLite text. */
+const toDate = (v: unknown): Date => v instanceof Date ? v : new Date(String(v).replace(' +00:00', 'Z').replace(' ', 'T'))
 
 export interface CommandServiceDeps {
   db: Database
@@ -98,29 +115,54 @@ export function createCommandService ({ db, events, audit, access, presence, tim
       issued_by: row.issuedBy,
       created_at: row.createdAt.toISOString(),
       delivered_at: iso(row.deliveredAt),
-      acked_at: iso(row.ackedAt)
+      acked_at: iso(row.ackedAt),
+      expires_at: row.status === 'queued' ? iso(row.expiresAt) : null
     }
   }
 
+  // One release at a time per robot, so that two (a subscribe and a command
+  // queued at the same moment) cannot publish a robot's queue out of order.
+  const releasing = new Map<string, Promise<number>>()
+
+  async function releaseNow (robotUuid: string): Promise<number> {
+    const at = new Date()
+    const bind = [robotUuid, db.dialect === 'postgres' ? at : sqliteDate(at)]
+    const [rows] = await db.sequelize.query(RELEASE, { bind }) as unknown as [Array<{ id: string, command: string, issued_by: string, created_at: unknown }>]
+    const released = rows.map((r) => ({ ...r, createdAt: toDate(r.created_at) }))
+      .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || (a.id < b.id ? -1 : 1))
+    for (const r of released) events.emit('commandIssued', { id: r.id, robotUuid, command: r.command, issuedBy: r.issued_by, issuedAt: r.createdAt.toISOString() })
+    return released.length
+  }
+
   return {
-    async issue (principal: UserPrincipal, robotUuid: string, command: RobotCommand, ctx: AuditContext): Promise<CommandView> {
-      if (!presence.isCommandConnected(robotUuid)) {
+    /**
+     * CONTRACT §5 and §12: pending and published when the robot is
+     * command-connected; else queued for `ttlSeconds` when given, else 409.
+     */
+    async issue (principal: UserPrincipal, robotUuid: string, command: RobotCommand, ctx: AuditContext, ttlSeconds?: number): Promise<CommandView> {
+      const connected = presence.isCommandConnected(robotUuid)
+      if (!connected && ttlSeconds === undefined) {
         await access.robotFor(principal, robotUuid) // 404 first: a robot this user cannot reach is not "not connected"
         throw new Errors.ROBOT_NOT_CONNECTED()
       }
       const id = randomUUID()
       const at = new Date()
-      const record = audit.row(ctx, { action: 'command.sent', robotUuid, details: { command_id: id, command } }, at)
+      const status: CommandStatus = connected ? 'pending' : 'queued'
+      const expiresAt = connected ? null : new Date(at.getTime() + (ttlSeconds as number) * 1000)
+      const sentAt = connected ? at : null
+      const details: Record<string, unknown> = { command_id: id, command }
+      if (!connected) details.ttl = ttlSeconds
+      const record = audit.row(ctx, { action: connected ? 'command.sent' : 'command.queued', robotUuid, details }, at)
       if (db.dialect === 'postgres') {
         const created = await db.pgPrepared('united_command_issue', PG_ISSUE,
-          [id, robotUuid, command, principal.username, principal.id, at, record.actorId, record.actor, record.action, record.targetUserId, JSON.stringify(record.details), record.ip, principal.isStaff])
+          [id, robotUuid, command, principal.username, principal.id, at, record.actorId, record.actor, record.action, record.targetUserId, JSON.stringify(record.details), record.ip, principal.isStaff, status, expiresAt, sentAt])
         if (created.rowCount === 0) throw new Errors.ROBOT_NOT_FOUND()
       } else {
         const created = await db.transaction(async (transaction) => {
           const [, changes] = await db.sequelize.query(SQLITE_ISSUE, {
             type: QueryTypes.INSERT,
             transaction,
-            bind: [id, robotUuid, command, principal.username, principal.id, sqliteDate(at), principal.isStaff ? 1 : 0]
+            bind: [id, robotUuid, command, principal.username, principal.id, sqliteDate(at), principal.isStaff ? 1 : 0, status, sqliteDate(expiresAt), sqliteDate(sentAt)]
           }) as unknown as [unknown, number]
           if (changes === 0) return false
           await AuditEvent.create(record, { transaction })
@@ -128,9 +170,54 @@ export function createCommandService ({ db, events, audit, access, presence, tim
         })
         if (!created) throw new Errors.ROBOT_NOT_FOUND()
       }
-      const result: CommandView = { id, robot_uuid: robotUuid, command, status: 'pending', issued_by: principal.username, created_at: at.toISOString(), delivered_at: null, acked_at: null }
-      events.emit('commandIssued', { id, robotUuid, command, issuedBy: principal.username, issuedAt: result.created_at })
+      const result: CommandView = { id, robot_uuid: robotUuid, command, status, issued_by: principal.username, created_at: at.toISOString(), delivered_at: null, acked_at: null, expires_at: iso(expiresAt) }
+      if (connected) {
+        events.emit('commandIssued', { id, robotUuid, command, issuedBy: principal.username, issuedAt: result.created_at })
+      } else if (presence.isCommandConnected(robotUuid)) {
+        // The robot subscribed while this was being stored: its release may
+        // have run before the row existed. Release again (a no-op if not).
+        await this.releaseQueued(robotUuid)
+      }
       return result
+    },
+
+    /**
+     * The robot is command-connected: its queued commands become pending and
+     * are published, oldest first. Resolves with how many.
+     */
+    async releaseQueued (robotUuid: string): Promise<number> {
+      const previous = releasing.get(robotUuid) ?? Promise.resolve(0)
+      const next = previous.catch(() => 0).then(async () => await releaseNow(robotUuid))
+      releasing.set(robotUuid, next)
+      try {
+        return await next
+      } finally {
+        if (releasing.get(robotUuid) === next) releasing.delete(robotUuid)
+      }
+    },
+
+    /**
+     * CONTRACT §12: a queued or pending command becomes cancelled (a later ack
+     * of it is ignored); 409 when it was past that, 404 when there is no such
+     * command of a robot this user may reach.
+     */
+    async cancel (principal: UserPrincipal, robotUuid: string, anyId: string, ctx: AuditContext): Promise<CommandView> {
+      const robot = await access.robotFor(principal, robotUuid)
+      const commandId = commandKey(anyId)
+      if (commandId === null) throw new Errors.COMMAND_NOT_FOUND()
+      const at = new Date()
+      const cancelled = await db.transaction(async (transaction) => {
+        const before = await Command.findOne({ where: { id: commandId, robotId: robot.id }, attributes: ['status'], transaction })
+        if (before === null) return null
+        const [changes] = await Command.update({ status: 'cancelled' }, { where: { id: commandId, robotId: robot.id, status: { [Op.in]: CANCELLABLE } }, transaction })
+        if (changes === 0) return false
+        await AuditEvent.create(audit.row(ctx, { action: 'command.cancelled', robotUuid: robot.uuid, details: { command_id: commandId, was: before.status } }, at), { transaction })
+        return true
+      })
+      if (cancelled === null) throw new Errors.COMMAND_NOT_FOUND()
+      if (cancelled === false) throw new Errors.COMMAND_FINISHED()
+      const row = await Command.findByPk(commandId) as Command
+      return view(row, robot.uuid)
     },
 
     /** Newest first. */
@@ -189,16 +276,22 @@ export function createCommandService ({ db, events, audit, access, presence, tim
       return status
     },
 
-    /** Marks every open command older than COMMAND_TIMEOUT as expired. */
+    /**
+     * Marks every open command sent more than COMMAND_TIMEOUT ago, and every
+     * queued command past its expires_at, as expired. Each UPDATE is guarded
+     * by the status it leaves: run by several nodes at once, each command
+     * still expires once.
+     */
     async expireOverdue (now = new Date()): Promise<number> {
       const before = new Date(now.getTime() - timeoutSeconds * 1000)
-      const [count] = await Command.update({ status: 'expired' }, { where: { status: { [Op.in]: OPEN }, createdAt: { [Op.lt]: before } } })
-      return count
+      const [sent] = await Command.update({ status: 'expired' }, { where: { status: { [Op.in]: OPEN }, sentAt: { [Op.lt]: before } } })
+      const [queued] = await Command.update({ status: 'expired' }, { where: { status: 'queued', expiresAt: { [Op.lte]: now } } })
+      return sent + queued
     },
 
     async countByStatus (): Promise<Record<CommandStatus, number>> {
       const rows = await Command.findAll({ attributes: ['status', [db.sequelize.fn('COUNT', db.sequelize.col('id')), 'count']], group: ['status'], raw: true }) as unknown as Array<{ status: CommandStatus, count: number | string }>
-      const counts = { pending: 0, delivered: 0, done: 0, failed: 0, expired: 0 }
+      const counts: Record<CommandStatus, number> = { queued: 0, pending: 0, delivered: 0, done: 0, failed: 0, expired: 0, cancelled: 0 }
       for (const r of rows) counts[r.status] = Number(r.count)
       return counts
     }

@@ -19,7 +19,7 @@ import { errorFields, errorNextTo, follow, inputValue, location, nextLink, notic
 
 const BAD_CREDENTIALS = 4
 const REFUSED = 128
-const NOT_LISTENING = 'The robot is not connected to its commands topic right now.'
+const NOT_LISTENING = 'The robot is not connected to its commands topic right now: choose how long the command may wait for it.'
 
 const setup = staffSetup
 

@@ -1,6 +1,6 @@
 import { DataTypes, Model, type CreationOptional, type InferAttributes, type InferCreationAttributes, type Sequelize } from 'sequelize'
 
-/** A state change sent to a robot, with the status life cycle of CONTRACT §5. */
+/** A state change sent to a robot, with the status life cycle of CONTRACT §5 and §12. */
 export class Command extends Model<InferAttributes<Command>, InferCreationAttributes<Command>> {
   declare id: string
   declare robotId: number
@@ -12,6 +12,8 @@ export class Command extends Model<InferAttributes<Command>, InferCreationAttrib
   declare createdAt: CreationOptional<Date>
   declare deliveredAt: CreationOptional<Date | null>
   declare ackedAt: CreationOptional<Date | null>
+  declare expiresAt: CreationOptional<Date | null>
+  declare sentAt: CreationOptional<Date | null>
   declare updatedAt: CreationOptional<Date>
 
   static initModel (sequelize: Sequelize): typeof Command {
@@ -26,6 +28,8 @@ export class Command extends Model<InferAttributes<Command>, InferCreationAttrib
       createdAt: DataTypes.DATE,
       deliveredAt: { type: DataTypes.DATE, allowNull: true },
       ackedAt: { type: DataTypes.DATE, allowNull: true },
+      expiresAt: { type: DataTypes.DATE, allowNull: true },
+      sentAt: { type: DataTypes.DATE, allowNull: true },
       updatedAt: DataTypes.DATE
     }, { sequelize, tableName: 'commands', underscored: true })
   }

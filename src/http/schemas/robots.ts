@@ -1,5 +1,5 @@
 import { Type } from 'typebox'
-import { ROBOT_COMMANDS, COMMAND_STATUSES } from '../../contract/payloads.js'
+import { COMMAND_STATUSES, MAX_COMMAND_TTL, ROBOT_COMMANDS } from '../../contract/payloads.js'
 import { DateTime, NullableDateTime, RobotUuid } from './common.js'
 
 export const SERIAL = Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f]+$' })
@@ -85,15 +85,21 @@ export const RotateTokenBody = Type.Object({
 
 export const CommandBody = Type.Object({
   robot_uuid: RobotUuid,
-  command: Type.Enum(ROBOT_COMMANDS)
+  command: Type.Enum(ROBOT_COMMANDS),
+  ttl: Type.Optional(Type.Integer({
+    minimum: 1,
+    maximum: MAX_COMMAND_TTL,
+    description: 'seconds the command may wait for a robot that is not command-connected: it is then queued (201, status queued) instead of refused with 409, published when the robot subscribes to its commands, and expired if it is still queued after ttl'
+  }))
 }, { additionalProperties: false })
 
 export const CommandCreatedSchema = Type.Object({
   id: Type.String(),
   robot_uuid: Type.String(),
   command: Type.String(),
-  status: Type.String(),
-  created_at: DateTime
+  status: Type.String({ description: 'pending (published), or queued (waiting for the robot, with a ttl)' }),
+  created_at: DateTime,
+  expires_at: NullableDateTime
 })
 
 export const CommandSchema = Type.Object({
@@ -104,8 +110,11 @@ export const CommandSchema = Type.Object({
   issued_by: Type.String(),
   created_at: DateTime,
   delivered_at: NullableDateTime,
-  acked_at: NullableDateTime
+  acked_at: NullableDateTime,
+  expires_at: Type.Union([DateTime, Type.Null()], { description: 'when a queued command expires; null for the others' })
 })
+
+export const CommandParams = Type.Object({ uuid: RobotUuid, id: Type.String({ minLength: 1, maxLength: 64 }) })
 
 export const FrameSchema = Type.Object({
   frame_id: Type.String(),

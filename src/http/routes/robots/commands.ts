@@ -1,8 +1,9 @@
-// POST /robots/robot/command and GET /robots/{uuid}/commands (CONTRACT §5).
+// POST /robots/robot/command, GET /robots/{uuid}/commands (CONTRACT §5) and
+// POST /robots/{uuid}/commands/{id}/cancel (§12).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { auditContext } from '../../plugins/auth-guard.js'
 import { BearerSecurity, errorResponses, PageQuery, PageSchema, RobotUuidParams } from '../../schemas/common.js'
-import { CommandBody, CommandCreatedSchema, CommandSchema } from '../../schemas/robots.js'
+import { CommandBody, CommandCreatedSchema, CommandParams, CommandSchema } from '../../schemas/robots.js'
 
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   const { commands } = fastify.services
@@ -11,14 +12,14 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     onRequest: fastify.authenticate,
     schema: {
       tags: ['robots'],
-      summary: 'Send a command (state change); published QoS 1 on robots/{uuid}/commands',
+      summary: 'Send a command (state change); published QoS 1 on robots/{uuid}/commands, or queued with a ttl',
       security: BearerSecurity,
       body: CommandBody,
       response: { 201: CommandCreatedSchema, ...errorResponses(400, 401, 404, 409) }
     }
   }, async (request, reply) => {
-    const { robot_uuid: uuid, command } = request.body
-    const created = await commands.issue(request.principal!, uuid.toLowerCase(), command, auditContext(request))
+    const { robot_uuid: uuid, command, ttl } = request.body
+    const created = await commands.issue(request.principal!, uuid.toLowerCase(), command, auditContext(request), ttl)
     return await reply.code(201).send(created)
   })
 
@@ -34,6 +35,19 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request) => {
     return await commands.list(request.principal!, request.params.uuid.toLowerCase(), request.query)
+  })
+
+  fastify.post('/robots/:uuid/commands/:id/cancel', {
+    onRequest: fastify.authenticate,
+    schema: {
+      tags: ['robots'],
+      summary: 'Cancel a queued or pending command (a later ack of it is ignored); 409 UNITED_COMMAND_FINISHED past that',
+      security: BearerSecurity,
+      params: CommandParams,
+      response: { 200: CommandSchema, ...errorResponses(400, 401, 404, 409) }
+    }
+  }, async (request) => {
+    return await commands.cancel(request.principal!, request.params.uuid.toLowerCase(), request.params.id, auditContext(request))
   })
 }
 
