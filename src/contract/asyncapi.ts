@@ -54,7 +54,7 @@ const CHANNEL_INFO = (maxFrameBytes: number): Record<Channel, ChannelInfo> => ({
     message: 'command',
     schema: COMMAND_SCHEMA,
     title: 'Command',
-    description: 'A state change issued over REST (POST /robots/robot/command). Its status becomes delivered on the robot\'s PUBACK.',
+    description: 'A state change issued over REST (POST /robots/robot/command), published at once, or, when it was queued with a ttl for a robot that was not listening, as soon as the robot subscribes here (its queue oldest first). Its status becomes delivered on the robot\'s PUBACK.',
     qos: 1,
     retain: false
   },

@@ -90,6 +90,40 @@ t.test('the example robot obeys a command, acknowledges it, and its state change
   await once(r.child, 'exit')
 })
 
+t.test('the example robot handles the commands queued while it was away, as soon as it is back (CONTRACT §12)', async (t) => {
+  const { app, url } = await serve(t)
+  const { user, robot } = await ownedRobot(app)
+  const args = ['--serial', robot.serial, '--token', robot.secret, '--url', url, '--interval', '50']
+  const first = runRobot(t, args)
+  await first.waitFor(/connected as/)
+  first.child.kill('SIGTERM')
+  await once(first.child, 'exit')
+  await new Promise((resolve) => { setTimeout(resolve, 100) }) // its connection is gone
+
+  const ids: string[] = []
+  for (const command of ['manual', 'auto']) {
+    const res = await app.inject({ method: 'POST', url: '/robots/robot/command', headers: bearer(user.jwt), payload: { robot_uuid: robot.uuid, command, ttl: 300 } })
+    t.equal(res.json().status, 'queued', `${command}: queued while the robot is away`)
+    ids.push(res.json().id)
+  }
+  const back = runRobot(t, args)
+  await back.waitFor(/command auto from \S+ → state auto/)
+  t.match(back.output(), /command manual from \S+ → state manual[\s\S]*command auto from \S+ → state auto/, 'both, oldest first, right after it connected')
+  const statuses = async (): Promise<string[]> => {
+    const list = (await app.inject({ method: 'GET', url: `/robots/${robot.uuid}/commands`, headers: bearer(user.jwt) })).json().items as Array<{ id: string, status: string }>
+    return ids.map((id) => list.find((c) => c.id === id)?.status ?? '')
+  }
+  let now = await statuses()
+  for (let i = 0; i < 200 && now.some((s) => s !== 'done'); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    now = await statuses()
+  }
+  t.same(now, ['done', 'done'], 'both acknowledged')
+  t.equal((await app.inject({ method: 'GET', url: `/robots/${robot.uuid}`, headers: bearer(user.jwt) })).json().state, 'auto', 'the state is the last command')
+  back.child.kill('SIGTERM')
+  await once(back.child, 'exit')
+})
+
 t.test('the example robot reconnects with a fresh token after its token is voided', async (t) => {
   const { app, url } = await serve(t)
   const staff = await createStaff(app)
