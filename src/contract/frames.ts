@@ -31,6 +31,13 @@ const datetime = Type.String({
 
 const HARDWARE_METRICS = ['battery', 'temperature', 'cpu', 'memory']
 
+/** CONTRACT §11: the numeric fields of each frame type, in the contract's order (aggregates, CSV export). */
+export const NUMERIC_FIELDS: Readonly<Record<number, readonly string[]>> = {
+  [FRAME_TYPES.position]: ['speed', 'position_x', 'position_y', 'angle_theta'],
+  [FRAME_TYPES.geo]: ['latitude', 'longitude', 'altitude', 'accuracy'],
+  [FRAME_TYPES.hardware]: HARDWARE_METRICS
+}
+
 const DATA_SCHEMAS: Record<number, TSchema> = {
   [FRAME_TYPES.position]: Type.Object({
     speed: finite({ description: 'm/s' }),

@@ -132,4 +132,27 @@ export const FrameQuery = Type.Object({
   cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 512 }))
 }, { additionalProperties: false })
 
+export const AggregateQuery = Type.Object({
+  type: Type.Integer({ minimum: 1, maximum: 3, description: '1 position, 2 geo, 3 hardware' }),
+  from: Type.String({ format: 'date-time', description: 'ISO 8601, bounds received_at (inclusive)' }),
+  to: Type.String({ format: 'date-time', description: 'ISO 8601, bounds received_at (inclusive)' }),
+  bucket: Type.Integer({ minimum: 1, maximum: 86400, description: 'seconds; buckets start at multiples of it since the Unix epoch' })
+}, { additionalProperties: false })
+
+const FieldStats = Type.Record(Type.String(), Type.Number(), { description: 'each numeric field of the type that a frame of the bucket has' })
+
+export const AggregateSchema = Type.Object({
+  type: Type.Integer(),
+  bucket: Type.Integer(),
+  from: DateTime,
+  to: DateTime,
+  items: Type.Array(Type.Object({
+    start: DateTime,
+    count: Type.Integer(),
+    min: FieldStats,
+    max: FieldStats,
+    avg: FieldStats
+  }))
+})
+
 export const AccessParams = Type.Object({ uuid: RobotUuid, user_id: Type.Integer({ minimum: 1 }) })

@@ -1,0 +1,144 @@
+// CONTRACT §11: GET /robots/{uuid}/frames/aggregate. The database groups the
+// frames by time bucket; the test stores frames at chosen received_at times
+// and computes every bucket's count, min, max and average itself.
+import type { FastifyInstance } from 'fastify'
+import t from 'tap'
+import { createStaff, createUser, ownedRobot, robotIdOf } from '../factory.js'
+import { bearer, build } from '../helper.js'
+
+const FIELDS: Record<number, string[]> = {
+  1: ['speed', 'position_x', 'position_y', 'angle_theta'],
+  2: ['latitude', 'longitude', 'altitude', 'accuracy'],
+  3: ['battery', 'temperature', 'cpu', 'memory']
+}
+
+interface Stored { type: number, data: Record<string, unknown>, receivedAt: Date }
+interface Bucket { start: string, count: number, min: Record<string, number>, max: Record<string, number>, avg: Record<string, number> }
+
+/** What the endpoint must answer, computed here. */
+function expected (frames: Stored[], type: number, from: Date, to: Date, bucket: number): Bucket[] {
+  const groups = new Map<number, Stored[]>()
+  for (const f of frames) {
+    if (f.type !== type || f.receivedAt < from || f.receivedAt > to) continue
+    const b = Math.floor(f.receivedAt.getTime() / (bucket * 1000))
+    groups.set(b, [...(groups.get(b) ?? []), f])
+  }
+  return [...groups.entries()].sort(([a], [b]) => a - b).map(([b, group]) => {
+    const out: Bucket = { start: new Date(b * bucket * 1000).toISOString(), count: group.length, min: {}, max: {}, avg: {} }
+    for (const field of FIELDS[type] as string[]) {
+      const values = group.map((f) => f.data[field]).filter((v): v is number => typeof v === 'number')
+      if (values.length === 0) continue
+      out.min[field] = Math.min(...values)
+      out.max[field] = Math.max(...values)
+      out.avg[field] = values.reduce((a, v) => a + v, 0) / values.length
+    }
+    return out
+  })
+}
+
+async function aggregate (app: FastifyInstance, jwt: string, uuid: string, query: Record<string, string | number>) {
+  const qs = new URLSearchParams(Object.entries(query).map(([k, v]) => [k, String(v)])).toString()
+  return await app.inject({ method: 'GET', url: `/robots/${uuid}/frames/aggregate?${qs}`, headers: bearer(jwt) })
+}
+
+/** Deterministic pseudo-random numbers, so that a failure repeats. */
+function prng (seed: number): () => number {
+  return () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648 }
+}
+
+const T0 = Date.parse('2026-12-01T10:00:00.000Z')
+
+t.test('buckets: counts, min, max and avg of every numeric field, checked against values computed here', async (t) => {
+  const app = await build(t)
+  const { user, robot } = await ownedRobot(app)
+  const robotId = await robotIdOf(app, robot.uuid)
+  const random = prng(42)
+  const frames: Stored[] = []
+  for (let i = 0; i < 1200; i++) {
+    const type = 1 + Math.floor(random() * 3)
+    const receivedAt = new Date(T0 + Math.floor(random() * 2 * 3600 * 1000))
+    const n = (): number => Math.round((random() * 200 - 100) * 1000) / 1000
+    const data: Record<string, unknown> = type === 1
+      ? { speed: n(), position_x: n(), position_y: n(), angle_theta: n(), datetime: '2026-12-01 10:00:00' }
+      : type === 2
+        ? { latitude: n() * 0.9, longitude: n(), ...(random() < 0.5 ? { altitude: n() } : {}), datetime: '2026-12-01 10:00:00' }
+        : { datetime: '2026-12-01 10:00:00', ...(random() < 0.7 ? { battery: Math.abs(n()) } : { cpu: Math.abs(n()) }), ...(random() < 0.3 ? { temperature: n() } : {}) }
+    frames.push({ type, data, receivedAt })
+  }
+  // exact bucket edges: the last millisecond of one, the first of the next
+  frames.push({ type: 1, data: { speed: 7, position_x: 0, position_y: 0, angle_theta: 0, datetime: '2026-12-01 10:00:00' }, receivedAt: new Date(T0 + 59_999) })
+  frames.push({ type: 1, data: { speed: 9, position_x: 0, position_y: 0, angle_theta: 0, datetime: '2026-12-01 10:00:00' }, receivedAt: new Date(T0 + 60_000) })
+  for (let i = 0; i < frames.length; i += 200) {
+    await app.services.frames.store(robotId, frames.slice(i, i + 200).map((f, j) => ({ frameId: `f-${i + j}`, type: f.type, data: f.data, recordedAt: null, receivedAt: f.receivedAt })))
+  }
+
+  const cases: Array<{ type: number, from: Date, to: Date, bucket: number }> = [
+    { type: 1, from: new Date(T0), to: new Date(T0 + 2 * 3600 * 1000), bucket: 60 },
+    { type: 2, from: new Date(T0), to: new Date(T0 + 2 * 3600 * 1000), bucket: 300 },
+    { type: 3, from: new Date(T0), to: new Date(T0 + 2 * 3600 * 1000), bucket: 600 },
+    { type: 1, from: new Date(T0 + 1234), to: new Date(T0 + 3600 * 1000 + 777), bucket: 7 },
+    { type: 3, from: new Date(T0 - 86400 * 1000), to: new Date(T0 + 86400 * 1000), bucket: 86400 },
+    { type: 2, from: new Date(T0 + 30 * 60 * 1000), to: new Date(T0 + 31 * 60 * 1000), bucket: 1 }
+  ]
+  for (const c of cases) {
+    const res = await aggregate(app, user.jwt, robot.uuid, { type: c.type, from: c.from.toISOString(), to: c.to.toISOString(), bucket: c.bucket })
+    t.equal(res.statusCode, 200)
+    const body = res.json() as { type: number, bucket: number, from: string, to: string, items: Bucket[] }
+    const label = `type ${c.type}, ${c.bucket} s buckets from ${c.from.toISOString()}`
+    t.match(body, { type: c.type, bucket: c.bucket, from: c.from.toISOString(), to: c.to.toISOString() }, `${label}: echoed`)
+    const want = expected(frames, c.type, c.from, c.to, c.bucket)
+    t.ok(want.length > 0, `${label}: ${want.length} buckets expected`)
+    t.same(body.items.map((b) => [b.start, b.count, b.min, b.max]), want.map((b) => [b.start, b.count, b.min, b.max]), `${label}: starts, counts, min, max`)
+    const avgOff = body.items.flatMap((b, i) => Object.entries(b.avg).filter(([f, v]) => Math.abs(v - (want[i]?.avg[f] ?? NaN)) > 1e-9 * Math.max(1, Math.abs(v))).map(([f]) => `${b.start} ${f}`))
+    t.same(avgOff, [], `${label}: averages`)
+    t.same(body.items.map((b) => Object.keys(b.avg).sort()), want.map((b) => Object.keys(b.avg).sort()), `${label}: a field no frame of the bucket has is left out`)
+  }
+
+  const edges = (await aggregate(app, user.jwt, robot.uuid, { type: 1, from: new Date(T0 + 59_999).toISOString(), to: new Date(T0 + 60_000).toISOString(), bucket: 60 })).json()
+  t.match(edges.items, [{ start: new Date(T0).toISOString(), min: { speed: 7 } }, { start: new Date(T0 + 60_000).toISOString(), min: { speed: 9 } }], 'from and to are inclusive, the last millisecond stays in its bucket')
+  const before = (await aggregate(app, user.jwt, robot.uuid, { type: 1, from: new Date(T0 - 3600_000).toISOString(), to: new Date(T0 - 1).toISOString(), bucket: 60 })).json()
+  t.same(before.items, [], 'a range without frames: no buckets')
+})
+
+t.test('the parameters are required and checked; more than 10,000 buckets is 400', async (t) => {
+  const app = await build(t)
+  const { user, robot } = await ownedRobot(app)
+  const good = { type: 1, from: '2026-12-01T00:00:00Z', to: '2026-12-01T01:00:00Z', bucket: 60 }
+  const bad: Array<Record<string, string | number>> = [
+    { ...good, type: 0 }, { ...good, type: 4 }, { ...good, type: 'x' },
+    { ...good, bucket: 0 }, { ...good, bucket: 86401 }, { ...good, bucket: 1.5 }, { ...good, bucket: 'minute' },
+    { ...good, from: 'yesterday' }, { ...good, to: '2026-13-01T00:00:00Z' },
+    { ...good, from: '2026-12-01T02:00:00Z' },
+    { ...good, bucket: 1, to: '2026-12-01T02:46:40Z' }, // 10,001 buckets
+    { ...good, extra: 1 }
+  ]
+  for (const key of ['type', 'from', 'to', 'bucket']) {
+    const without: Record<string, string | number> = { ...good }
+    delete without[key]
+    bad.push(without)
+  }
+  for (const query of bad) {
+    const res = await aggregate(app, user.jwt, robot.uuid, query)
+    t.equal(res.statusCode, 400, JSON.stringify(query))
+  }
+  const tooMany = await aggregate(app, user.jwt, robot.uuid, { ...good, bucket: 1, to: '2026-12-01T02:46:40Z' })
+  t.match(tooMany.json().message, /10001 buckets/)
+  const exactly = await aggregate(app, user.jwt, robot.uuid, { ...good, bucket: 1, to: '2026-12-01T02:46:39Z' })
+  t.equal(exactly.statusCode, 200, '10,000 buckets are allowed')
+  t.same(exactly.json().items, [], 'no frames: no buckets')
+})
+
+t.test('the same access rule as the history: 401 without a JWT, 404 without access, staff see every robot', async (t) => {
+  const app = await build(t)
+  const { robot } = await ownedRobot(app)
+  const query = `type=1&from=2026-12-01T00:00:00Z&to=2026-12-01T01:00:00Z&bucket=60`
+  t.equal((await app.inject({ method: 'GET', url: `/robots/${robot.uuid}/frames/aggregate?${query}` })).statusCode, 401)
+  const stranger = await createUser(app)
+  const refused = await app.inject({ method: 'GET', url: `/robots/${robot.uuid}/frames/aggregate?${query}`, headers: bearer(stranger.jwt) })
+  t.equal(refused.statusCode, 404)
+  t.equal(refused.json().code, 'UNITED_ROBOT_NOT_FOUND')
+  const unknown = await app.inject({ method: 'GET', url: `/robots/00000000-0000-4000-8000-000000000000/frames/aggregate?${query}`, headers: bearer(stranger.jwt) })
+  t.same(unknown.json(), refused.json(), 'the same answer as a robot that does not exist')
+  const staff = await createStaff(app)
+  t.equal((await app.inject({ method: 'GET', url: `/robots/${robot.uuid}/frames/aggregate?${query}`, headers: bearer(staff.jwt) })).statusCode, 200)
+})
