@@ -30,6 +30,22 @@ export interface AggregateQuery { type: number, from: Date, to: Date, bucket: nu
 export interface AggregateBucket { start: string, count: number, min: Record<string, number>, max: Record<string, number>, avg: Record<string, number> }
 export interface AggregateView { type: number, bucket: number, from: string, to: string, items: AggregateBucket[] }
 
+export interface ExportQuery { type?: number, from?: Date, to?: Date, format: 'ndjson' | 'csv' }
+
+/** Rows per query of an export: a few hundred KB of text at a time. */
+export const EXPORT_BATCH = 2000
+
+/**
+ * One CSV cell: quoted when it holds a comma, a quote or a line break (RFC
+ * 4180, quotes doubled). A text cell that a spreadsheet would run as a
+ * formula (=, +, -, @, tab, CR first) gets a leading apostrophe: frame ids
+ * are the robot's free text.
+ */
+export function csvCell (value: string, text = false): string {
+  const safe = text && /^[=+\-@\t\r]/.test(value) ? `'${value}` : value
+  return /[",\r\n]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe
+}
+
 /** CONTRACT §11: at most this many buckets in one answer. */
 export const MAX_BUCKETS = 10000
 
@@ -60,6 +76,13 @@ function view (row: Frame): FrameView {
     recorded_at: row.recordedAt === null ? null : row.recordedAt.toISOString(),
     received_at: row.receivedAt.toISOString()
   }
+}
+
+/** An instant as a raw row holds it (a Date on PostgreSQL, Sequelize's text on SQLite), in ISO 8601. */
+function isoOf (v: unknown): string | null {
+  if (v === null || v === undefined) return null
+  if (v instanceof Date) return v.toISOString()
+  return new Date(String(v).replace(' +00:00', 'Z').replace(' ', 'T')).toISOString()
 }
 
 export function createFrameService ({ db, access }: { db: Database, access: AccessService }) {
@@ -121,6 +144,59 @@ export function createFrameService ({ db, access }: { db: Database, access: Acce
         return item
       })
       return { type, bucket, from: from.toISOString(), to: to.toISOString(), items }
+    },
+
+    /**
+     * CONTRACT §11: every frame in the range, oldest first, as NDJSON lines or
+     * CSV rows, in pieces of EXPORT_BATCH frames. Checks access first (so that
+     * a 404 comes before any byte), then returns the pieces to stream.
+     *
+     * Each piece is one keyset query on (robot_id, received_at, frame_id), not
+     * a cursor: a cursor holds its transaction, and on PostgreSQL its
+     * snapshot, for as long as the slowest client reads (retention's deletes
+     * could not be reclaimed meanwhile; on SQLite a WAL checkpoint could not
+     * finish). Between pieces nothing is held, and a piece is read only when
+     * the response has taken the previous one, so memory stays flat however
+     * long the range. NDJSON takes the stored JSON text as it is (PostgreSQL's
+     * `data::text`, SQLite's text), CSV the fields one by one: no frame's data
+     * is parsed in Node.
+     */
+    async export (principal: UserPrincipal, robotUuid: string, query: ExportQuery): Promise<AsyncGenerator<string>> {
+      const robot = await access.robotFor(principal, robotUuid)
+      const pg = db.dialect === 'postgres'
+      const at = (d: Date): unknown => pg ? d : sqliteDate(d)
+      const fields = query.type === undefined ? [] : NUMERIC_FIELDS[query.type] as readonly string[]
+      const fieldColumns = query.format === 'csv'
+        ? fields.map((f, i) => pg ? `, data->>'${f}' AS f${i}` : `, json_extract(data, '$.${f}') AS f${i}`).join('')
+        : pg ? ', data::text AS data' : ', data'
+      const bounds: string[] = ['robot_id = $1']
+      const bind: unknown[] = [robot.id]
+      if (query.type !== undefined) { bind.push(query.type); bounds.push(`type = $${bind.length}`) }
+      if (query.from !== undefined) { bind.push(at(query.from)); bounds.push(`received_at >= $${bind.length}`) }
+      if (query.to !== undefined) { bind.push(at(query.to)); bounds.push(`received_at <= $${bind.length}`) }
+      const n = bind.length
+      const first = `SELECT frame_id, type, recorded_at, received_at${fieldColumns} FROM frames WHERE ${bounds.join(' AND ')} ORDER BY received_at, frame_id LIMIT ${EXPORT_BATCH}`
+      // after the last row (at, id): `at >=` bounds the index scan, the OR skips what was read
+      const next = `SELECT frame_id, type, recorded_at, received_at${fieldColumns} FROM frames WHERE ${bounds.join(' AND ')} AND received_at >= $${n + 1} AND (received_at > $${n + 1} OR frame_id > $${n + 2}) ORDER BY received_at, frame_id LIMIT ${EXPORT_BATCH}`
+      const line = query.format === 'csv'
+        ? (r: Record<string, unknown>): string => [csvCell(String(r.frame_id), true), String(r.type), isoOf(r.recorded_at) ?? '', isoOf(r.received_at) ?? '', ...fields.map((_, i) => { const v = r[`f${i}`]; return v === null || v === undefined ? '' : String(v) })].join(',') + '\r\n'
+        : (r: Record<string, unknown>): string => `{"frame_id":${JSON.stringify(r.frame_id)},"type":${Number(r.type)},"data":${String(r.data)},"recorded_at":${JSON.stringify(isoOf(r.recorded_at))},"received_at":${JSON.stringify(isoOf(r.received_at))}}\n`
+
+      async function * pieces (): AsyncGenerator<string> {
+        if (query.format === 'csv') yield ['frame_id', 'type', 'recorded_at', 'received_at', ...fields].join(',') + '\r\n'
+        let after: [unknown, unknown] | null = null
+        for (;;) {
+          const rows = await db.sequelize.query(after === null ? first : next, { type: QueryTypes.SELECT, bind: after === null ? bind : [...bind, ...after] }) as Array<Record<string, unknown>>
+          if (rows.length === 0) return
+          let text = ''
+          for (const r of rows) text += line(r)
+          yield text
+          if (rows.length < EXPORT_BATCH) return
+          const last = rows[rows.length - 1] as Record<string, unknown>
+          after = [last.received_at, last.frame_id]
+        }
+      }
+      return pieces()
     }
   }
 }

@@ -155,4 +155,11 @@ export const AggregateSchema = Type.Object({
   }))
 })
 
+export const ExportQuery = Type.Object({
+  type: Type.Optional(Type.Integer({ minimum: 1, maximum: 3, description: 'one frame type; required with format=csv' })),
+  from: Type.Optional(Type.String({ format: 'date-time', description: 'ISO 8601, bounds received_at (inclusive)' })),
+  to: Type.Optional(Type.String({ format: 'date-time', description: 'ISO 8601, bounds received_at (inclusive)' })),
+  format: Type.Optional(Type.Union([Type.Literal('ndjson'), Type.Literal('csv')], { default: 'ndjson' }))
+}, { additionalProperties: false })
+
 export const AccessParams = Type.Object({ uuid: RobotUuid, user_id: Type.Integer({ minimum: 1 }) })

@@ -1,8 +1,11 @@
 // GET /robots/{uuid}/frames (CONTRACT §6): stored frames, newest first,
-// keyset-paginated; GET /robots/{uuid}/frames/aggregate (§11): time buckets.
+// keyset-paginated; GET /robots/{uuid}/frames/aggregate and /export (§11).
+import { Readable } from 'node:stream'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { Errors } from '../../../errors.js'
 import { BearerSecurity, errorResponses, PageSchema, RobotUuidParams } from '../../schemas/common.js'
-import { AggregateQuery, AggregateSchema, FrameQuery, FrameSchema } from '../../schemas/robots.js'
+import { AggregateQuery, AggregateSchema, ExportQuery, FrameQuery, FrameSchema } from '../../schemas/robots.js'
 
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/robots/:uuid/frames', {
@@ -37,6 +40,39 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request) => {
     const { type, from, to, bucket } = request.query
     return await fastify.services.frames.aggregate(request.principal!, request.params.uuid.toLowerCase(), { type, bucket, from: new Date(from), to: new Date(to) })
+  })
+
+  fastify.get('/robots/:uuid/frames/export', {
+    onRequest: fastify.authenticate,
+    schema: {
+      tags: ['robots'],
+      summary: "Every stored frame in the range, oldest first, streamed as NDJSON (one §6 item per line) or CSV (one type)",
+      security: BearerSecurity,
+      params: RobotUuidParams,
+      querystring: ExportQuery,
+      produces: ['application/x-ndjson', 'text/csv'],
+      response: { 200: Type.Unknown({ description: 'NDJSON lines or CSV rows, streamed as an attachment' }), ...errorResponses(400, 401, 404) }
+    }
+  }, async (request, reply) => {
+    const { type, from, to } = request.query
+    const format = request.query.format ?? 'ndjson'
+    if (format === 'csv' && type === undefined) throw new Errors.BAD_REQUEST('format=csv needs a type: its columns are the fields of one frame type')
+    const uuid = request.params.uuid.toLowerCase()
+    const pieces = await fastify.services.frames.export(request.principal!, uuid, {
+      type,
+      format,
+      from: from === undefined ? undefined : new Date(from),
+      to: to === undefined ? undefined : new Date(to)
+    })
+    const name = `robot-${uuid}-frames${type === undefined ? '' : `-type${type}`}.${format === 'csv' ? 'csv' : 'ndjson'}`
+    void reply
+      .type(format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8')
+      .header('content-disposition', `attachment; filename="${name}"`)
+      .header('cache-control', 'no-store')
+    // Readable.from pulls the next piece only when the response has taken the last one.
+    const stream = Readable.from(pieces, { objectMode: false, highWaterMark: 1 })
+    stream.on('error', (err) => { request.log.warn({ err }, 'frame export failed mid-stream') })
+    return await reply.send(stream)
   })
 }
 
