@@ -30,6 +30,8 @@ export const ConfigSchema = Type.Object({
   FRAME_BATCH_MAX: Type.Integer({ minimum: 1, maximum: 5000, default: 1000, description: 'frames per INSERT' }),
   FRAME_LINGER_MS: Type.Integer({ minimum: 0, maximum: 1000, default: 0, description: 'least milliseconds between two frame batches that are not full' }),
   FRAME_QUEUE_LIMIT: Type.Integer({ minimum: 1, default: 20000, description: 'frames waiting for storage before robots are slowed down' }),
+  FRAME_RETENTION_DAYS: Type.Integer({ minimum: 0, maximum: 36500, default: 0, description: 'days frames are kept (by received_at); 0 keeps them forever' }),
+  FRAME_RETENTION_INTERVAL: Type.Integer({ minimum: 1, maximum: 3600, default: 600, description: 'seconds between two retention sweeps (at most an hour)' }),
   LOG_LEVEL: Type.Union([
     Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'),
     Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')

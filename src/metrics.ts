@@ -23,6 +23,11 @@ export function createMetrics () {
       // eslint-disable-next-line no-new
       new Gauge({ name, help, ...metric, collect () { this.set(read()) } })
     },
+    /** Registers a counter whose total is read at scrape time. */
+    counter (name: string, help: string, read: () => number): void {
+      // eslint-disable-next-line no-new
+      new Counter({ name, help, ...metric, collect () { this.reset(); this.inc(read()) } })
+    },
     /** Registers a labelled gauge read (asynchronously) at scrape time. */
     labelledGauge (name: string, help: string, label: string, read: () => Promise<Record<string, number>>): void {
       // eslint-disable-next-line no-new

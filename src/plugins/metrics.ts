@@ -9,12 +9,13 @@ declare module 'fastify' {
 
 export default fp(async (fastify) => {
   const metrics = createMetrics()
-  const { frameWriter, commands } = fastify.services
+  const { frameWriter, commands, retention } = fastify.services
   frameWriter.observe((rows, seconds) => {
     metrics.batchSize.observe(rows)
     metrics.commitSeconds.observe(seconds)
   })
   metrics.gauge('united_frame_queue_depth', 'Frames waiting to be written', () => frameWriter.depth)
+  metrics.counter('united_frames_expired_total', 'Frames removed by retention (FRAME_RETENTION_DAYS)', () => retention.removed)
   metrics.labelledGauge('united_commands', 'Commands by status', 'status', async () => await commands.countByStatus())
   fastify.decorate('metrics', metrics)
 }, { name: 'metrics', dependencies: ['services'] })

@@ -46,6 +46,9 @@ export function csvCell (value: string, text = false): string {
   return /[",\r\n]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe
 }
 
+/** Frames one retention DELETE removes at most: a short statement, so that the frame writer never waits long for it. */
+export const RETENTION_PIECE = 5000
+
 /** CONTRACT §11: at most this many buckets in one answer. */
 export const MAX_BUCKETS = 10000
 
@@ -144,6 +147,35 @@ export function createFrameService ({ db, access }: { db: Database, access: Acce
         return item
       })
       return { type, bucket, from: from.toISOString(), to: to.toISOString(), items }
+    },
+
+    /**
+     * CONTRACT §11, retention: deletes every frame received before `cutoff`,
+     * robot by robot, in pieces of at most RETENTION_PIECE rows chosen through
+     * the (robot_id, received_at) index and deleted by primary key, each its
+     * own short statement with a turn of the event loop between them. No
+     * long lock, no long transaction: the frame writer's INSERTs interleave
+     * (on SQLite, whose writes take turns, each waits for one piece at most).
+     * Safe to run on several nodes at once. Resolves with how many it removed.
+     */
+    async removeOlderThan (cutoff: Date, opts: { piece?: number, stop?: () => boolean } = {}): Promise<number> {
+      const piece = opts.piece ?? RETENTION_PIECE
+      const pg = db.dialect === 'postgres'
+      const before = pg ? cutoff : sqliteDate(cutoff)
+      // Robot by robot from the robots table: frames have no index on received_at alone (SELECT DISTINCT would read them all).
+      const robots = await db.sequelize.query('SELECT id AS robot_id FROM robots ORDER BY id', { type: QueryTypes.SELECT }) as Array<{ robot_id: number }>
+      const sql = `DELETE FROM frames WHERE robot_id = $1 AND frame_id IN (SELECT frame_id FROM frames WHERE robot_id = $1 AND received_at < $2 ORDER BY received_at LIMIT ${piece})`
+      let removed = 0
+      for (const { robot_id: robotId } of robots) {
+        for (;;) {
+          if (opts.stop?.() === true) return removed
+          const n = Number(await db.sequelize.query(sql, { type: QueryTypes.BULKDELETE, bind: [robotId, before] }))
+          removed += n
+          await new Promise<void>((resolve) => { setImmediate(resolve) })
+          if (n < piece) break
+        }
+      }
+      return removed
     },
 
     /**

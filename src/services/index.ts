@@ -21,7 +21,7 @@ import { createUserService } from './users.js'
 
 export interface ServiceDeps {
   db: Database
-  config: Pick<Config, 'ROBOT_TOKEN_TTL' | 'COMMAND_TIMEOUT' | 'JWT_ACCESS_TTL' | 'JWT_REFRESH_TTL' | 'FRAME_BATCH_MAX' | 'FRAME_QUEUE_LIMIT' | 'FRAME_LINGER_MS' | 'ADMIN_SESSION_TTL' | 'AUTH_FAIL_LIMIT' | 'AUTH_FAIL_WINDOW'>
+  config: Pick<Config, 'ROBOT_TOKEN_TTL' | 'COMMAND_TIMEOUT' | 'JWT_ACCESS_TTL' | 'JWT_REFRESH_TTL' | 'FRAME_BATCH_MAX' | 'FRAME_QUEUE_LIMIT' | 'FRAME_RETENTION_DAYS' | 'FRAME_RETENTION_INTERVAL' | 'FRAME_LINGER_MS' | 'ADMIN_SESSION_TTL' | 'AUTH_FAIL_LIMIT' | 'AUTH_FAIL_WINDOW'>
   log: FastifyBaseLogger
   jwt: JwtPort
   tokenStore?: TokenStore
@@ -62,6 +62,28 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
   }, sweepEvery)
   sweeper.unref()
 
+  // CONTRACT §11: frames older than FRAME_RETENTION_DAYS go, in the background,
+  // every FRAME_RETENTION_INTERVAL seconds (and once soon after the start).
+  const retention = { removed: 0 }
+  let retaining: Promise<void> | null = null
+  let closing = false
+  const retain = (): void => {
+    if (config.FRAME_RETENTION_DAYS === 0 || retaining !== null) return
+    const cutoff = new Date(Date.now() - config.FRAME_RETENTION_DAYS * 86400_000)
+    const started = Date.now()
+    retaining = frames.removeOlderThan(cutoff, { stop: () => closing })
+      .then((n) => {
+        retention.removed += n
+        if (n > 0) log.info({ removed: n, before: cutoff.toISOString(), ms: Date.now() - started }, 'retention removed old frames')
+      })
+      .catch((err: unknown) => { log.warn({ err }, 'retention sweep failed; it runs again next time') })
+      .finally(() => { retaining = null })
+  }
+  const retentionTimer = config.FRAME_RETENTION_DAYS === 0 ? null : setInterval(retain, config.FRAME_RETENTION_INTERVAL * 1000)
+  retentionTimer?.unref()
+  const firstRetention = config.FRAME_RETENTION_DAYS === 0 ? null : setTimeout(retain, Math.min(5000, config.FRAME_RETENTION_INTERVAL * 1000))
+  firstRetention?.unref()
+
   return {
     events,
     audit,
@@ -73,12 +95,18 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
     commands,
     frames,
     frameWriter,
+    /** Frames removed by retention since the start. */
+    retention,
     auth,
     sessions,
     overview,
     loginLimits,
     async close (): Promise<void> {
       clearInterval(sweeper)
+      if (retentionTimer !== null) clearInterval(retentionTimer)
+      if (firstRetention !== null) clearTimeout(firstRetention)
+      closing = true
+      await retaining
       await frameWriter.flush().catch((err: unknown) => { log.error({ err }, 'frames could not be written at shutdown') })
       await tokens.close()
       await attempts.close()
