@@ -134,6 +134,21 @@ export function createCommandService ({ db, events, audit, access, presence, tim
     return released.length
   }
 
+  /**
+   * The robot is command-connected: its queued commands become pending and
+   * are published, oldest first. Resolves with how many.
+   */
+  async function releaseQueued (robotUuid: string): Promise<number> {
+    const previous = releasing.get(robotUuid) ?? Promise.resolve(0)
+    const next = previous.catch(() => 0).then(async () => await releaseNow(robotUuid))
+    releasing.set(robotUuid, next)
+    try {
+      return await next
+    } finally {
+      if (releasing.get(robotUuid) === next) releasing.delete(robotUuid)
+    }
+  }
+
   return {
     /**
      * CONTRACT §5 and §12: pending and published when the robot is
@@ -176,25 +191,12 @@ export function createCommandService ({ db, events, audit, access, presence, tim
       } else if (presence.isCommandConnected(robotUuid)) {
         // The robot subscribed while this was being stored: its release may
         // have run before the row existed. Release again (a no-op if not).
-        await this.releaseQueued(robotUuid)
+        await releaseQueued(robotUuid)
       }
       return result
     },
 
-    /**
-     * The robot is command-connected: its queued commands become pending and
-     * are published, oldest first. Resolves with how many.
-     */
-    async releaseQueued (robotUuid: string): Promise<number> {
-      const previous = releasing.get(robotUuid) ?? Promise.resolve(0)
-      const next = previous.catch(() => 0).then(async () => await releaseNow(robotUuid))
-      releasing.set(robotUuid, next)
-      try {
-        return await next
-      } finally {
-        if (releasing.get(robotUuid) === next) releasing.delete(robotUuid)
-      }
-    },
+    releaseQueued,
 
     /**
      * CONTRACT §12: a queued or pending command becomes cancelled (a later ack
