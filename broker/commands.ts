@@ -25,6 +25,8 @@ export interface CommandDeps {
 
 export function createCommandRelay ({ services, publish, log }: CommandDeps) {
   const pending = new Set<Promise<void>>()
+  /** The last ack being recorded, per robot. */
+  const lastAck = new Map<string, Promise<void>>()
   const off = services.events.on('commandIssued', (c: CommandIssued) => {
     publish(robotTopic(c.robotUuid, 'commands'), { id: c.id, command: c.command, issued_by: c.issuedBy, issued_at: c.issuedAt }, { retain: false, qos: 1 })
   })
@@ -46,10 +48,20 @@ export function createCommandRelay ({ services, publish, log }: CommandDeps) {
         log.info({ robot: robot.uuid }, 'ignored a malformed command ack')
         return
       }
-      const recording = services.commands.acknowledge(robot.uuid, ack.id, ack.status === 'ok', ack.message)
+      // One robot's acks are recorded one after the other, in the order it
+      // sent them: two acks in a row (a released queue) on two database
+      // connections could commit the other way round, and the robot's state
+      // would end as the older command.
+      const previous = lastAck.get(robot.uuid) ?? Promise.resolve()
+      const recording: Promise<void> = previous
+        .then(async () => await services.commands.acknowledge(robot.uuid, ack.id, ack.status === 'ok', ack.message))
         .then((status) => { if (status === null) log.info({ robot: robot.uuid, command: ack.id }, 'ignored an ack for no open command') })
         .catch((err: unknown) => { log.warn({ err, robot: robot.uuid, command: ack.id }, 'could not record command ack') })
-        .finally(() => { pending.delete(recording) })
+        .finally(() => {
+          pending.delete(recording)
+          if (lastAck.get(robot.uuid) === recording) lastAck.delete(robot.uuid)
+        })
+      lastAck.set(robot.uuid, recording)
       pending.add(recording)
     },
 

@@ -283,3 +283,21 @@ t.test('/metrics and the admin dashboard count queued and cancelled commands', a
   const counts = await app.services.commands.countByStatus()
   t.match(counts, { queued: 1, cancelled: 1, pending: 0 })
 })
+
+t.test("acks sent back to back are recorded in order: the robot's state is its last command", async (t) => {
+  const app = await build(t)
+  const { user, robot } = await ownedRobot(app)
+  const sequence = ['auto', 'manual', 'idle', 'error', 'manual', 'auto', 'idle', 'manual']
+  const queued = []
+  for (const command of sequence) queued.push(await queue(app, user, robot.uuid, command))
+  const client = await robotClient(t, app, robot)
+  // like the example robot: acknowledge each command the moment it arrives
+  client.on('message', (topic, payload) => {
+    if (topic !== commandsTopic(robot.uuid)) return
+    client.publish(`robots/${robot.uuid}/commands/ack`, JSON.stringify({ id: JSON.parse(payload.toString()).id, status: 'ok' }), { qos: 1 })
+  })
+  t.same(await subscribe(client, commandsTopic(robot.uuid)), [1])
+  for (const q of queued) await becomes(app, user, robot.uuid, q.id, 'done')
+  const me = await app.inject({ method: 'GET', url: `/robots/${robot.uuid}`, headers: bearer(user.jwt) })
+  t.equal(me.json().state, 'manual', 'the last of the queue')
+})
