@@ -53,6 +53,16 @@ export function sqliteDate (d: Date | null): string | null {
   return d === null ? null : d.toISOString().replace('T', ' ').replace('Z', ' +00:00')
 }
 
+/** A date for a raw statement's bind parameter: a Date for PostgreSQL, sqliteDate's text for SQLite. */
+export function dateParam (dialect: Database['dialect'], d: Date): Date | string {
+  return dialect === 'postgres' ? d : sqliteDate(d) as string
+}
+
+/** A date as a raw row holds it, a Date (PostgreSQL) or sqliteDate's text (SQLite), as a Date. */
+export function rawDate (v: unknown): Date {
+  return v instanceof Date ? v : new Date(String(v).replace(' +00:00', 'Z').replace(' ', 'T'))
+}
+
 export function sqliteStorage (url: string): string {
   const rest = url.replace(/^sqlite:(\/\/)?/, '')
   return rest === ':memory:' || rest === '' ? ':memory:' : rest

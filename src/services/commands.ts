@@ -9,7 +9,7 @@
 // sweep) exactly one wins, on any number of nodes.
 import { randomUUID } from 'node:crypto'
 import { Op, QueryTypes } from 'sequelize'
-import { sqliteDate, type Database } from '../db/index.js'
+import { dateParam, rawDate, sqliteDate, type Database } from '../db/index.js'
 import type { Command } from '../db/models/index.js'
 import type { CommandStatus, RobotCommand } from '../contract/payloads.js'
 import { isUuid } from '../contract/uuid.js'
@@ -91,8 +91,6 @@ function commandKey (id: string): string | null {
 const iso = (d: Date | null | undefined): string | null => d === null || d === undefined ? null : d.toISOString()
 const OPEN: CommandStatus[] = ['pending', 'delivered']
 const CANCELLABLE: CommandStatus[] = ['queued', 'pending']
-/** A date as a raw RETURNING row holds it: a Date (PostgreSQL) or Sequelize's SQLite text. */
-const toDate = (v: unknown): Date => v instanceof Date ? v : new Date(String(v).replace(' +00:00', 'Z').replace(' ', 'T'))
 
 export interface CommandServiceDeps {
   db: Database
@@ -126,9 +124,9 @@ export function createCommandService ({ db, events, audit, access, presence, tim
 
   async function releaseNow (robotUuid: string): Promise<number> {
     const at = new Date()
-    const bind = [robotUuid, db.dialect === 'postgres' ? at : sqliteDate(at)]
+    const bind = [robotUuid, dateParam(db.dialect, at)]
     const [rows] = await db.sequelize.query(RELEASE, { bind }) as unknown as [Array<{ id: string, command: string, issued_by: string, created_at: unknown }>]
-    const released = rows.map((r) => ({ ...r, createdAt: toDate(r.created_at) }))
+    const released = rows.map((r) => ({ ...r, createdAt: rawDate(r.created_at) }))
       .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || (a.id < b.id ? -1 : 1))
     for (const r of released) events.emit('commandIssued', { id: r.id, robotUuid, command: r.command, issuedBy: r.issued_by, issuedAt: r.createdAt.toISOString() })
     return released.length

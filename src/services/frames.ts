@@ -2,7 +2,7 @@
 // frame id), the keyset-paginated history and aggregates over time buckets.
 import { Op, QueryTypes } from 'sequelize'
 import { NUMERIC_FIELDS } from '../contract/frames.js'
-import { sqliteDate, type Database } from '../db/index.js'
+import { dateParam, rawDate, type Database } from '../db/index.js'
 import { Errors } from '../errors.js'
 import type { Frame } from '../db/models/index.js'
 import type { AccessService, UserPrincipal } from './access.js'
@@ -61,7 +61,7 @@ export const MAX_BUCKETS = 10000
  */
 function aggregateSql (dialect: Database['dialect'], type: number): string {
   const fields = NUMERIC_FIELDS[type] as readonly string[]
-  const value = (f: string): string => dialect === 'postgres' ? `(data->>'${f}')::float8` : `json_extract(data, '$.${f}')`
+  const value = (f: string): string => dialect === 'postgres' ? `(${fieldSql(dialect, f)})::float8` : fieldSql(dialect, f)
   const columns = fields.flatMap((f, i) => [`min(${value(f)}) AS min${i}`, `max(${value(f)}) AS max${i}`, `avg(${value(f)}) AS avg${i}`]).join(', ')
   const bucketOf = dialect === 'postgres'
     ? 'floor(extract(epoch FROM received_at) / $2)::bigint'
@@ -81,11 +81,14 @@ function view (row: Frame): FrameView {
   }
 }
 
-/** An instant as a raw row holds it (a Date on PostgreSQL, Sequelize's text on SQLite), in ISO 8601. */
+/** An instant of a raw row in ISO 8601, or null. */
 function isoOf (v: unknown): string | null {
-  if (v === null || v === undefined) return null
-  if (v instanceof Date) return v.toISOString()
-  return new Date(String(v).replace(' +00:00', 'Z').replace(' ', 'T')).toISOString()
+  return v === null || v === undefined ? null : rawDate(v).toISOString()
+}
+
+/** A numeric field of a frame's stored JSON, as SQL: text on PostgreSQL (`->>`), a number on SQLite. */
+function fieldSql (dialect: Database['dialect'], field: string): string {
+  return dialect === 'postgres' ? `data->>'${field}'` : `json_extract(data, '$.${field}')`
 }
 
 export function createFrameService ({ db, access }: { db: Database, access: AccessService }) {
@@ -130,10 +133,9 @@ export function createFrameService ({ db, access }: { db: Database, access: Acce
       const buckets = Math.floor(to.getTime() / seconds) - Math.floor(from.getTime() / seconds) + 1
       if (buckets > MAX_BUCKETS) throw new Errors.BAD_REQUEST(`the range holds ${buckets} buckets of ${bucket} s, more than ${MAX_BUCKETS}: use a larger bucket or a shorter range`)
       const robot = await access.robotFor(principal, robotUuid)
-      const pg = db.dialect === 'postgres'
       const rows = await db.sequelize.query(aggregateSql(db.dialect, type), {
         type: QueryTypes.SELECT,
-        bind: [robot.id, bucket, pg ? from : sqliteDate(from), pg ? to : sqliteDate(to), type]
+        bind: [robot.id, bucket, dateParam(db.dialect, from), dateParam(db.dialect, to), type]
       }) as Array<Record<string, unknown>>
       const fields = NUMERIC_FIELDS[type] as readonly string[]
       const items = rows.map((row) => {
@@ -160,8 +162,7 @@ export function createFrameService ({ db, access }: { db: Database, access: Acce
      */
     async removeOlderThan (cutoff: Date, opts: { piece?: number, stop?: () => boolean } = {}): Promise<number> {
       const piece = opts.piece ?? RETENTION_PIECE
-      const pg = db.dialect === 'postgres'
-      const before = pg ? cutoff : sqliteDate(cutoff)
+      const before = dateParam(db.dialect, cutoff)
       // Robot by robot from the robots table: frames have no index on received_at alone (SELECT DISTINCT would read them all).
       const robots = await db.sequelize.query('SELECT id AS robot_id FROM robots ORDER BY id', { type: QueryTypes.SELECT }) as Array<{ robot_id: number }>
       const sql = `DELETE FROM frames WHERE robot_id = $1 AND frame_id IN (SELECT frame_id FROM frames WHERE robot_id = $1 AND received_at < $2 ORDER BY received_at LIMIT ${piece})`
@@ -196,16 +197,15 @@ export function createFrameService ({ db, access }: { db: Database, access: Acce
     async export (principal: UserPrincipal, robotUuid: string, query: ExportQuery): Promise<AsyncGenerator<string>> {
       const robot = await access.robotFor(principal, robotUuid)
       const pg = db.dialect === 'postgres'
-      const at = (d: Date): unknown => pg ? d : sqliteDate(d)
       const fields = query.type === undefined ? [] : NUMERIC_FIELDS[query.type] as readonly string[]
       const fieldColumns = query.format === 'csv'
-        ? fields.map((f, i) => pg ? `, data->>'${f}' AS f${i}` : `, json_extract(data, '$.${f}') AS f${i}`).join('')
+        ? fields.map((f, i) => `, ${fieldSql(db.dialect, f)} AS f${i}`).join('')
         : pg ? ', data::text AS data' : ', data'
       const bounds: string[] = ['robot_id = $1']
       const bind: unknown[] = [robot.id]
       if (query.type !== undefined) { bind.push(query.type); bounds.push(`type = $${bind.length}`) }
-      if (query.from !== undefined) { bind.push(at(query.from)); bounds.push(`received_at >= $${bind.length}`) }
-      if (query.to !== undefined) { bind.push(at(query.to)); bounds.push(`received_at <= $${bind.length}`) }
+      if (query.from !== undefined) { bind.push(dateParam(db.dialect, query.from)); bounds.push(`received_at >= $${bind.length}`) }
+      if (query.to !== undefined) { bind.push(dateParam(db.dialect, query.to)); bounds.push(`received_at <= $${bind.length}`) }
       const n = bind.length
       const first = `SELECT frame_id, type, recorded_at, received_at${fieldColumns} FROM frames WHERE ${bounds.join(' AND ')} ORDER BY received_at, frame_id LIMIT ${EXPORT_BATCH}`
       // after the last row (at, id): `at >=` bounds the index scan, the OR skips what was read
