@@ -33,6 +33,13 @@ function pairs (data: Record<string, unknown> | null | undefined): string {
   return Object.entries(data).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join('  ')
 }
 
+/** "30 s", "10 min", "1 h" for a whole number of seconds. */
+function seconds (s: number): string {
+  if (s % 3600 === 0) return `${s / 3600} h`
+  if (s % 60 === 0) return `${s / 60} min`
+  return `${s} s`
+}
+
 const FRAME_TYPES: Record<number, string> = { 1: 'position', 2: 'geo', 3: 'hardware' }
 
 export const helpers = {
@@ -40,6 +47,7 @@ export const helpers = {
   ago,
   qs,
   pairs,
+  seconds,
   json: (value: unknown): string => JSON.stringify(value),
   frameType: (type: number): string => FRAME_TYPES[type] ?? String(type)
 }

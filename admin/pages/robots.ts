@@ -12,6 +12,7 @@ import { NewRobotBody, RobotPatchBody } from '../../src/http/schemas/robots.js'
 import type { AuditContext, UserPrincipal } from '../../src/services/index.js'
 import { MAX_GRACE_SECONDS } from '../../src/services/robots.js'
 import type { AdminContext } from '../auth.js'
+import { HISTORY_RANGES, historyRange, pathChart, timeChart, type ChartModel, type HistoryRange } from '../charts.js'
 import { failed, fieldErrors, text, type FieldErrors } from '../forms.js'
 import { render, seeOther } from '../render.js'
 
@@ -37,11 +38,11 @@ export function uuidOf (request: FastifyRequest): string {
 }
 
 /** A yes/no filter from the query string; anything else means "all". */
-function yesNo (value: unknown): boolean | undefined {
+export function yesNo (value: unknown): boolean | undefined {
   return value === 'yes' ? true : value === 'no' ? false : undefined
 }
 
-function query (request: FastifyRequest): Record<string, string | undefined> {
+export function query (request: FastifyRequest): Record<string, string | undefined> {
   const q = request.query as Record<string, unknown>
   const out: Record<string, string | undefined> = {}
   for (const [k, v] of Object.entries(q)) out[k] = typeof v === 'string' ? v : undefined
@@ -81,17 +82,43 @@ function graceOf (body: unknown): { seconds: number } | { value: string, unit: s
 const robots: FastifyPluginAsync = async (fastify) => {
   const { robots, access, users, frames, commands } = fastify.services
 
+  /**
+   * The history charts of the robot page: two GROUP BYs in the database
+   * (position and hardware frames) over the range, in the range's buckets.
+   */
+  async function historyCharts (who: UserPrincipal, uuid: string, range: HistoryRange): Promise<{ from: Date, to: Date, bucket: number, charts: ChartModel[] }> {
+    const { seconds, bucket } = HISTORY_RANGES[range]
+    const to = new Date()
+    const from = new Date(to.getTime() - seconds * 1000)
+    const [position, hardware] = await Promise.all([
+      frames.aggregate(who, uuid, { type: 1, from, to, bucket }),
+      frames.aggregate(who, uuid, { type: 3, from, to, bucket })
+    ])
+    const span = { from, to, bucket }
+    return {
+      ...span,
+      charts: [
+        timeChart({ id: 'chart-speed', title: 'Speed', unit: 'm/s', field: 'speed', buckets: position.items, ...span }),
+        pathChart({ id: 'chart-path', buckets: position.items, bucket }),
+        timeChart({ id: 'chart-battery', title: 'Battery', unit: '%', field: 'battery', buckets: hardware.items, ...span, fixed: [0, 100] }),
+        timeChart({ id: 'chart-cpu', title: 'CPU', unit: '%', field: 'cpu', buckets: hardware.items, ...span, fixed: [0, 100] })
+      ]
+    }
+  }
+
   /** The robot's page, with the state of a form that failed, if any. */
   async function showRobot (request: FastifyRequest, reply: FastifyReply, uuid: string, state: RobotPageState = {}, status = 200): Promise<FastifyReply> {
     const q = query(request)
     const who = principal(request)
     const robot = await robots.get(uuid)
-    const [stats, path, recent, grantedIds, previousSecretUntil] = await Promise.all([
+    const range = historyRange(q.range)
+    const [stats, path, recent, grantedIds, previousSecretUntil, history] = await Promise.all([
       frames.list(who, uuid, { limit: PAGE_SIZE, cursor: q.cursor === '' ? undefined : q.cursor }),
       frames.list(who, uuid, { type: 1, limit: 200 }),
       commands.list(who, uuid, { limit: 10 }),
       access.usersOf(uuid),
-      robots.previousSecretExpiry(uuid)
+      robots.previousSecretExpiry(uuid),
+      historyCharts(who, uuid, range)
     ])
     const granted = await users.byIds(grantedIds)
     const points = path.items.map((f) => ({ t: f.recorded_at ?? f.received_at, x: f.data.position_x, y: f.data.position_y, speed: f.data.speed })).reverse()
@@ -100,6 +127,9 @@ const robots: FastifyPluginAsync = async (fastify) => {
       robot,
       stats,
       cursor: q.cursor,
+      range,
+      ranges: Object.entries(HISTORY_RANGES).map(([key, r]) => ({ key, label: r.label })),
+      history,
       points,
       recent: recent.items,
       granted,
