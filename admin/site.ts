@@ -17,6 +17,7 @@ import { isDatabaseDown } from '../src/http/plugins/error-handler.js'
 import auth, { isJson, SESSION_COOKIE } from './auth.js'
 import audit from './pages/audit.js'
 import dashboard from './pages/dashboard.js'
+import fleet from './pages/fleet.js'
 import robots from './pages/robots.js'
 import users from './pages/users.js'
 import { render } from './render.js'
@@ -132,6 +133,7 @@ const site: FastifyPluginAsync = async (fastify) => {
 
   await fastify.register(auth, { secure, cookieName: SESSION_COOKIE })
   await fastify.register(dashboard)
+  await fastify.register(fleet)
   await fastify.register(robots)
   await fastify.register(users)
   await fastify.register(audit)

@@ -1,14 +1,14 @@
 // The live panel of a robot's admin page (CONTRACT §8): MQTT over WebSocket
 // from the browser, logged in as the staff user with a short-lived access JWT
 // from /admin/token.json (CONTRACT §2: username + JWT). It subscribes to the
-// robot's stats and presence, adds a row per message, redraws the path and
-// speed plots, and follows the status of open commands. Everything from the
+// robot's stats and presence (through connect.js), adds a row per message,
+// redraws the path and speed plots, and follows the status of open commands. Everything from the
 // network is put in the page as text (textContent), never as HTML.
 /* global mqtt */
 (function () {
   'use strict'
   var root = document.getElementById('live')
-  if (root === null || typeof mqtt === 'undefined') return
+  if (root === null || typeof mqtt === 'undefined' || typeof window.unitedLive !== 'function') return
   var uuid = root.dataset.robot
   var statusEl = document.getElementById('live-status')
   var rows = document.getElementById('live-rows')
@@ -100,49 +100,17 @@
     el.appendChild(document.createTextNode((p.online ? 'online' : 'offline') + (p.command_connected ? ', listening for commands' : '')))
   }
 
-  // ---- connection: a fresh JWT for every (re)connection ----
-  var delay = 1000
+  // ---- connection (connect.js): a fresh JWT for every (re)connection ----
   function connect () {
-    setStatus('connecting…')
-    fetch(root.dataset.tokenUrl, { credentials: 'same-origin', headers: { accept: 'application/json' } })
-      .then(function (r) { if (!r.ok) throw new Error('session'); return r.json() })
-      .then(function (creds) {
-        var url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/mqtt'
-        var client = mqtt.connect(url, {
-          username: creds.username,
-          password: creds.access,
-          clientId: 'admin-' + Math.random().toString(16).slice(2, 14),
-          clean: true,
-          reconnectPeriod: 0,
-          connectTimeout: 10000
-        })
-        var closed = false
-        client.on('connect', function () {
-          delay = 1000
-          client.subscribe(['robots/' + uuid + '/stats', 'robots/' + uuid + '/presence'], { qos: 0 }, function (err) {
-            setStatus(err ? 'subscription refused' : 'connected', err ? 'bad' : 'good')
-          })
-        })
-        client.on('message', function (topic, payload) {
-          var msg
-          try { msg = JSON.parse(payload.toString()) } catch (e) { return }
-          if (msg === null || typeof msg !== 'object') return
-          if (topic.slice(-6) === '/stats') onStats(msg)
-          else if (topic.slice(-9) === '/presence') onPresence(msg)
-        })
-        client.on('error', function () {})
-        client.on('close', function () {
-          if (closed) return
-          closed = true
-          client.end(true)
-          setStatus('disconnected, retrying…', 'bad')
-          setTimeout(connect, delay)
-          delay = Math.min(delay * 2, 30000)
-        })
-      })
-      .catch(function () {
-        setStatus('disconnected: log in again to watch live', 'bad')
-      })
+    window.unitedLive({
+      tokenUrl: root.dataset.tokenUrl,
+      topics: ['robots/' + uuid + '/stats', 'robots/' + uuid + '/presence'],
+      onStatus: setStatus,
+      onMessage: function (topic, msg) {
+        if (topic.slice(-6) === '/stats') onStats(msg)
+        else if (topic.slice(-9) === '/presence') onPresence(msg)
+      }
+    })
   }
 
   // ---- open commands: follow their status until done, failed, expired or cancelled ----

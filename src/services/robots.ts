@@ -26,7 +26,7 @@ export interface RobotView {
 }
 export interface NewRobot { serial: string, name?: string, token?: string }
 export interface RobotPatch { serial?: string, name?: string, enabled?: boolean }
-export interface RobotListRequest extends PageRequest { q?: string, enabled?: boolean, online?: boolean }
+export interface RobotListRequest extends PageRequest { q?: string, enabled?: boolean, online?: boolean, state?: string }
 /** A new secret (shown once) and until when the previous one still works, if it does. */
 export interface RotatedSecret { token: string, previousValidUntil: Date | null }
 
@@ -132,7 +132,8 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
 
     /**
      * A page of robots by id. `visibleTo` limits it to the robots granted to
-     * that user; `q` searches serial and name; `online` means data-connected.
+     * that user; `q` searches serial and name; `online` means data-connected;
+     * `state` is the robot's last commanded state.
      */
     async list (req: RobotListRequest & { visibleTo?: number } = {}): Promise<Page<RobotView>> {
       const limit = pageLimit(req.limit)
@@ -153,6 +154,7 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
       }
       if (req.enabled !== undefined) where.push({ enabled: req.enabled })
       if (req.online !== undefined) where.push({ dataConnected: req.online })
+      if (req.state !== undefined) where.push({ state: req.state })
       const include = req.visibleTo === undefined
         ? []
         : [{ association: 'users', attributes: [], where: { id: req.visibleTo }, required: true }]
