@@ -7,7 +7,9 @@
 // while a real robot client sends frames over MQTT, the robot page's live
 // panel (MQTT over WebSocket from the page itself) shows new rows without a
 // reload; a command sent from the page reaches the robot, which acks it, and
-// the page shows it done. A screenshot of the robot page is saved under .tap/.
+// the page shows it done. The history charts read with scripts off, and the
+// fleet page follows the robot live. Screenshots of the robot page, its
+// history and the fleet page are saved under .tap/screenshots/.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import sparticuz from '@sparticuz/chromium'
@@ -18,6 +20,8 @@ import { build } from '../helper.js'
 import { connectRobot, listen, positionFrame, subscribe } from '../mqtt.js'
 
 export const SCREENSHOT = join('.tap', 'screenshots', 'admin-robot-page.png')
+export const HISTORY_SCREENSHOT = join('.tap', 'screenshots', 'admin-robot-history.png')
+export const FLEET_SCREENSHOT = join('.tap', 'screenshots', 'admin-fleet.png')
 
 t.test('staff manage a fleet and watch a robot live in Chromium', async (t) => {
   // The packaged build is extracted to the temporary directory on first use.
@@ -122,5 +126,55 @@ t.test('staff manage a fleet and watch a robot live in Chromium', async (t) => {
   mkdirSync(join('.tap', 'screenshots'), { recursive: true })
   await page.screenshot({ path: SCREENSHOT, fullPage: true })
   t.same([...readFileSync(SCREENSHOT).subarray(1, 4)], [...Buffer.from('PNG')], `screenshot saved to ${SCREENSHOT}`)
+
+  // History charts: an hour of stored frames (a loop at varying speed, a
+  // draining battery), drawn on the server; they read with scripts off.
+  const robotId = (await app.services.robots.ref(uuid))?.id ?? 0
+  const now = Date.now()
+  const history = []
+  for (let i = 0; i < 110; i++) {
+    const receivedAt = new Date(now - (115 - i) * 30_000)
+    const a = i / 110 * 2 * Math.PI
+    history.push({ frameId: `h-p${i}`, type: 1, data: { speed: 1 + 0.8 * Math.sin(3 * a), position_x: 20 * Math.cos(a), position_y: 10 * Math.sin(a), angle_theta: a, datetime: receivedAt.toISOString() }, recordedAt: receivedAt, receivedAt })
+    history.push({ frameId: `h-h${i}`, type: 3, data: { battery: 95 - i * 0.4, cpu: 35 + 25 * Math.abs(Math.sin(5 * a)), datetime: receivedAt.toISOString() }, recordedAt: receivedAt, receivedAt })
+  }
+  await app.services.frames.store(robotId, history)
+  const noScript = await browser.newContext({ javaScriptEnabled: false, viewport: { width: 1280, height: 900 } })
+  t.teardown(async () => { await noScript.close() })
+  const plain = await noScript.newPage()
+  await plain.context().addCookies((await page.context().cookies()).map((c) => ({ ...c })))
+  await plain.goto(`${base}/admin/robots/${uuid}#history`)
+  for (const id of ['chart-speed', 'chart-path', 'chart-battery', 'chart-cpu']) {
+    t.equal(await plain.locator(`#${id} path.chart-line`).count(), 1, `${id} has its line without JavaScript`)
+  }
+  t.ok(await plain.locator('#chart-speed .axis.x text').count() >= 4, 'time labels on the speed chart')
+  await plain.click('#history a:has-text("Last day")')
+  t.match(await plain.textContent('#history'), 'in buckets of 10 min', 'the range links work')
+  await plain.click('#history a:has-text("Last hour")')
+  await plain.locator('#history').screenshot({ path: HISTORY_SCREENSHOT })
+  t.same([...readFileSync(HISTORY_SCREENSHOT).subarray(1, 4)], [...Buffer.from('PNG')], `screenshot saved to ${HISTORY_SCREENSHOT}`)
+
+  // The fleet page: a row per robot, filled from the retained stats at once, then live.
+  for (const [serial, name] of [['E2E-002', 'Loader'], ['E2E-003', 'Sweeper'], ['E2E-004', 'Tug']]) await app.services.robots.create({ serial, name }, { actor: { id: staff.id, username: staff.username }, ip: '127.0.0.1' })
+  await page.goto(`${base}/admin/fleet`)
+  await page.waitForFunction(() => document.getElementById('fleet-status')?.textContent === 'live: connected')
+  const row = `#fleet tr[data-robot="${uuid}"]`
+  await page.waitForFunction((sel) => document.querySelector(sel + ' td.position_x')?.textContent === '5.5', row)
+  t.equal(await page.textContent(`${row} td.speed`), '1', 'the last stats, before the robot sends again')
+  t.match(await page.textContent(`${row} td.presence`), 'online, commands', 'presence')
+  t.equal(await page.textContent(`${row} td.state`), 'auto', 'state')
+  await page.evaluate(() => { (window as unknown as { notReloaded: boolean }).notReloaded = true })
+  robot.publish(`robots/${uuid}/data`, positionFrame('f-live', { position_x: 8.25, position_y: -1, speed: 7.25 }), { qos: 1 })
+  robot.publish(`robots/${uuid}/data`, JSON.stringify({ id: 'f-hw', type: 3, data: { battery: 64.5, cpu: 12, datetime: new Date().toISOString() } }), { qos: 1 })
+  await page.waitForFunction((sel) => document.querySelector(sel + ' td.speed')?.textContent === '7.25' && document.querySelector(sel + ' td.battery')?.textContent === '64.5', row)
+  t.equal(await page.textContent(`${row} td.position_x`), '8.25', 'the row follows the robot live')
+  t.equal(await page.textContent(`${row} td.cpu`), '12')
+  t.ok(await page.evaluate(() => (window as unknown as { notReloaded?: boolean }).notReloaded === true), 'without a reload')
+  t.equal(await page.locator('#fleet tbody tr').count(), 4, 'every robot has its row')
+  await page.screenshot({ path: FLEET_SCREENSHOT, fullPage: true })
+  t.same([...readFileSync(FLEET_SCREENSHOT).subarray(1, 4)], [...Buffer.from('PNG')], `screenshot saved to ${FLEET_SCREENSHOT}`)
+  robot.end(true)
+  await page.waitForFunction((sel) => document.querySelector(sel + ' td.presence')?.textContent === 'offline', row)
+  t.pass('the row goes offline when the robot disconnects')
   t.same(pageErrors, [], 'no script errors in the page')
 })
