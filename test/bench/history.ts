@@ -16,7 +16,7 @@ import { get as httpGet } from 'node:http'
 import pg from 'pg'
 import sqlite3 from 'sqlite3'
 import { now, paced, percentiles, Recorder, round, type Robot } from './load.js'
-import { CommandCpuMeter, ProcMeter, rssMiB, sleep } from './proc.js'
+import { CommandCpuMeter, hostCpuSeconds, ProcMeter, rssMiB, sleep } from './proc.js'
 import type { United } from './targets.js'
 
 export const HISTORY_SCENARIOS = ['history-aggregate', 'history-export', 'history-retention'] as const
@@ -412,8 +412,8 @@ async function retention (ctx: HistoryContext): Promise<Fields> {
     let polls = 0
     let beganBeforeStream = false
     let done = false
-    let meter: { proc: ProcMeter, db: CommandCpuMeter | undefined } | undefined
-    let usage: { cpu_s: number, rss_mib: number, db_cpu_s: number | undefined } | undefined
+    let meter: { proc: ProcMeter, db: CommandCpuMeter | undefined, host: { busy: number, steal: number }, client: NodeJS.CpuUsage } | undefined
+    let usage: { cpu_s: number, rss_mib: number, db_cpu_s: number | undefined, other_cpu_s: number, steal_cpu_s: number } | undefined
     const switchTo = (rec: Recorder): void => { for (const r of fleet) r.rec = rec }
     const watch = (async () => {
       const deadline = now() + RETENTION_TIMEOUT_MS
@@ -423,14 +423,19 @@ async function retention (ctx: HistoryContext): Promise<Fields> {
           began = now()
           // gone at the first look: the sweep began while the robots were connecting
           beganBeforeStream = polls === 0
-          meter = { proc: new ProcMeter(united.proc.pid), db: ctx.dbProcess === undefined ? undefined : new CommandCpuMeter(ctx.dbProcess) }
+          meter = { proc: new ProcMeter(united.proc.pid), db: ctx.dbProcess === undefined ? undefined : new CommandCpuMeter(ctx.dbProcess), host: hostCpuSeconds(), client: process.cpuUsage() }
           switchTo(recs.during)
         }
         if (expired > 0) {
           ended = now()
           removed = expired
           const m = meter?.proc.stop()
-          usage = { cpu_s: m?.cpu_s ?? NaN, rss_mib: m?.rss_mib ?? NaN, db_cpu_s: meter?.db?.stop() }
+          const db = meter?.db?.stop()
+          const host = hostCpuSeconds()
+          const client = process.cpuUsage(meter?.client)
+          // as Mark reports it: CPU that anything else on the machine used during the removal
+          const other = host.busy - (meter?.host.busy ?? host.busy) - (m?.cpu_s ?? 0) - (client.user + client.system) / 1e6 - (db ?? 0)
+          usage = { cpu_s: m?.cpu_s ?? NaN, rss_mib: m?.rss_mib ?? NaN, db_cpu_s: db, other_cpu_s: Math.max(0, other), steal_cpu_s: host.steal - (meter?.host.steal ?? host.steal) }
           switchTo(recs.after)
           break
         }
@@ -487,7 +492,9 @@ async function retention (ctx: HistoryContext): Promise<Fields> {
       server_cpu_s: round(usage?.cpu_s ?? NaN),
       server_rss_mib: round(usage?.rss_mib ?? NaN, 1),
       ...(usage?.db_cpu_s === undefined ? {} : { db_cpu_s: round(usage.db_cpu_s) }),
-      note: `p50/p99/max: frame-ack latency of the streaming robots while the removal ran (from the oldest frame gone to the counter on /metrics, polled every ${POLL_MS} ms); removal_s: United's own figure (its log line); before_*: the same robots in the seconds before it began, on the freshly started process; after_*: in the ${RETENTION_AFTER_MS / 1000} s after it ended; server_cpu_s, db_cpu_s: during the removal`
+      other_cpu_s: round(usage?.other_cpu_s ?? NaN),
+      steal_cpu_s: round(usage?.steal_cpu_s ?? NaN),
+      note: `p50/p99/max: frame-ack latency of the streaming robots while the removal ran (from the oldest frame gone to the counter on /metrics, polled every ${POLL_MS} ms); removal_s: United's own figure (its log line); before_*: the same robots in the seconds before it began, on the freshly started process; after_*: in the ${RETENTION_AFTER_MS / 1000} s after it ended; server_cpu_s, db_cpu_s, other_cpu_s: during the removal`
     }
   } finally {
     await ctx.closeFleet(fleet)
