@@ -8,7 +8,7 @@
 //
 //   npm run bench -- [--robots 100] [--window 10] [--duration 30 | --frames N]
 //                    [--scenarios a,b,…] [--idle 1000,5000] [--chart 10,50,100,200]
-//                    [--storm 100,5000] [--bad-logins 32]
+//                    [--storm 100,5000] [--bad-logins 32] [--history-frames 1000000]
 import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
@@ -17,6 +17,7 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import type { MqttClient } from 'mqtt'
 import { renderChart, type ChartPoint } from './chart.js'
+import { HISTORY_SCENARIOS, runHistory } from './history.js'
 import { closedLoop, connect, mapLimit, now, paced, percentiles, Recorder, Robot, round } from './load.js'
 import { CommandCpuMeter, cpuSeconds, hostCpuSeconds, killChildren, ProcMeter, rssMiB, settle, sleep, stopChildren } from './proc.js'
 import { Bare, United, type Target } from './targets.js'
@@ -28,7 +29,7 @@ const FILES = {
   bare: join(import.meta.dirname, 'bare.js')
 }
 
-const SCENARIOS = ['connection-storm', 'login-storm', 'tcp-ingest', 'ws-ingest', 'tcp-paced-1000', 'tcp-paced-5000', 'ws-fanout', 'command-latency', 'chart', 'idle-rss'] as const
+const SCENARIOS = ['connection-storm', 'login-storm', 'tcp-ingest', 'ws-ingest', 'tcp-paced-1000', 'tcp-paced-5000', 'ws-fanout', 'command-latency', 'chart', 'idle-rss', ...HISTORY_SCENARIOS] as const
 type Scenario = typeof SCENARIOS[number]
 const ALIASES: Record<string, Scenario[]> = {
   all: [...SCENARIOS],
@@ -42,7 +43,8 @@ const ALIASES: Record<string, Scenario[]> = {
   command: ['command-latency'],
   commands: ['command-latency'],
   idle: ['idle-rss'],
-  rss: ['idle-rss']
+  rss: ['idle-rss'],
+  history: [...HISTORY_SCENARIOS]
 }
 
 const USAGE = `usage: npm run bench -- [options]
@@ -56,7 +58,7 @@ const USAGE = `usage: npm run bench -- [options]
   --warmup S          closed loops: S s of the same load on each target before the
                       measured rounds, not counted but for its errors (default 3; 0: none)
   --scenarios LIST    comma list (default all): ${SCENARIOS.join(', ')}
-                      (aliases: storm, login, tcp, ws, ingest, paced, fanout, command, idle)
+                      (aliases: storm, login, tcp, ws, ingest, paced, fanout, command, idle, history)
   --storm LIST        robot counts of connection-storm (default: --robots)
   --bad-logins N      login-storm: concurrent bad log-ins while --robots robots stream at
                       --stream-hz (default 32)
@@ -66,7 +68,10 @@ const USAGE = `usage: npm run bench -- [options]
   --users N           WebSocket users of ws-fanout (default 100)
   --fanout-hz N       ws-fanout: the robot sends N frames/s (default 100; 0: closed loop with --window)
   --command-rate N    command-latency: commands per second (default 20)
-  --stream-hz N       command-latency: frames/s of each robot meanwhile (default 10; 0: none)
+  --stream-hz N       command-latency: frames/s of each robot meanwhile (default 10; 0: none);
+                      login-storm and history-retention stream at it too
+  --history-frames N  history-*: frames of the robot that is aggregated and exported, and
+                      expired frames that retention removes (default 1000000)
   --timeout MIN       give up after this many minutes (default 45)
 
 Env: DATABASE_URL (United's database; default: SQLite in a fresh temp directory).
@@ -124,6 +129,7 @@ function readOptions () {
       'fanout-hz': { type: 'string', default: '100' },
       'command-rate': { type: 'string', default: '20' },
       'stream-hz': { type: 'string', default: '10' },
+      'history-frames': { type: 'string', default: '1000000' },
       timeout: { type: 'string', default: '45' },
       help: { type: 'boolean', short: 'h' }
     },
@@ -157,6 +163,7 @@ function readOptions () {
     fanoutHz: nonNegative(values['fanout-hz'], 'fanout-hz'),
     commandRate: positive(values['command-rate'], 'command-rate', false),
     streamHz: nonNegative(values['stream-hz'], 'stream-hz'),
+    historyFrames: positive(values['history-frames'], 'history-frames'),
     timeoutMin: positive(values.timeout, 'timeout', false)
   }
 }
@@ -824,6 +831,26 @@ async function main (): Promise<void> {
     })
   }
 
+  // Last: they load millions of rows and restart United, the retention one with FRAME_RETENTION_DAYS set.
+  if (HISTORY_SCENARIOS.some(has)) {
+    await runHistory({
+      united,
+      databaseUrl,
+      dbProcess,
+      scenarios: opts.scenarios,
+      frames: opts.historyFrames,
+      robots: opts.robots,
+      streamHz: Math.max(opts.streamHz, 1),
+      say,
+      emit,
+      mark: () => new Mark(united, [bare], dbProcess),
+      openFleet: async (indexes, rec) => await openFleet(united, indexes, 'tcp', false, rec),
+      closeFleet,
+      nextTag,
+      errorFields
+    })
+  }
+
   summary(results, united)
 }
 
@@ -835,10 +862,15 @@ function summary (results: Fields[], united: United): void {
     if (r.scenario === 'login-storm') return r.storm === true ? `with ${cell(r.bad_logins)} bad log-ins: ${cell(r.login_attempts_per_s)}/s ${JSON.stringify(r.login_statuses)}` : 'without bad log-ins'
     if (r.scenario === 'idle-rss') return `${cell(r.rss_per_conn_kib)} KiB/conn`
     if (r.scenario === 'ws-fanout') return `${cell(r.deliveries_per_s)} deliveries/s`
+    if (r.error === undefined && r.scenario === 'history-aggregate') return `${cell(r.buckets)} buckets of ${cell(r.bucket_s)} s over ${cell(r.frames)} frames; first ${cell(r.first_ms)} ms`
+    if (r.error === undefined && r.scenario === 'history-export') return `${cell(r.frames)} lines, ${cell(r.mib_per_s)} MiB/s, RSS +${cell(r.rss_growth_mib)} MiB`
+    if (r.error === undefined && r.scenario === 'history-retention') return `${cell(r.frames_removed)} removed in ${cell(r.removal_s)} s; ack p99 before / after it ${cell(r.before_p99_ms)} / ${cell(r.after_p99_ms)} ms`
     if (r.error !== undefined) return `ERROR ${cell(r.error)}`
     return ''
   }
-  const rows = [[...cols, ''], ...results.map((r) => [...cols.map((c) => cell(r[c])), extra(r)])]
+  // the history scenarios carry their targets (CONTRACT §11, issue 26)
+  const goal = (r: Fields): string => typeof r.goal === 'string' ? `; target ${r.goal}: ${r.goal_met === true ? 'met' : 'MISSED'}` : ''
+  const rows = [[...cols, ''], ...results.map((r) => [...cols.map((c) => cell(r[c])), extra(r) + goal(r)])]
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)))
   process.stderr.write('\n' + rows.map((row) => row.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd()).join('\n') + '\n')
   const warnings = united.proc.warnings

@@ -306,9 +306,11 @@ export async function closedLoop (fleet: Robot[], rec: Recorder, opts: { window:
 /**
  * Paced (open loop): the fleet sends `totalRate` frames/s in all, each robot
  * at totalRate/fleet.length Hz, spread evenly in time, for `durationS`
- * seconds; then waits for the last acks.
+ * seconds, or until `stop` returns true (checked at every tick: a workload
+ * that lasts as long as something in the server does); then waits for the
+ * last acks.
  */
-export async function paced (fleet: Robot[], rec: Recorder, opts: { totalRate: number, durationS: number, tag: string }): Promise<number> {
+export async function paced (fleet: Robot[], rec: Recorder, opts: { totalRate: number, durationS: number, tag: string, stop?: () => boolean }): Promise<number> {
   attach(fleet, rec, opts.tag)
   const hz = opts.totalRate / fleet.length
   const perRobot = Math.round(hz * opts.durationS)
@@ -326,7 +328,7 @@ export async function paced (fleet: Robot[], rec: Recorder, opts: { totalRate: n
         }
         if ((sent[i] as number) < perRobot) all = false
       }
-      if (all) { clearInterval(tick); resolve() }
+      if (all || opts.stop?.() === true) { clearInterval(tick); resolve() }
     }, 2)
   })
   await drain(fleet, rec)

@@ -5,7 +5,7 @@ import { randomBytes, randomUUID } from 'node:crypto'
 import { request as httpRequest } from 'node:http'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { isAbsolute, join } from 'node:path'
 import { mapLimit, now, type Credentials } from './load.js'
 import { collectGarbage, runNode, spawnNode, type Spawned } from './proc.js'
 
@@ -134,11 +134,12 @@ export class United implements Target {
     await runNode(this.files.manage, ['createsuperuser', '--username', this.admin.username, '--password', this.admin.password], { cwd: this.dir, env: this.env, label: 'manage createsuperuser' })
   }
 
-  async start (): Promise<void> {
+  /** Starts United; `extraEnv` is added to its environment for this start only (the history scenarios' retention settings). */
+  async start (extraEnv: NodeJS.ProcessEnv = {}): Promise<void> {
     // The flags United runs with (npm start, the Dockerfile), then
     // BENCH_SERVER_NODE_ARGS: extra node flags for United, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`
     const nodeArgs = [...UNITED_NODE_ARGS, ...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '')]
-    this.proc = spawnNode(this.files.server, [], { cwd: this.dir, env: this.env, label: 'United', inspect: true, nodeArgs })
+    this.proc = spawnNode(this.files.server, [], { cwd: this.dir, env: { ...this.env, ...extraEnv }, label: 'United', inspect: true, nodeArgs })
     await this.proc.waitFor(/MQTT \(WS\)\s+\S+/, 60_000)
     const out = this.proc.output()
     this.httpUrl = (/REST API\s+(http:\/\/\S+?)\/?\s/.exec(out)?.[1]) ?? ''
@@ -162,6 +163,20 @@ export class United implements Target {
 
   removeDir (): void {
     rmSync(this.dir, { recursive: true, force: true })
+  }
+
+  /** United's SQLite file (relative URLs are relative to its working directory, the temp dir), or undefined on PostgreSQL. */
+  sqliteFile (): string | undefined {
+    const url = this.env.DATABASE_URL ?? 'sqlite:./data/united.sqlite'
+    if (!url.startsWith('sqlite:')) return undefined
+    const path = url.replace(/^sqlite:(\/\/)?/, '')
+    if (path === '' || path === ':memory:') throw new Error('an in-memory SQLite database cannot be reached from the bench')
+    return isAbsolute(path) ? path : join(this.dir, path)
+  }
+
+  /** The staff JWT (staff see every robot), for REST calls of the runner's own. */
+  async staffToken (): Promise<string> {
+    return await this.staff()
   }
 
   /** The staff JWT, renewed well before JWT_ACCESS_TTL (300 s by default). */
@@ -207,6 +222,11 @@ export class United implements Target {
       if (grant.status !== 204) throw new Error(`grant: HTTP ${grant.status} ${grant.text}`)
       this.users[k] = { username, password, id }
     })
+  }
+
+  /** One more robot outside the numbered ones (`bench-<run>-<name>`, e.g. a robot that only holds history); resolves with its uuid. */
+  async extraRobot (name: string): Promise<string> {
+    return (await this.createRobot(`bench-${this.runId}-${name}`)).uuid
   }
 
   private async obtain (p: Provisioned): Promise<Credentials> {
