@@ -7,10 +7,11 @@
 import type { Redis } from 'ioredis'
 import { createMemoryAttemptStore, type AttemptStore } from '../services/login-limits.js'
 
-export function createRedisAttemptStore ({ redis }: { redis: Redis }): AttemptStore {
+export function createRedisAttemptStore ({ redis, isUp }: { redis: Redis, isUp: () => boolean }): AttemptStore {
   const local = createMemoryAttemptStore()
   return {
     async get (key) {
+      if (!isUp()) return await local.get(key)
       try {
         const [[, count], [, ttl]] = await redis.multi().get(`attempts:${key}`).pttl(`attempts:${key}`).exec() as [[unknown, string | null], [unknown, number]]
         if (count === null || ttl <= 0) return null
@@ -20,6 +21,7 @@ export function createRedisAttemptStore ({ redis }: { redis: Redis }): AttemptSt
       }
     },
     async increment (key, windowMs) {
+      if (!isUp()) return await local.increment(key, windowMs)
       try {
         const [[, count], , [, ttl]] = await redis.multi().incr(`attempts:${key}`).pexpire(`attempts:${key}`, windowMs, 'NX').pttl(`attempts:${key}`).exec() as [[unknown, number], unknown, [unknown, number]]
         return { count, resetMs: ttl > 0 ? ttl : windowMs }

@@ -13,7 +13,7 @@ import type { AttemptStore } from '../services/login-limits.js'
 import type { TokenStore } from '../services/token-store.js'
 import { createRedisAttemptStore } from './attempts.js'
 import { relayEvents } from './events.js'
-import { createMqttCluster, dropWillsOf, type MqttCluster } from './mqtt.js'
+import { createMqttCluster, type MqttCluster } from './mqtt.js'
 import { createNodeRegistry, type NodeInfo, type NodeRegistry } from './nodes.js'
 import { createClusterPresence, type ClusterPresence } from './presence.js'
 import { channel, closeRedis, connectRedis, type RedisSettings } from './redis.js'
@@ -48,7 +48,7 @@ export interface Cluster {
   relay: (bus: EventBus) => EventBus
   /** 'ok' while the command connection is up */
   redisStatus: () => 'ok' | 'down'
-  /** called when Redis is back after an outage (or came back empty) */
+  /** called when Redis answers again after an outage (or came back empty) */
   onReconnect: (listener: () => void) => void
   /** starts beating and watching the other nodes */
   start: (hooks: NodeHooks) => Promise<void>
@@ -86,19 +86,27 @@ export async function createCluster ({ config, log: parentLog }: { config: Confi
     throw err
   }
 
+  // Up while the command connection is ready and answers PING: a frozen
+  // Redis (SIGSTOP, a partition) keeps its TCP connection but answers nothing.
+  let up = true
+  const reconnectListeners: Array<() => void> = []
+  const setUp = (now: boolean): void => {
+    const back = now && !up
+    up = now
+    if (back) for (const listener of reconnectListeners) listener()
+  }
+  const pinger = setInterval(() => { cmd.ping().then(() => { setUp(true) }, () => { setUp(false) }) }, 1000)
+  pinger.unref()
+  cmd.on('close', () => { setUp(false) })
+  const isUp = (): boolean => up && cmd.status === 'ready'
+
   const presence = createClusterPresence({ redis: cmd })
   const nodes = createNodeRegistry({ redis: cmd, nodeId, timeoutSeconds: config.CLUSTER_NODE_TIMEOUT })
-  const mqtt = createMqttCluster({ prefix: settings.prefix, pub: mqPub, sub: mqSub, db: mqDb })
-  const tokenStore = createRedisTokenStore({ redis: cmd, log })
-  const attemptStore = createRedisAttemptStore({ redis: cmd })
+  const mqtt = createMqttCluster({ prefix: settings.prefix, pub: mqPub, sub: mqSub, db: mqDb, isUp })
+  const tokenStore = createRedisTokenStore({ redis: cmd, isUp, log })
+  const attemptStore = createRedisAttemptStore({ redis: cmd, isUp })
 
-  const reconnectListeners: Array<() => void> = []
-  let firstReady = true
-  cmd.on('ready', () => {
-    if (firstReady) { firstReady = false; return }
-    for (const listener of reconnectListeners) listener()
-  })
-  if (cmd.status === 'ready') firstReady = false
+  cmd.on('ready', () => { setUp(true) })
 
   let timer: NodeJS.Timeout | undefined
   let beating: Promise<void> = Promise.resolve()
@@ -107,7 +115,7 @@ export async function createCluster ({ config, log: parentLog }: { config: Confi
   /** One beat: this node's line, then a look for dead nodes to reap. */
   async function beat (hooks: NodeHooks): Promise<void> {
     const counts = hooks.counts()
-    await nodes.beat({ started_at: startedAt.toISOString(), robots: counts.robots, users: counts.users, broker_id: brokerId })
+    await nodes.beat({ started_at: startedAt.toISOString(), robots: counts.robots, users: counts.users })
     for (const node of await nodes.all()) {
       if (node.alive || node.node_id === nodeId) continue
       if (!await nodes.claim(node.node_id)) continue
@@ -119,7 +127,6 @@ export async function createCluster ({ config, log: parentLog }: { config: Confi
     const robots = await presence.robotsOf(node.node_id)
     log.warn({ dead: node.node_id, robots: robots.length, lastSeen: node.last_seen_at }, 'a node stopped beating: its robots are offline unless connected elsewhere')
     await hooks.release(node.node_id, robots)
-    if (node.broker_id !== undefined) await dropWillsOf(mqDb, node.broker_id)
     await nodes.forget(node.node_id)
   }
 
@@ -134,7 +141,7 @@ export async function createCluster ({ config, log: parentLog }: { config: Confi
     nodes,
     mqtt,
     relay: (bus) => relayEvents({ bus, pub: cmd, sub: eventsSub, channel: channel(settings, 'events'), nodeId, log }),
-    redisStatus: () => cmd.status === 'ready' ? 'ok' : 'down',
+    redisStatus: () => isUp() ? 'ok' : 'down',
     onReconnect: (listener) => { reconnectListeners.push(listener) },
     async start (hooks) {
       // A node restarted under the same NODE_ID: what its previous process held is gone.
@@ -150,6 +157,7 @@ export async function createCluster ({ config, log: parentLog }: { config: Confi
     },
     async close () {
       closed = true
+      clearInterval(pinger)
       if (timer !== undefined) clearInterval(timer)
       await beating
       await nodes.leave().catch(() => {})

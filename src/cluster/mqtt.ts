@@ -16,7 +16,7 @@ import type { MQEmitter } from 'mqemitter'
 
 const require = createRequire(import.meta.url)
 // CommonJS packages: the prefixing emitter is a property of the module.
-const { MQEmitterRedisPrefix } = require('mqemitter-redis') as { MQEmitterRedisPrefix: new (prefix: string, opts: object) => MQEmitter & { close: (cb: () => void) => void } }
+const { MQEmitterRedisPrefix } = require('mqemitter-redis') as { MQEmitterRedisPrefix: new (prefix: string, opts: object) => MQEmitter & { close: (cb: () => void) => void, state: NodeJS.EventEmitter } }
 // The package's main export: the async persistence behind the adapter Aedes
 // 1.x calls (promises, and Node streams for retained messages, queues and wills).
 const redisPersistence = require('aedes-persistence-redis') as (opts: object) => RedisPersistence
@@ -34,6 +34,17 @@ export interface MqttCluster {
   persistence: RedisPersistence
 }
 
+/** How long a subscription waits for Redis before the client gets its SUBACK anyway. */
+export const SUBSCRIBE_WAIT_MS = 1000
+
+interface DegradablePersistence extends RedisPersistence {
+  putWill: (client: unknown, packet: unknown) => Promise<void>
+  delWill: (client: unknown) => Promise<unknown>
+  cleanSubscriptions: (client: unknown) => Promise<void>
+  cleanIncoming: (client: unknown) => Promise<void>
+  outgoingStream: (client: unknown) => Readable
+}
+
 /**
  * `pub` and `sub` carry the emitter's messages (channels under
  * `<prefix>mqtt:`); `db` holds the persistence's keys (its keyPrefix is
@@ -41,24 +52,44 @@ export interface MqttCluster {
  * a queued message lives an hour, and at most 100 are delivered when the
  * session comes back, so sessions that never return cannot grow Redis
  * without bound.
+ *
+ * While Redis is down (`isUp`), a node keeps logging in and serving clean
+ * sessions (CONTRACT §10): the steps of a CONNECT that only clear a previous
+ * session's leftovers in Redis are skipped, and a SUBSCRIBE is answered
+ * after SUBSCRIBE_WAIT_MS at most (the emitter subscribes in Redis when it
+ * is back; local delivery works at once).
  */
-export function createMqttCluster ({ prefix, pub, sub, db }: { prefix: string, pub: Redis, sub: Redis, db: Redis }): MqttCluster {
+export function createMqttCluster ({ prefix, pub, sub, db, isUp }: { prefix: string, pub: Redis, sub: Redis, db: Redis, isUp: () => boolean }): MqttCluster {
   const mq = new MQEmitterRedisPrefix(`${prefix}mqtt:`, { pubConn: pub, subConn: sub, concurrency: EMITTER_CONCURRENCY, matchEmptyLevels: true })
-  const persistence = redisPersistence({ conn: db, maxSessionDelivery: 100, packetTTL: () => 3600 })
-  // A crashed node's wills are not published by the others: presence comes
-  // from node heartbeats (reaper), and a will of a connection that was taken
-  // over must never fire. The reaper deletes them (dropWillsOf).
-  persistence.streamWill = () => Readable.from([])
-  return { mq, persistence }
-}
+  // The emitter re-emits its connections' errors on `state`, where nobody
+  // listens: an unhandled 'error' that would end the process when Redis
+  // goes away. The connections' own listeners log them (redis.ts).
+  mq.state.on('error', () => {})
+  const on = mq.on.bind(mq)
+  const removeListener = mq.removeListener.bind(mq)
+  const soon = (done?: () => void): (() => void) => {
+    let called = false
+    const finish = (): void => { if (!called) { called = true; done?.() } }
+    setTimeout(finish, SUBSCRIBE_WAIT_MS).unref()
+    return finish
+  }
+  mq.on = ((topic: string, listener: never, done?: () => void) => on(topic, listener, soon(done))) as typeof mq.on
+  mq.removeListener = ((topic: string, listener: never, done?: () => void) => removeListener(topic, listener, soon(done))) as typeof mq.removeListener
 
-/** Deletes the wills a dead broker left in the persistence (keys `will:<broker>:<client>`, listed in `will`). */
-export async function dropWillsOf (db: Redis, brokerId: string): Promise<number> {
-  const keys = await db.lrange('will', 0, -1)
-  const mine = keys.filter((k) => k.startsWith(`will:${brokerId}:`))
-  if (mine.length === 0) return 0
-  const tx = db.multi()
-  for (const k of mine) tx.lrem('will', 0, k).del(k)
-  await tx.exec()
-  return mine.length
+  const persistence = redisPersistence({ conn: db, maxSessionDelivery: 100, packetTTL: () => 3600 }) as DegradablePersistence
+  // Wills live in the connection (client.will) and fire from there. The copy
+  // Aedes keeps in the persistence is for other brokers to fire a crashed
+  // broker's wills, which United does not do: presence comes from node
+  // heartbeats (the reaper), and a will of a connection that was taken over
+  // must never fire. So no will is written to Redis, and none is read back.
+  persistence.putWill = async () => {}
+  persistence.delWill = async () => null
+  persistence.streamWill = () => Readable.from([])
+  const cleanSubscriptions = persistence.cleanSubscriptions.bind(persistence)
+  const cleanIncoming = persistence.cleanIncoming.bind(persistence)
+  const outgoingStream = persistence.outgoingStream.bind(persistence)
+  persistence.cleanSubscriptions = async (client) => { if (isUp()) await cleanSubscriptions(client) }
+  persistence.cleanIncoming = async (client) => { if (isUp()) await cleanIncoming(client) }
+  persistence.outgoingStream = (client) => isUp() ? outgoingStream(client) : Readable.from([])
+  return { mq, persistence }
 }

@@ -14,8 +14,6 @@ export interface NodeInfo {
   last_seen_at: string
   robots: number
   users: number
-  /** the node's Aedes broker id, different at every start */
-  broker_id?: string
 }
 
 export function createNodeRegistry ({ redis, nodeId, timeoutSeconds }: { redis: Redis, nodeId: string, timeoutSeconds: number }) {

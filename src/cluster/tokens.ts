@@ -14,7 +14,7 @@ import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import { createMemoryTokenStore, tokenKey, type TokenStore } from '../services/token-store.js'
 
-export function createRedisTokenStore ({ redis, log }: { redis: Redis, log: FastifyBaseLogger }): TokenStore {
+export function createRedisTokenStore ({ redis, isUp, log }: { redis: Redis, isUp: () => boolean, log: FastifyBaseLogger }): TokenStore {
   const local = createMemoryTokenStore()
   return {
     async put (token, robotUuid, ttlSeconds) {
@@ -32,6 +32,7 @@ export function createRedisTokenStore ({ redis, log }: { redis: Redis, log: Fast
       }
     },
     async get (token) {
+      if (!isUp()) return await local.get(token)
       try {
         return await redis.get(`token:${tokenKey(token)}`)
       } catch {

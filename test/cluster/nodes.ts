@@ -102,6 +102,10 @@ export async function startNode (t: Test, setup: ClusterSetup, id: string, env: 
       ...env
     }
   })
+  // A node that dies in a test says why: its last output goes to the test's comments.
+  server.child.once('exit', (code, signal) => {
+    if (signal !== 'SIGKILL' && code !== 0) t.comment(`${id} exited with ${String(code ?? signal)}:\n${server.output().stderr.slice(-3000)}${server.output().stdout.slice(-3000)}`)
+  })
   return { id, url: server.url, mqttPort: mqttPortOf(server.output().stdout), child: server.child, output: server.output }
 }
 
