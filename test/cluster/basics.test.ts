@@ -25,6 +25,9 @@ if (!clusterCapable) {
       const ready = await fetch(`${node.url}/ready`)
       t.same(await ready.json(), { status: 'ready', database: 'ok', redis: 'ok' }, `${node.id}: ready, Redis ok`)
     }
+    const metrics = await (await fetch(`${a.url}/metrics`)).text()
+    t.match(metrics, /^united_connected_robots\{node="node-a"\} \d+$/m, 'every series names its node')
+    t.match(a.output().stdout, /Cluster\s+node node-a, Redis redis:\/\/127\.0\.0\.1:\d+ \(prefix united-test:\)/, 'the banner names the node and its Redis')
     const nodes = await eventually(async () => await api(b, 'GET', '/admin/api/cluster', staff), (r) => r.body.nodes?.length === 2)
     t.equal(nodes.body.node_id, 'node-b')
     t.same(nodes.body.nodes.map((n: { node_id: string }) => n.node_id), ['node-a', 'node-b'], 'both nodes listed')
