@@ -4,6 +4,7 @@
 // machinery of the pages never touches the API, and nothing leaks to the rest.
 import type { FastifyPluginAsync } from 'fastify'
 import audit from './api/audit.js'
+import cluster from './api/cluster.js'
 import robots from './api/robots.js'
 import users from './api/users.js'
 import site from './site.js'
@@ -13,6 +14,7 @@ const admin: FastifyPluginAsync = async (fastify) => {
     await api.register(users)
     await api.register(robots)
     await api.register(audit)
+    await api.register(cluster)
   }, { prefix: '/api' })
   await fastify.register(site)
 }

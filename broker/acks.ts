@@ -12,20 +12,25 @@
 //
 // A robot that ever connected with a persistent session (clean = false) keeps
 // the broker's path: its ack may have to be queued for a session that is
-// offline right now, which only Aedes' offline queue does.
+// offline right now, which only Aedes' offline queue does. In cluster mode
+// (`direct`) it does not: that path runs through Redis, and no ack may wait
+// for Redis (CONTRACT §10); a robot that is gone before its ack resends the
+// frame, which is stored once and acked again (CONTRACT §4).
 import type { Client } from 'aedes'
 import { robotTopic } from '../src/contract/topics.js'
 
 interface AckClient { clean: boolean, closed: boolean, connected: boolean, subscriptions: Record<string, { qos: number } | undefined>, conn: NodeJS.WritableStream & { cork: () => void, uncork: () => void, destroyed?: boolean } }
 
 export interface AckSenderDeps {
+  /** every ack straight to the robot's connections on this node, persistent sessions included (cluster mode) */
+  direct?: boolean
   /** the open connections of a robot */
   clientsOf: (uuid: string) => Iterable<Client>
   /** the general path: Aedes' publish */
   publish: (topic: string, payload: Buffer) => void
 }
 
-export function createAckSender ({ clientsOf, publish }: AckSenderDeps) {
+export function createAckSender ({ direct = false, clientsOf, publish }: AckSenderDeps) {
   const persistent = new Set<string>()
   const corked = new Set<AckClient['conn']>()
   let flushing = false
@@ -40,7 +45,7 @@ export function createAckSender ({ clientsOf, publish }: AckSenderDeps) {
   return {
     /** Every robot connection, at CONNECT: remembers robots with persistent sessions. */
     connected (client: Client, uuid: string): void {
-      if (!(client as unknown as AckClient).clean) persistent.add(uuid)
+      if (!direct && !(client as unknown as AckClient).clean) persistent.add(uuid)
     },
 
     /** Sends one ack (the payload, already serialized) to the robot. */

@@ -17,6 +17,7 @@ import { indexRetained } from './retained.js'
 import { isRevoked, markRevoked, principalOf, revokeClient, revokedSinceLogin, short } from './principal.js'
 import { interceptRobotPublishes } from './robot-publishes.js'
 import { createStats } from './stats.js'
+import { createTakeover } from './takeover.js'
 import { createTlsListener, type TlsListener } from './tls.js'
 import { attachWebSocket } from './websocket.js'
 import { ownChannel, robotTopic } from '../src/contract/topics.js'
@@ -53,8 +54,20 @@ declare module 'fastify' {
 }
 
 export default fp(async (fastify) => {
-  const { config, services } = fastify
+  const { config, services, cluster } = fastify
   const log = fastify.log.child({ module: 'broker' })
+  // Internal publishes fail by the thousand while Redis is away in cluster
+  // mode (statistics at 10 Hz per robot): one line per 10 s, with a count.
+  let publishFailures = 0
+  let publishLoggedAt = 0
+  const publishFailed = (err: Error, topic: string): void => {
+    publishFailures++
+    const now = Date.now()
+    if (now - publishLoggedAt < 10_000) return
+    publishLoggedAt = now
+    log.warn({ err: short(err.message, 200), topic: short(topic, 200), failures: publishFailures }, cluster !== null ? 'internal publishes failing (Redis unreachable?): statistics, presence and commands to other nodes wait for it' : 'internal publish failed')
+    publishFailures = 0
+  }
   // The largest MQTT packet accepted: frames over MAX_FRAME_BYTES still get
   // an error ack; packets this large only get their connection closed.
   const packetLimit = Math.max(config.MAX_FRAME_BYTES * 4, 1024 * 1024)
@@ -66,7 +79,7 @@ export default fp(async (fastify) => {
   const publish = (topic: string, payload: object, opts: { retain: boolean, qos: 0 | 1 }): void => {
     if (aedes === undefined || aedes.closed) return
     aedes.publish({ cmd: 'publish', topic, payload: Buffer.from(JSON.stringify(payload)), qos: opts.qos, retain: opts.retain, dup: false }, (err) => {
-      if (err !== undefined && err !== null) log.warn({ err, topic }, 'internal publish failed')
+      if (err !== undefined && err !== null) publishFailed(err, topic)
     })
   }
 
@@ -83,14 +96,17 @@ export default fp(async (fastify) => {
     onChange: (uuid, flags) => { stats.connection(uuid, flags) },
     // CONTRACT §12: the commands queued for it go out now, oldest first.
     onCommandConnected: (uuid) => { commands.release(uuid) },
-    log
+    log,
+    ...(cluster === null ? {} : { cluster: { nodeId: cluster.nodeId, report: cluster.presence.report, get: cluster.presence.get } })
   })
   const acks = createAckSender({
+    // Cluster mode: acks never go through the emitter (Redis), persistent sessions included.
+    direct: cluster !== null,
     clientsOf: (uuid) => presence.connections(uuid),
     publish: (topic, payload) => {
       if (aedes === undefined || aedes.closed) return
       aedes.publish({ cmd: 'publish', topic, payload, qos: 1, retain: false, dup: false }, (err) => {
-        if (err !== undefined && err !== null) log.warn({ err, topic }, 'internal publish failed')
+        if (err !== undefined && err !== null) publishFailed(err, topic)
       })
     }
   })
@@ -109,9 +125,14 @@ export default fp(async (fastify) => {
   const authorizers = createAuthorizers({ access, log })
   const deliveries = createDeliveryTracker()
 
+  const takeover = createTakeover({ cluster, log })
   aedes = await Aedes.createBroker({
     authenticate: createAuthenticate({ services, addressOf: (client) => clientAddress(client, config.TRUST_PROXY), access, log, robotAccepted: (uuid, state) => { stats.seed(uuid, state) } }),
     ...authorizers,
+    // A will is published only by the connection that still holds its client id (CONTRACT §10, §13).
+    authorizePublish: takeover.authorizePublish(authorizers.authorizePublish),
+    // Cluster mode: the emitter and persistence in Redis, and an id of this start's own.
+    ...(cluster === null ? {} : { id: cluster.brokerId, mq: cluster.mqtt.mq, persistence: cluster.mqtt.persistence as unknown as NonNullable<Parameters<typeof Aedes.createBroker>[0]>['persistence'] }),
     authorizeForward: (client, packet) => deliveries.outgoing(client, authorizers.authorizeForward(client, packet)),
     // A subscriber that stops reading is disconnected after this long.
     drainTimeout: 10_000,
@@ -146,8 +167,12 @@ export default fp(async (fastify) => {
   })
   // PUBACKs of clean sessions reach the 'ack' event with their command (deliveries.ts).
   deliveries.wrap((aedes as unknown as { persistence: Parameters<typeof deliveries.wrap>[0] }).persistence)
-  // Before any client connects: a subscription finds its retained messages by topic.
-  indexRetained((aedes as unknown as { persistence: Parameters<typeof indexRetained>[0] }).persistence)
+  // Before any client connects: a subscription finds its retained messages by
+  // topic. In cluster mode the retained messages live in Redis, for every node.
+  if (cluster === null) indexRetained((aedes as unknown as { persistence: Parameters<typeof indexRetained>[0] }).persistence)
+  takeover.attach(aedes)
+  // Aedes reports what it cannot recover from (a persistence that failed) as 'error': logged, never a crash.
+  ;(aedes as unknown as NodeJS.EventEmitter).on('error', (err: Error) => { log.error({ err: short(err.message, 300) }, 'MQTT broker error') })
 
   aedes.on('client', (client: Client) => {
     // Revoked between its log-in and now (the log-in itself was checked): closed at once.
@@ -155,6 +180,7 @@ export default fp(async (fastify) => {
       void closeRevoked(client)
       return
     }
+    takeover.connected(client)
     const who = principalOf(client)
     if (who?.kind !== 'robot') return
     acks.connected(client, who.uuid)
@@ -258,6 +284,17 @@ export default fp(async (fastify) => {
   fastify.metrics.gauge('united_frames_waiting', 'Frames waiting for a place in the full storage queue', () => services.frameWriter.waiting)
   fastify.metrics.gauge('united_mqtt_clients', 'Open MQTT connections', () => aedes?.connectedClients ?? 0)
 
+  if (cluster !== null) {
+    await cluster.start({
+      counts: () => ({ robots: presence.onlineCount, users: access.size }),
+      release: async (node, robots) => { await presence.release(node, robots) }
+    })
+    cluster.onReconnect(() => {
+      log.info('Redis is back: this node reports its robots again')
+      presence.reassert()
+    })
+  }
+
   fastify.decorate('broker', {
     port,
     tlsPort,
@@ -279,6 +316,9 @@ export default fp(async (fastify) => {
     // Frames already received are stored and acknowledged before clients go.
     await services.frameWriter.flush().catch((err: unknown) => { log.error({ err }, 'frames could not be written at shutdown') })
     await new Promise<void>((resolve) => { setImmediate(resolve) })
+    // Cluster mode: while the emitter still runs, the other nodes learn what
+    // this node's robots are without it (offline, or connected elsewhere).
+    if (cluster !== null) await presence.release(cluster.nodeId, presence.robotUuids()).catch(() => {})
     await new Promise<void>((resolve) => { aedes!.close(() => { resolve() }) })
     await tcpClosed
     await tlsClosed

@@ -2,13 +2,34 @@
 // has an open connection, command-connected while one of them subscribes to
 // its commands topic. Every change is republished, retained, on
 // robots/{uuid}/presence and written to the robot's row.
+//
+// In cluster mode (CONTRACT §10) this node's connections are one part of the
+// robot's presence: each change is reported to the cluster
+// (src/cluster/presence.ts), and what is published and written is the sum
+// over every node. A robot's reports leave one after the other, in the order
+// of its changes. Two nodes may publish their sums in the other order than
+// Redis computed them, so a node looks again RECHECK_MS after its last
+// report and publishes the sum once more if it moved. While Redis cannot be
+// reached the node publishes what it sees itself, and reports everything
+// again when Redis is back.
 import type { Client } from 'aedes'
 import type { FastifyBaseLogger } from 'fastify'
 import { robotTopic } from '../src/contract/topics.js'
+import type { ClusterPresenceState } from '../src/cluster/index.js'
 import type { Services } from '../src/services/index.js'
 import type { RobotPrincipal } from './principal.js'
 
 const NONE: ReadonlySet<Client> = new Set()
+
+/** After a node's last report of a robot, how long until it looks at the cluster's sum again. */
+export const RECHECK_MS = 500
+
+/** The cluster's presence, seen from this node. */
+export interface ClusterPresencePort {
+  nodeId: string
+  report: (node: string, uuid: string, counts: { data: number, command: number }) => Promise<ClusterPresenceState>
+  get: (uuid: string) => Promise<ClusterPresenceState>
+}
 
 interface Live { clients: Set<Client>, command: Set<Client>, online: boolean, since: Date }
 
@@ -19,9 +40,10 @@ export interface PresenceDeps {
   /** The robot has just become command-connected (its first connection subscribed to its commands). */
   onCommandConnected: (uuid: string) => void
   log: FastifyBaseLogger
+  cluster?: ClusterPresencePort
 }
 
-export function createPresenceTracker ({ services, publish, onChange, onCommandConnected, log }: PresenceDeps) {
+export function createPresenceTracker ({ services, publish, onChange, onCommandConnected, log, cluster }: PresenceDeps) {
   const robots = new Map<string, Live>()
   // Robots that sent a stored frame since the last tick: last_seen_at moves at
   // most once per robot per second, in one UPDATE for all of them.
@@ -64,6 +86,14 @@ export function createPresenceTracker ({ services, publish, onChange, onCommandC
     return entry
   }
 
+  /** Publishes a robot's presence (retained), tells the statistics, and queues the row's update. */
+  function announce (uuid: string, data: boolean, command: boolean, since: string): void {
+    publish(robotTopic(uuid, 'presence'), { robot_uuid: uuid, online: data, data_connected: data, command_connected: command, since }, { retain: true, qos: 0 })
+    onChange(uuid, { data_connected: data, command_connected: command })
+    changes.set(uuid, { dataConnected: data, commandConnected: command })
+    writing ??= writeChanges()
+  }
+
   function changed (uuid: string, entry: Live): void {
     const data = entry.clients.size > 0
     const command = entry.command.size > 0
@@ -72,17 +102,54 @@ export function createPresenceTracker ({ services, publish, onChange, onCommandC
       entry.since = new Date()
     }
     services.presence.set(uuid, { data: entry.clients.size, command: entry.command.size })
-    publish(robotTopic(uuid, 'presence'), {
-      robot_uuid: uuid,
-      online: data,
-      data_connected: data,
-      command_connected: command,
-      since: entry.since.toISOString()
-    }, { retain: true, qos: 0 })
-    onChange(uuid, { data_connected: data, command_connected: command })
-    changes.set(uuid, { dataConnected: data, commandConnected: command })
-    writing ??= writeChanges()
+    if (cluster === undefined) announce(uuid, data, command, entry.since.toISOString())
+    else report(uuid, { data: entry.clients.size, command: entry.command.size }, { data, command, since: entry.since.toISOString() })
     if (!data) robots.delete(uuid)
+  }
+
+  // ---- cluster mode ----
+  /** Per robot: the report in flight (reports of one robot go in order), and what this node last announced. */
+  const reporting = new Map<string, Promise<void>>()
+  const announced = new Map<string, string>()
+  const rechecks = new Map<string, NodeJS.Timeout>()
+  const stateKey = (s: { data: boolean, command: boolean }): string => `${s.data ? 1 : 0}${s.command ? 1 : 0}`
+
+  function announceSum (uuid: string, sum: ClusterPresenceState): void {
+    const state = { data: sum.data > 0, command: sum.command > 0 }
+    announced.set(uuid, stateKey(state))
+    announce(uuid, state.data, state.command, sum.since)
+  }
+
+  /** Reports this node's counts of a robot (or a dead node's, as zero) and announces the cluster's sum. */
+  function report (uuid: string, counts: { data: number, command: number }, fallback: { data: boolean, command: boolean, since: string } | null, node?: string): void {
+    const port = cluster as ClusterPresencePort
+    const previous = reporting.get(uuid) ?? Promise.resolve()
+    const next: Promise<void> = previous
+      .then(async () => { announceSum(uuid, await port.report(node ?? port.nodeId, uuid, counts)) })
+      .catch((err: unknown) => {
+        log.debug({ err: (err as Error).message, robot: uuid }, 'presence not shared: Redis unreachable')
+        // What this node sees; everything is reported again when Redis is back.
+        if (fallback !== null) announce(uuid, fallback.data, fallback.command, fallback.since)
+      })
+      .finally(() => {
+        if (reporting.get(uuid) === next) reporting.delete(uuid)
+        scheduleRecheck(uuid)
+      })
+    reporting.set(uuid, next)
+  }
+
+  function scheduleRecheck (uuid: string): void {
+    clearTimeout(rechecks.get(uuid))
+    const timer = setTimeout(() => {
+      rechecks.delete(uuid)
+      ;(cluster as ClusterPresencePort).get(uuid).then((sum) => {
+        const key = stateKey({ data: sum.data > 0, command: sum.command > 0 })
+        if (announced.get(uuid) !== key) announceSum(uuid, sum)
+        if (sum.data === 0 && !robots.has(uuid)) announced.delete(uuid)
+      }, () => {})
+    }, RECHECK_MS)
+    timer.unref()
+    rechecks.set(uuid, timer)
   }
 
   const isCommandTopic = (robot: RobotPrincipal, topic: string): boolean => topic === robotTopic(robot.uuid, 'commands')
@@ -112,6 +179,10 @@ export function createPresenceTracker ({ services, publish, onChange, onCommandC
       if (entry === undefined || !topics.some((t) => isCommandTopic(robot, t)) || !entry.command.delete(client)) return
       changed(robot.uuid, entry)
     },
+    /** The robots this node holds connections of. */
+    robotUuids (): string[] {
+      return [...robots.keys()]
+    },
     /** The open connections of a robot (to close them on revocation). */
     clientsOf (uuid: string): Client[] {
       return [...(robots.get(uuid)?.clients ?? [])]
@@ -119,6 +190,21 @@ export function createPresenceTracker ({ services, publish, onChange, onCommandC
     /** The same, without a copy (the hot path; do not close them while iterating). */
     connections (uuid: string): Iterable<Client> {
       return robots.get(uuid)?.clients ?? NONE
+    },
+    /**
+     * Cluster mode: a node is gone (or this node's previous process, under
+     * the same NODE_ID): what it held of these robots is dropped, and each
+     * robot's sum is announced again.
+     */
+    async release (node: string, uuids: string[]): Promise<void> {
+      for (const uuid of uuids) report(uuid, { data: 0, command: 0 }, null, node)
+      await Promise.all(uuids.map(async (uuid) => await reporting.get(uuid)))
+    },
+    /** Cluster mode: Redis is back (perhaps empty): every robot this node holds is reported again. */
+    reassert (): void {
+      for (const [uuid, entry] of robots) {
+        report(uuid, { data: entry.clients.size, command: entry.command.size }, { data: entry.clients.size > 0, command: entry.command.size > 0, since: entry.since.toISOString() })
+      }
     },
     /** The robot sent a stored frame. */
     seen (uuid: string): void {
@@ -130,7 +216,10 @@ export function createPresenceTracker ({ services, publish, onChange, onCommandC
     /** Writes what is pending and stops the ticker (shutdown). */
     async settle (): Promise<void> {
       clearInterval(ticker)
+      for (const timer of rechecks.values()) clearTimeout(timer)
+      rechecks.clear()
       touch()
+      await Promise.all([...reporting.values()])
       await Promise.all([writing, touching])
     }
   }

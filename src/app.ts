@@ -10,6 +10,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import fp from 'fastify-plugin'
 import admin from '../admin/index.js'
 import broker from '../broker/index.js'
+import { createCluster, type Cluster } from './cluster/index.js'
 import { dbOptions, type Config } from './config.js'
 import http from './http/index.js'
 import authGuard from './http/plugins/auth-guard.js'
@@ -21,7 +22,11 @@ import metrics from './plugins/metrics.js'
 import services from './plugins/services.js'
 
 declare module 'fastify' {
-  interface FastifyInstance { config: Config }
+  interface FastifyInstance {
+    config: Config
+    /** cluster mode (REDIS_URL): the Redis side of this node; null for a lone process */
+    cluster: Cluster | null
+  }
 }
 
 // ajv-formats is CommonJS: the function is both module.exports and its `.default`.
@@ -65,7 +70,11 @@ export const app = fp(async (fastify: FastifyInstance, opts: { config: Config })
   await fastify.register(jwt, { secret: config.JWT_SECRET })
   await fastify.register(swagger, { version: VERSION })
   await fastify.register(db, { url: config.DATABASE_URL, ...dbOptions(config) })
-  await fastify.register(services, { config })
+  const cluster = config.REDIS_URL === undefined ? null : await createCluster({ config, log: fastify.log })
+  fastify.decorate('cluster', cluster)
+  // onClose hooks run last-registered first: this one after the services' and the broker's.
+  if (cluster !== null) fastify.addHook('onClose', async () => { await cluster.close() })
+  await fastify.register(services, { config, ...(cluster === null ? {} : { cluster }) })
   await fastify.register(metrics)
   await fastify.register(authGuard)
   await fastify.register(http)

@@ -1,6 +1,7 @@
 // Every setting of United, read once from the environment and passed down.
 // CONTRACT §1-5 names the variables; the defaults live in this schema only.
 import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
 import { envSchema } from 'env-schema'
 import { Type, type Static } from 'typebox'
 import type { DatabaseOptions } from './db/index.js'
@@ -20,7 +21,10 @@ export const ConfigSchema = Type.Object({
     pattern: '^([0-9]+(kB|MB)?|server)$',
     description: "PostgreSQL's backend_flush_after for United's connections (0-2MB; 'server' keeps the server's own)"
   }),
-  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'reserved for cluster mode (not built yet): refused at start' })),
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'cluster mode: every United process with the same PostgreSQL database, Redis and REDIS_PREFIX is a node of one broker' })),
+  REDIS_PREFIX: Type.String({ default: 'united:', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_.:-]+$', description: 'prefix of every Redis key and pub/sub channel' }),
+  NODE_ID: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_.-]+$', description: "this node's name in logs, metrics and /admin/api/cluster (generated at each start)" })),
+  CLUSTER_NODE_TIMEOUT: Type.Integer({ minimum: 3, maximum: 600, default: 15, description: 'seconds after which a node that stopped beating is dead' }),
   JWT_SECRET: Type.Optional(Type.String({ minLength: 32 })),
   JWT_ACCESS_TTL: Type.Integer({ minimum: 1, default: 300 }),
   JWT_REFRESH_TTL: Type.Integer({ minimum: 1, default: 86400 }),
@@ -47,6 +51,8 @@ export const ConfigSchema = Type.Object({
 type RawConfig = Static<typeof ConfigSchema>
 export type Config = RawConfig & {
   JWT_SECRET: string
+  /** this node's name: NODE_ID, or generated at each start (a restarted node is a new node to the others) */
+  nodeId: string
   /** true when JWT_SECRET was generated for this process (tokens die with it) */
   jwtSecretGenerated: boolean
 }
@@ -82,15 +88,20 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
       throw new ConfigError(`invalid configuration: ${(err as Error).message}`)
     }
   }
-  if (raw.REDIS_URL !== undefined) {
-    // Refuse rather than run as a lone node that an operator believes is part of a cluster.
-    throw new ConfigError('REDIS_URL is set, but cluster mode is not built yet: run one node without REDIS_URL')
+  if (raw.REDIS_URL !== undefined && !/^postgres(ql)?:\/\//.test(raw.DATABASE_URL)) {
+    // CONTRACT §10: the nodes share one PostgreSQL database; a SQLite file is one process's.
+    throw new ConfigError('REDIS_URL (cluster mode) needs a PostgreSQL DATABASE_URL that every node shares: SQLite is one process\'s file')
   }
-  if (raw.JWT_SECRET !== undefined) return { ...raw, JWT_SECRET: raw.JWT_SECRET, jwtSecretGenerated: false }
+  if (raw.REDIS_URL !== undefined && raw.JWT_SECRET === undefined) {
+    // A generated secret is this process's own: a JWT from one node would be refused by the others.
+    throw new ConfigError('REDIS_URL (cluster mode) needs JWT_SECRET, the same on every node (at least 32 characters; openssl rand -hex 32)')
+  }
+  const nodeId = raw.NODE_ID ?? `${hostname().replace(/[^A-Za-z0-9_.-]/g, '').slice(0, 40) || 'node'}-${randomBytes(4).toString('hex')}`
+  if (raw.JWT_SECRET !== undefined) return { ...raw, JWT_SECRET: raw.JWT_SECRET, jwtSecretGenerated: false, nodeId }
   if (raw.NODE_ENV === 'production') {
     throw new ConfigError('JWT_SECRET must be set (at least 32 characters) when NODE_ENV=production; generate one with: openssl rand -hex 32')
   }
-  return { ...raw, JWT_SECRET: randomBytes(32).toString('hex'), jwtSecretGenerated: true }
+  return { ...raw, JWT_SECRET: randomBytes(32).toString('hex'), jwtSecretGenerated: true, nodeId }
 }
 
 /** What createDatabase takes from the configuration. */

@@ -1,5 +1,6 @@
 // pino options for the whole process (STYLE §2.11): JSON lines, secrets
 // redacted, pretty only when a human is watching a terminal.
+import { hostname } from 'node:os'
 import type { LoggerOptions } from 'pino'
 
 export const REDACT_PATHS = [
@@ -16,10 +17,12 @@ export const REDACT_PATHS = [
   '*.token'
 ]
 
-export function loggerOptions (level: string, isTTY = false): LoggerOptions {
+/** `node`: in cluster mode, this node's NODE_ID on every line (CONTRACT §10). */
+export function loggerOptions (level: string, isTTY = false, node?: string): LoggerOptions {
   const options: LoggerOptions = {
     level,
-    redact: { paths: REDACT_PATHS, censor: '[redacted]' }
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    ...(node === undefined ? {} : { base: { pid: process.pid, hostname: hostname(), node } })
   }
   if (isTTY) {
     options.transport = { target: 'pino-pretty', options: { translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' } }

@@ -27,7 +27,7 @@ async function main (): Promise<void> {
     throw err
   }
 
-  const app = await buildApp(config, loggerOptions(config.LOG_LEVEL, process.stdout.isTTY && prettyAvailable()))
+  const app = await buildApp(config, loggerOptions(config.LOG_LEVEL, process.stdout.isTTY && prettyAvailable(), config.REDIS_URL === undefined ? undefined : config.nodeId))
   if (config.jwtSecretGenerated) {
     app.log.warn('JWT_SECRET is not set: using a random one for this process (user tokens will not survive a restart). Set JWT_SECRET in production.')
   }
@@ -58,6 +58,7 @@ async function main (): Promise<void> {
     ...(app.broker.tlsPort === undefined ? [] : [`  MQTT (TLS)    mqtts://${host.includes(':') ? `[${host}]` : host}:${app.broker.tlsPort}`]),
     `  Health        ${base}/health`,
     `  Database      ${config.DATABASE_URL.startsWith('sqlite:') ? config.DATABASE_URL : config.DATABASE_URL.replace(/\/\/[^@/]*@/, '//***@')}`,
+    ...(config.REDIS_URL === undefined ? [] : [`  Cluster       node ${config.nodeId}, Redis ${config.REDIS_URL.replace(/\/\/[^@/]*@/, '//***@')} (prefix ${config.REDIS_PREFIX})`]),
     '',
     'Create the first admin with:',
     '  npm run manage -- createsuperuser --username admin',

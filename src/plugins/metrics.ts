@@ -9,6 +9,8 @@ declare module 'fastify' {
 
 export default fp(async (fastify) => {
   const metrics = createMetrics()
+  // Cluster mode: every series names its node (CONTRACT §10), as Prometheus' target labels would.
+  if (fastify.cluster !== null) metrics.registry.setDefaultLabels({ node: fastify.config.nodeId })
   const { frameWriter, commands, retention } = fastify.services
   frameWriter.observe((rows, seconds) => {
     metrics.batchSize.observe(rows)

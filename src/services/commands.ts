@@ -153,7 +153,7 @@ export function createCommandService ({ db, events, audit, access, presence, tim
      * command-connected; else queued for `ttlSeconds` when given, else 409.
      */
     async issue (principal: UserPrincipal, robotUuid: string, command: RobotCommand, ctx: AuditContext, ttlSeconds?: number): Promise<CommandView> {
-      const connected = presence.isCommandConnected(robotUuid)
+      const connected = await presence.isCommandConnected(robotUuid)
       if (!connected && ttlSeconds === undefined) {
         await access.robotFor(principal, robotUuid) // 404 first: a robot this user cannot reach is not "not connected"
         throw new Errors.ROBOT_NOT_CONNECTED()
@@ -186,7 +186,7 @@ export function createCommandService ({ db, events, audit, access, presence, tim
       const result: CommandView = { id, robot_uuid: robotUuid, command, status, issued_by: principal.username, created_at: at.toISOString(), delivered_at: null, acked_at: null, expires_at: iso(expiresAt) }
       if (connected) {
         events.emit('commandIssued', { id, robotUuid, command, issuedBy: principal.username, issuedAt: result.created_at })
-      } else if (presence.isCommandConnected(robotUuid)) {
+      } else if (await presence.isCommandConnected(robotUuid)) {
         // The robot subscribed while this was being stored: its release may
         // have run before the row existed. Release again (a no-op if not).
         await releaseQueued(robotUuid)

@@ -12,7 +12,7 @@ import { createFrameWriter } from './frame-writer.js'
 import { createFrameService } from './frames.js'
 import { createLoginLimiter, createMemoryAttemptStore, type AttemptStore } from './login-limits.js'
 import { createOverviewService } from './overview.js'
-import { createPresenceService } from './presence.js'
+import { createPresenceService, type RemotePresence } from './presence.js'
 import { createRobotTokenService } from './robot-tokens.js'
 import { createRobotService } from './robots.js'
 import { createSessionService } from './sessions.js'
@@ -28,16 +28,18 @@ export interface ServiceDeps {
   /** where failed log-ins are counted (in memory by default) */
   attemptStore?: AttemptStore
   events?: EventBus
+  /** cluster mode: whether a robot is command-connected through another node */
+  remotePresence?: RemotePresence
 }
 
-export function createServices ({ db, config, log, jwt, tokenStore, attemptStore, events: bus }: ServiceDeps) {
+export function createServices ({ db, config, log, jwt, tokenStore, attemptStore, events: bus, remotePresence }: ServiceDeps) {
   const events = bus ?? createEventBus((err, event) => log.error({ err, event }, 'event listener failed'))
   const tokens = tokenStore ?? createMemoryTokenStore()
   const audit = createAuditService({ db })
   const users = createUserService({ db, events, audit })
   const robots = createRobotService({ db, events, audit, tokens })
   const access = createAccessService({ db, events, audit })
-  const presence = createPresenceService()
+  const presence = createPresenceService({ remote: remotePresence })
   const robotTokens = createRobotTokenService({ robots, store: tokens, ttlSeconds: config.ROBOT_TOKEN_TTL })
   const commands = createCommandService({ db, events, audit, access, presence, timeoutSeconds: config.COMMAND_TIMEOUT })
   const frames = createFrameService({ db, access })

@@ -1,5 +1,8 @@
 // Which robots are connected right now, and how (CONTRACT §3): the broker
-// reports connections; the command endpoint asks before publishing.
+// reports this node's connections; the command endpoint asks before
+// publishing. In cluster mode a robot may be connected through another node
+// (CONTRACT §10): `remote` answers for the whole cluster, and while it
+// cannot (Redis down), this node answers for what it sees itself.
 export interface PresenceCounts {
   /** open connections of the robot */
   data: number
@@ -14,7 +17,10 @@ export interface Presence {
   command_connected: boolean
 }
 
-export function createPresenceService () {
+/** The cluster's view: is the robot command-connected through any node? */
+export interface RemotePresence { commandConnected: (robotUuid: string) => Promise<boolean> }
+
+export function createPresenceService ({ remote }: { remote?: RemotePresence } = {}) {
   const live = new Map<string, PresenceCounts>()
   return {
     set (robotUuid: string, counts: PresenceCounts): void {
@@ -26,8 +32,14 @@ export function createPresenceService () {
       const data = (counts?.data ?? 0) > 0
       return { robot_uuid: robotUuid, online: data, data_connected: data, command_connected: (counts?.command ?? 0) > 0 }
     },
-    isCommandConnected (robotUuid: string): boolean {
-      return (live.get(robotUuid)?.command ?? 0) > 0
+    async isCommandConnected (robotUuid: string): Promise<boolean> {
+      if ((live.get(robotUuid)?.command ?? 0) > 0) return true
+      if (remote === undefined) return false
+      try {
+        return await remote.commandConnected(robotUuid)
+      } catch {
+        return false
+      }
     },
     onlineCount (): number {
       return live.size

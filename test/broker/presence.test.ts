@@ -125,7 +125,7 @@ for (const transport of TRANSPORTS) {
     command.end(true)
     t.same((await next).body, { robot_uuid: robot.uuid, online: true, data_connected: true, command_connected: false, since: first.since }, 'closing the command connection: online, not command-connected')
     await rowBecomes(app, user, robot.uuid, { data_connected: true, command_connected: false })
-    t.equal(app.services.presence.isCommandConnected(robot.uuid), false)
+    t.equal(await app.services.presence.isCommandConnected(robot.uuid), false)
 
     next = nextPresence(watcher, robot.uuid, (p) => !p.online)
     await data.endAsync()

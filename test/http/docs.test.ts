@@ -20,6 +20,7 @@ const CONTRACT_PATHS: Record<string, string[]> = {
   '/admin/api/robots/{uuid}/users/{user_id}': ['put', 'delete'],
   '/admin/api/users': ['get', 'post'],
   '/admin/api/users/{id}': ['patch', 'delete'],
+  '/admin/api/cluster': ['get'],
   '/health': ['get'],
   '/ready': ['get']
 }

@@ -1,0 +1,51 @@
+// Robot access tokens in Redis (CONTRACT §2, §10): a token obtained from any
+// node works at any node's CONNECT until it expires or is voided. Tokens are
+// kept by their SHA-256 (tokenKey), never in the clear: `token:<sha>` holds
+// the robot uuid with the token's TTL, `robot-tokens:<uuid>` the robot's
+// token hashes, so that voiding a robot's tokens deletes them all.
+//
+// Each node also keeps the tokens it issued in memory. While Redis is
+// unreachable, a CONNECT to this node is checked there: a robot keeps
+// logging in where it obtained its token (CONTRACT §10: "log-in with tokens
+// it can still check"); a token from another node is refused until Redis is
+// back. Redis' answer wins whenever there is one, so a token voided anywhere
+// is refused everywhere.
+import type { Redis } from 'ioredis'
+import type { FastifyBaseLogger } from 'fastify'
+import { createMemoryTokenStore, tokenKey, type TokenStore } from '../services/token-store.js'
+
+export function createRedisTokenStore ({ redis, isUp, log }: { redis: Redis, isUp: () => boolean, log: FastifyBaseLogger }): TokenStore {
+  const local = createMemoryTokenStore()
+  return {
+    async put (token, robotUuid, ttlSeconds) {
+      await local.put(token, robotUuid, ttlSeconds)
+      const key = tokenKey(token)
+      try {
+        await redis.multi()
+          .set(`token:${key}`, robotUuid, 'EX', ttlSeconds)
+          .sadd(`robot-tokens:${robotUuid}`, key)
+          .expire(`robot-tokens:${robotUuid}`, ttlSeconds, 'GT')
+          .expire(`robot-tokens:${robotUuid}`, ttlSeconds, 'NX')
+          .exec()
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'robot token not shared: it works on this node until Redis is back')
+      }
+    },
+    async get (token) {
+      if (!isUp()) return await local.get(token)
+      try {
+        return await redis.get(`token:${tokenKey(token)}`)
+      } catch {
+        return await local.get(token)
+      }
+    },
+    async revokeRobot (robotUuid) {
+      await local.revokeRobot(robotUuid)
+      const keys = await redis.smembers(`robot-tokens:${robotUuid}`)
+      await redis.del(`robot-tokens:${robotUuid}`, ...keys.map((k) => `token:${k}`))
+    },
+    async close () {
+      await local.close()
+    }
+  }
+}
