@@ -32,8 +32,24 @@ export interface AggregateView { type: number, bucket: number, from: string, to:
 
 export interface ExportQuery { type?: number, from?: Date, to?: Date, format: 'ndjson' | 'csv' }
 
-/** Rows per query of an export: a few hundred KB of text at a time. */
+/** Rows per query of an export. */
 export const EXPORT_BATCH = 2000
+/** Lines per piece written to the response (~25 KB of text). */
+export const EXPORT_PIECE = 100
+
+/** A timestamptz column as ISO 8601 text with milliseconds, as Date#toISOString writes it. */
+const PG_ISO = (column: string): string => `to_char(frames.${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`
+
+/**
+ * An instant as SQLite holds it (sqliteDate's `YYYY-MM-DD HH:MM:SS.SSS +00:00`)
+ * in ISO 8601, by slicing when it has that form, else through a Date.
+ */
+function sqliteIso (v: unknown): string | null {
+  if (v === null || v === undefined) return null
+  const s = String(v)
+  if (s.length === 30 && s.endsWith(' +00:00') && s[10] === ' ') return `${s.slice(0, 10)}T${s.slice(11, 23)}Z`
+  return rawDate(s).toISOString()
+}
 
 /**
  * One CSV cell: quoted when it holds a comma, a quote or a line break (RFC
@@ -79,11 +95,6 @@ function view (row: Frame): FrameView {
     recorded_at: row.recordedAt === null ? null : row.recordedAt.toISOString(),
     received_at: row.receivedAt.toISOString()
   }
-}
-
-/** An instant of a raw row in ISO 8601, or null. */
-function isoOf (v: unknown): string | null {
-  return v === null || v === undefined ? null : rawDate(v).toISOString()
 }
 
 /** A numeric field of a frame's stored JSON, as SQL: text on PostgreSQL (`->>`), a number on SQLite. */
@@ -201,31 +212,40 @@ export function createFrameService ({ db, access }: { db: Database, access: Acce
       const fieldColumns = query.format === 'csv'
         ? fields.map((f, i) => `, ${fieldSql(db.dialect, f)} AS f${i}`).join('')
         : pg ? ', data::text AS data' : ', data'
+      // The instants as ISO 8601 text, made by the database on PostgreSQL
+      // (no Date per row in Node: a third of the export's CPU went there).
+      const times = pg ? `${PG_ISO('recorded_at')} AS recorded_at, ${PG_ISO('received_at')} AS received_at` : 'recorded_at, received_at'
       const bounds: string[] = ['robot_id = $1']
       const bind: unknown[] = [robot.id]
       if (query.type !== undefined) { bind.push(query.type); bounds.push(`type = $${bind.length}`) }
       if (query.from !== undefined) { bind.push(dateParam(db.dialect, query.from)); bounds.push(`received_at >= $${bind.length}`) }
       if (query.to !== undefined) { bind.push(dateParam(db.dialect, query.to)); bounds.push(`received_at <= $${bind.length}`) }
       const n = bind.length
-      const first = `SELECT frame_id, type, recorded_at, received_at${fieldColumns} FROM frames WHERE ${bounds.join(' AND ')} ORDER BY received_at, frame_id LIMIT ${EXPORT_BATCH}`
+      const after = pg ? `$${n + 1}::timestamptz` : `$${n + 1}`
+      const first = `SELECT frame_id, type, ${times}${fieldColumns} FROM frames WHERE ${bounds.join(' AND ')} ORDER BY frames.received_at, frame_id LIMIT ${EXPORT_BATCH}`
       // after the last row (at, id): `at >=` bounds the index scan, the OR skips what was read
-      const next = `SELECT frame_id, type, recorded_at, received_at${fieldColumns} FROM frames WHERE ${bounds.join(' AND ')} AND received_at >= $${n + 1} AND (received_at > $${n + 1} OR frame_id > $${n + 2}) ORDER BY received_at, frame_id LIMIT ${EXPORT_BATCH}`
+      const next = `SELECT frame_id, type, ${times}${fieldColumns} FROM frames WHERE ${bounds.join(' AND ')} AND frames.received_at >= ${after} AND (frames.received_at > ${after} OR frame_id > $${n + 2}) ORDER BY frames.received_at, frame_id LIMIT ${EXPORT_BATCH}`
+      const iso = pg ? (v: unknown): string | null => v as string | null : sqliteIso
       const line = query.format === 'csv'
-        ? (r: Record<string, unknown>): string => [csvCell(String(r.frame_id), true), String(r.type), isoOf(r.recorded_at) ?? '', isoOf(r.received_at) ?? '', ...fields.map((_, i) => { const v = r[`f${i}`]; return v === null || v === undefined ? '' : String(v) })].join(',') + '\r\n'
-        : (r: Record<string, unknown>): string => `{"frame_id":${JSON.stringify(r.frame_id)},"type":${Number(r.type)},"data":${String(r.data)},"recorded_at":${JSON.stringify(isoOf(r.recorded_at))},"received_at":${JSON.stringify(isoOf(r.received_at))}}\n`
+        ? (r: Record<string, unknown>): string => [csvCell(String(r.frame_id), true), String(r.type), iso(r.recorded_at) ?? '', iso(r.received_at) ?? '', ...fields.map((_, i) => { const v = r[`f${i}`]; return v === null || v === undefined ? '' : String(v) })].join(',') + '\r\n'
+        : (r: Record<string, unknown>): string => `{"frame_id":${JSON.stringify(r.frame_id)},"type":${Number(r.type)},"data":${String(r.data)},"recorded_at":${JSON.stringify(iso(r.recorded_at))},"received_at":${JSON.stringify(iso(r.received_at))}}\n`
 
       async function * pieces (): AsyncGenerator<string> {
         if (query.format === 'csv') yield ['frame_id', 'type', 'recorded_at', 'received_at', ...fields].join(',') + '\r\n'
-        let after: [unknown, unknown] | null = null
+        let cursor: [unknown, unknown] | null = null
         for (;;) {
-          const rows = await db.sequelize.query(after === null ? first : next, { type: QueryTypes.SELECT, bind: after === null ? bind : [...bind, ...after] }) as Array<Record<string, unknown>>
+          const rows = await db.sequelize.query(cursor === null ? first : next, { type: QueryTypes.SELECT, bind: cursor === null ? bind : [...bind, ...cursor] }) as Array<Record<string, unknown>>
           if (rows.length === 0) return
-          let text = ''
-          for (const r of rows) text += line(r)
-          yield text
+          // Written EXPORT_PIECE lines at a time: short strings die young,
+          // where a whole batch's half megabyte waited for a full collection.
+          for (let i = 0; i < rows.length; i += EXPORT_PIECE) {
+            let text = ''
+            for (const r of rows.slice(i, i + EXPORT_PIECE)) text += line(r)
+            yield text
+          }
           if (rows.length < EXPORT_BATCH) return
           const last = rows[rows.length - 1] as Record<string, unknown>
-          after = [last.received_at, last.frame_id]
+          cursor = [last.received_at, last.frame_id]
         }
       }
       return pieces()
