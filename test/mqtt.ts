@@ -46,11 +46,18 @@ export interface ConnectOptions extends IClientOptions { transport?: Transport }
 export async function connect (t: Test, app: FastifyInstance, opts: ConnectOptions = {}): Promise<MqttClient> {
   const transport = opts.transport ?? 'tcp'
   if (transport === 'ws') await listen(app)
-  const client = mqtt.connect(brokerUrl(app, transport), { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...(transport === 'tls' ? { ca: TEST_CA } : {}), ...opts })
-  // TCP_NODELAY, as most MQTT clients set it (mqtt.js does not): without it a
-  // client that acks a message and then publishes waits ~40 ms for the
-  // server's delayed ACK before its PUBLISH leaves (Nagle), so a test that
-  // sends 1,063 frames one after the other took 49 s over TCP, 3 s over WebSocket.
+  return await opened(t, mqtt.connect(brokerUrl(app, transport), { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...(transport === 'tls' ? { ca: TEST_CA } : {}), ...opts }))
+}
+
+/**
+ * A client just created: TCP_NODELAY on its socket, ended on teardown;
+ * resolves on CONNACK 0. TCP_NODELAY, as most MQTT clients set it (mqtt.js
+ * does not): without it a client that acks a message and then publishes
+ * waits ~40 ms for the server's delayed ACK before its PUBLISH leaves
+ * (Nagle), so a test that sends 1,063 frames one after the other took 49 s
+ * over TCP, 3 s over WebSocket.
+ */
+export async function opened (t: Test, client: MqttClient): Promise<MqttClient> {
   ;(client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true)
   t.teardown(() => { client.end(true) })
   await new Promise<void>((resolve, reject) => {
@@ -66,11 +73,6 @@ export async function refusedWith (t: Test, app: FastifyInstance, opts: ConnectO
   const transport = opts.transport ?? 'tcp'
   if (transport === 'ws') await listen(app)
   const client = mqtt.connect(brokerUrl(app, transport), { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...(transport === 'tls' ? { ca: TEST_CA } : {}), ...opts })
-  // TCP_NODELAY, as most MQTT clients set it (mqtt.js does not): without it a
-  // client that acks a message and then publishes waits ~40 ms for the
-  // server's delayed ACK before its PUBLISH leaves (Nagle), so a test that
-  // sends 1,063 frames one after the other took 49 s over TCP, 3 s over WebSocket.
-  ;(client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true)
   t.teardown(() => { client.end(true) })
   return await new Promise((resolve, reject) => {
     client.once('connect', () => { reject(new Error('connected, but a refusal was expected')) })

@@ -4,8 +4,8 @@
 import { request } from 'node:http'
 import { connect as netConnect } from 'node:net'
 import mqtt from 'mqtt'
-import t, { type Test } from 'tap'
-import { clusterCapable, clusterSetup, makeRobot, login, robotTokenAt, startNode, type Node } from './nodes.js'
+import type { Test } from 'tap'
+import { clusterTest, makeRobot, type Node, robotTokenAt } from './nodes.js'
 
 /** POSTs JSON to a node from the loopback address `from`. */
 async function postFrom (node: Node, from: string, path: string, body: unknown): Promise<{ status: number, retryAfter: string | undefined }> {
@@ -31,27 +31,19 @@ async function connackFrom (t: Test, node: Node, from: string, username: string,
   })
 }
 
-if (!clusterCapable) {
-  t.pass('cluster mode needs PostgreSQL: these tests run in the PostgreSQL run of the suite (TEST_DATABASE_URL)')
-} else {
-  t.test('failed log-ins at node A block the address at node B (REST and MQTT); another address logs in', async (t) => {
-    const setup = await clusterSetup(t, { AUTH_FAIL_LIMIT: '3', AUTH_FAIL_WINDOW: '60' })
-    const a = await startNode(t, setup, 'node-a')
-    const b = await startNode(t, setup, 'node-b')
-    const staff = await login(a, 'chief', 'chief-password')
-    const robot = await makeRobot(a, staff, 'LIM-1')
-    const token = await robotTokenAt(a, robot)
+clusterTest('failed log-ins at node A block the address at node B (REST and MQTT); another address logs in', { env: { AUTH_FAIL_LIMIT: '3', AUTH_FAIL_WINDOW: '60' } }, async (t, { nodes: [a, b], staff }) => {
+  const robot = await makeRobot(a, staff, 'LIM-1')
+  const token = await robotTokenAt(a, robot)
 
-    t.equal((await postFrom(b, '127.0.0.7', '/users/obtain_token/', { username: 'chief', password: 'chief-password' })).status, 200, 'before: the address logs in at B')
-    for (let i = 0; i < 3; i++) {
-      t.equal((await postFrom(a, '127.0.0.7', '/users/obtain_token/', { username: 'chief', password: 'wrong' })).status, 401, `failure ${i + 1} at A`)
-    }
-    const blocked = await postFrom(b, '127.0.0.7', '/users/obtain_token/', { username: 'chief', password: 'chief-password' })
-    t.equal(blocked.status, 429, 'B refuses the blocked address, correct credentials included')
-    t.match(blocked.retryAfter, /^\d+$/, 'with Retry-After')
-    t.equal((await postFrom(b, '127.0.0.7', '/robots/robot/obtain_token', { serial: robot.serial, token: robot.secret })).status, 429, 'the robot endpoint too')
-    t.equal(await connackFrom(t, b, '127.0.0.7', robot.uuid, token), 5, 'and an MQTT CONNECT at B: CONNACK 5')
-    t.equal((await postFrom(b, '127.0.0.8', '/users/obtain_token/', { username: 'chief', password: 'chief-password' })).status, 200, 'another address is not affected')
-    t.equal(await connackFrom(t, a, '127.0.0.8', robot.uuid, token), 0, 'nor its CONNECTs')
-  })
-}
+  t.equal((await postFrom(b, '127.0.0.7', '/users/obtain_token/', { username: 'chief', password: 'chief-password' })).status, 200, 'before: the address logs in at B')
+  for (let i = 0; i < 3; i++) {
+    t.equal((await postFrom(a, '127.0.0.7', '/users/obtain_token/', { username: 'chief', password: 'wrong' })).status, 401, `failure ${i + 1} at A`)
+  }
+  const blocked = await postFrom(b, '127.0.0.7', '/users/obtain_token/', { username: 'chief', password: 'chief-password' })
+  t.equal(blocked.status, 429, 'B refuses the blocked address, correct credentials included')
+  t.match(blocked.retryAfter, /^\d+$/, 'with Retry-After')
+  t.equal((await postFrom(b, '127.0.0.7', '/robots/robot/obtain_token', { serial: robot.serial, token: robot.secret })).status, 429, 'the robot endpoint too')
+  t.equal(await connackFrom(t, b, '127.0.0.7', robot.uuid, token), 5, 'and an MQTT CONNECT at B: CONNACK 5')
+  t.equal((await postFrom(b, '127.0.0.8', '/users/obtain_token/', { username: 'chief', password: 'chief-password' })).status, 200, 'another address is not affected')
+  t.equal(await connackFrom(t, a, '127.0.0.8', robot.uuid, token), 0, 'nor its CONNECTs')
+})

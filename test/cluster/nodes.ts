@@ -8,8 +8,9 @@ import { once } from 'node:events'
 import { createServer } from 'node:net'
 import { Redis } from 'ioredis'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
-import type { Test } from 'tap'
+import t, { type Test } from 'tap'
 import { pgBase, testDatabase, TEST_JWT_SECRET } from '../helper.js'
+import { opened } from '../mqtt.js'
 import { MANAGE, mqttPortOf, postJson, run, startServer, tempDir } from '../process/spawn.js'
 
 /** Cluster tests need PostgreSQL: they run in the suite's PostgreSQL run (TEST_DATABASE_URL). */
@@ -149,15 +150,7 @@ export async function robotTokenAt (node: Node, robot: { serial: string, secret:
 /** An MQTT client of a node, over TCP (TCP_NODELAY) or WebSocket; ended on teardown. */
 export async function mqttTo (t: Test, node: Node, opts: IClientOptions & { ws?: boolean }): Promise<MqttClient> {
   const url = opts.ws === true ? `${node.url.replace(/^http/, 'ws')}/mqtt` : `mqtt://127.0.0.1:${node.mqttPort}`
-  const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...opts })
-  ;(client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true)
-  t.teardown(() => { client.end(true) })
-  await new Promise<void>((resolve, reject) => {
-    client.once('connect', () => { resolve() })
-    client.once('error', reject)
-    client.once('close', () => { reject(new Error('closed before CONNACK')) })
-  })
-  return client
+  return await opened(t, mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...opts }))
 }
 
 /** The CONNACK code of a refused connection. */
@@ -167,5 +160,25 @@ export async function refusedAt (t: Test, node: Node, opts: IClientOptions): Pro
   return await new Promise((resolve, reject) => {
     client.once('connect', () => { reject(new Error('connected, but a refusal was expected')) })
     client.once('error', (err: Error & { code?: number }) => { resolve(err.code) })
+  })
+}
+
+export interface Cluster { setup: ClusterSetup, nodes: Node[], staff: string }
+
+/**
+ * A test of CONTRACT §10: a fresh database and Redis, `nodes` nodes named
+ * node-a, node-b, … (2 by default) started with `env`, and a staff JWT from
+ * node-a. On SQLite the file says, in one passing line, where it runs instead.
+ */
+export function clusterTest (name: string, opts: { nodes?: number, env?: Record<string, string> }, fn: (t: Test, cluster: Cluster) => Promise<void>): void {
+  if (!clusterCapable) {
+    t.pass('cluster mode needs PostgreSQL: these tests run in the PostgreSQL run of the suite (TEST_DATABASE_URL)')
+    return
+  }
+  t.test(name, async (t) => {
+    const setup = await clusterSetup(t, opts.env)
+    const nodes: Node[] = []
+    for (let i = 0; i < (opts.nodes ?? 2); i++) nodes.push(await startNode(t, setup, `node-${String.fromCharCode(97 + i)}`))
+    await fn(t, { setup, nodes, staff: await login(nodes[0] as Node, 'chief', 'chief-password') })
   })
 }

@@ -1,48 +1,39 @@
 // Cluster mode (CONTRACT §10): a revocation told to one node takes effect on
 // every node within a second (the events relayed over Redis, src/cluster/events.ts).
-import t from 'tap'
 import { nextMessage, positionFrame, subscribe } from '../mqtt.js'
-import { api, clusterCapable, clusterSetup, login, makeRobot, mqttTo, refusedAt, robotTokenAt, startNode } from './nodes.js'
+import { api, clusterTest, login, makeRobot, mqttTo, refusedAt, robotTokenAt } from './nodes.js'
 
-if (!clusterCapable) {
-  t.pass('cluster mode needs PostgreSQL: these tests run in the PostgreSQL run of the suite (TEST_DATABASE_URL)')
-} else {
-  t.test('revocations reach every node within a second: a robot disabled through A is closed on B; a grant revoked on B stops delivery on A', async (t) => {
-    const setup = await clusterSetup(t)
-    const a = await startNode(t, setup, 'node-a')
-    const b = await startNode(t, setup, 'node-b')
-    const staff = await login(a, 'chief', 'chief-password')
-    const robot = await makeRobot(a, staff, 'CL-2')
-    const other = await makeRobot(a, staff, 'CL-3')
-    const user = await api(a, 'POST', '/admin/api/users', staff, { username: 'u2', password: 'u2-password' })
-    await api(a, 'PUT', `/admin/api/robots/${other.uuid}/users/${user.body.id as number}`, staff)
-    const userJwt = await login(a, 'u2', 'u2-password')
+clusterTest('revocations reach every node within a second: a robot disabled through A is closed on B; a grant revoked on B stops delivery on A', {}, async (t, { nodes: [a, b], staff }) => {
+  const robot = await makeRobot(a, staff, 'CL-2')
+  const other = await makeRobot(a, staff, 'CL-3')
+  const user = await api(a, 'POST', '/admin/api/users', staff, { username: 'u2', password: 'u2-password' })
+  await api(a, 'PUT', `/admin/api/robots/${other.uuid}/users/${user.body.id as number}`, staff)
+  const userJwt = await login(a, 'u2', 'u2-password')
 
-    const robotClient = await mqttTo(t, b, { username: robot.uuid, password: await robotTokenAt(b, robot) })
-    const token = await robotTokenAt(a, robot)
-    const closedAt = new Promise<number>((resolve) => { robotClient.once('close', () => { resolve(Date.now()) }) })
-    const disabledAt = Date.now()
-    t.equal((await api(a, 'PATCH', `/admin/api/robots/${robot.uuid}`, staff, { enabled: false })).status, 200)
-    t.ok(await closedAt - disabledAt < 1000, `closed on B ${await closedAt - disabledAt} ms after A disabled it`)
-    await api(a, 'PATCH', `/admin/api/robots/${robot.uuid}`, staff, { enabled: true })
-    t.equal(await refusedAt(t, b, { username: robot.uuid, password: token }), 4, 'its token from A is void at B too')
+  const robotClient = await mqttTo(t, b, { username: robot.uuid, password: await robotTokenAt(b, robot) })
+  const token = await robotTokenAt(a, robot)
+  const closedAt = new Promise<number>((resolve) => { robotClient.once('close', () => { resolve(Date.now()) }) })
+  const disabledAt = Date.now()
+  t.equal((await api(a, 'PATCH', `/admin/api/robots/${robot.uuid}`, staff, { enabled: false })).status, 200)
+  t.ok(await closedAt - disabledAt < 1000, `closed on B ${await closedAt - disabledAt} ms after A disabled it`)
+  await api(a, 'PATCH', `/admin/api/robots/${robot.uuid}`, staff, { enabled: true })
+  t.equal(await refusedAt(t, b, { username: robot.uuid, password: token }), 4, 'its token from A is void at B too')
 
-    // The user watches `other` on A; the grant is revoked through B.
-    const watcher = await mqttTo(t, a, { username: 'u2', password: userJwt })
-    await subscribe(watcher, 'robots/+/stats', 0)
-    const otherClient = await mqttTo(t, a, { username: other.uuid, password: await robotTokenAt(a, other) })
-    await subscribe(otherClient, `robots/${other.uuid}/ack`)
-    const first = nextMessage(watcher, `robots/${other.uuid}/stats`)
-    otherClient.publish(`robots/${other.uuid}/data`, positionFrame('g1'), { qos: 1 })
-    await first
-    t.equal((await api(b, 'DELETE', `/admin/api/robots/${other.uuid}/users/${user.body.id as number}`, staff)).status, 204)
-    await new Promise((resolve) => { setTimeout(resolve, 1000) })
-    const seen: string[] = []
-    watcher.on('message', (topic) => { seen.push(topic) })
-    const acked = nextMessage(otherClient, `robots/${other.uuid}/ack`)
-    otherClient.publish(`robots/${other.uuid}/data`, positionFrame('g2'), { qos: 1 })
-    await acked
-    await new Promise((resolve) => { setTimeout(resolve, 300) })
-    t.same(seen, [], 'no statistics after the grant was revoked on the other node')
-  })
-}
+  // The user watches `other` on A; the grant is revoked through B.
+  const watcher = await mqttTo(t, a, { username: 'u2', password: userJwt })
+  await subscribe(watcher, 'robots/+/stats', 0)
+  const otherClient = await mqttTo(t, a, { username: other.uuid, password: await robotTokenAt(a, other) })
+  await subscribe(otherClient, `robots/${other.uuid}/ack`)
+  const first = nextMessage(watcher, `robots/${other.uuid}/stats`)
+  otherClient.publish(`robots/${other.uuid}/data`, positionFrame('g1'), { qos: 1 })
+  await first
+  t.equal((await api(b, 'DELETE', `/admin/api/robots/${other.uuid}/users/${user.body.id as number}`, staff)).status, 204)
+  await new Promise((resolve) => { setTimeout(resolve, 1000) })
+  const seen: string[] = []
+  watcher.on('message', (topic) => { seen.push(topic) })
+  const acked = nextMessage(otherClient, `robots/${other.uuid}/ack`)
+  otherClient.publish(`robots/${other.uuid}/data`, positionFrame('g2'), { qos: 1 })
+  await acked
+  await new Promise((resolve) => { setTimeout(resolve, 300) })
+  t.same(seen, [], 'no statistics after the grant was revoked on the other node')
+})
