@@ -120,16 +120,16 @@ export function createPresenceTracker ({ services, publish, onChange, onCommandC
     announce(uuid, state.data, state.command, sum.since)
   }
 
-  /** Reports this node's counts of a robot (or a dead node's, as zero) and announces the cluster's sum. */
-  function report (uuid: string, counts: { data: number, command: number }, fallback: { data: boolean, command: boolean, since: string } | null, node?: string): void {
+  /** Reports this node's counts of a robot and announces the cluster's sum. */
+  function report (uuid: string, counts: { data: number, command: number }, fallback: { data: boolean, command: boolean, since: string }): void {
     const port = cluster as ClusterPresencePort
     const previous = reporting.get(uuid) ?? Promise.resolve()
     const next: Promise<void> = previous
-      .then(async () => { announceSum(uuid, await port.report(node ?? port.nodeId, uuid, counts)) })
+      .then(async () => { announceSum(uuid, await port.report(port.nodeId, uuid, counts)) })
       .catch((err: unknown) => {
         log.debug({ err: (err as Error).message, robot: uuid }, 'presence not shared: Redis unreachable')
         // What this node sees; everything is reported again when Redis is back.
-        if (fallback !== null) announce(uuid, fallback.data, fallback.command, fallback.since)
+        announce(uuid, fallback.data, fallback.command, fallback.since)
       })
       .finally(() => {
         if (reporting.get(uuid) === next) reporting.delete(uuid)
@@ -197,8 +197,11 @@ export function createPresenceTracker ({ services, publish, onChange, onCommandC
      * robot's sum is announced again.
      */
     async release (node: string, uuids: string[]): Promise<void> {
-      for (const uuid of uuids) report(uuid, { data: 0, command: 0 }, null, node)
-      await Promise.all(uuids.map(async (uuid) => await reporting.get(uuid)))
+      // Another node's counts (or this node's previous process'): nothing of
+      // this node's own reports to keep in order with. A failure propagates,
+      // so the reaper tries again rather than forget a node half released.
+      const port = cluster as ClusterPresencePort
+      for (const uuid of uuids) announceSum(uuid, await port.report(node, uuid, { data: 0, command: 0 }))
     },
     /** Cluster mode: Redis is back (perhaps empty): every robot this node holds is reported again. */
     reassert (): void {

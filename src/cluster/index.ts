@@ -112,10 +112,21 @@ export async function createCluster ({ config, log: parentLog }: { config: Confi
   let beating: Promise<void> = Promise.resolve()
   let closed = false
 
-  /** One beat: this node's line, then a look for dead nodes to reap. */
+  /**
+   * One beat: this node's line, then a look for dead nodes to reap. A line
+   * that had gone (Redis emptied, or this node taken for dead after a long
+   * pause or a partition, and its robots released) means the cluster has
+   * forgotten this node's connections: they are reported again.
+   */
+  let beats = 0
   async function beat (hooks: NodeHooks): Promise<void> {
     const counts = hooks.counts()
-    await nodes.beat({ started_at: startedAt.toISOString(), robots: counts.robots, users: counts.users })
+    const forgotten = await nodes.beat({ started_at: startedAt.toISOString(), robots: counts.robots, users: counts.users })
+    if (forgotten && beats > 0) {
+      log.warn('this node was missing from the cluster: its connections are reported again')
+      for (const listener of reconnectListeners) listener()
+    }
+    beats++
     for (const node of await nodes.all()) {
       if (node.alive || node.node_id === nodeId) continue
       if (!await nodes.claim(node.node_id)) continue

@@ -20,9 +20,11 @@ export function createNodeRegistry ({ redis, nodeId, timeoutSeconds }: { redis: 
   const aliveMs = Math.max(1000, Math.round(timeoutSeconds * 600))
   return {
     beatEveryMs: Math.max(500, Math.round(timeoutSeconds * 200)),
-    async beat (info: Omit<NodeInfo, 'node_id' | 'last_seen_at'>, now = new Date()): Promise<void> {
+    /** Writes this node's line; true when the line was not there (the first beat, or this node was reaped or Redis emptied). */
+    async beat (info: Omit<NodeInfo, 'node_id' | 'last_seen_at'>, now = new Date()): Promise<boolean> {
       const line: NodeInfo = { node_id: nodeId, ...info, last_seen_at: now.toISOString() }
-      await redis.multi().hset('nodes', nodeId, JSON.stringify(line)).set(`alive:${nodeId}`, '1', 'PX', aliveMs).exec()
+      const answers = await redis.multi().hset('nodes', nodeId, JSON.stringify(line)).set(`alive:${nodeId}`, '1', 'PX', aliveMs).exec()
+      return answers?.[0]?.[1] === 1
     },
     /** Every node with a line, and whether it is alive. */
     async all (): Promise<Array<NodeInfo & { alive: boolean }>> {

@@ -1,7 +1,7 @@
 // Cluster mode (CONTRACT §10): a node killed with SIGKILL. Its robots go
 // offline within CLUSTER_NODE_TIMEOUT (node heartbeats in Redis, not Aedes'
 // wills), nothing acked is lost, the other node goes on.
-import { eventually, nextMessage, positionFrame, subscribe } from '../mqtt.js'
+import { eventually, messageWhere, nextMessage, positionFrame, subscribe } from '../mqtt.js'
 import { api, clusterTest, makeRobot, mqttTo, robotTokenAt } from './nodes.js'
 
 clusterTest('kill -9 of a node: within CLUSTER_NODE_TIMEOUT its robots are offline everywhere, nothing acked is lost, the other node goes on', {}, async (t, { nodes: [a, b], staff }) => {
@@ -40,4 +40,26 @@ clusterTest('kill -9 of a node: within CLUSTER_NODE_TIMEOUT its robots are offli
   t.same(await ack, { id: 'alive', status: 'ok' }, 'the other node goes on')
   const nodes = await eventually(async () => await api(a, 'GET', '/admin/api/cluster', staff), (r) => r.body.nodes?.length === 1)
   t.same(nodes.body.nodes.map((n: { node_id: string }) => n.node_id), ['node-a'], 'the dead node leaves the list')
+})
+
+clusterTest('a node frozen past CLUSTER_NODE_TIMEOUT is taken for dead; when it runs again it reports its robots, which are online again', {}, async (t, { nodes: [a, b], staff }) => {
+  const robot = await makeRobot(a, staff, 'CL-7')
+  const watcher = await mqttTo(t, a, { username: 'chief', password: staff })
+  await subscribe(watcher, 'robots/+/presence', 0)
+  const client = await mqttTo(t, b, { username: robot.uuid, password: await robotTokenAt(b, robot), keepalive: 600 })
+  await eventually(async () => await api(a, 'GET', `/robots/${robot.uuid}`, staff), (r) => r.body.data_connected === true)
+  const online = (want: boolean): Promise<unknown> => messageWhere<{ online: boolean }>(watcher, `robots/${robot.uuid}/presence`, (p) => p.online === want, 10_000)
+
+  const offline = online(false)
+  b.child.kill('SIGSTOP')
+  t.teardown(() => { b.child.kill('SIGCONT') })
+  await offline
+  t.pass('taken for dead while frozen: offline')
+  const back = online(true)
+  b.child.kill('SIGCONT')
+  await back
+  t.pass('running again: its robot is online again')
+  const row = await eventually(async () => await api(a, 'GET', `/robots/${robot.uuid}`, staff), (r) => r.body.data_connected === true)
+  t.match(row.body, { data_connected: true }, 'REST agrees')
+  t.ok(client.connected, 'the robot never lost its connection')
 })
