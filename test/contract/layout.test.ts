@@ -1,7 +1,8 @@
 // The layout's dependency rule (README, "Development"): the contract depends
-// on nothing of ours, services on the contract and the base modules, the
-// broker on services and the contract; only the HTTP layer and the admin sit
-// above them. Read from the import statements of the sources themselves.
+// on nothing of ours, services on the contract and the base modules, cluster
+// mode's Redis side (src/cluster) on the services' interfaces it implements,
+// the broker on services, the contract and the cluster (its emitter and
+// persistence); only the HTTP layer and the admin sit above them. Read from the import statements of the sources themselves.
 import { readdirSync, readFileSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -39,8 +40,13 @@ t.test('services depend on the contract, the database layer and the base modules
   t.same(violations('src/services', inside('src/services/', 'src/contract/', 'src/db/')), [])
 })
 
-t.test('the broker depends on services, the contract and the base modules, never on HTTP or the admin', async (t) => {
-  t.same(violations('broker', inside('broker/', 'src/services/', 'src/contract/')), [])
+t.test('cluster mode depends on the services it implements and the base modules, never on the broker, HTTP or the admin', async (t) => {
+  t.ok(sources('src/cluster').length > 0)
+  t.same(violations('src/cluster', inside('src/cluster/', 'src/services/')), [])
+})
+
+t.test('the broker depends on services, the contract, the cluster and the base modules, never on HTTP or the admin', async (t) => {
+  t.same(violations('broker', inside('broker/', 'src/services/', 'src/contract/', 'src/cluster/')), [])
 })
 
 t.test('the check sees a wrong-way import when there is one', async (t) => {
