@@ -9,6 +9,7 @@
 //   npm run bench -- [--robots 100] [--window 10] [--duration 30 | --frames N]
 //                    [--scenarios a,b,…] [--idle 1000,5000] [--chart 10,50,100,200]
 //                    [--storm 100,5000] [--bad-logins 32] [--history-frames 1000000]
+//   npm run bench -- --cluster [--cluster-storm 1000] [--scenarios …]   (two United nodes against one, cluster.ts)
 import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
@@ -17,9 +18,10 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import type { MqttClient } from 'mqtt'
 import { renderChart, type ChartPoint } from './chart.js'
-import { HISTORY_SCENARIOS, runHistory } from './history.js'
+import { CLUSTER_ALIASES, CLUSTER_SCENARIOS, clusterExtra, runCluster } from './cluster.js'
+import { HISTORY_SCENARIOS, runHistory, type Meter } from './history.js'
 import { closedLoop, connect, mapLimit, now, paced, percentiles, Recorder, Robot, round } from './load.js'
-import { CommandCpuMeter, cpuSeconds, hostCpuSeconds, killChildren, ProcMeter, rssMiB, settle, sleep, stopChildren } from './proc.js'
+import { CommandCpuMeter, cpuSeconds, hostCpuSeconds, killChildren, ProcMeter, rssMiB, settle, sleep, stopChildren, type Spawned } from './proc.js'
 import { Bare, United, type Target } from './targets.js'
 
 const ROOT = resolve(import.meta.dirname, '..', '..', '..') // dist/test/bench → the repository
@@ -73,8 +75,13 @@ const USAGE = `usage: npm run bench -- [options]
   --history-frames N  history-*: frames of the robot that is aggregated and exported, and
                       expired frames that retention removes (default 1000000)
   --timeout MIN       give up after this many minutes (default 45)
+  --cluster           instead: two United nodes of one cluster (REDIS_URL, a redis-server of the
+                      bench's own) against one standalone United, on PostgreSQL only; --scenarios
+                      then picks among ${CLUSTER_SCENARIOS.join(', ')}
+                      (aliases: tcp, ingest, command, fanout, storm, rss)
+  --cluster-storm N   cluster-storm: robots at once, spread over both nodes (default 1000)
 
-Env: DATABASE_URL (United's database; default: SQLite in a fresh temp directory).
+Env: DATABASE_URL (United's database; default: SQLite in a fresh temp directory; --cluster: a PostgreSQL URL).
      BENCH_SERVER_NODE_ARGS (extra node flags for United, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").`
 
 class UsageError extends Error {}
@@ -131,6 +138,8 @@ function readOptions () {
       'stream-hz': { type: 'string', default: '10' },
       'history-frames': { type: 'string', default: '1000000' },
       timeout: { type: 'string', default: '45' },
+      cluster: { type: 'boolean', default: false },
+      'cluster-storm': { type: 'string', default: '1000' },
       help: { type: 'boolean', short: 'h' }
     },
     strict: true
@@ -140,7 +149,15 @@ function readOptions () {
     process.exit(0)
   }
   const scenarios = new Set<Scenario>()
+  // --cluster has scenarios of its own (cluster.ts): --scenarios picks among them
+  const clusterScenarios = new Set<string>()
   for (const name of values.scenarios.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+    if (values.cluster) {
+      const names = name === 'all' ? [...CLUSTER_SCENARIOS] : CLUSTER_ALIASES[name] ?? ((CLUSTER_SCENARIOS as readonly string[]).includes(name) ? [name] : undefined)
+      if (names === undefined) throw new UsageError(`unknown cluster scenario ${name}: ${CLUSTER_SCENARIOS.join(', ')}`)
+      for (const n of names) clusterScenarios.add(n)
+      continue
+    }
     const names = ALIASES[name] ?? ((SCENARIOS as readonly string[]).includes(name) ? [name as Scenario] : undefined)
     if (names === undefined) throw new UsageError(`unknown scenario ${name}: ${SCENARIOS.join(', ')}`)
     for (const n of names) scenarios.add(n)
@@ -164,7 +181,10 @@ function readOptions () {
     commandRate: positive(values['command-rate'], 'command-rate', false),
     streamHz: nonNegative(values['stream-hz'], 'stream-hz'),
     historyFrames: positive(values['history-frames'], 'history-frames'),
-    timeoutMin: positive(values.timeout, 'timeout', false)
+    timeoutMin: positive(values.timeout, 'timeout', false),
+    cluster: values.cluster,
+    clusterScenarios,
+    clusterStorm: positive(values['cluster-storm'], 'cluster-storm')
   }
 }
 
@@ -180,6 +200,9 @@ const say = (s: string): void => { process.stderr.write(`bench: ${new Date().toI
 const range = (n: number, from = 0): number[] => Array.from({ length: Math.max(0, n - from) }, (_, i) => from + i)
 const errText = (err: unknown): string => err instanceof Error ? err.message : String(err)
 
+/** A process the runner watches: a target, a cluster node, the cluster bench's redis-server. */
+interface Watched { readonly proc: { readonly pid: number } }
+
 /** Starts (after letting both servers settle) and stops the measurement of the server's CPU and RSS. */
 class Mark {
   private meter: ProcMeter | undefined
@@ -191,7 +214,7 @@ class Mark {
   private lag: IntervalHistogram | undefined
   result: Fields | undefined
   /** `db`: the name of the database server's processes when it runs on this machine (postgres) */
-  constructor (private readonly target: Target, private readonly others: Target[], private readonly db?: string) {}
+  constructor (private readonly target: Watched, private readonly others: Watched[], private readonly db?: string) {}
 
   async start (): Promise<void> {
     await Promise.all([this.target, ...this.others].map(async (t) => { await settle(t.proc.pid) }))
@@ -266,6 +289,13 @@ async function main (): Promise<void> {
   const runId = `${Date.now().toString(36)}${randomBytes(2).toString('hex')}`
   const databaseUrl = process.env.DATABASE_URL !== undefined && process.env.DATABASE_URL !== '' ? process.env.DATABASE_URL : undefined
   const dbLabel = databaseUrl === undefined ? 'SQLite (embedded, temp dir)' : databaseUrl.startsWith('sqlite:') ? databaseUrl : `PostgreSQL ${databaseUrl.replace(/\/\/[^@/]*@/, '//***@')}`
+  if (opts.cluster && !/^postgres(ql)?:\/\//.test(databaseUrl ?? '')) {
+    // before anything starts: United itself refuses REDIS_URL on SQLite (exit 78)
+    process.stderr.write('bench: --cluster needs a PostgreSQL DATABASE_URL: cluster mode (REDIS_URL) runs on PostgreSQL only (CONTRACT §10). For example:\n' +
+      '  createdb -h 127.0.0.1 -U postgres united_bench_cluster\n' +
+      '  DATABASE_URL=postgres://postgres@127.0.0.1:5432/united_bench_cluster npm run bench -- --cluster\n')
+    process.exit(64)
+  }
   const watchdog = setTimeout(() => {
     say(`gave up after ${opts.timeoutMin} minutes (--timeout)`)
     void shutdown(2)
@@ -274,14 +304,15 @@ async function main (): Promise<void> {
 
   // a PostgreSQL server on this machine: its CPU is reported as db_cpu_s (all its processes, whoever they serve)
   const dbProcess = databaseUrl !== undefined && /^postgres(ql)?:\/\/([^@/]*@)?(127\.0\.0\.1|localhost|\[::1\])[:/]/.test(databaseUrl) ? 'postgres' : undefined
-  const united = new United(FILES, runId, databaseUrl)
+  // --cluster: `united` is the standalone United the cluster is compared with; no bare broker
+  const united = new United(FILES, runId, databaseUrl, { label: opts.cluster ? 'United (standalone)' : 'United' })
   const bare = new Bare(FILES.bare)
   cleanups.push(() => { united.removeDir() })
-  const targets: Target[] = [united, bare]
+  const targets: Target[] = opts.cluster ? [united] : [united, bare]
   const has = (s: Scenario): boolean => opts.scenarios.has(s)
 
   say(`run ${runId}: ${opts.robots} robots, window ${opts.window}, ${opts.frames !== undefined ? `${opts.frames} frames/robot` : `${opts.duration} s`} per workload; United on ${dbLabel}; ${cpus().length} CPUs; Node ${process.version}`)
-  say(`scenarios: ${[...opts.scenarios].join(', ')}`)
+  say(`scenarios: ${[...(opts.cluster ? opts.clusterScenarios : opts.scenarios)].join(', ')}`)
   {
     const b0 = hostCpuSeconds().busy
     const c0 = process.cpuUsage()
@@ -293,18 +324,21 @@ async function main (): Promise<void> {
 
   // What is needed: robots 0..n-1 (every workload takes the first ones), the fan-out robot and its users.
   const stormCounts = opts.storm ?? [opts.robots]
-  const needed = Math.max(
-    opts.robots,
-    has('connection-storm') ? Math.max(...stormCounts) : 0,
-    has('chart') ? Math.max(...opts.chart) : 0,
-    has('idle-rss') ? Math.max(...opts.idle) : 0
-  )
+  const needed = opts.cluster
+    ? Math.max(opts.robots, opts.clusterScenarios.has('cluster-storm') ? opts.clusterStorm : 0)
+    : Math.max(
+      opts.robots,
+      has('connection-storm') ? Math.max(...stormCounts) : 0,
+      has('chart') ? Math.max(...opts.chart) : 0,
+      has('idle-rss') ? Math.max(...opts.idle) : 0
+    )
+  const fanoutUsers = (opts.cluster ? opts.clusterScenarios.has('cluster-fanout') : has('ws-fanout')) ? opts.users : 0
   const t0 = now()
-  await bare.start()
+  if (!opts.cluster) await bare.start()
   await united.createSuperuser()
   await united.start()
-  say(`United up (${united.httpUrl}, ${united.mqttUrl}), bare up (${bare.mqttUrl}, ${bare.wsUrl}); provisioning ${needed} robots and ${has('ws-fanout') ? opts.users : 0} users through the Management API…`)
-  await united.provision(needed, has('ws-fanout') ? opts.users : 0, (done, total) => { say(`  ${done}/${total} robots`) })
+  say(`United up (${united.httpUrl}, ${united.mqttUrl})${opts.cluster ? '' : `, bare up (${bare.mqttUrl}, ${bare.wsUrl})`}; provisioning ${needed} robots and ${fanoutUsers} users through the Management API…`)
+  await united.provision(needed, fanoutUsers, (done, total) => { say(`  ${done}/${total} robots`) })
   say(`provisioned in ${((now() - t0) / 1000).toFixed(1)} s; restarting United so that provisioning does not weigh on the measurements`)
   await united.stop()
   await united.start()
@@ -336,10 +370,13 @@ async function main (): Promise<void> {
     return lines
   }
 
+  /** The processes whose warnings a line of each target counts (the cluster bench adds its nodes). */
+  const warningSources = new Map<string, () => Spawned[]>([['united', () => [united.proc]]])
+
   function emit (lines: Fields[]): void {
     for (const l of lines) {
-      const warnings = (l.target === 'united' ? united : bare).proc.warnings.length
-      if (l.target === 'united' && warnings > 0) l.server_warnings_total = warnings
+      const warnings = (warningSources.get(String(l.target))?.() ?? []).reduce((n, p) => n + p.warnings.length, 0)
+      if (warnings > 0) l.server_warnings_total = warnings
       process.stdout.write(JSON.stringify(l) + '\n')
       results.push(l)
     }
@@ -466,18 +503,20 @@ async function main (): Promise<void> {
     }
   }
 
-  async function storm (t: Target, mark: Mark, robots: number): Promise<Fields> {
+  /** `spread`: robot i obtains its token from and connects to spread[i % spread.length] (the cluster's nodes); by default all go to `t`. */
+  async function storm (t: Target, mark: Meter, robots: number, spread: Target[] = [t]): Promise<Fields> {
     const rec = new Recorder()
     await mark.start()
     const start = now()
     const fleet = await Promise.all(range(robots).map(async (i) => {
       const t1 = now()
+      const node = spread[i % spread.length] as Target
       try {
-        const robot = await Robot.connect(t.mqttUrl, await t.freshRobot(i), { commands: true, tag: 'tcp' })
+        const robot = await Robot.connect(node.mqttUrl, await node.freshRobot(i), { commands: true, tag: 'tcp' })
         rec.samples.push(now() - t1)
         return robot
       } catch (err) {
-        if (rec.failures++ < 3) say(`storm: robot ${i} on ${t.name}: ${errText(err)}`)
+        if (rec.failures++ < 3) say(`storm: robot ${i} on ${node === t ? t.name : `node ${i % spread.length}`}: ${errText(err)}`)
         return null
       }
     }))
@@ -496,7 +535,8 @@ async function main (): Promise<void> {
     }
   }
 
-  async function fanout (t: Target, mark: Mark): Promise<Fields> {
+  /** `watchers`: where the users log in and connect over WebSocket (a cluster's other node); by default `t`, where the robot is. */
+  async function fanout (t: Target, mark: Meter, watchers: Target = t): Promise<Fields> {
     const rec = new Recorder()
     const robotCreds = await t.fanoutRobot()
     const topic = `robots/${robotCreds.uuid}/stats`
@@ -508,8 +548,8 @@ async function main (): Promise<void> {
     let userFailures = 0
     const users = (await mapLimit(range(opts.users), 20, async (k) => {
       try {
-        const creds = await t.user(k)
-        const client = await connect(t.wsUrl, { username: creds.username, password: creds.password, clientId: `bench-user-${runId}-${k}` })
+        const creds = await watchers.user(k)
+        const client = await connect(watchers.wsUrl, { username: creds.username, password: creds.password, clientId: `bench-user-${runId}-${k}` })
         client.on('message', (tp: string, payload: Buffer) => {
           if (tp !== topic || !measuring) return
           let msg: { position_x?: unknown, data?: { position_x?: unknown } }
@@ -634,7 +674,8 @@ async function main (): Promise<void> {
     return lines
   }
 
-  async function commandLatency (t: Target, mark: Mark): Promise<Fields> {
+  /** `via`: where the commands are posted (a cluster's other node); by default `t`, where the robots are. */
+  async function commandLatency (t: Target, mark: Meter, via: Target = t): Promise<Fields> {
     const rec = new Recorder()
     const cmd = new Recorder()
     await t.prepareRobots(opts.robots)
@@ -653,7 +694,7 @@ async function main (): Promise<void> {
       // hash, slow by design) is not part of any command's latency.
       // Left inside, it delayed the first commands by up to 220 ms and
       // decided the p99 of a fresh process.
-      await t.prepareCommander()
+      await via.prepareCommander()
       await mark.start()
       const poster = (async () => {
         await sleep(1000) // the stream is up
@@ -667,7 +708,7 @@ async function main (): Promise<void> {
           if (wait > 0) await sleep(wait)
           const robot = fleet[k % fleet.length] as Robot
           const sent = now()
-          inflight.push(t.command(robot.uuid, names[k % names.length] as string).then((res) => {
+          inflight.push(via.command(robot.uuid, names[k % names.length] as string).then((res) => {
             responses.push(now() - sent)
             if (res.status === 201 && res.id !== undefined) posted.set(res.id, sent)
             else { cmd.failures++; statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1) }
@@ -766,6 +807,37 @@ async function main (): Promise<void> {
 
   // ---- the run ---------------------------------------------------------------
 
+  if (opts.cluster) {
+    const nodes = await runCluster({
+      standalone: united,
+      files: FILES,
+      runId,
+      databaseUrl: databaseUrl as string,
+      scenarios: opts.clusterScenarios,
+      robots: opts.robots,
+      stormRobots: opts.clusterStorm,
+      users: opts.users,
+      window: opts.window,
+      duration: opts.duration,
+      rounds: opts.rounds,
+      warmup: opts.warmup,
+      say,
+      emit,
+      warningsOf: (target, procs) => { warningSources.set(target, procs) },
+      cleanup: (fn) => { cleanups.push(fn) },
+      mark: (target, others) => new Mark(target, others, dbProcess),
+      openFleet,
+      closeFleet,
+      nextTag,
+      errorFields,
+      commandLatency,
+      fanout,
+      storm
+    })
+    summary(results, [{ label: 'United (standalone)', proc: united.proc }, ...nodes])
+    return
+  }
+
   if (has('connection-storm')) for (const count of stormCounts) await pair('connection-storm', 'total_s', async (t, m) => await storm(t, m, count))
   if (has('login-storm')) emit(await loginStorm())
   let tcpIngest: Fields[] | undefined
@@ -851,10 +923,11 @@ async function main (): Promise<void> {
     })
   }
 
-  summary(results, united)
+  summary(results, [{ label: 'United', proc: united.proc }])
 }
 
-function summary (results: Fields[], united: United): void {
+/** The table on stderr, then the warnings each United process logged. */
+function summary (results: Fields[], servers: Array<{ label: string, proc: Spawned }>): void {
   const cell = (v: unknown): string => v === undefined || v === null ? '' : typeof v === 'number' ? String(v) : String(v)
   const cols = ['scenario', 'target', 'robots', 'frames_per_s', 'p50_ms', 'p99_ms', 'max_ms', 'errors', 'server_cpu_s', 'server_rss_mib', 'ratio']
   const extra = (r: Fields): string => {
@@ -866,14 +939,17 @@ function summary (results: Fields[], united: United): void {
     if (r.error === undefined && r.scenario === 'history-export') return `${cell(r.frames)} lines, ${cell(r.mib_per_s)} MiB/s, RSS +${cell(r.rss_growth_mib)} MiB`
     if (r.error === undefined && r.scenario === 'history-retention') return `${cell(r.frames_removed)} removed in ${cell(r.removal_s)} s; ack p99 before / after it ${cell(r.before_p99_ms)} / ${cell(r.after_p99_ms)} ms`
     if (r.error !== undefined) return `ERROR ${cell(r.error)}`
-    return ''
+    return clusterExtra(r) ?? ''
   }
   // the history scenarios carry their targets (CONTRACT §11, issue 26)
   const goal = (r: Fields): string => typeof r.goal === 'string' ? `; target ${r.goal}: ${r.goal_met === true ? 'met' : 'MISSED'}` : ''
   const rows = [[...cols, ''], ...results.map((r) => [...cols.map((c) => cell(r[c])), extra(r) + goal(r)])]
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)))
   process.stderr.write('\n' + rows.map((row) => row.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd()).join('\n') + '\n')
-  const warnings = united.proc.warnings
+  for (const { label, proc } of servers) warningsOf(label, proc.warnings)
+}
+
+function warningsOf (label: string, warnings: string[]): void {
   if (warnings.length > 0) {
     const byMsg = new Map<string, { n: number, first: string }>()
     for (const w of warnings) {
@@ -883,7 +959,7 @@ function summary (results: Fields[], united: United): void {
       if (seen === undefined) byMsg.set(msg, { n: 1, first: w })
       else seen.n++
     }
-    process.stderr.write(`\nUnited logged ${warnings.length} warnings/errors (count × message, then the first such line):\n`)
+    process.stderr.write(`\n${label} logged ${warnings.length} warnings/errors (count × message, then the first such line):\n`)
     for (const [msg, { n, first }] of byMsg) process.stderr.write(`  ${n} × ${msg}\n    ${first.slice(0, 1500)}\n`)
   }
 }

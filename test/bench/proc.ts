@@ -241,6 +241,12 @@ export async function runNode (file: string, args: string[], opts: { cwd: string
   return p.output()
 }
 
+/** Keeps track of a child that is not a node process (the cluster bench's redis-server), so that it is stopped and killed with the others. */
+export function track (child: ChildProcess): void {
+  children.add(child)
+  child.once('exit', () => { children.delete(child) })
+}
+
 /** Kills every child still running (SIGKILL: used on the way out). */
 export function killChildren (): void {
   for (const child of children) {

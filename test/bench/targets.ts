@@ -108,9 +108,16 @@ export class United implements Target {
   private readonly users: Array<{ username: string, password: string, id: number }> = []
   private readonly userJwts = new Map<number, { jwt: string, at: number }>()
   private staffJwt: { jwt: Promise<string>, at: number } | undefined
-  private readonly admin: { username: string, password: string }
+  private admin: { username: string, password: string }
+  /** names the process in errors ('United', 'United node A') */
+  private readonly label: string
 
-  constructor (private readonly files: { server: string, manage: string }, private readonly runId: string, databaseUrl: string | undefined) {
+  /**
+   * `opts.env` is added to the environment of every start (a cluster node's
+   * REDIS_URL, NODE_ID and the JWT_SECRET its nodes share); `opts.label`
+   * names the process in errors.
+   */
+  constructor (private readonly files: { server: string, manage: string }, private readonly runId: string, databaseUrl: string | undefined, opts: { env?: NodeJS.ProcessEnv, label?: string } = {}) {
     this.dir = mkdtempSync(join(tmpdir(), 'united-bench-'))
     mkdirSync(join(this.dir, 'data'))
     this.env = {
@@ -122,12 +129,26 @@ export class United implements Target {
       NODE_ENV: 'production',
       JWT_SECRET: randomBytes(32).toString('hex'),
       // as the Docker image runs United (see the Dockerfile and test/bench/README.md, "Memory")
-      MALLOC_MMAP_THRESHOLD_: process.env.MALLOC_MMAP_THRESHOLD_ ?? '131072'
+      MALLOC_MMAP_THRESHOLD_: process.env.MALLOC_MMAP_THRESHOLD_ ?? '131072',
+      ...opts.env
     }
     // Without DATABASE_URL United uses sqlite:./data/united.sqlite in its cwd: the fresh temp directory.
     if (databaseUrl === undefined) delete this.env.DATABASE_URL
     else this.env.DATABASE_URL = databaseUrl
     this.admin = { username: `bench-${runId}-admin`, password: randomBytes(12).toString('hex') }
+    this.label = opts.label ?? 'United'
+  }
+
+  /**
+   * Another process on the same database (a second cluster node) serves the
+   * robots, users and staff user that `from` provisioned: its tokens and
+   * log-ins are then obtained from this process.
+   */
+  adopt (from: United): void {
+    this.robots.splice(0, this.robots.length, ...from.robots)
+    this.users.splice(0, this.users.length, ...from.users)
+    this.fanout = from.fanout
+    this.admin = from.admin
   }
 
   async createSuperuser (): Promise<void> {
@@ -139,13 +160,13 @@ export class United implements Target {
     // The flags United runs with (npm start, the Dockerfile), then
     // BENCH_SERVER_NODE_ARGS: extra node flags for United, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`
     const nodeArgs = [...UNITED_NODE_ARGS, ...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '')]
-    this.proc = spawnNode(this.files.server, [], { cwd: this.dir, env: { ...this.env, ...extraEnv }, label: 'United', inspect: true, nodeArgs })
+    this.proc = spawnNode(this.files.server, [], { cwd: this.dir, env: { ...this.env, ...extraEnv }, label: this.label, inspect: true, nodeArgs })
     await this.proc.waitFor(/MQTT \(WS\)\s+\S+/, 60_000)
     const out = this.proc.output()
     this.httpUrl = (/REST API\s+(http:\/\/\S+?)\/?\s/.exec(out)?.[1]) ?? ''
     this.mqttUrl = (/MQTT \(TCP\)\s+(mqtt:\/\/\S+)/.exec(out)?.[1]) ?? ''
     this.wsUrl = (/MQTT \(WS\)\s+(ws:\/\/\S+)/.exec(out)?.[1]) ?? ''
-    if (this.httpUrl === '' || this.mqttUrl === '' || this.wsUrl === '') throw new Error(`could not read United's banner:\n${out}`)
+    if (this.httpUrl === '' || this.mqttUrl === '' || this.wsUrl === '') throw new Error(`could not read the banner of ${this.label}:\n${out}`)
     // tokens live in the server's memory: a new process knows none of them
     this.tokens.clear()
     this.fanoutToken = undefined
