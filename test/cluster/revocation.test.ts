@@ -37,3 +37,19 @@ clusterTest('revocations reach every node within a second: a robot disabled thro
   await new Promise((resolve) => { setTimeout(resolve, 300) })
   t.same(seen, [], 'no statistics after the grant was revoked on the other node')
 })
+
+clusterTest('a user deactivated through B, or whose password changed through A, loses their MQTT connection on the other node within a second', {}, async (t, { nodes: [a, b], staff }) => {
+  for (const [change, via, on] of [['deactivated', b, a], ['password changed', a, b]] as const) {
+    const name = change === 'deactivated' ? 'u-off' : 'u-pass'
+    const user = await api(a, 'POST', '/admin/api/users', staff, { username: name, password: `${name}-password` })
+    const jwt = await login(on, name, `${name}-password`)
+    const client = await mqttTo(t, on, { username: name, password: jwt })
+    const closedAt = new Promise<number>((resolve) => { client.once('close', () => { resolve(Date.now()) }) })
+    const changedAt = Date.now()
+    const patch = change === 'deactivated' ? { is_active: false } : { password: 'another-password' }
+    t.equal((await api(via, 'PATCH', `/admin/api/users/${user.body.id as number}`, staff, patch)).status, 200)
+    const ms = await closedAt - changedAt
+    t.ok(ms < 1000, `${change} on ${via.id}: closed on ${on.id} ${ms} ms later`)
+    t.equal(await refusedAt(t, on, { username: name, password: jwt }), change === 'deactivated' ? 5 : 4, `${change}: the old JWT is refused at ${on.id}`)
+  }
+})
