@@ -31,11 +31,17 @@ export function createDeliveryTracker () {
       return Object.assign(Object.create(Object.getPrototypeOf(packet) as object) as AedesPublishPacket, packet, { messageId })
     },
 
-    /** Makes the persistence's answer to a PUBACK fall back on the tracked packet, for the 'ack' event. */
+    /**
+     * Makes the persistence's answer to a PUBACK fall back on the tracked
+     * packet, for the 'ack' event. A clean session's outgoing packets are
+     * never stored (Aedes stores them only for persistent sessions), so its
+     * PUBACKs (a robot's, one per frame ack) do not ask the persistence at
+     * all: in cluster mode that was a Redis round trip per frame.
+     */
     wrap (persistence: Persistence): void {
       const clear = persistence.outgoingClearMessageId.bind(persistence)
       persistence.outgoingClearMessageId = async (client, packet) => {
-        const stored = await clear(client, packet)
+        const stored = (client as unknown as AedesClientInternals).clean ? undefined : await clear(client, packet)
         if (stored !== undefined && stored !== null) return stored
         const sent = packet.messageId === undefined ? undefined : inflight.get(client)
         const found = sent?.get(packet.messageId as number)
