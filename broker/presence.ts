@@ -103,7 +103,7 @@ export function createPresenceTracker ({ services, publish, onChange, onCommandC
     }
     services.presence.set(uuid, { data: entry.clients.size, command: entry.command.size })
     if (cluster === undefined) announce(uuid, data, command, entry.since.toISOString())
-    else report(uuid, { data: entry.clients.size, command: entry.command.size }, { data, command, since: entry.since.toISOString() })
+    else report(uuid, entry)
     if (!data) robots.delete(uuid)
   }
 
@@ -112,6 +112,7 @@ export function createPresenceTracker ({ services, publish, onChange, onCommandC
   const reporting = new Map<string, Promise<void>>()
   const announced = new Map<string, string>()
   const rechecks = new Map<string, NodeJS.Timeout>()
+  let stopped = false
   const stateKey = (s: { data: boolean, command: boolean }): string => `${s.data ? 1 : 0}${s.command ? 1 : 0}`
 
   function announceSum (uuid: string, sum: ClusterPresenceState): void {
@@ -120,9 +121,14 @@ export function createPresenceTracker ({ services, publish, onChange, onCommandC
     announce(uuid, state.data, state.command, sum.since)
   }
 
-  /** Reports this node's counts of a robot and announces the cluster's sum. */
-  function report (uuid: string, counts: { data: number, command: number }, fallback: { data: boolean, command: boolean, since: string }): void {
+  /**
+   * Reports this node's connections of a robot, as they are now, and
+   * announces the cluster's sum; without Redis, what this node sees.
+   */
+  function report (uuid: string, entry: Live): void {
     const port = cluster as ClusterPresencePort
+    const counts = { data: entry.clients.size, command: entry.command.size }
+    const fallback = { data: counts.data > 0, command: counts.command > 0, since: entry.since.toISOString() }
     const previous = reporting.get(uuid) ?? Promise.resolve()
     const next: Promise<void> = previous
       .then(async () => { announceSum(uuid, await port.report(port.nodeId, uuid, counts)) })
@@ -139,6 +145,7 @@ export function createPresenceTracker ({ services, publish, onChange, onCommandC
   }
 
   function scheduleRecheck (uuid: string): void {
+    if (stopped) return
     clearTimeout(rechecks.get(uuid))
     const timer = setTimeout(() => {
       rechecks.delete(uuid)
@@ -205,9 +212,7 @@ export function createPresenceTracker ({ services, publish, onChange, onCommandC
     },
     /** Cluster mode: Redis is back (perhaps empty): every robot this node holds is reported again. */
     reassert (): void {
-      for (const [uuid, entry] of robots) {
-        report(uuid, { data: entry.clients.size, command: entry.command.size }, { data: entry.clients.size > 0, command: entry.command.size > 0, since: entry.since.toISOString() })
-      }
+      for (const [uuid, entry] of robots) report(uuid, entry)
     },
     /** The robot sent a stored frame. */
     seen (uuid: string): void {
@@ -219,6 +224,8 @@ export function createPresenceTracker ({ services, publish, onChange, onCommandC
     /** Writes what is pending and stops the ticker (shutdown). */
     async settle (): Promise<void> {
       clearInterval(ticker)
+      // No re-check may run after this: Redis closes right after the broker.
+      stopped = true
       for (const timer of rechecks.values()) clearTimeout(timer)
       rechecks.clear()
       touch()
