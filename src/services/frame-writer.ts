@@ -49,6 +49,8 @@ export interface FrameWriterOptions {
   lingerMs?: number
   /** PostgreSQL: after a batch met a frame id already stored, milliseconds during which batches skip the attempt without `ON CONFLICT` */
   conflictWindowMs?: number
+  /** Called with each batch's rows after it committed (the rollups look for late frames there); must not throw. */
+  afterCommit?: (rows: readonly QueuedFrame[]) => void
 }
 
 export type BatchObserver = (rows: number, seconds: number, ok: boolean) => void
@@ -165,7 +167,7 @@ function sqliteInsert (n: number): string {
   return sql
 }
 
-export function createFrameWriter ({ db, log, maxBatch = 1000, queueLimit = 20_000, lingerMs = 0, conflictWindowMs = 10_000 }: FrameWriterOptions) {
+export function createFrameWriter ({ db, log, maxBatch = 1000, queueLimit = 20_000, lingerMs = 0, conflictWindowMs = 10_000, afterCommit }: FrameWriterOptions) {
   let queue: Pending[] = []
   let running: Promise<void> | null = null
   let scheduled: { cancel: () => void, lingering: boolean } | null = null
@@ -215,7 +217,9 @@ export function createFrameWriter ({ db, log, maxBatch = 1000, queueLimit = 20_0
     let ok = true
     let failure: unknown
     try {
-      await insert(batch.map((p) => p.row))
+      const rows = batch.map((p) => p.row)
+      await insert(rows)
+      afterCommit?.(rows)
     } catch (err) {
       ok = false
       failure = err

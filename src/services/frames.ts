@@ -7,6 +7,7 @@ import { Errors } from '../errors.js'
 import type { Frame } from '../db/models/index.js'
 import type { AccessService, UserPrincipal } from './access.js'
 import { decodeCursor, olderThan, pageLimit, toPage, type Page, type PageRequest } from './pagination.js'
+import { fieldValue, type RollupService } from './rollups.js'
 
 export interface NewFrame {
   frameId: string
@@ -74,17 +75,37 @@ export const MAX_BUCKETS = 10000
  * start at multiples of `bucket` since the epoch), and min/max/avg of each
  * numeric field of the type. Field names come from NUMERIC_FIELDS, never from
  * the request. Frames are never loaded into Node.
+ *
+ * With `rollups`, the whole minutes [$6, $7) (epoch minutes) come from the
+ * per-minute rollups (services/rollups.ts) and only the frames before $8 and
+ * from $9 on are read: each part gives per bucket the count, and per field
+ * how many frames had it, min, max and sum, and the outer GROUP BY combines
+ * them (avg = sum / count). Used only when buckets are whole minutes.
  */
-function aggregateSql (dialect: Database['dialect'], type: number): string {
+function aggregateSql (dialect: Database['dialect'], type: number, rollups: boolean): string {
   const fields = NUMERIC_FIELDS[type] as readonly string[]
-  const value = (f: string): string => dialect === 'postgres' ? `(${fieldSql(dialect, f)})::float8` : fieldSql(dialect, f)
-  const columns = fields.flatMap((f, i) => [`min(${value(f)}) AS min${i}`, `max(${value(f)}) AS max${i}`, `avg(${value(f)}) AS avg${i}`]).join(', ')
   const bucketOf = dialect === 'postgres'
-    ? 'floor(extract(epoch FROM received_at) / $2)::bigint'
-    : "CAST(strftime('%s', substr(received_at, 1, 19)) AS INTEGER) / $2"
-  return `SELECT ${bucketOf} AS b, count(*) AS n, ${columns}
-FROM frames WHERE robot_id = $1 AND received_at >= $3 AND received_at <= $4 AND type = $5
+    ? 'floor(extract(epoch FROM f.received_at) / $2)::bigint'
+    : "CAST(strftime('%s', substr(f.received_at, 1, 19)) AS INTEGER) / $2"
+  const where = 'f.robot_id = $1 AND f.type = $5'
+  if (!rollups) {
+    const columns = fields.flatMap((f, i) => [`min(${fieldValue(dialect, f)}) AS min${i}`, `max(${fieldValue(dialect, f)}) AS max${i}`, `avg(${fieldValue(dialect, f)}) AS avg${i}`]).join(', ')
+    return `SELECT ${bucketOf} AS b, count(*) AS n, ${columns}
+FROM frames f WHERE ${where} AND f.received_at >= $3 AND f.received_at <= $4
 GROUP BY b ORDER BY b`
+  }
+  const partColumns = fields.map((f, i) => `count(${fieldValue(dialect, f)}) AS c${i}, min(${fieldValue(dialect, f)}) AS lo${i}, max(${fieldValue(dialect, f)}) AS hi${i}, sum(${fieldValue(dialect, f)}) AS s${i}`).join(', ')
+  const frames = (range: string): string => `SELECT ${bucketOf} AS b, count(*) AS n, ${partColumns} FROM frames f WHERE ${where} AND ${range} GROUP BY 1`
+  const rolledBucket = dialect === 'postgres' ? 'floor(r.minute * 60 / $2)::bigint' : '(r.minute * 60) / $2'
+  const rolled = `SELECT ${rolledBucket} AS b, sum(r.n) AS n, ${fields.map((_, i) => `sum(r.c${i}) AS c${i}, min(r.lo${i}) AS lo${i}, max(r.hi${i}) AS hi${i}, sum(r.s${i}) AS s${i}`).join(', ')}
+  FROM frame_rollups r WHERE r.robot_id = $1 AND r.type = $5 AND r.minute >= $6 AND r.minute < $7 GROUP BY 1`
+  const real = dialect === 'postgres' ? 'float8' : 'REAL'
+  const columns = fields.map((_, i) => `min(lo${i}) AS min${i}, max(hi${i}) AS max${i}, CAST(sum(s${i}) AS ${real}) / nullif(sum(c${i}), 0) AS avg${i}`).join(', ')
+  return `SELECT b, sum(n) AS n, ${columns} FROM (
+  ${frames('f.received_at >= $3 AND f.received_at < $8')}
+  UNION ALL ${frames('f.received_at >= $9 AND f.received_at <= $4')}
+  UNION ALL ${rolled}
+) parts GROUP BY b ORDER BY b`
 }
 
 function view (row: Frame): FrameView {
@@ -97,27 +118,33 @@ function view (row: Frame): FrameView {
   }
 }
 
-/** A numeric field of a frame's stored JSON, as SQL: text on PostgreSQL (`->>`), a number on SQLite. */
-function fieldSql (dialect: Database['dialect'], field: string): string {
-  return dialect === 'postgres' ? `data->>'${field}'` : `json_extract(data, '$.${field}')`
+/** A numeric field of a frame's stored JSON as the export writes it: the JSON's own text on PostgreSQL (`->>`), a number on SQLite. */
+function fieldText (dialect: Database['dialect'], field: string): string {
+  return dialect === 'postgres' ? `frames.data->>'${field}'` : `json_extract(frames.data, '$.${field}')`
 }
 
-export function createFrameService ({ db, access }: { db: Database, access: AccessService }) {
+export function createFrameService ({ db, access, rollups }: { db: Database, access: AccessService, rollups: RollupService }) {
   const { Frame } = db.models
 
   return {
-    /** Stores frames of one robot; a frame id already stored is skipped (ON CONFLICT DO NOTHING). */
+    /**
+     * Stores frames of one robot; a frame id already stored is skipped (ON
+     * CONFLICT DO NOTHING). Frames received long ago have their minutes
+     * rolled up again before this resolves.
+     */
     async store (robotId: number, frames: NewFrame[]): Promise<void> {
       if (frames.length === 0) return
       const now = new Date()
-      await Frame.bulkCreate(frames.map((f) => ({
+      const rows = frames.map((f) => ({
         robotId,
         frameId: f.frameId,
         type: f.type,
         data: f.data,
         recordedAt: f.recordedAt,
         receivedAt: f.receivedAt ?? now
-      })), { ignoreDuplicates: true, returning: false, validate: false })
+      }))
+      await Frame.bulkCreate(rows, { ignoreDuplicates: true, returning: false, validate: false })
+      await rollups.afterCommit(rows)
     },
 
     /** Newest first by time received; `from`/`to` bound received_at (inclusive). */
@@ -144,10 +171,14 @@ export function createFrameService ({ db, access }: { db: Database, access: Acce
       const buckets = Math.floor(to.getTime() / seconds) - Math.floor(from.getTime() / seconds) + 1
       if (buckets > MAX_BUCKETS) throw new Errors.BAD_REQUEST(`the range holds ${buckets} buckets of ${bucket} s, more than ${MAX_BUCKETS}: use a larger bucket or a shorter range`)
       const robot = await access.robotFor(principal, robotUuid)
-      const rows = await db.sequelize.query(aggregateSql(db.dialect, type), {
-        type: QueryTypes.SELECT,
-        bind: [robot.id, bucket, dateParam(db.dialect, from), dateParam(db.dialect, to), type]
-      }) as Array<Record<string, unknown>>
+      // Whole minutes of the range that the rollups answer for, when buckets are whole minutes.
+      const window = bucket % 60 === 0 ? await rollups.window() : null
+      const first = window === null ? 0 : Math.max(Math.ceil(from.getTime() / 60_000), window.from)
+      const end = window === null ? 0 : Math.min(Math.floor((to.getTime() + 1) / 60_000), window.until)
+      const rolled = window !== null && end > first
+      const bind: unknown[] = [robot.id, bucket, dateParam(db.dialect, from), dateParam(db.dialect, to), type]
+      if (rolled) bind.push(first, end, dateParam(db.dialect, new Date(first * 60_000)), dateParam(db.dialect, new Date(end * 60_000)))
+      const rows = await db.sequelize.query(aggregateSql(db.dialect, type, rolled), { type: QueryTypes.SELECT, bind }) as Array<Record<string, unknown>>
       const fields = NUMERIC_FIELDS[type] as readonly string[]
       const items = rows.map((row) => {
         const item: AggregateBucket = { start: new Date(Number(row.b) * seconds).toISOString(), count: Number(row.n), min: {}, max: {}, avg: {} }
@@ -177,6 +208,8 @@ export function createFrameService ({ db, access }: { db: Database, access: Acce
       // Robot by robot from the robots table: frames have no index on received_at alone (SELECT DISTINCT would read them all).
       const robots = await db.sequelize.query('SELECT id AS robot_id FROM robots ORDER BY id', { type: QueryTypes.SELECT }) as Array<{ robot_id: number }>
       const sql = `DELETE FROM frames WHERE robot_id = $1 AND frame_id IN (SELECT frame_id FROM frames WHERE robot_id = $1 AND received_at < $2 ORDER BY received_at LIMIT ${piece})`
+      const robotIds = robots.map((r) => r.robot_id)
+      await rollups.trim(cutoff, robotIds) // aggregates stop reading the rollups of what goes
       let removed = 0
       for (const { robot_id: robotId } of robots) {
         for (;;) {
@@ -187,6 +220,7 @@ export function createFrameService ({ db, access }: { db: Database, access: Acce
           if (n < piece) break
         }
       }
+      await rollups.trim(cutoff, robotIds) // and what a roll made meanwhile
       return removed
     },
 
@@ -210,7 +244,7 @@ export function createFrameService ({ db, access }: { db: Database, access: Acce
       const pg = db.dialect === 'postgres'
       const fields = query.type === undefined ? [] : NUMERIC_FIELDS[query.type] as readonly string[]
       const fieldColumns = query.format === 'csv'
-        ? fields.map((f, i) => `, ${fieldSql(db.dialect, f)} AS f${i}`).join('')
+        ? fields.map((f, i) => `, ${fieldText(db.dialect, f)} AS f${i}`).join('')
         : pg ? ', data::text AS data' : ', data'
       // The instants as ISO 8601 text, made by the database on PostgreSQL
       // (no Date per row in Node: a third of the export's CPU went there).

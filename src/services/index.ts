@@ -15,6 +15,7 @@ import { createOverviewService } from './overview.js'
 import { createPresenceService, type RemotePresence } from './presence.js'
 import { createRobotTokenService } from './robot-tokens.js'
 import { createRobotService } from './robots.js'
+import { createRollupService } from './rollups.js'
 import { createSessionService } from './sessions.js'
 import { createMemoryTokenStore, type TokenStore } from './token-store.js'
 import { createUserService } from './users.js'
@@ -42,8 +43,16 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
   const presence = createPresenceService({ remote: remotePresence })
   const robotTokens = createRobotTokenService({ robots, store: tokens, ttlSeconds: config.ROBOT_TOKEN_TTL })
   const commands = createCommandService({ db, events, audit, access, presence, timeoutSeconds: config.COMMAND_TIMEOUT })
-  const frames = createFrameService({ db, access })
-  const frameWriter = createFrameWriter({ db, log, maxBatch: config.FRAME_BATCH_MAX, queueLimit: config.FRAME_QUEUE_LIMIT, lingerMs: config.FRAME_LINGER_MS })
+  const rollups = createRollupService({ db, log })
+  const frames = createFrameService({ db, access, rollups })
+  const frameWriter = createFrameWriter({
+    db,
+    log,
+    maxBatch: config.FRAME_BATCH_MAX,
+    queueLimit: config.FRAME_QUEUE_LIMIT,
+    lingerMs: config.FRAME_LINGER_MS,
+    afterCommit: (rows) => { void rollups.afterCommit(rows) }
+  })
   const auth = createAuthService({ users, audit, events, jwt, accessTtl: config.JWT_ACCESS_TTL, refreshTtl: config.JWT_REFRESH_TTL })
   const sessions = createSessionService({ db, events, audit, users, ttlSeconds: config.ADMIN_SESSION_TTL })
   const overview = createOverviewService({ db, commands })
@@ -85,6 +94,8 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
   retentionTimer?.unref()
   const firstRetention = config.FRAME_RETENTION_DAYS === 0 ? null : setTimeout(retain, Math.min(5000, config.FRAME_RETENTION_INTERVAL * 1000))
   firstRetention?.unref()
+  // Per-minute rollups of the frames, for aggregates (CONTRACT §11).
+  rollups.start()
 
   return {
     events,
@@ -96,6 +107,7 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
     robotTokens,
     commands,
     frames,
+    rollups,
     frameWriter,
     /** Frames removed by retention since the start. */
     retention,
@@ -110,6 +122,7 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
       closing = true
       await retaining
       await frameWriter.flush().catch((err: unknown) => { log.error({ err }, 'frames could not be written at shutdown') })
+      await rollups.close()
       await tokens.close()
       await attempts.close()
     }

@@ -189,6 +189,8 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
         // that locked it, so this statement sees that batch's frames too, and
         // later batches find no robot (SQLite's key has removed them already).
         await Frame.destroy({ where: { robotId: robot.id }, transaction })
+        // and their rollups (SQLite may give the id to the next robot)
+        await db.sequelize.query('DELETE FROM frame_rollups WHERE robot_id = $1', { bind: [robot.id], transaction })
         await audit.record(ctx, { action: 'robot.deleted', robotUuid: uuid, details: { serial: robot.serial } }, transaction)
       })
       await revoke(uuid, 'deleted')

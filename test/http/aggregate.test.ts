@@ -2,9 +2,10 @@
 // frames by time bucket; the test stores frames at chosen received_at times
 // and computes every bucket's count, min, max and average itself.
 import type { FastifyInstance } from 'fastify'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { createStaff, createUser, ownedRobot, robotIdOf } from '../factory.js'
 import { bearer, build } from '../helper.js'
+import { eventually } from '../mqtt.js'
 
 const FIELDS: Record<number, string[]> = {
   1: ['speed', 'position_x', 'position_y', 'angle_theta'],
@@ -48,15 +49,12 @@ function prng (seed: number): () => number {
 
 const T0 = Date.parse('2026-12-01T10:00:00.000Z')
 
-t.test('buckets: counts, min, max and avg of every numeric field, checked against values computed here', async (t) => {
-  const app = await build(t)
-  const { user, robot } = await ownedRobot(app)
-  const robotId = await robotIdOf(app, robot.uuid)
-  const random = prng(42)
+/** 1,200 frames of the three types over two hours from T0 (some fields missing), and two at a bucket's edge. */
+function randomFrames (random: () => number, count = 1200, at = (): number => T0 + Math.floor(random() * 2 * 3600 * 1000)): Stored[] {
   const frames: Stored[] = []
-  for (let i = 0; i < 1200; i++) {
+  for (let i = 0; i < count; i++) {
     const type = 1 + Math.floor(random() * 3)
-    const receivedAt = new Date(T0 + Math.floor(random() * 2 * 3600 * 1000))
+    const receivedAt = new Date(at())
     const n = (): number => Math.round((random() * 200 - 100) * 1000) / 1000
     const data: Record<string, unknown> = type === 1
       ? { speed: n(), position_x: n(), position_y: n(), angle_theta: n(), datetime: '2026-12-01 10:00:00' }
@@ -65,23 +63,33 @@ t.test('buckets: counts, min, max and avg of every numeric field, checked agains
         : { datetime: '2026-12-01 10:00:00', ...(random() < 0.7 ? { battery: Math.abs(n()) } : { cpu: Math.abs(n()) }), ...(random() < 0.3 ? { temperature: n() } : {}) }
     frames.push({ type, data, receivedAt })
   }
-  // exact bucket edges: the last millisecond of one, the first of the next
-  frames.push({ type: 1, data: { speed: 7, position_x: 0, position_y: 0, angle_theta: 0, datetime: '2026-12-01 10:00:00' }, receivedAt: new Date(T0 + 59_999) })
-  frames.push({ type: 1, data: { speed: 9, position_x: 0, position_y: 0, angle_theta: 0, datetime: '2026-12-01 10:00:00' }, receivedAt: new Date(T0 + 60_000) })
-  for (let i = 0; i < frames.length; i += 200) {
-    await app.services.frames.store(robotId, frames.slice(i, i + 200).map((f, j) => ({ frameId: `f-${i + j}`, type: f.type, data: f.data, recordedAt: null, receivedAt: f.receivedAt })))
-  }
+  return frames
+}
 
-  const cases: Array<{ type: number, from: Date, to: Date, bucket: number }> = [
-    { type: 1, from: new Date(T0), to: new Date(T0 + 2 * 3600 * 1000), bucket: 60 },
-    { type: 2, from: new Date(T0), to: new Date(T0 + 2 * 3600 * 1000), bucket: 300 },
-    { type: 3, from: new Date(T0), to: new Date(T0 + 2 * 3600 * 1000), bucket: 600 },
-    { type: 1, from: new Date(T0 + 1234), to: new Date(T0 + 3600 * 1000 + 777), bucket: 7 },
-    { type: 3, from: new Date(T0 - 86400 * 1000), to: new Date(T0 + 86400 * 1000), bucket: 86400 },
-    { type: 2, from: new Date(T0 + 30 * 60 * 1000), to: new Date(T0 + 31 * 60 * 1000), bucket: 1 }
-  ]
+/** Stores the frames through the frame service, 200 at a time, ids `${prefix}-${i}`. */
+async function storeAll (app: FastifyInstance, robotId: number, frames: Stored[], prefix: string): Promise<void> {
+  for (let i = 0; i < frames.length; i += 200) {
+    await app.services.frames.store(robotId, frames.slice(i, i + 200).map((f, j) => ({ frameId: `${prefix}-${i + j}`, type: f.type, data: f.data, recordedAt: null, receivedAt: f.receivedAt })))
+  }
+}
+
+type Case = { type: number, from: Date, to: Date, bucket: number }
+const CASES: Case[] = [
+  { type: 1, from: new Date(T0), to: new Date(T0 + 2 * 3600 * 1000), bucket: 60 },
+  { type: 2, from: new Date(T0), to: new Date(T0 + 2 * 3600 * 1000), bucket: 300 },
+  { type: 3, from: new Date(T0), to: new Date(T0 + 2 * 3600 * 1000), bucket: 600 },
+  { type: 1, from: new Date(T0 + 1234), to: new Date(T0 + 3600 * 1000 + 777), bucket: 7 },
+  { type: 3, from: new Date(T0 - 86400 * 1000), to: new Date(T0 + 86400 * 1000), bucket: 86400 },
+  { type: 2, from: new Date(T0 + 30 * 60 * 1000), to: new Date(T0 + 31 * 60 * 1000), bucket: 1 },
+  // whole minutes in the middle, parts of minutes at both ends; two minutes a bucket
+  { type: 1, from: new Date(T0 + 30_500), to: new Date(T0 + 5400_250), bucket: 60 },
+  { type: 3, from: new Date(T0 + 61_001), to: new Date(T0 + 7000_000), bucket: 120 }
+]
+
+/** Every case's answer against the one computed here from `frames`. */
+async function checkCases (t: Test, app: FastifyInstance, jwt: string, uuid: string, frames: Stored[], cases = CASES): Promise<void> {
   for (const c of cases) {
-    const res = await aggregate(app, user.jwt, robot.uuid, { type: c.type, from: c.from.toISOString(), to: c.to.toISOString(), bucket: c.bucket })
+    const res = await aggregate(app, jwt, uuid, { type: c.type, from: c.from.toISOString(), to: c.to.toISOString(), bucket: c.bucket })
     t.equal(res.statusCode, 200)
     const body = res.json() as { type: number, bucket: number, from: string, to: string, items: Bucket[] }
     const label = `type ${c.type}, ${c.bucket} s buckets from ${c.from.toISOString()}`
@@ -93,11 +101,92 @@ t.test('buckets: counts, min, max and avg of every numeric field, checked agains
     t.same(avgOff, [], `${label}: averages`)
     t.same(body.items.map((b) => Object.keys(b.avg).sort()), want.map((b) => Object.keys(b.avg).sort()), `${label}: a field no frame of the bucket has is left out`)
   }
+}
+
+t.test('buckets: counts, min, max and avg of every numeric field, checked against values computed here', async (t) => {
+  const app = await build(t)
+  const { user, robot } = await ownedRobot(app)
+  const robotId = await robotIdOf(app, robot.uuid)
+  const frames = randomFrames(prng(42))
+  // exact bucket edges: the last millisecond of one, the first of the next
+  frames.push({ type: 1, data: { speed: 7, position_x: 0, position_y: 0, angle_theta: 0, datetime: '2026-12-01 10:00:00' }, receivedAt: new Date(T0 + 59_999) })
+  frames.push({ type: 1, data: { speed: 9, position_x: 0, position_y: 0, angle_theta: 0, datetime: '2026-12-01 10:00:00' }, receivedAt: new Date(T0 + 60_000) })
+  await storeAll(app, robotId, frames, 'f')
+  await checkCases(t, app, user.jwt, robot.uuid, frames)
 
   const edges = (await aggregate(app, user.jwt, robot.uuid, { type: 1, from: new Date(T0 + 59_999).toISOString(), to: new Date(T0 + 60_000).toISOString(), bucket: 60 })).json()
   t.match(edges.items, [{ start: new Date(T0).toISOString(), min: { speed: 7 } }, { start: new Date(T0 + 60_000).toISOString(), min: { speed: 9 } }], 'from and to are inclusive, the last millisecond stays in its bucket')
   const before = (await aggregate(app, user.jwt, robot.uuid, { type: 1, from: new Date(T0 - 3600_000).toISOString(), to: new Date(T0 - 1).toISOString(), bucket: 60 })).json()
   t.same(before.items, [], 'a range without frames: no buckets')
+})
+
+t.test('the rollups (whole minutes) and the frames (the rest) give the same answers, also after late frames and retention', async (t) => {
+  const app = await build(t)
+  const { rollups, frames: frameService, frameWriter } = app.services
+  const { user, robot } = await ownedRobot(app)
+  const robotId = await robotIdOf(app, robot.uuid)
+  const random = prng(7)
+  const frames = randomFrames(random)
+  await storeAll(app, robotId, frames, 'r')
+  // two rolls at once: they take turns (PostgreSQL's advisory lock, SQLite's writer queue)
+  await rollups.rebuild()
+  await Promise.all([rollups.catchUp(), rollups.catchUp()])
+  const window = await rollups.window()
+  t.ok(window !== null && window.from <= T0 / 60_000 && window.until >= T0 / 60_000 + 120, 'the rollups answer for the two hours')
+  const [rows] = await app.db.sequelize.query('SELECT count(*) AS n FROM frame_rollups WHERE robot_id = $1', { bind: [robotId] }) as [Array<{ n: unknown }>, unknown]
+  t.ok(Number(rows[0]?.n) > 300, `${Number(rows[0]?.n)} minute rows rolled`)
+  await checkCases(t, app, user.jwt, robot.uuid, frames)
+  // the answer does come from the rollups: a row changed behind United's back shows
+  const probe = frames.find((f) => f.type === 1 && f.receivedAt.getTime() > T0 + 600_000) as Stored
+  const minute = Math.floor(probe.receivedAt.getTime() / 60_000)
+  const counted = async (): Promise<number | undefined> => ((await aggregate(app, user.jwt, robot.uuid, { type: 1, from: new Date(T0).toISOString(), to: new Date(T0 + 7200_000).toISOString(), bucket: 60 })).json().items as Bucket[])
+    .find((b) => b.start === new Date(minute * 60_000).toISOString())?.count
+  const before = await counted()
+  const bump = async (by: number): Promise<void> => { await app.db.sequelize.query(`UPDATE frame_rollups SET n = n + ${by} WHERE robot_id = $1 AND minute = $2 AND type = 1`, { bind: [robotId, minute] }) }
+  await bump(1000)
+  t.equal(await counted(), (before ?? 0) + 1000, 'a whole minute is read from its rollup')
+  await bump(-1000)
+
+  // frames received long ago and stored now: their minutes are rolled again
+  const late = randomFrames(random, 150)
+  await storeAll(app, robotId, late, 'late')
+  frames.push(...late)
+  await checkCases(t, app, user.jwt, robot.uuid, frames, CASES.slice(0, 3))
+  // the same through the frame writer, whose rolls follow its commits
+  const written = randomFrames(random, 40)
+  await Promise.all(written.map(async (f, i) => { await frameWriter.write({ robotId, frameId: `w-${i}`, type: f.type, data: f.data, recordedAt: null, receivedAt: f.receivedAt }) }))
+  frames.push(...written)
+  const total = (): Promise<number> => aggregate(app, user.jwt, robot.uuid, { type: 1, from: new Date(T0).toISOString(), to: new Date(T0 + 7200_000).toISOString(), bucket: 3600 })
+    .then((res) => (res.json().items as Bucket[]).reduce((n, b) => n + b.count, 0))
+  const want = frames.filter((f) => f.type === 1 && f.receivedAt.getTime() <= T0 + 7200_000).length
+  await eventually(total, (n) => n === want)
+  await checkCases(t, app, user.jwt, robot.uuid, frames, CASES.slice(0, 3))
+
+  // retention: the rollups stop at the first whole minute after the cutoff
+  const cutoff = new Date(T0 + 45 * 60_000 + 30_000)
+  await frameService.removeOlderThan(cutoff)
+  const after = await rollups.window()
+  t.equal(after?.from, Math.ceil(cutoff.getTime() / 60_000), 'the rollups answer from the first whole minute after the cutoff')
+  const [old] = await app.db.sequelize.query('SELECT count(*) AS n FROM frame_rollups WHERE robot_id = $1 AND minute < $2', { bind: [robotId, after?.from] }) as [Array<{ n: unknown }>, unknown]
+  t.equal(Number(old[0]?.n), 0, 'the rollups of the removed minutes are gone')
+  const kept = frames.filter((f) => f.receivedAt >= cutoff)
+  await checkCases(t, app, user.jwt, robot.uuid, kept, [CASES[0], CASES[1], CASES[6], { type: 2, from: new Date(T0 + 40 * 60_000), to: new Date(T0 + 50 * 60_000 + 5), bucket: 60 }] as Case[])
+
+  // a robot deleted: its rollups go with its frames
+  await app.services.robots.remove(robot.uuid, { actor: null })
+  const [gone] = await app.db.sequelize.query('SELECT count(*) AS n FROM frame_rollups WHERE robot_id = $1', { bind: [robotId] }) as [Array<{ n: unknown }>, unknown]
+  t.equal(Number(gone[0]?.n), 0, 'a deleted robot leaves no rollups')
+})
+
+t.test('the job rolls in the background, from the oldest frame on', async (t) => {
+  const app = await build(t)
+  const { user, robot } = await ownedRobot(app)
+  const frames = randomFrames(prng(9), 300)
+  await storeAll(app, await robotIdOf(app, robot.uuid), frames, 'b')
+  await app.services.rollups.rebuild()
+  const window = await eventually(async () => await app.services.rollups.window(), (w) => w !== null && w.from <= T0 / 60_000 && w.until >= Math.floor((Date.now() - 180_000) / 60_000), 20_000)
+  t.ok(window !== null, `rolled from ${new Date((window?.from ?? 0) * 60_000).toISOString()} to ${new Date((window?.until ?? 0) * 60_000).toISOString()}`)
+  await checkCases(t, app, user.jwt, robot.uuid, frames, CASES.slice(0, 3))
 })
 
 t.test('the parameters are required and checked; more than 10,000 buckets is 400', async (t) => {

@@ -8,5 +8,6 @@ import * as m005 from './005-frames-history-index.js'
 import * as m006 from './006-user-token-version.js'
 import * as m007 from './007-robot-secret-grace.js'
 import * as m008 from './008-queued-commands.js'
+import * as m009 from './009-frame-rollups.js'
 
-export const migrations = [m001, m002, m003, m004, m005, m006, m007, m008]
+export const migrations = [m001, m002, m003, m004, m005, m006, m007, m008, m009]

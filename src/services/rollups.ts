@@ -1,0 +1,269 @@
+// Per-minute rollups of stored frames, so that an aggregate over a day reads
+// 1,440 rows a type instead of 864,000 frames (CONTRACT §11; src/db/README.md,
+// "Rollups"). Kept beside the frames by a background job, never in the frame
+// writer's INSERT: frames are acked as fast as without them.
+//
+// The rules that keep them exact:
+// - `received_at` is the server's clock, so a minute that has closed gets no
+//   new frame, except one that waited between its receipt and its commit.
+// - The job rolls a minute only ROLLUP_LAG_MS after it closed, one upsert per
+//   chunk of minutes for every robot, and moves `rolled_until` on.
+// - A frame committed more than LATE_MS after it was received (a database
+//   outage, the writer's retries, a frame stored with an old received_at) is
+//   "late": after its commit, the minutes of its robot that it falls in are
+//   rolled again. LAG - LATE = 60 s is what the nodes' clocks may differ by.
+// - Rolls take turns: a PostgreSQL advisory lock held for the transaction (all
+//   nodes of a cluster run the job; only one rolls at a time), SQLite's single
+//   writer queue. A roll's statement therefore sees every commit before it.
+// - Retention moves `rolled_from` past its cutoff first, then deletes.
+// - An aggregate reads rollups only for whole minutes inside
+//   [rolled_from, rolled_until), and frames for the rest of its range.
+import type { FastifyBaseLogger } from 'fastify'
+import { QueryTypes, type Transaction } from 'sequelize'
+import { NUMERIC_FIELDS } from '../contract/frames.js'
+import { dateParam, rawDate, type Database } from '../db/index.js'
+import { SLOTS } from '../db/migrations/009-frame-rollups.js'
+
+/** A minute is rolled this long after it closed. */
+export const ROLLUP_LAG_MS = 120_000
+/** A frame committed this long after it was received makes its minute be rolled again. */
+export const LATE_MS = 60_000
+/** Minutes rolled by one statement of the job (catching up after a stop, or over history on upgrade). */
+export const ROLLUP_CHUNK_MINUTES = 60
+/** Seconds between two runs of the job. */
+export const ROLLUP_INTERVAL = 10
+
+const LOCK = 738_512_002 // PostgreSQL advisory lock of the rolls (MIGRATION_LOCK is 738_512_001)
+const MINUTE = 60_000
+
+/** The minutes (epoch seconds / 60) the rollups answer for: [from, until). */
+export interface RollupWindow { from: number, until: number }
+
+export interface LateFrame { robotId: number, receivedAt: Date }
+
+/** A frame column's numeric field `field`, as SQL of the given dialect (f. is the frames table). */
+export function fieldValue (dialect: Database['dialect'], field: string, table = 'f'): string {
+  return dialect === 'postgres' ? `(${table}.data->>'${field}')::float8` : `json_extract(${table}.data, '$.${field}')`
+}
+
+/** The minute (epoch seconds / 60) of f.received_at, as SQL. */
+function minuteOf (dialect: Database['dialect']): string {
+  return dialect === 'postgres'
+    ? 'floor(extract(epoch FROM f.received_at) / 60)::bigint'
+    : "CAST(strftime('%s', substr(f.received_at, 1, 19)) AS INTEGER) / 60"
+}
+
+/** Slot i's value of a frame: the i-th numeric field of its type (field names come from NUMERIC_FIELDS, never from a request). */
+function slotValue (dialect: Database['dialect'], i: number): string {
+  const cases = Object.entries(NUMERIC_FIELDS).flatMap(([type, fields]) => fields[i] === undefined ? [] : [`WHEN ${Number(type)} THEN ${fieldValue(dialect, fields[i] as string)}`])
+  return `CASE f.type ${cases.join(' ')} END`
+}
+
+const SLOT_INDEXES = Array.from({ length: SLOTS }, (_, i) => i)
+const TYPES = Object.keys(NUMERIC_FIELDS).map(Number).join(', ')
+
+/**
+ * The upsert that rolls the frames received in [$1, $2): of every robot
+ * (a probe of the (robot_id, received_at) index per robot), or of robot $3.
+ * A minute already rolled is replaced: frames are only ever added to a
+ * minute, so the new row holds at least what the old one did.
+ */
+function rollSql (dialect: Database['dialect'], oneRobot: boolean): string {
+  const columns = SLOT_INDEXES.map((i) => `c${i}, lo${i}, hi${i}, s${i}`).join(', ')
+  const stats = SLOT_INDEXES.map((i) => `count(v${i}), min(v${i}), max(v${i}), sum(v${i})`).join(', ')
+  const values = SLOT_INDEXES.map((i) => `${slotValue(dialect, i)} AS v${i}`).join(', ')
+  const updates = ['n', ...SLOT_INDEXES.flatMap((i) => [`c${i}`, `lo${i}`, `hi${i}`, `s${i}`])].map((c) => `${c} = excluded.${c}`).join(', ')
+  // CROSS JOIN: SQLite keeps robots as the outer loop (an index probe per robot); PostgreSQL plans it as any join
+  const source = oneRobot
+    ? 'frames f WHERE f.robot_id = $3 AND'
+    : 'robots r CROSS JOIN frames f WHERE f.robot_id = r.id AND'
+  return `INSERT INTO frame_rollups (robot_id, minute, type, n, ${columns})
+SELECT robot_id, minute, type, count(*), ${stats}
+FROM (SELECT f.robot_id, ${minuteOf(dialect)} AS minute, f.type, ${values}
+  FROM ${source} f.received_at >= $1 AND f.received_at < $2 AND f.type IN (${TYPES})) x
+WHERE true GROUP BY robot_id, minute, type
+ON CONFLICT (robot_id, minute, type) DO UPDATE SET ${updates}`
+}
+
+/** The oldest received_at at or after $1 among every robot's frames: a probe of the index per robot. */
+const NEXT_FRAME = 'SELECT min((SELECT min(f.received_at) FROM frames f WHERE f.robot_id = r.id AND f.received_at >= $1)) AS at FROM robots r'
+
+export function createRollupService ({ db, log }: { db: Database, log: FastifyBaseLogger }) {
+  const rollAll = rollSql(db.dialect, false)
+  const rollOne = rollSql(db.dialect, true)
+  const at = (minute: number): Date | string => dateParam(db.dialect, new Date(minute * MINUTE))
+
+  async function run (sql: string, bind: unknown[], transaction?: Transaction): Promise<Array<Record<string, unknown>>> {
+    return await db.sequelize.query(sql, { type: QueryTypes.SELECT, bind, transaction }) as Array<Record<string, unknown>>
+  }
+
+  /** A transaction that holds the rolls' turn. */
+  async function turn<T> (work: (t: Transaction) => Promise<T>): Promise<T> {
+    return await db.transaction(async (t) => {
+      if (db.dialect === 'postgres') await run(`SELECT pg_advisory_xact_lock(${LOCK})`, [], t)
+      return await work(t)
+    })
+  }
+
+  async function state (t?: Transaction): Promise<{ from: number | null, until: number | null }> {
+    const [row] = await run('SELECT rolled_from, rolled_until FROM frame_rollup_state WHERE id = 1', [], t)
+    const num = (v: unknown): number | null => v === null || v === undefined ? null : Number(v)
+    return { from: num(row?.rolled_from), until: num(row?.rolled_until) }
+  }
+
+  async function setState (t: Transaction, from: number, until: number): Promise<void> {
+    await db.sequelize.query('UPDATE frame_rollup_state SET rolled_from = $1, rolled_until = $2 WHERE id = 1', { bind: [from, until], transaction: t })
+  }
+
+  /** The minute of the oldest frame received at or after `minute`'s start, or null. */
+  async function nextFrameMinute (t: Transaction, minute: number | null): Promise<number | null> {
+    const [row] = await run(NEXT_FRAME, [minute === null ? dateParam(db.dialect, new Date(0)) : at(minute)], t)
+    return row?.at === null || row?.at === undefined ? null : Math.floor(rawDate(row.at).getTime() / MINUTE)
+  }
+
+  /**
+   * One step of the job: rolls up to ROLLUP_CHUNK_MINUTES closed minutes
+   * (skipping at once a stretch without frames). The first step starts at
+   * the oldest stored frame. Resolves with whether minutes are left to roll.
+   */
+  async function step (now = Date.now()): Promise<boolean> {
+    const target = Math.floor((now - ROLLUP_LAG_MS) / MINUTE)
+    return await turn(async (t) => {
+      const { from, until } = await state(t)
+      if (until !== null && until >= target) return false
+      const next = await nextFrameMinute(t, until)
+      const start = next === null ? target : Math.min(Math.max(next, until ?? next), target)
+      const end = Math.min(start + ROLLUP_CHUNK_MINUTES, target)
+      if (end > start) await db.sequelize.query(rollAll, { bind: [at(start), at(end)], transaction: t })
+      await setState(t, from ?? start, end)
+      return end < target
+    })
+  }
+
+  /** Rolls robot `robotId`'s minutes [from, to) again from its frames. */
+  async function reroll (robotId: number, from: number, to: number): Promise<void> {
+    await turn(async (t) => {
+      await db.sequelize.query('DELETE FROM frame_rollups WHERE robot_id = $1 AND minute >= $2 AND minute < $3', { bind: [robotId, from, to], transaction: t })
+      await db.sequelize.query(rollOne, { bind: [at(from), at(to), robotId], transaction: t })
+    })
+  }
+
+  // Late frames' minutes, per robot, waiting to be rolled again; drained one
+  // robot at a time, retried by the job while the database is away.
+  const pending = new Map<number, { lo: number, hi: number }>()
+  let draining: Promise<void> = Promise.resolve()
+
+  async function drainLate (): Promise<void> {
+    for (const [robotId, span] of [...pending]) {
+      pending.delete(robotId)
+      try {
+        await reroll(robotId, span.lo, span.hi + 1)
+      } catch (err) {
+        const again = pending.get(robotId)
+        pending.set(robotId, again === undefined ? span : { lo: Math.min(again.lo, span.lo), hi: Math.max(again.hi, span.hi) })
+        log.warn({ err }, 'rolling late frames failed; the rollup job tries again')
+        return
+      }
+    }
+  }
+
+  /** Queues a drain after those queued; never rejects. */
+  function drain (): Promise<void> {
+    draining = draining.then(drainLate)
+    return draining
+  }
+
+  let timer: NodeJS.Timeout | null = null
+  let ticking: Promise<void> | null = null
+  let closing = false
+
+  /** The job's run: the late frames' minutes, then steps until caught up. */
+  async function tick (): Promise<void> {
+    if (pending.size > 0) await drain()
+    while (!closing && await step()) await new Promise<void>((resolve) => { setImmediate(resolve) })
+  }
+
+  function schedule (): void {
+    if (ticking !== null || closing) return
+    ticking = tick()
+      .catch((err: unknown) => { log.warn({ err }, 'frame rollup failed; it runs again next time') })
+      .finally(() => { ticking = null })
+  }
+
+  return {
+    step,
+    reroll,
+
+    /** Rolls until every closed minute is (tests, the bench, `rebuild`). */
+    async catchUp (now = Date.now()): Promise<void> {
+      while (await step(now));
+    },
+
+    /** The minutes the rollups answer for, or null while they answer for none. */
+    async window (): Promise<RollupWindow | null> {
+      const { from, until } = await state()
+      return from === null || until === null || until <= from ? null : { from, until }
+    },
+
+    /**
+     * After frames were committed: rolls again the minutes of those that are
+     * late (received more than LATE_MS ago). Resolves once they are rolled
+     * (or, if the database failed, queued for the job); never rejects.
+     */
+    async afterCommit (frames: readonly LateFrame[]): Promise<void> {
+      const limit = Date.now() - LATE_MS
+      let any = false
+      for (const f of frames) {
+        const ms = f.receivedAt.getTime()
+        if (ms >= limit) continue
+        const minute = Math.floor(ms / MINUTE)
+        const span = pending.get(f.robotId)
+        pending.set(f.robotId, span === undefined ? { lo: minute, hi: minute } : { lo: Math.min(span.lo, minute), hi: Math.max(span.hi, minute) })
+        any = true
+      }
+      if (any) await drain()
+    },
+
+    /**
+     * Retention, before its frames go: the rollups stop answering for
+     * minutes that start before `cutoff`. Then deletes their rows, robot by
+     * robot. The minute that holds the cutoff is answered from its frames.
+     */
+    async trim (cutoff: Date, robotIds: readonly number[]): Promise<void> {
+      const first = Math.ceil(cutoff.getTime() / MINUTE)
+      await turn(async (t) => {
+        const { from, until } = await state(t)
+        if (from !== null && until !== null && from < first) await setState(t, first, Math.max(until, first))
+      })
+      for (const robotId of robotIds) {
+        await db.sequelize.query('DELETE FROM frame_rollups WHERE robot_id = $1 AND minute < $2', { bind: [robotId, first] })
+      }
+    },
+
+    /** Forgets every rollup; the job rolls again from the oldest frame (after frames were loaded or restored behind United's back). */
+    async rebuild (): Promise<void> {
+      await turn(async (t) => {
+        await db.sequelize.query('DELETE FROM frame_rollups', { transaction: t })
+        await db.sequelize.query('UPDATE frame_rollup_state SET rolled_from = NULL, rolled_until = NULL WHERE id = 1', { transaction: t })
+      })
+    },
+
+    /** Starts the job: soon, then every ROLLUP_INTERVAL seconds. */
+    start (): void {
+      if (timer !== null) return
+      const first = setTimeout(schedule, 1000)
+      first.unref()
+      timer = setInterval(schedule, ROLLUP_INTERVAL * 1000)
+      timer.unref()
+    },
+
+    async close (): Promise<void> {
+      closing = true
+      if (timer !== null) clearInterval(timer)
+      await ticking
+      await draining
+    }
+  }
+}
+
+export type RollupService = ReturnType<typeof createRollupService>
