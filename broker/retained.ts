@@ -6,6 +6,7 @@
 // this). Here a topic without wildcards is one map lookup; a wildcard
 // subscription (a staff watcher's `robots/+/stats`) still scans, as before.
 import { Readable } from 'node:stream'
+import { hasWildcard, topicMatches } from '../src/contract/topics.js'
 
 interface RetainedPacket { topic: string, payload: Buffer | string }
 
@@ -13,23 +14,6 @@ interface RetainedPersistence {
   storeRetained: (packet: RetainedPacket) => Promise<void>
   createRetainedStream: (pattern: string) => Readable
   createRetainedStreamCombi: (patterns: string[]) => Readable
-}
-
-const hasWildcard = (pattern: string): boolean => pattern.includes('+') || pattern.includes('#')
-
-/** MQTT topic matching (MQTT-4.7): `+` is one level, a final `#` any rest; wildcards never match a leading `$`. */
-export function topicMatches (pattern: string, topic: string): boolean {
-  if (!hasWildcard(pattern)) return pattern === topic
-  if (topic.startsWith('$') && (pattern.startsWith('+') || pattern.startsWith('#'))) return false
-  const p = pattern.split('/')
-  const t = topic.split('/')
-  for (let i = 0; i < p.length; i++) {
-    const level = p[i]
-    if (level === '#') return true // `a/#` also matches `a` (MQTT-4.7.1-2)
-    if (i >= t.length) return false
-    if (level !== '+' && level !== t[i]) return false
-  }
-  return p.length === t.length
 }
 
 /**

@@ -176,6 +176,7 @@ export async function createCluster ({ config, log: parentLog }: { config: Confi
       if (timer !== undefined) clearInterval(timer)
       await beating
       await nodes.leave().catch(() => {})
+      await mqtt.flushRetained().catch(() => {})
       await tokenStore.close()
       await attemptStore.close()
       await Promise.all([cmd, eventsSub, mqDb].map(closeRedis))

@@ -13,6 +13,7 @@ import { createRequire } from 'node:module'
 import { Readable } from 'node:stream'
 import type { Redis } from 'ioredis'
 import type { MQEmitter } from 'mqemitter'
+import { topicMatches } from '../contract/topics.js'
 
 const require = createRequire(import.meta.url)
 // CommonJS packages: the prefixing emitter is a property of the module.
@@ -21,9 +22,13 @@ const { MQEmitterRedisPrefix } = require('mqemitter-redis') as { MQEmitterRedisP
 // 1.x calls (promises, and Node streams for retained messages, queues and wills).
 const redisPersistence = require('aedes-persistence-redis') as (opts: object) => RedisPersistence
 
+interface RetainedPacket { topic: string, payload: Buffer }
+
 interface RedisPersistence {
   setup: (broker: unknown) => Promise<void>
   streamWill: (brokers: Record<string, number>) => Readable
+  storeRetained: (packet: RetainedPacket) => Promise<void>
+  createRetainedStreamCombi: (patterns: string[]) => Readable
 }
 
 /** Aedes' own default is unbounded for an emitter it did not build. */
@@ -32,7 +37,16 @@ export const EMITTER_CONCURRENCY = 1000
 export interface MqttCluster {
   mq: MQEmitter
   persistence: RedisPersistence
+  /** Writes the retained messages still held back (shutdown). */
+  flushRetained: () => Promise<void>
 }
+
+/**
+ * A retained message reaches Redis at most this long after it was published;
+ * of several on one topic meanwhile, only the last. Statistics are retained
+ * and change with every stored batch of a robot's frames.
+ */
+export const RETAINED_FLUSH_MS = 500
 
 /** How long a subscription waits for Redis before the client gets its SUBACK anyway. */
 export const SUBSCRIBE_WAIT_MS = 1000
@@ -91,5 +105,73 @@ export function createMqttCluster ({ prefix, pub, sub, db, isUp }: { prefix: str
   persistence.cleanSubscriptions = async (client) => { if (isUp()) await cleanSubscriptions(client) }
   persistence.cleanIncoming = async (client) => { if (isUp()) await cleanIncoming(client) }
   persistence.outgoingStream = (client) => isUp() ? outgoingStream(client) : Readable.from([])
-  return { mq, persistence }
+  const flushRetained = holdRetained(persistence, isUp)
+  return { mq, persistence, flushRetained }
+}
+
+/**
+ * Retained messages are written to Redis (an HSET, or HDEL for an empty one)
+ * at most every RETAINED_FLUSH_MS, the last one per topic, instead of once per
+ * message: a robot's statistics are retained and published after every
+ * stored batch of its frames, and that write was half of the Redis commands
+ * (and of the node's socket writes) that streaming cost in cluster mode.
+ * Live delivery does not wait for it. This node's own subscribers see the
+ * messages it holds back at once (they are merged over what Redis returns);
+ * another node's new subscriber may get the previous retained message for
+ * up to RETAINED_FLUSH_MS, then the live one. While Redis is down they wait
+ * here, one per topic, and are written when it is back.
+ */
+function holdRetained (persistence: RedisPersistence, isUp: () => boolean): () => Promise<void> {
+  const storeRetained = persistence.storeRetained.bind(persistence)
+  const streamRetained = persistence.createRetainedStreamCombi.bind(persistence)
+  let held = new Map<string, RetainedPacket>()
+  let writing = new Map<string, RetainedPacket>()
+  let timer: NodeJS.Timeout | null = null
+  let flushing: Promise<void> | null = null
+
+  const schedule = (): void => {
+    if (timer !== null) return
+    timer = setTimeout(() => { timer = null; void flush() }, RETAINED_FLUSH_MS)
+    timer.unref()
+  }
+
+  async function write (): Promise<void> {
+    if (!isUp()) { schedule(); return }
+    writing = held
+    held = new Map()
+    const packets = [...writing.values()]
+    const results = await Promise.allSettled(packets.map(async (p) => { await storeRetained(p) }))
+    results.forEach((r, i) => {
+      const p = packets[i] as RetainedPacket
+      if (r.status === 'rejected' && !held.has(p.topic)) held.set(p.topic, p) // written later, unless a newer one came
+    })
+    writing = new Map()
+    if (held.size > 0) schedule()
+  }
+
+  async function flush (): Promise<void> {
+    if (flushing !== null) { schedule(); return }
+    flushing = write().finally(() => { flushing = null })
+    await flushing
+  }
+
+  persistence.storeRetained = async (packet) => {
+    held.set(packet.topic, packet)
+    schedule()
+  }
+  persistence.createRetainedStreamCombi = (patterns) => {
+    if (held.size === 0 && writing.size === 0) return streamRetained(patterns)
+    const local = new Map([...writing, ...held]) // held is newer
+    const mine = [...local.values()].filter((p) => patterns.some((pattern) => topicMatches(pattern, p.topic)))
+    if (mine.length === 0) return streamRetained(patterns)
+    return Readable.from((async function * () {
+      for await (const p of streamRetained(patterns) as AsyncIterable<RetainedPacket>) if (!local.has(p.topic)) yield p
+      for (const p of mine) if (p.payload.length > 0) yield p
+    })(), { objectMode: true })
+  }
+  return async () => {
+    if (timer !== null) { clearTimeout(timer); timer = null }
+    await flushing
+    if (held.size > 0) await write()
+  }
 }

@@ -48,3 +48,20 @@ export function ownChannel (topic: string, uuid: string): Channel | null {
 export function isSysTopic (topic: string): boolean {
   return topic.startsWith(SYS_PREFIX)
 }
+
+export const hasWildcard = (pattern: string): boolean => pattern.includes('+') || pattern.includes('#')
+
+/** MQTT topic matching (MQTT-4.7): `+` is one level, a final `#` any rest; wildcards never match a leading `$`. */
+export function topicMatches (pattern: string, topic: string): boolean {
+  if (!hasWildcard(pattern)) return pattern === topic
+  if (topic.startsWith('$') && (pattern.startsWith('+') || pattern.startsWith('#'))) return false
+  const p = pattern.split('/')
+  const t = topic.split('/')
+  for (let i = 0; i < p.length; i++) {
+    const level = p[i]
+    if (level === '#') return true // `a/#` also matches `a` (MQTT-4.7.1-2)
+    if (i >= t.length) return false
+    if (level !== '+' && level !== t[i]) return false
+  }
+  return p.length === t.length
+}

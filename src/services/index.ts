@@ -20,6 +20,9 @@ import { createSessionService } from './sessions.js'
 import { createMemoryTokenStore, type TokenStore } from './token-store.js'
 import { createUserService } from './users.js'
 
+/** The first retention sweep runs this long after the start (at most). */
+export const RETENTION_FIRST_MS = 60_000
+
 export interface ServiceDeps {
   db: Database
   config: Pick<Config, 'ROBOT_TOKEN_TTL' | 'COMMAND_TIMEOUT' | 'JWT_ACCESS_TTL' | 'JWT_REFRESH_TTL' | 'FRAME_BATCH_MAX' | 'FRAME_QUEUE_LIMIT' | 'FRAME_RETENTION_DAYS' | 'FRAME_RETENTION_INTERVAL' | 'FRAME_LINGER_MS' | 'ADMIN_SESSION_TTL' | 'AUTH_FAIL_LIMIT' | 'AUTH_FAIL_WINDOW'>
@@ -74,7 +77,9 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
   sweeper.unref()
 
   // CONTRACT §11: frames older than FRAME_RETENTION_DAYS go, in the background,
-  // every FRAME_RETENTION_INTERVAL seconds (and once soon after the start).
+  // every FRAME_RETENTION_INTERVAL seconds, the first time a minute after the
+  // start (or sooner with a shorter interval): not while a restarted node's
+  // fleet logs in again.
   const retention = { removed: 0 }
   let retaining: Promise<void> | null = null
   let closing = false
@@ -92,7 +97,7 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
   }
   const retentionTimer = config.FRAME_RETENTION_DAYS === 0 ? null : setInterval(retain, config.FRAME_RETENTION_INTERVAL * 1000)
   retentionTimer?.unref()
-  const firstRetention = config.FRAME_RETENTION_DAYS === 0 ? null : setTimeout(retain, Math.min(5000, config.FRAME_RETENTION_INTERVAL * 1000))
+  const firstRetention = config.FRAME_RETENTION_DAYS === 0 ? null : setTimeout(retain, Math.min(RETENTION_FIRST_MS, config.FRAME_RETENTION_INTERVAL * 1000))
   firstRetention?.unref()
   // Per-minute rollups of the frames, for aggregates (CONTRACT §11).
   rollups.start()

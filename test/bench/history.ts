@@ -403,7 +403,7 @@ async function exportAll (ctx: HistoryContext, robot: HistoryRobot): Promise<Fie
 /**
  * The retention sweep removing --history-frames expired frames of one robot
  * while the fleet streams. United restarts with FRAME_RETENTION_DAYS set: its
- * first sweep runs min(5 s, FRAME_RETENTION_INTERVAL) after its services
+ * first sweep runs min(60 s, FRAME_RETENTION_INTERVAL) after its services
  * start (src/services/index.ts); the interval, 3600 s, keeps a second sweep
  * out of the measurement. The robots stream from a second or two after the
  * start, before the sweep begins. The runner sees the removal begin when the

@@ -3,7 +3,7 @@
 // empty retained publish deletes it; a deleted robot leaves none behind.
 import type { MqttClient } from 'mqtt'
 import t from 'tap'
-import { topicMatches } from '../../broker/retained.js'
+import { topicMatches } from '../../src/contract/topics.js'
 import { bearer, build } from '../helper.js'
 import { createRobot, createStaff } from '../factory.js'
 import { connectRobot, connectUser, subscribe } from '../mqtt.js'
