@@ -28,8 +28,10 @@ import { SLOTS } from '../db/migrations/009-frame-rollups.js'
 export const ROLLUP_LAG_MS = 120_000
 /** A frame committed this long after it was received makes its minute be rolled again. */
 export const LATE_MS = 60_000
-/** Minutes rolled by one statement of the job (catching up after a stop, or over history on upgrade). */
+/** Minutes rolled by one statement of the job at most (catching up after a stop, or over history on upgrade). */
 export const ROLLUP_CHUNK_MINUTES = 60
+/** A step that took longer than this halves the next one's minutes; one that took a quarter of it doubles them. */
+const STEP_TARGET_MS = 1000
 /** Seconds between two runs of the job. */
 export const ROLLUP_INTERVAL = 10
 
@@ -123,21 +125,30 @@ export function createRollupService ({ db, log }: { db: Database, log: FastifyBa
 
   /**
    * One step of the job: rolls up to ROLLUP_CHUNK_MINUTES closed minutes
-   * (skipping at once a stretch without frames). The first step starts at
+   * (fewer when the last step took over a second: a busy fleet's hour of
+   * frames is one transaction too many), skipping at once a stretch without
+   * frames. The first step starts at
    * the oldest stored frame. Resolves with whether minutes are left to roll.
    */
+  let chunk = ROLLUP_CHUNK_MINUTES // adapts so that a step (a transaction that holds the rolls' turn) stays near STEP_TARGET_MS
+
   async function step (now = Date.now()): Promise<boolean> {
     const target = Math.floor((now - ROLLUP_LAG_MS) / MINUTE)
-    return await turn(async (t) => {
+    const started = performance.now()
+    const more = await turn(async (t) => {
       const { from, until } = await state(t)
       if (until !== null && until >= target) return false
       const next = await nextFrameMinute(t, until)
       const start = next === null ? target : Math.min(Math.max(next, until ?? next), target)
-      const end = Math.min(start + ROLLUP_CHUNK_MINUTES, target)
+      const end = Math.min(start + chunk, target)
       if (end > start) await db.sequelize.query(rollAll, { bind: [at(start), at(end)], transaction: t })
       await setState(t, from ?? start, end)
       return end < target
     })
+    const took = performance.now() - started
+    if (took > STEP_TARGET_MS) chunk = Math.max(1, Math.floor(chunk / 2))
+    else if (took < STEP_TARGET_MS / 4) chunk = Math.min(ROLLUP_CHUNK_MINUTES, chunk * 2)
+    return more
   }
 
   /** Rolls robot `robotId`'s minutes [from, to) again from its frames. */
