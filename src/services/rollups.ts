@@ -30,8 +30,8 @@ export const ROLLUP_LAG_MS = 120_000
 export const LATE_MS = 60_000
 /** Minutes rolled by one statement of the job at most (catching up after a stop, or over history on upgrade). */
 export const ROLLUP_CHUNK_MINUTES = 60
-/** A step that took longer than this halves the next one's minutes; one that took a quarter of it doubles them. */
-const STEP_TARGET_MS = 1000
+/** A step whose longest statement took longer than this halves the next one's minutes; a quarter of it doubles them. */
+const STATEMENT_TARGET_MS = { postgres: 1000, sqlite: 50 } as const
 /** Seconds between two runs of the job. */
 export const ROLLUP_INTERVAL = 10
 
@@ -113,41 +113,80 @@ export function createRollupService ({ db, log }: { db: Database, log: FastifyBa
     return { from: num(row?.rolled_from), until: num(row?.rolled_until) }
   }
 
-  async function setState (t: Transaction, from: number, until: number): Promise<void> {
+  async function setState (t: Transaction | undefined, from: number, until: number): Promise<void> {
     await db.sequelize.query('UPDATE frame_rollup_state SET rolled_from = $1, rolled_until = $2 WHERE id = 1', { bind: [from, until], transaction: t })
   }
 
   /** The minute of the oldest frame received at or after `minute`'s start, or null. */
-  async function nextFrameMinute (t: Transaction, minute: number | null): Promise<number | null> {
+  async function nextFrameMinute (minute: number | null, t?: Transaction): Promise<number | null> {
     const [row] = await run(NEXT_FRAME, [minute === null ? dateParam(db.dialect, new Date(0)) : at(minute)], t)
     return row?.at === null || row?.at === undefined ? null : Math.floor(rawDate(row.at).getTime() / MINUTE)
   }
 
+  /** The minutes the next step rolls, or null when every closed minute is rolled. */
+  async function plan (target: number, t?: Transaction): Promise<{ from: number | null, start: number, end: number } | null> {
+    const { from, until } = await state(t)
+    if (until !== null && until >= target) return null
+    const next = await nextFrameMinute(until, t)
+    const start = next === null ? target : Math.min(Math.max(next, until ?? next), target)
+    return { from, start, end: Math.min(start + chunk, target) }
+  }
+
+  /** Records that the minutes up to `end` are rolled; never moves backwards. */
+  async function advance (start: number, end: number, t?: Transaction): Promise<void> {
+    await db.sequelize.query('UPDATE frame_rollup_state SET rolled_from = COALESCE(rolled_from, $1), rolled_until = $2 WHERE id = 1 AND (rolled_until IS NULL OR rolled_until < $2)', { bind: [start, end], transaction: t })
+  }
+
+  // Minutes per step: adapts so that the longest statement of a step stays
+  // near STATEMENT_TARGET_MS (PostgreSQL: the one statement of all robots,
+  // in a transaction that holds the rolls' turn; SQLite: each robot's, which
+  // the frame writer waits behind on SQLite's single connection).
+  let chunk = ROLLUP_CHUNK_MINUTES
+  const statementTarget = STATEMENT_TARGET_MS[db.dialect]
+
   /**
    * One step of the job: rolls up to ROLLUP_CHUNK_MINUTES closed minutes
-   * (fewer when the last step took over a second: a busy fleet's hour of
-   * frames is one transaction too many), skipping at once a stretch without
-   * frames. The first step starts at
-   * the oldest stored frame. Resolves with whether minutes are left to roll.
+   * (fewer while its statements take long: a busy fleet's hour of frames is
+   * one statement too many), skipping at once a stretch without frames. The
+   * first step starts at the oldest stored frame. On PostgreSQL one
+   * statement for every robot, under the rolls' lock; on SQLite one per
+   * robot, each in the writer queue, so that frame batches go in between
+   * (a statement on SQLite sees every commit before it: no lock needed).
+   * Resolves with whether minutes are left to roll.
    */
-  let chunk = ROLLUP_CHUNK_MINUTES // adapts so that a step (a transaction that holds the rolls' turn) stays near STEP_TARGET_MS
-
   async function step (now = Date.now()): Promise<boolean> {
     const target = Math.floor((now - ROLLUP_LAG_MS) / MINUTE)
-    const started = performance.now()
-    const more = await turn(async (t) => {
-      const { from, until } = await state(t)
-      if (until !== null && until >= target) return false
-      const next = await nextFrameMinute(t, until)
-      const start = next === null ? target : Math.min(Math.max(next, until ?? next), target)
-      const end = Math.min(start + chunk, target)
-      if (end > start) await db.sequelize.query(rollAll, { bind: [at(start), at(end)], transaction: t })
-      await setState(t, from ?? start, end)
-      return end < target
-    })
-    const took = performance.now() - started
-    if (took > STEP_TARGET_MS) chunk = Math.max(1, Math.floor(chunk / 2))
-    else if (took < STEP_TARGET_MS / 4) chunk = Math.min(ROLLUP_CHUNK_MINUTES, chunk * 2)
+    let longest = 0
+    const timed = async (work: () => Promise<unknown>): Promise<void> => {
+      const started = performance.now()
+      await work()
+      longest = Math.max(longest, performance.now() - started)
+    }
+    let more: boolean
+    if (db.dialect === 'postgres') {
+      more = await turn(async (t) => {
+        const next = await plan(target, t)
+        if (next === null) return false
+        if (next.end > next.start) await timed(async () => await db.sequelize.query(rollAll, { bind: [at(next.start), at(next.end)], transaction: t }))
+        await advance(next.start, next.end, t)
+        return next.end < target
+      })
+    } else {
+      const next = await plan(target)
+      if (next === null) return false
+      if (next.end > next.start) {
+        const robots = await run('SELECT id FROM robots ORDER BY id', [])
+        for (const { id } of robots) {
+          if (closing) return true // rolled again at the next start: upserts
+          await timed(async () => await db.serialized(async () => await db.sequelize.query(rollOne, { bind: [at(next.start), at(next.end), id] })))
+          await new Promise<void>((resolve) => { setImmediate(resolve) })
+        }
+      }
+      await db.serialized(async () => { await advance(next.start, next.end) })
+      more = next.end < target
+    }
+    if (longest > statementTarget) chunk = Math.max(1, Math.floor(chunk / 2))
+    else if (longest < statementTarget / 4) chunk = Math.min(ROLLUP_CHUNK_MINUTES, chunk * 2)
     return more
   }
 
