@@ -17,6 +17,7 @@ import { indexRetained } from './retained.js'
 import { isRevoked, markRevoked, principalOf, revokeClient, revokedSinceLogin, short } from './principal.js'
 import { interceptRobotPublishes } from './robot-publishes.js'
 import { createStats } from './stats.js'
+import { acceptProxied, proxiedAddress } from './proxy-protocol.js'
 import { createTakeover } from './takeover.js'
 import { createTlsListener, type TlsListener } from './tls.js'
 import { attachWebSocket } from './websocket.js'
@@ -25,7 +26,8 @@ import { ownChannel, robotTopic } from '../src/contract/topics.js'
 /**
  * A client's address: the socket's peer, or on a WebSocket behind a trusted
  * proxy (TRUST_PROXY) the address the proxy appended to X-Forwarded-For,
- * as Fastify reads request.ip for the REST API.
+ * as Fastify reads request.ip for the REST API, or on the MQTT port behind a
+ * TCP balancer (MQTT_PROXY_PROTOCOL) the address its PROXY header named.
  */
 function clientAddress (client: Client, trustProxy: boolean): string | undefined {
   const req = client.req
@@ -35,7 +37,7 @@ function clientAddress (client: Client, trustProxy: boolean): string | undefined
     const last = list?.split(',').map((a) => a.trim()).filter((a) => a !== '').pop()
     return last ?? req.socket?.remoteAddress
   }
-  return (client.conn as { remoteAddress?: string }).remoteAddress
+  return proxiedAddress(client.conn) ?? (client.conn as { remoteAddress?: string }).remoteAddress
 }
 
 export interface BrokerHandle {
@@ -251,7 +253,8 @@ export default fp(async (fastify) => {
   // ack waits for the client's delayed ACK (~40 ms).
   const tcp: Server = createServer({ noDelay: true, highWaterMark: SLOW_CONSUMER_BYTES }, (socket) => {
     socket.on('error', () => { socket.destroy() })
-    handle(socket)
+    if (config.MQTT_PROXY_PROTOCOL) acceptProxied(socket, handle)
+    else handle(socket)
   })
   await new Promise<void>((resolve, reject) => {
     tcp.once('error', reject)

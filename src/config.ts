@@ -45,6 +45,7 @@ export const ConfigSchema = Type.Object({
   AUTH_FAIL_WINDOW: Type.Integer({ minimum: 1, maximum: 86400, default: 60, description: 'seconds of the log-in limit window' }),
   ADMIN_LOGIN_RATE: Type.Integer({ minimum: 1, default: 10, description: 'log-in attempts per minute per client address on /admin/login' }),
   TRUST_PROXY: Type.Boolean({ default: false, description: 'trust X-Forwarded-For/-Proto from a reverse proxy (client address, https)' }),
+  MQTT_PROXY_PROTOCOL: Type.Boolean({ default: false, description: 'every connection to the plain MQTT port starts with a PROXY protocol header (v1 or v2) from a TCP load balancer, which names the client address; one without is closed' }),
   PUBLIC_URL: Type.Optional(Type.String({ description: 'URL printed at start and used in links' }))
 })
 
