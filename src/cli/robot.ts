@@ -108,8 +108,11 @@ export function runRobot (opts: RobotOptions): { done: Promise<void>, stop: () =
         c.removeAllListeners('error')
         c.on('error', () => {})
         const uuid = token.robot_uuid
-        await c.subscribeAsync([robotTopic(uuid, 'ack'), robotTopic(uuid, 'commands')], { qos: 1 })
+        // Listening before subscribing: commands queued while the robot was
+        // away (CONTRACT §12) are published as soon as the broker has the
+        // subscription, and may arrive in the same read as the SUBACK.
         c.on('message', (topic, payload) => { onMessage(c, uuid, topic, payload) })
+        await c.subscribeAsync([robotTopic(uuid, 'ack'), robotTopic(uuid, 'commands')], { qos: 1 })
         c.once('close', () => {
           if (!stopped) opts.log(`${opts.serial}: connection lost; reconnecting with a fresh token`)
           wake?.()

@@ -29,12 +29,13 @@ function runRobot (t: Test, args: string[]): { child: ChildProcess, output: () =
     child,
     output: () => output,
     waitFor: async (re) => await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => { child.stdout?.off('data', check); reject(new Error(`robot did not print ${String(re)} within 20 s:\n${output}`)) }, 20_000)
       const check = (): void => {
         const m = re.exec(output)
-        if (m !== null) { child.stdout?.off('data', check); resolve(m) }
+        if (m !== null) { clearTimeout(timer); child.stdout?.off('data', check); resolve(m) }
       }
       child.stdout?.on('data', check)
-      child.once('exit', () => { reject(new Error(`robot exited before printing ${String(re)}:\n${output}`)) })
+      child.once('exit', () => { clearTimeout(timer); reject(new Error(`robot exited before printing ${String(re)}:\n${output}`)) })
       check()
     })
   }
