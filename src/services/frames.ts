@@ -7,7 +7,7 @@ import { Errors } from '../errors.js'
 import type { Frame } from '../db/models/index.js'
 import type { AccessService, UserPrincipal } from './access.js'
 import { decodeCursor, olderThan, pageLimit, toPage, type Page, type PageRequest } from './pagination.js'
-import { fieldValue, type RollupService } from './rollups.js'
+import { epochOf, fieldValue, type RollupService } from './rollups.js'
 
 export interface NewFrame {
   frameId: string
@@ -90,9 +90,7 @@ export const MAX_BUCKETS = 10000
  */
 function aggregateSql (dialect: Database['dialect'], type: number, rollups: boolean): string {
   const fields = NUMERIC_FIELDS[type] as readonly string[]
-  const bucketOf = dialect === 'postgres'
-    ? 'floor(extract(epoch FROM f.received_at) / $2)::bigint'
-    : "CAST(strftime('%s', substr(f.received_at, 1, 19)) AS INTEGER) / $2"
+  const bucketOf = dialect === 'postgres' ? `floor(${epochOf(dialect)} / $2)::bigint` : `${epochOf(dialect)} / $2`
   const where = 'f.robot_id = $1 AND f.type = $5'
   if (!rollups) {
     const columns = fields.flatMap((f, i) => [`min(${fieldValue(dialect, f)}) AS min${i}`, `max(${fieldValue(dialect, f)}) AS max${i}`, `avg(${fieldValue(dialect, f)}) AS avg${i}`]).join(', ')
@@ -122,11 +120,6 @@ function view (row: Frame): FrameView {
     recorded_at: row.recordedAt === null ? null : row.recordedAt.toISOString(),
     received_at: row.receivedAt.toISOString()
   }
-}
-
-/** A numeric field of a frame's stored JSON as the export writes it: the JSON's own text on PostgreSQL (`->>`), a number on SQLite. */
-function fieldText (dialect: Database['dialect'], field: string): string {
-  return dialect === 'postgres' ? `frames.data->>'${field}'` : `json_extract(frames.data, '$.${field}')`
 }
 
 export function createFrameService ({ db, access, rollups }: { db: Database, access: AccessService, rollups: RollupService }) {
@@ -254,7 +247,7 @@ export function createFrameService ({ db, access, rollups }: { db: Database, acc
       const pg = db.dialect === 'postgres'
       const fields = query.type === undefined ? [] : NUMERIC_FIELDS[query.type] as readonly string[]
       const fieldColumns = query.format === 'csv'
-        ? fields.map((f, i) => `, ${fieldText(db.dialect, f)} AS f${i}`).join('')
+        ? fields.map((f, i) => `, ${fieldValue(db.dialect, f, 'frames', true)} AS f${i}`).join('')
         : pg ? ', data::text AS data' : ', data'
       // The instants as ISO 8601 text, made by the database on PostgreSQL
       // (no Date per row in Node: a third of the export's CPU went there).

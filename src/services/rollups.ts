@@ -43,16 +43,26 @@ export interface RollupWindow { from: number, until: number }
 
 export interface LateFrame { robotId: number, receivedAt: Date }
 
-/** A frame column's numeric field `field`, as SQL of the given dialect (f. is the frames table). */
-export function fieldValue (dialect: Database['dialect'], field: string, table = 'f'): string {
-  return dialect === 'postgres' ? `(${table}.data->>'${field}')::float8` : `json_extract(${table}.data, '$.${field}')`
+/**
+ * The numeric field `field` of a frame's stored JSON, as SQL (`table` names
+ * the frames table): a float8 on PostgreSQL (`->>` then a cast; `text`: the
+ * JSON's own text, uncast), a number on SQLite.
+ */
+export function fieldValue (dialect: Database['dialect'], field: string, table = 'f', text = false): string {
+  if (dialect === 'sqlite') return `json_extract(${table}.data, '$.${field}')`
+  return text ? `${table}.data->>'${field}'` : `(${table}.data->>'${field}')::float8`
+}
+
+/** The epoch seconds of f.received_at, as SQL: numeric on PostgreSQL, an integer on SQLite. */
+export function epochOf (dialect: Database['dialect']): string {
+  return dialect === 'postgres'
+    ? 'extract(epoch FROM f.received_at)'
+    : "CAST(strftime('%s', substr(f.received_at, 1, 19)) AS INTEGER)"
 }
 
 /** The minute (epoch seconds / 60) of f.received_at, as SQL. */
 function minuteOf (dialect: Database['dialect']): string {
-  return dialect === 'postgres'
-    ? 'floor(extract(epoch FROM f.received_at) / 60)::bigint'
-    : "CAST(strftime('%s', substr(f.received_at, 1, 19)) AS INTEGER) / 60"
+  return dialect === 'postgres' ? `floor(${epochOf(dialect)} / 60)::bigint` : `${epochOf(dialect)} / 60`
 }
 
 /** Slot i's value of a frame: the i-th numeric field of its type (field names come from NUMERIC_FIELDS, never from a request). */
@@ -124,12 +134,12 @@ export function createRollupService ({ db, log }: { db: Database, log: FastifyBa
   }
 
   /** The minutes the next step rolls, or null when every closed minute is rolled. */
-  async function plan (target: number, t?: Transaction): Promise<{ from: number | null, start: number, end: number } | null> {
-    const { from, until } = await state(t)
+  async function plan (target: number, t?: Transaction): Promise<{ start: number, end: number } | null> {
+    const { until } = await state(t)
     if (until !== null && until >= target) return null
     const next = await nextFrameMinute(until, t)
     const start = next === null ? target : Math.min(Math.max(next, until ?? next), target)
-    return { from, start, end: Math.min(start + chunk, target) }
+    return { start, end: Math.min(start + chunk, target) }
   }
 
   /** Records that the minutes up to `end` are rolled; never moves backwards. */
@@ -260,7 +270,8 @@ export function createRollupService ({ db, log }: { db: Database, log: FastifyBa
      * late (received more than LATE_MS ago). Resolves once they are rolled
      * (or, if the database failed, queued for the job); never rejects.
      */
-    async afterCommit (frames: readonly LateFrame[]): Promise<void> {
+    afterCommit (frames: readonly LateFrame[]): Promise<void> {
+      // not async: on the frame writer's path, a batch without late frames costs one loop, no promise
       const limit = Date.now() - LATE_MS
       let any = false
       for (const f of frames) {
@@ -271,7 +282,7 @@ export function createRollupService ({ db, log }: { db: Database, log: FastifyBa
         pending.set(f.robotId, span === undefined ? { lo: minute, hi: minute } : { lo: Math.min(span.lo, minute), hi: Math.max(span.hi, minute) })
         any = true
       }
-      if (any) await drain()
+      return any ? drain() : Promise.resolve()
     },
 
     /**
