@@ -27,7 +27,7 @@ async function hsetCalls (redis: Redis): Promise<number> {
   return Number(/cmdstat_hset:calls=(\d+)/.exec(info)?.[1] ?? 0)
 }
 
-clusterTest('retained statistics: the newest at once on their node, within half a second on the other, one Redis write per topic and flush; a deleted robot leaves none', {}, async (t, { setup, nodes: [a, b], staff }) => {
+clusterTest('retained statistics: the newest at once on their node, within half a second on the other, one Redis write per topic and flush, held through a Redis freeze; a deleted robot leaves none', {}, async (t, { setup, nodes: [a, b], staff }) => {
   const redis = new Redis(setup.redis.url)
   t.teardown(() => { redis.disconnect() })
   const robot = await makeRobot(a, staff, 'RT-1')
@@ -46,6 +46,20 @@ clusterTest('retained statistics: the newest at once on their node, within half 
   t.match(seen, { speed: 30 }, 'and one on the other node, once written')
   const writes = (await hsetCalls(redis)) - before
   t.ok(writes >= 1 && writes < 15, `30 statistics messages, ${writes} retained writes to Redis`)
+
+  // Redis frozen: frames are still acked; the statistics held meanwhile reach the other node once it is back
+  setup.redis.freeze()
+  let thawed = false
+  t.teardown(() => { if (!thawed) setup.redis.thaw() })
+  for (let i = 31; i <= 33; i++) {
+    const ack = nextMessage(client, `robots/${robot.uuid}/ack`)
+    client.publish(`robots/${robot.uuid}/data`, positionFrame(`rt-${i}`, { speed: i }), { qos: 1 })
+    t.match(await ack, { id: `rt-${i}`, status: 'ok' }, `frame ${i} acked while Redis is frozen`)
+  }
+  setup.redis.thaw()
+  thawed = true
+  const back = await eventually(async () => await retainedStats(t, a, staff, robot.uuid), (s) => s?.speed === 33, 15_000)
+  t.match(back, { speed: 33 }, 'the statistics held while Redis was frozen are seen from the other node once it is back')
 
   // Deleted on A: neither node gives its retained statistics any more
   t.equal((await api(a, 'DELETE', `/admin/api/robots/${robot.uuid}`, staff)).status, 204)
