@@ -36,6 +36,12 @@ export const ConfigSchema = Type.Object({
   FRAME_QUEUE_LIMIT: Type.Integer({ minimum: 1, default: 20000, description: 'frames waiting for storage before robots are slowed down' }),
   FRAME_RETENTION_DAYS: Type.Integer({ minimum: 0, maximum: 36500, default: 0, description: 'days frames are kept (by received_at); 0 keeps them forever' }),
   FRAME_RETENTION_INTERVAL: Type.Integer({ minimum: 1, maximum: 3600, default: 600, description: 'seconds between two retention sweeps (at most an hour)' }),
+  COMMAND_QUEUE_LIMIT: Type.Integer({ minimum: 1, maximum: 100000, default: 100, description: 'queued commands per robot at most; one more answers 429 UNITED_QUEUE_FULL' }),
+  COMMAND_RETENTION_DAYS: Type.Integer({ minimum: 0, maximum: 36500, default: 90, description: 'days finished commands are kept (by created_at); 0 keeps them forever' }),
+  HISTORY_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 1000, default: 2, description: 'aggregates and exports at once per user; more answer 429 UNITED_BUSY' }),
+  HISTORY_NODE_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 10000, default: 8, description: 'aggregates and exports at once on this node; more answer 429 UNITED_BUSY' }),
+  AGGREGATE_MAX_ROWS: Type.Integer({ minimum: 1, default: 1000000, description: 'raw frames one aggregate may read; more answer 400 UNITED_RANGE_TOO_LARGE before it runs' }),
+  DATABASE_STATEMENT_TIMEOUT: Type.Number({ minimum: 0, maximum: 3600, default: 30, description: 'seconds a query of a request may run before it is cancelled (0: no limit); the frame writer and migrations are not bound by it' }),
   LOG_LEVEL: Type.Union([
     Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'),
     Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')

@@ -28,6 +28,12 @@ export const Errors = {
   DATABASE_UNAVAILABLE: define('UNITED_DATABASE_UNAVAILABLE', 503, 'database unavailable'),
   // CONTRACT §13; thrown with `retryAfter` (seconds), sent as Retry-After.
   TOO_MANY_ATTEMPTS: define('UNITED_TOO_MANY_ATTEMPTS', 429, 'too many failed log-ins from this address; try again later'),
+  // CONTRACT §20: a robot's queue holds COMMAND_QUEUE_LIMIT commands at most.
+  QUEUE_FULL: define('UNITED_QUEUE_FULL', 429, "the robot's command queue is full; wait for it to drain or cancel queued commands"),
+  // CONTRACT §20: HISTORY_CONCURRENCY / HISTORY_NODE_CONCURRENCY; thrown with `retryAfter`.
+  HISTORY_BUSY: define('UNITED_BUSY', 429, 'too many history reads at once; try again shortly'),
+  // CONTRACT §20: an aggregate that would read more than AGGREGATE_MAX_ROWS raw frames.
+  RANGE_TOO_LARGE: define('UNITED_RANGE_TOO_LARGE', 400, '%s'),
   BUSY: define('UNITED_BUSY', 503, 'too many log-ins are being checked right now; try again shortly')
 } as const
 
