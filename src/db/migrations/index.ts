@@ -9,5 +9,8 @@ import * as m006 from './006-user-token-version.js'
 import * as m007 from './007-robot-secret-grace.js'
 import * as m008 from './008-queued-commands.js'
 import * as m009 from './009-frame-rollups.js'
+import * as m010 from './010-frames-history-type.js'
+import * as m011 from './011-commands-retention.js'
+import * as m012 from './012-usernames-case-insensitive.js'
 
-export const migrations = [m001, m002, m003, m004, m005, m006, m007, m008, m009]
+export const migrations = [m001, m002, m003, m004, m005, m006, m007, m008, m009, m010, m011, m012]
