@@ -5,6 +5,8 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { isError } from '../src/errors.js'
+import { isDatabaseDown } from '../src/http/plugins/error-handler.js'
+import { reasonOf, summarize, UNAVAILABLE_RETRY_AFTER } from '../src/services/unavailable.js'
 import type { UserView } from '../src/services/users.js'
 import { text } from './forms.js'
 import { render, seeOther } from './render.js'
@@ -92,6 +94,14 @@ const auth: FastifyPluginAsync<{ secure: boolean | 'auto', cookieName: string }>
       void reply.setCookie(opts.cookieName, token, { ...cookieOptions, maxAge: fastify.config.ADMIN_SESSION_TTL })
       return await seeOther(reply, next)
     } catch (err) {
+      // A database that cannot check the password is not a wrong password:
+      // the form says so and asks to try again (503, Retry-After), and the
+      // attempt counts as nothing.
+      if (err instanceof Error && (isError(err, 'DATABASE_UNAVAILABLE') || isDatabaseDown(err))) {
+        request.log.warn({ cause: reasonOf(err) ?? summarize(err) }, 'admin log-in could not be checked: the database did not answer')
+        void reply.header('retry-after', String(UNAVAILABLE_RETRY_AFTER))
+        return await render(request, reply, 'login', { title: 'Log in', next, username, error: 'Your log-in could not be checked just now (the database did not answer). Try again in a few seconds.' }, 503)
+      }
       if (!(err instanceof Error && (err.message === 'empty' || isError(err, 'INVALID_CREDENTIALS')))) throw err
       return await render(request, reply, 'login', { title: 'Log in', next, username, error: 'Wrong username or password, or not a staff account.' }, 401)
     }

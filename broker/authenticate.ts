@@ -1,11 +1,19 @@
 // MQTT log-in (CONTRACT §2): robots with their cached access token, users
 // with an access JWT; on a WebSocket upgrade the `x-token` (robots) and
 // `authentication` (users) headers may stand in for the password.
+//
+// A log-in that could not be checked — the database, or in cluster mode the
+// Redis holding robot tokens, did not answer — gets CONNACK 3 (server
+// unavailable), is logged as a warning, and counts toward no log-in limit:
+// only a refusal of the credentials themselves (CONNACK 4 or 5) is a failed
+// log-in. MQTT 5, whose reason code 0x88 would say the same, is not spoken
+// here (Aedes 1.x answers it CONNACK 1).
 import type { AuthenticateError, Client } from 'aedes'
 import type { FastifyBaseLogger } from 'fastify'
 import { extractJwt } from '../src/contract/credentials.js'
 import { isError } from '../src/errors.js'
 import type { Services } from '../src/services/index.js'
+import { checking, reasonOf } from '../src/services/unavailable.js'
 import type { AccessCache } from './access-cache.js'
 import { identityKey, revocationMark, revokedSince, scopedClientId, setPrincipal, short, type BrokerPrincipal } from './principal.js'
 
@@ -59,14 +67,16 @@ export function createAuthenticate ({ services, addressOf, access, log, robotAcc
         if (isError(err, 'TOKEN_INVALID')) throw new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'invalid or expired JWT')
         throw err
       }
-      if (name !== undefined && name !== user.username) throw new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'username does not match the JWT')
-      return await access.acquire(user)
+      // Usernames match without regard to case, as at log-in; the principal
+      // (and with it every access rule) is the JWT's user whatever the case.
+      if (name !== undefined && name.toLowerCase() !== user.username.toLowerCase()) throw new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'username does not match the JWT')
+      return await checking(async () => await access.acquire(user))
     }
 
     const uuid = await services.robotTokens.resolve(secret)
     if (uuid === null) throw new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'invalid, expired or voided robot token')
     if (name !== undefined && name !== uuid) throw new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'username does not match the token')
-    const robot = await services.robots.ref(uuid)
+    const robot = await checking(async () => await services.robots.ref(uuid))
     if (robot === null || !robot.enabled) throw new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'robot is disabled or deleted')
     robotAccepted?.(uuid, robot.state)
     return { kind: 'robot', uuid, id: robot.id }
@@ -117,7 +127,8 @@ export function createAuthenticate ({ services, addressOf, access, log, robotAcc
     }).catch((err: unknown) => {
       if (principal?.kind === 'user') access.release(principal.id)
       const refused = err instanceof ConnectRefused ? err : new ConnectRefused(CONNACK.SERVER_UNAVAILABLE, 'authentication unavailable')
-      if (!(err instanceof ConnectRefused)) log.error({ err, clientId: short(client.id) }, 'MQTT authentication failed')
+      if (isError(err, 'DATABASE_UNAVAILABLE')) log.warn({ clientId: short(client.id), returnCode: refused.returnCode, cause: reasonOf(err) }, 'MQTT log-in could not be checked: the database or the token store did not answer')
+      else if (!(err instanceof ConnectRefused)) log.error({ err, clientId: short(client.id) }, 'MQTT authentication failed')
       else if (err instanceof ConnectBlocked) log.debug({ returnCode: refused.returnCode }, 'MQTT connection refused: log-ins blocked')
       else log.info({ clientId: short(client.id), username: short(username), returnCode: refused.returnCode, reason: refused.message }, 'MQTT connection refused')
       refuse(done, refused.returnCode, refused.message)

@@ -7,12 +7,21 @@
 // Each node also keeps the tokens it issued in memory. While Redis is
 // unreachable, a CONNECT to this node is checked there: a robot keeps
 // logging in where it obtained its token (CONTRACT §10: "log-in with tokens
-// it can still check"); a token from another node is refused until Redis is
-// back. Redis' answer wins whenever there is one, so a token voided anywhere
-// is refused everywhere.
+// it can still check"); a token this node does not know cannot be checked
+// until Redis is back, and get() says so by throwing: the CONNECT gets
+// CONNACK 3 (server unavailable), not 4, and counts toward no log-in limit,
+// so that a Redis outage cannot block the addresses of a fleet reconnecting
+// to another node. Redis' answer wins whenever there is one, so a token
+// voided anywhere is refused everywhere.
 import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import { createMemoryTokenStore, tokenKey, type TokenStore } from '../services/token-store.js'
+
+/** Redis cannot answer and this node does not know the token: it could not be checked. */
+export class TokenStoreUnavailableError extends Error {
+  override name = 'TokenStoreUnavailableError'
+  constructor () { super('robot tokens unavailable: Redis cannot answer') }
+}
 
 export function createRedisTokenStore ({ redis, isUp, log }: { redis: Redis, isUp: () => boolean, log: FastifyBaseLogger }): TokenStore {
   const local = createMemoryTokenStore()
@@ -32,12 +41,14 @@ export function createRedisTokenStore ({ redis, isUp, log }: { redis: Redis, isU
       }
     },
     async get (token) {
-      if (!isUp()) return await local.get(token)
-      try {
-        return await redis.get(`token:${tokenKey(token)}`)
-      } catch {
-        return await local.get(token)
+      if (isUp()) {
+        try {
+          return await redis.get(`token:${tokenKey(token)}`)
+        } catch {}
       }
+      const known = await local.get(token)
+      if (known !== null) return known
+      throw new TokenStoreUnavailableError()
     },
     async revokeRobot (robotUuid) {
       await local.revokeRobot(robotUuid)

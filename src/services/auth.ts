@@ -2,10 +2,11 @@
 // refresh → a new access JWT; an access JWT → the current user. The signer
 // is injected (the HTTP layer's @fastify/jwt), so the broker and the admin
 // verify exactly as the REST API does.
-import { Errors } from '../errors.js'
+import { Errors, isError } from '../errors.js'
 import type { EventBus } from '../events.js'
 import type { UserPrincipal } from './access.js'
 import type { AuditContext, AuditService } from './audit.js'
+import { checking } from './unavailable.js'
 import type { UserService } from './users.js'
 
 export interface JwtPort {
@@ -82,26 +83,39 @@ export function createAuthService ({ users, audit, events, jwt, accessTtl, refre
     return jwt.sign({ sub: String(user.id), username: user.username, type, ver: user.token_version }, { expiresIn: type === 'access' ? accessTtl : refreshTtl })
   }
 
-  /** The user behind a token's claims, as they are now (flags may have changed since it was signed). */
+  /**
+   * The user behind a token's claims, as they are now (flags may have
+   * changed since it was signed); null when they are gone. A database that
+   * cannot say throws DATABASE_UNAVAILABLE: a token that could not be checked
+   * is not a bad token (it must not answer 401, nor count as a failed log-in).
+   */
   async function current (c: TokenClaims): Promise<CurrentUser | null> {
     const id = Number(c.sub)
     if (!Number.isSafeInteger(id)) return null
+    let user: CurrentUser
     try {
-      const user = await load(id)
-      return user.username === c.username ? user : null
-    } catch {
-      return null
+      user = await load(id)
+    } catch (err) {
+      if (isError(err, 'USER_NOT_FOUND')) return null
+      throw err
     }
+    // The claim carries the spelling stored when the token was signed.
+    return user.username === c.username ? user : null
   }
 
   return {
-    /** Wrong credentials and inactive users get the same 401 (CONTRACT §2). */
+    /**
+     * Wrong credentials and inactive users get the same 401 (CONTRACT §2);
+     * a database that cannot check them, DATABASE_UNAVAILABLE. The username
+     * matches without regard to case; the tokens carry the stored spelling.
+     */
     async login (username: string, password: string, ctx: Omit<AuditContext, 'actor'>): Promise<TokenPair> {
       // The version comes from the row the password was checked against: a
       // password change that races this log-in leaves its tokens stale.
       const user = await users.verifyPassword(username, password)
       if (user === null || !user.is_active) throw new Errors.INVALID_CREDENTIALS()
-      await audit.record({ ...ctx, actor: { id: user.id, username: user.username } }, { action: 'user.login', targetUserId: user.id })
+      // No tokens without their audit entry: a database that fails here fails the log-in, as unavailable.
+      await checking(async () => { await audit.record({ ...ctx, actor: { id: user.id, username: user.username } }, { action: 'user.login', targetUserId: user.id }) })
       return { access: sign(user, 'access'), refresh: sign(user, 'refresh') }
     },
 

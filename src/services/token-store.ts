@@ -7,7 +7,11 @@ import NodeCache from 'node-cache'
 export interface TokenStore {
   /** Remember `token` → `robotUuid` for `ttlSeconds`. */
   put: (token: string, robotUuid: string, ttlSeconds: number) => Promise<void>
-  /** The robot uuid of a live token, or null when unknown or expired. */
+  /**
+   * The robot uuid of a live token, or null when unknown or expired. Throws
+   * when the store cannot tell (cluster mode, Redis down): a token that could
+   * not be checked is not a bad token.
+   */
   get: (token: string) => Promise<string | null>
   /** Void every token of a robot. */
   revokeRobot: (robotUuid: string) => Promise<void>

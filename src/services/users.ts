@@ -1,6 +1,13 @@
 // Users: accounts, passwords and staff/active flags. Every change is audited
 // in the same transaction, and revocations are announced on the bus.
-import { Op, UniqueConstraintError } from 'sequelize'
+//
+// Usernames are unique without regard to case, and log-in matches them the
+// same way: `Alice` logs in as `alice`, and nobody can create `ALICE` beside
+// her. The stored spelling is the user's name everywhere else (answers, JWT
+// claims, the audit log). Names are compared with the database's lower() on
+// both sides, the function the unique index of migration 012 is built on, so
+// that the check and the index can never disagree.
+import { col, fn, Op, UniqueConstraintError, where } from 'sequelize'
 import type { Database } from '../db/index.js'
 import type { User } from '../db/models/index.js'
 import { Errors } from '../errors.js'
@@ -8,6 +15,7 @@ import type { EventBus } from '../events.js'
 import type { AuditContext, AuditService } from './audit.js'
 import { decodeCursor, pageLimit, toPage, type Page, type PageRequest } from './pagination.js'
 import { hashSecret, verifyAgainstDummy, verifySecret } from './secrets.js'
+import { checking } from './unavailable.js'
 
 export interface UserView { id: number, username: string, is_staff: boolean, is_active: boolean }
 export interface NewUser { username: string, password: string, isStaff?: boolean }
@@ -29,11 +37,30 @@ export function createUserService ({ db, events, audit }: { db: Database, events
     return user
   }
 
+  const sameName = (username: string) => where(fn('lower', col('username')), fn('lower', username))
+
+  /**
+   * The user a typed name means. Names that differ only by case and were
+   * stored before they had to be unique that way (migration 012 keeps them)
+   * are told apart by their exact spelling; a spelling that matches none of
+   * them exactly means nobody.
+   */
+  async function named (username: string): Promise<User | null> {
+    const rows = await User.findAll({ where: sameName(username), order: [['id', 'ASC']] })
+    if (rows.length <= 1) return rows[0] ?? null
+    return rows.find((row) => row.username === username) ?? null
+  }
+
   return {
     async create (input: NewUser, ctx: AuditContext): Promise<UserView> {
       const passwordHash = await hashSecret(input.password)
       try {
         return await db.transaction(async (transaction) => {
+          // The unique index on lower(username) refuses a name that differs
+          // only by case; this look-up also catches the names migration 012
+          // kept outside it (and answers the same 409 on both databases).
+          const taken = await User.findOne({ where: sameName(input.username), attributes: ['id'], transaction })
+          if (taken !== null) throw new Errors.USERNAME_TAKEN()
           const user = await User.create({ username: input.username, passwordHash, isStaff: input.isStaff ?? false }, { transaction })
           await audit.record(ctx, { action: 'user.created', targetUserId: user.id, details: { username: user.username, is_staff: user.isStaff } }, transaction)
           return userView(user)
@@ -48,9 +75,12 @@ export function createUserService ({ db, events, audit }: { db: Database, events
       return userView(await find(id))
     },
 
-    /** The user with their token version (JWT checks); USER_NOT_FOUND when gone. */
+    /**
+     * The user with their token version (JWT checks); USER_NOT_FOUND when
+     * gone, DATABASE_UNAVAILABLE when the database cannot say.
+     */
     async credentialState (id: number): Promise<UserCredentialState> {
-      const user = await find(id)
+      const user = await checking(async () => await find(id))
       return { ...userView(user), token_version: user.tokenVersion }
     },
 
@@ -97,12 +127,15 @@ export function createUserService ({ db, events, audit }: { db: Database, events
     },
 
     /**
-     * Checks a username and password. Unknown users cost the same scrypt as
-     * known ones (no user enumeration by timing). Returns the user, active or
-     * not: the caller decides what an inactive user gets.
+     * Checks a username (matched without regard to case) and password.
+     * Unknown users cost the same query and the same scrypt as known ones (no
+     * user enumeration by timing). Returns the user, active or not: the
+     * caller decides what an inactive user gets. A database that cannot
+     * answer throws DATABASE_UNAVAILABLE, never a refusal: the password was
+     * not checked, so it is neither right nor wrong.
      */
     async verifyPassword (username: string, password: string): Promise<UserCredentialState | null> {
-      const user = await User.findOne({ where: { username } })
+      const user = await checking(async () => await named(username))
       if (user === null) return await verifyAgainstDummy(password) || null
       return await verifySecret(password, user.passwordHash) ? { ...userView(user), token_version: user.tokenVersion } : null
     },
@@ -114,8 +147,9 @@ export function createUserService ({ db, events, audit }: { db: Database, events
       return rows.map(userView)
     },
 
+    /** The user a typed name means, matched as log-in matches it. */
     async findByUsername (username: string): Promise<UserView | null> {
-      const user = await User.findOne({ where: { username } })
+      const user = await named(username)
       return user === null ? null : userView(user)
     },
 
