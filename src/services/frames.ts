@@ -1,13 +1,16 @@
 // Stored data frames (CONTRACT §4, §6, §11): idempotent storage per (robot,
-// frame id), the keyset-paginated history and aggregates over time buckets.
-import { Op, QueryTypes } from 'sequelize'
+// frame id), the keyset-paginated history, aggregates over time buckets and
+// exports, with the bounds that keep one user's reads from stopping the
+// fleet: a few aggregates and exports at once per user and per node, and an
+// aggregate's cost estimated (and refused when too large) before it runs.
+import { QueryTypes } from 'sequelize'
 import { NUMERIC_FIELDS } from '../contract/frames.js'
 import { dateParam, rawDate, type Database } from '../db/index.js'
 import { Errors } from '../errors.js'
-import type { Frame } from '../db/models/index.js'
 import type { AccessService, UserPrincipal } from './access.js'
-import { decodeCursor, olderThan, pageLimit, toPage, type Page, type PageRequest } from './pagination.js'
-import { epochOf, fieldValue, type RollupService } from './rollups.js'
+import { createHistoryLimiter } from './history-limiter.js'
+import { decodeCursor, pageLimit, toPage, type Page, type PageRequest } from './pagination.js'
+import { epochOf, fieldValue, type RollupService, type RollupWindow } from './rollups.js'
 
 export interface NewFrame {
   frameId: string
@@ -44,6 +47,25 @@ export const EXPORT_BATCH = 1000
 /** Lines per piece written to the response (~25 KB of text). */
 export const EXPORT_PIECE = 100
 
+/**
+ * An export whose response has taken no piece for this long is ended, and
+ * its place among the history reads given back: a client that stops
+ * reading would otherwise hold the place, the socket and the buffered
+ * piece for as long as it keeps the connection open. 30 s is far longer
+ * than any pause of a reader that is still reading (a piece is ~25 KB).
+ */
+export const EXPORT_STALL_MS = 30_000
+
+/**
+ * The frame types a stored frame can have (the broker stores no other). The
+ * history index is (robot_id, type, received_at[, frame_id]) (migration
+ * 010): a read of every type is one bounded range per type, merged.
+ */
+export const HISTORY_TYPES: readonly number[] = Object.keys(NUMERIC_FIELDS).map(Number)
+
+/** Defaults of HISTORY_CONCURRENCY, HISTORY_NODE_CONCURRENCY and AGGREGATE_MAX_ROWS. */
+export const HISTORY_DEFAULTS = { perUser: 2, perNode: 8, maxRows: 1_000_000 } as const
+
 /** A timestamptz column as ISO 8601 text with milliseconds, as Date#toISOString writes it. */
 const PG_ISO = (column: string): string => `to_char(frames.${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`
 
@@ -76,8 +98,8 @@ export const RETENTION_PIECE = 2000
 export const MAX_BUCKETS = 10000
 
 /**
- * One GROUP BY in the database, read through the (robot_id, received_at)
- * index: bucket numbers from epoch seconds (integer division, so buckets
+ * One GROUP BY in the database, read through the (robot_id, type,
+ * received_at) index: bucket numbers from epoch seconds (integer division, so buckets
  * start at multiples of `bucket` since the epoch), and min/max/avg of each
  * numeric field of the type. Field names come from NUMERIC_FIELDS, never from
  * the request. Frames are never loaded into Node.
@@ -112,18 +134,153 @@ GROUP BY b ORDER BY b`
 ) parts GROUP BY b ORDER BY b`
 }
 
-function view (row: Frame): FrameView {
+/** A history row as the database gives it (PostgreSQL: jsonb parsed, Dates; SQLite: text). */
+interface FrameRow { frame_id: string, type: number | string, data: unknown, recorded_at: unknown, received_at: unknown }
+
+function view (row: FrameRow): FrameView {
   return {
-    frame_id: row.frameId,
-    type: row.type,
-    data: row.data,
-    recorded_at: row.recordedAt === null ? null : row.recordedAt.toISOString(),
-    received_at: row.receivedAt.toISOString()
+    frame_id: row.frame_id,
+    type: Number(row.type),
+    data: (typeof row.data === 'string' ? JSON.parse(row.data) : row.data) as Record<string, unknown>,
+    recorded_at: row.recorded_at === null || row.recorded_at === undefined ? null : rawDate(row.recorded_at).toISOString(),
+    received_at: rawDate(row.received_at).toISOString()
   }
 }
 
-export function createFrameService ({ db, access, rollups }: { db: Database, access: AccessService, rollups: RollupService }) {
+/**
+ * One ordered, limited read per frame type in `types`, merged: `part(type)`
+ * is a SELECT with its own ORDER BY and LIMIT, an index range of (robot_id,
+ * type, received_at). One type is its part alone; several are a UNION ALL
+ * of them under the same ORDER BY and LIMIT (PostgreSQL: a Merge Append),
+ * so the read costs at most the number of types times the rows it returns.
+ * The outer ORDER BY names result columns, as SQLite's compound SELECT needs.
+ */
+function merged (types: readonly number[], part: (type: number) => string, order: string, limit: number): string {
+  if (types.length === 1) return part(types[0] as number)
+  return `${types.map((t) => `SELECT * FROM (${part(t)}) p${t}`).join(' UNION ALL ')} ORDER BY ${order} LIMIT ${limit}`
+}
+
+/** The types a read covers: the one asked for (none outside HISTORY_TYPES: it has no frames), or all. */
+function typesOf (type: number | undefined): readonly number[] {
+  if (type === undefined) return HISTORY_TYPES
+  return HISTORY_TYPES.includes(type) ? [type] : []
+}
+
+export interface FrameServiceLimits {
+  /** HISTORY_CONCURRENCY: aggregates and exports at once per user. */
+  perUser: number
+  /** HISTORY_NODE_CONCURRENCY: aggregates and exports at once on this node. */
+  perNode: number
+  /** AGGREGATE_MAX_ROWS: raw frames one aggregate may read. */
+  maxRows: number
+}
+
+export function createFrameService ({ db, access, rollups, limits = HISTORY_DEFAULTS }: { db: Database, access: AccessService, rollups: RollupService, limits?: FrameServiceLimits }) {
   const { Frame } = db.models
+  const history = createHistoryLimiter(limits)
+  const maxRows = limits.maxRows
+  /** How long an export may wait for its reader (EXPORT_STALL_MS; tests shorten it). */
+  const settings = { exportStallMs: EXPORT_STALL_MS }
+
+  /**
+   * CONTRACT §20: refuses, before it runs, an aggregate that would read more
+   * than `maxRows` raw frames. Its raw frames are every frame of the type in
+   * [from, to] except, for a whole-minute bucket, the whole minutes that
+   * the rollups answer for (`covered`). Counted from the rollups' per-minute
+   * counts where they cover the range (one row per minute with frames, read
+   * with a LIMIT: each counts one frame at least), and by a count of the
+   * frames outside what they cover, stopped at the first frame over the
+   * limit. Both are index ranges that end after `maxRows + 1` entries at
+   * most, so the estimate costs a fraction of what it prevents.
+   */
+  async function checkCost (robotId: number, type: number, from: Date, to: Date, bucket: number, covered: { first: number, end: number } | null): Promise<void> {
+    let rows = 0
+    if (covered !== null && bucket % 60 !== 0) {
+      const [sum] = await db.sequelize.query(`SELECT sum(n) AS n FROM (SELECT n FROM frame_rollups WHERE robot_id = $1 AND type = $2 AND minute >= $3 AND minute < $4 LIMIT ${maxRows + 1}) r`,
+        { type: QueryTypes.SELECT, bind: [robotId, type, covered.first, covered.end] }) as Array<{ n: unknown }>
+      rows = Number(sum?.n ?? 0)
+    }
+    if (rows <= maxRows) {
+      const ranges: Array<[Date, Date, boolean]> = covered === null
+        ? [[from, to, true]]
+        : [[from, new Date(covered.first * 60_000), false], [new Date(covered.end * 60_000), to, true]]
+      const bind: unknown[] = [robotId, type]
+      const parts = ranges.filter(([lo, hi]) => lo.getTime() <= hi.getTime()).map(([lo, hi, inclusive]) => {
+        bind.push(dateParam(db.dialect, lo), dateParam(db.dialect, hi))
+        return `SELECT 1 AS one FROM frames WHERE robot_id = $1 AND type = $2 AND received_at >= $${bind.length - 1} AND received_at ${inclusive ? '<=' : '<'} $${bind.length}`
+      })
+      if (parts.length > 0) {
+        const [count] = await db.sequelize.query(`SELECT count(*) AS n FROM (${parts.join(' UNION ALL ')} LIMIT ${maxRows - rows + 1}) f`, { type: QueryTypes.SELECT, bind }) as Array<{ n: unknown }>
+        rows += Number(count?.n ?? 0)
+      }
+    }
+    if (rows > maxRows) {
+      throw new Errors.RANGE_TOO_LARGE(`the aggregate would read more than ${maxRows} stored frames (AGGREGATE_MAX_ROWS): use a shorter range, or a bucket that is a whole number of minutes (60, 120, 3600…), whose whole minutes are read from per-minute rollups`)
+    }
+  }
+
+  /** The whole minutes of [from, to] that the rollups answer for, or null. */
+  function coveredMinutes (from: Date, to: Date, window: RollupWindow | null): { first: number, end: number } | null {
+    if (window === null) return null
+    const first = Math.max(Math.ceil(from.getTime() / 60_000), window.from)
+    const end = Math.min(Math.floor((to.getTime() + 1) / 60_000), window.until)
+    return end > first ? { first, end } : null
+  }
+
+  /**
+   * An export's pieces, holding its place among the history reads until
+   * they end, fail, are returned (the client went away) or stall: when the
+   * response has taken no piece for `exportStallMs`, the place is given
+   * back and `onStall` ends the response (or, without it, the pieces end).
+   * A piece being read from the database is not a stall.
+   */
+  function held (pieces: AsyncGenerator<string>, release: () => void, onStall?: () => void): AsyncIterableIterator<string> {
+    const stallMs = settings.exportStallMs
+    let idleSince: number | null = performance.now()
+    let over = false
+    let timer: NodeJS.Timeout | null = null
+    const finish = (): void => {
+      if (over) return
+      over = true
+      if (timer !== null) clearTimeout(timer)
+      release()
+    }
+    const arm = (ms: number): void => {
+      timer = setTimeout(check, ms)
+      timer.unref()
+    }
+    function check (): void {
+      if (over) return
+      const idle = idleSince === null ? 0 : performance.now() - idleSince
+      if (idle < stallMs) { arm(Math.max(1, stallMs - idle)); return }
+      finish()
+      if (onStall !== undefined) onStall()
+      else void it.return(undefined)
+    }
+    arm(stallMs)
+    const it: AsyncIterableIterator<string> & Required<Pick<AsyncIterator<string>, 'return' | 'throw'>> = {
+      async next (): Promise<IteratorResult<string>> {
+        idleSince = null
+        try {
+          const r = await pieces.next()
+          if (r.done === true) finish()
+          else idleSince = performance.now()
+          return r
+        } catch (err) {
+          finish()
+          throw err
+        }
+      },
+      async return (value?: unknown): Promise<IteratorResult<string>> {
+        try { return await pieces.return(value) } finally { finish() }
+      },
+      async throw (err?: unknown): Promise<IteratorResult<string>> {
+        try { return await pieces.throw(err) } finally { finish() }
+      },
+      [Symbol.asyncIterator] () { return it }
+    }
+    return it
+  }
 
   return {
     /**
@@ -146,20 +303,33 @@ export function createFrameService ({ db, access, rollups }: { db: Database, acc
       await rollups.afterCommit(rows)
     },
 
-    /** Newest first by time received; `from`/`to` bound received_at (inclusive). */
+    /**
+     * Newest first by time received; `from`/`to` bound received_at
+     * (inclusive). Each type's frames are one range of the history index,
+     * bounded by the cursor (`received_at <=` the cursor's bounds the scan;
+     * the OR skips the cursor's own instant up to its frame id: written as
+     * one `a < x OR (a = x AND id < y)` it gave PostgreSQL no bound); a page
+     * of every type merges one such range per type.
+     */
     async list (principal: UserPrincipal, robotUuid: string, query: FrameQuery = {}): Promise<Page<FrameView>> {
       const robot = await access.robotFor(principal, robotUuid)
       const limit = pageLimit(query.limit)
-      const where: Record<string | symbol, unknown>[] = [{ robotId: robot.id }]
-      if (query.type !== undefined) where.push({ type: query.type })
-      if (query.from !== undefined) where.push({ receivedAt: { [Op.gte]: query.from } })
-      if (query.to !== undefined) where.push({ receivedAt: { [Op.lte]: query.to } })
-      if (query.cursor !== undefined) {
-        const [at, frameId] = decodeCursor(query.cursor, ['date', 'string']) as [string, string]
-        where.push(...olderThan('receivedAt', new Date(at), 'frameId', frameId))
+      const cursor = query.cursor === undefined ? undefined : decodeCursor(query.cursor, ['date', 'string']) as [string, string]
+      const types = typesOf(query.type)
+      if (types.length === 0) return { items: [], next_cursor: null }
+      const bind: unknown[] = [robot.id]
+      const bounds = ['robot_id = $1']
+      if (query.from !== undefined) { bind.push(dateParam(db.dialect, query.from)); bounds.push(`received_at >= $${bind.length}`) }
+      if (query.to !== undefined) { bind.push(dateParam(db.dialect, query.to)); bounds.push(`received_at <= $${bind.length}`) }
+      if (cursor !== undefined) {
+        bind.push(dateParam(db.dialect, new Date(cursor[0])), cursor[1])
+        const at = `$${bind.length - 1}`
+        bounds.push(`received_at <= ${at}`, `(received_at < ${at} OR frame_id < $${bind.length})`)
       }
-      const rows = await Frame.findAll({ where: { [Op.and]: where }, order: [['receivedAt', 'DESC'], ['frameId', 'DESC']], limit: limit + 1 })
-      return toPage(rows, limit, view, (row) => [row.receivedAt.toISOString(), row.frameId])
+      const order = 'received_at DESC, frame_id DESC'
+      const part = (type: number): string => `SELECT frame_id, type, data, recorded_at, received_at FROM frames WHERE ${bounds.join(' AND ')} AND type = ${type} ORDER BY ${order} LIMIT ${limit + 1}`
+      const rows = await db.sequelize.query(merged(types, part, order, limit + 1), { type: QueryTypes.SELECT, bind }) as FrameRow[]
+      return toPage(rows, limit, view, (row) => [rawDate(row.received_at).toISOString(), row.frame_id])
     },
 
     /** CONTRACT §11: buckets with frames, oldest first; `from`/`to` bound received_at (inclusive). */
@@ -170,14 +340,20 @@ export function createFrameService ({ db, access, rollups }: { db: Database, acc
       const buckets = Math.floor(to.getTime() / seconds) - Math.floor(from.getTime() / seconds) + 1
       if (buckets > MAX_BUCKETS) throw new Errors.BAD_REQUEST(`the range holds ${buckets} buckets of ${bucket} s, more than ${MAX_BUCKETS}: use a larger bucket or a shorter range`)
       const robot = await access.robotFor(principal, robotUuid)
-      // Whole minutes of the range that the rollups answer for, when buckets are whole minutes.
-      const window = bucket % 60 === 0 ? await rollups.window() : null
-      const first = window === null ? 0 : Math.max(Math.ceil(from.getTime() / 60_000), window.from)
-      const end = window === null ? 0 : Math.min(Math.floor((to.getTime() + 1) / 60_000), window.until)
-      const rolled = window !== null && end > first
-      const bind: unknown[] = [robot.id, bucket, dateParam(db.dialect, from), dateParam(db.dialect, to), type]
-      if (rolled) bind.push(first, end, dateParam(db.dialect, new Date(first * 60_000)), dateParam(db.dialect, new Date(end * 60_000)))
-      const rows = await db.sequelize.query(aggregateSql(db.dialect, type, rolled), { type: QueryTypes.SELECT, bind }) as Array<Record<string, unknown>>
+      const release = history.acquire(principal.id)
+      let rows: Array<Record<string, unknown>>
+      try {
+        // The whole minutes of the range that the rollups answer for: read
+        // from them when buckets are whole minutes, counted from them otherwise.
+        const covered = coveredMinutes(from, to, await rollups.window())
+        await checkCost(robot.id, type, from, to, bucket, covered)
+        const rolled = covered !== null && bucket % 60 === 0
+        const bind: unknown[] = [robot.id, bucket, dateParam(db.dialect, from), dateParam(db.dialect, to), type]
+        if (rolled) bind.push(covered.first, covered.end, dateParam(db.dialect, new Date(covered.first * 60_000)), dateParam(db.dialect, new Date(covered.end * 60_000)))
+        rows = await db.sequelize.query(aggregateSql(db.dialect, type, rolled), { type: QueryTypes.SELECT, bind }) as Array<Record<string, unknown>>
+      } finally {
+        release()
+      }
       const fields = NUMERIC_FIELDS[type] as readonly string[]
       const items = rows.map((row) => {
         const item: AggregateBucket = { start: new Date(Number(row.b) * seconds).toISOString(), count: Number(row.n), min: {}, max: {}, avg: {} }
@@ -195,7 +371,9 @@ export function createFrameService ({ db, access, rollups }: { db: Database, acc
     /**
      * CONTRACT §11, retention: deletes every frame received before `cutoff`,
      * robot by robot, in pieces of at most RETENTION_PIECE rows chosen through
-     * the (robot_id, received_at) index and deleted by primary key, each its
+     * the history index (one range per frame type, `type IN (…)`, in no
+     * particular order: an ORDER BY across the types would read every old
+     * frame to sort it) and deleted by primary key, each its
      * own short statement followed by a pause as long as it took. No long
      * lock, no long transaction, half of the database's time at most: the
      * frame writer's INSERTs interleave (on SQLite, whose writes take turns,
@@ -207,7 +385,7 @@ export function createFrameService ({ db, access, rollups }: { db: Database, acc
       const before = dateParam(db.dialect, cutoff)
       // Robot by robot from the robots table: frames have no index on received_at alone (SELECT DISTINCT would read them all).
       const robots = await db.sequelize.query('SELECT id AS robot_id FROM robots ORDER BY id', { type: QueryTypes.SELECT }) as Array<{ robot_id: number }>
-      const sql = `DELETE FROM frames WHERE robot_id = $1 AND frame_id IN (SELECT frame_id FROM frames WHERE robot_id = $1 AND received_at < $2 ORDER BY received_at LIMIT ${piece})`
+      const sql = `DELETE FROM frames WHERE robot_id = $1 AND frame_id IN (SELECT frame_id FROM frames WHERE robot_id = $1 AND type IN (${HISTORY_TYPES.join(', ')}) AND received_at < $2 LIMIT ${piece})`
       const robotIds = robots.map((r) => r.robot_id)
       await rollups.trim(cutoff, robotIds) // aggregates stop reading the rollups of what goes
       let removed = 0
@@ -232,8 +410,13 @@ export function createFrameService ({ db, access, rollups }: { db: Database, acc
      * CSV rows, in queries of EXPORT_BATCH frames. Checks access first (so that
      * a 404 comes before any byte), then returns the pieces to stream.
      *
-     * Each piece is one keyset query on (robot_id, received_at, frame_id), not
-     * a cursor: a cursor holds its transaction, and on PostgreSQL its
+     * Holds a place among the user's and the node's history reads (429
+     * UNITED_BUSY when none is left) from this call until the pieces end,
+     * fail, are returned, or stall (EXPORT_STALL_MS without the response
+     * taking a piece: `onStall` then ends the response).
+     *
+     * Each piece is one keyset query on (robot_id, type, received_at,
+     * frame_id) per type (every type: one per type, merged), not a cursor: a cursor holds its transaction, and on PostgreSQL its
      * snapshot, for as long as the slowest client reads (retention's deletes
      * could not be reclaimed meanwhile; on SQLite a WAL checkpoint could not
      * finish). Between pieces nothing is held, and a piece is read only when
@@ -242,8 +425,9 @@ export function createFrameService ({ db, access, rollups }: { db: Database, acc
      * `data::text`, SQLite's text), CSV the fields one by one: no frame's data
      * is parsed in Node.
      */
-    async export (principal: UserPrincipal, robotUuid: string, query: ExportQuery): Promise<AsyncGenerator<string>> {
+    async export (principal: UserPrincipal, robotUuid: string, query: ExportQuery, opts: { onStall?: () => void } = {}): Promise<AsyncIterableIterator<string>> {
       const robot = await access.robotFor(principal, robotUuid)
+      const release = history.acquire(principal.id)
       const pg = db.dialect === 'postgres'
       const fields = query.type === undefined ? [] : NUMERIC_FIELDS[query.type] as readonly string[]
       const fieldColumns = query.format === 'csv'
@@ -254,14 +438,18 @@ export function createFrameService ({ db, access, rollups }: { db: Database, acc
       const times = pg ? `${PG_ISO('recorded_at')} AS recorded_at, ${PG_ISO('received_at')} AS received_at` : 'recorded_at, received_at'
       const bounds: string[] = ['robot_id = $1']
       const bind: unknown[] = [robot.id]
-      if (query.type !== undefined) { bind.push(query.type); bounds.push(`type = $${bind.length}`) }
       if (query.from !== undefined) { bind.push(dateParam(db.dialect, query.from)); bounds.push(`received_at >= $${bind.length}`) }
       if (query.to !== undefined) { bind.push(dateParam(db.dialect, query.to)); bounds.push(`received_at <= $${bind.length}`) }
       const n = bind.length
       const after = pg ? `$${n + 1}::timestamptz` : `$${n + 1}`
-      const first = `SELECT frame_id, type, ${times}${fieldColumns} FROM frames WHERE ${bounds.join(' AND ')} ORDER BY frames.received_at, frame_id LIMIT ${EXPORT_BATCH}`
-      // after the last row (at, id): `at >=` bounds the index scan, the OR skips what was read
-      const next = `SELECT frame_id, type, ${times}${fieldColumns} FROM frames WHERE ${bounds.join(' AND ')} AND frames.received_at >= ${after} AND (frames.received_at > ${after} OR frame_id > $${n + 2}) ORDER BY frames.received_at, frame_id LIMIT ${EXPORT_BATCH}`
+      // One range of the history index per type (all types: merged, oldest first).
+      const types = typesOf(query.type)
+      const part = (cursor: boolean) => (type: number): string => `SELECT frame_id, type, ${times}${fieldColumns} FROM frames WHERE ${bounds.join(' AND ')} AND type = ${type}${cursor
+        // after the last row (at, id): `at >=` bounds the index scan, the OR skips what was read
+        ? ` AND frames.received_at >= ${after} AND (frames.received_at > ${after} OR frame_id > $${n + 2})`
+        : ''} ORDER BY frames.received_at, frame_id LIMIT ${EXPORT_BATCH}`
+      const first = types.length === 0 ? null : merged(types, part(false), 'received_at, frame_id', EXPORT_BATCH)
+      const next = types.length === 0 ? null : merged(types, part(true), 'received_at, frame_id', EXPORT_BATCH)
       const iso = pg ? (v: unknown): string | null => v as string | null : sqliteIso
       const line = query.format === 'csv'
         ? (r: Record<string, unknown>): string => [csvCell(String(r.frame_id), true), String(r.type), iso(r.recorded_at) ?? '', iso(r.received_at) ?? '', ...fields.map((_, i) => { const v = r[`f${i}`]; return v === null || v === undefined ? '' : String(v) })].join(',') + '\r\n'
@@ -269,6 +457,7 @@ export function createFrameService ({ db, access, rollups }: { db: Database, acc
 
       async function * pieces (): AsyncGenerator<string> {
         if (query.format === 'csv') yield ['frame_id', 'type', 'recorded_at', 'received_at', ...fields].join(',') + '\r\n'
+        if (first === null || next === null) return
         let cursor: [unknown, unknown] | null = null
         for (;;) {
           const rows = await db.sequelize.query(cursor === null ? first : next, { type: QueryTypes.SELECT, bind: cursor === null ? bind : [...bind, ...cursor] }) as Array<Record<string, unknown>>
@@ -285,8 +474,16 @@ export function createFrameService ({ db, access, rollups }: { db: Database, acc
           cursor = [last.received_at, last.frame_id]
         }
       }
-      return pieces()
-    }
+      return held(pieces(), release, opts.onStall)
+    },
+
+    /** History reads (aggregates and exports) running: on this node, or of one user. */
+    historyReads (userId?: number): number {
+      return history.inUse(userId)
+    },
+
+    /** How long an export may wait for its reader before it is ended (EXPORT_STALL_MS; tests shorten it). */
+    settings
   }
 }
 

@@ -76,7 +76,8 @@ const TYPES = Object.keys(NUMERIC_FIELDS).map(Number).join(', ')
 
 /**
  * The upsert that rolls the frames received in [$1, $2): of every robot
- * (a probe of the (robot_id, received_at) index per robot), or of robot $3.
+ * (a range of the (robot_id, type, received_at) index per robot and type),
+ * or of robot $3.
  * A minute already rolled is replaced: frames are only ever added to a
  * minute, so the new row holds at least what the old one did.
  */
@@ -97,8 +98,13 @@ WHERE true GROUP BY robot_id, minute, type
 ON CONFLICT (robot_id, minute, type) DO UPDATE SET ${updates}`
 }
 
-/** The oldest received_at at or after $1 among every robot's frames: a probe of the index per robot. */
-const NEXT_FRAME = 'SELECT min((SELECT min(f.received_at) FROM frames f WHERE f.robot_id = r.id AND f.received_at >= $1)) AS at FROM robots r'
+/**
+ * The oldest received_at at or after $1 among every robot's frames: a probe
+ * of the history index (robot_id, type, received_at) per robot and type
+ * (without the type, each robot's probe would read all of its frames).
+ */
+const NEXT_FRAME = `SELECT min((SELECT min(f.received_at) FROM frames f WHERE f.robot_id = r.id AND f.type = t.type AND f.received_at >= $1)) AS at
+FROM robots r CROSS JOIN (${Object.keys(NUMERIC_FIELDS).map((type, i) => `SELECT ${Number(type)}${i === 0 ? ' AS type' : ''}`).join(' UNION ALL ')}) t`
 
 export function createRollupService ({ db, log }: { db: Database, log: FastifyBaseLogger }) {
   const rollAll = rollSql(db.dialect, false)

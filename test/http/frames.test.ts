@@ -147,14 +147,50 @@ t.test('limit=7 pages through 50 frames, ties on received_at included, each exac
   t.same(items, whole.json().items, 'the pages concatenate to the one-page answer (same tie order)')
 })
 
-t.test('a deep page reads only its own frames: the cursor bounds the index scan', async (t) => {
+interface Plan { 'Node Type': string, 'Relation Name'?: string, 'Index Name'?: string, 'Actual Rows'?: number, 'Rows Removed by Filter'?: number, Plans?: Plan[] }
+
+/** The history list's statement (text and bind parameters) run by `request`. */
+async function capture (app: FastifyInstance, request: () => Promise<unknown>): Promise<{ sql: string, bind: unknown[] }> {
+  const { sequelize } = app.db
+  let seen: { sql: string, bind: unknown[] } | undefined
+  sequelize.addHook('afterQuery', 'capture-frames-page', (options, query) => {
+    const text = (query as unknown as { sql?: string }).sql
+    if (text?.includes('FROM frames') === true && text.includes('ORDER BY')) seen = { sql: text, bind: (options as { bind?: unknown[] }).bind ?? [] }
+  })
+  try {
+    await request()
+  } finally {
+    sequelize.removeHook('afterQuery', 'capture-frames-page')
+  }
+  if (seen === undefined) throw new Error('the page query was not seen')
+  return seen
+}
+
+/** PostgreSQL: the scans of frames in the statement's executed plan. SQLite: the plan's steps. */
+async function explain (app: FastifyInstance, { sql, bind }: { sql: string, bind: unknown[] }): Promise<{ scans: Plan[], steps: string[] }> {
+  const { sequelize } = app.db
+  const text = sql.replace(/;\s*$/, '')
+  if (sequelize.getDialect() === 'postgres') {
+    const [explained] = await sequelize.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${text}`, { bind, type: QueryTypes.SELECT }) as unknown as [{ 'QUERY PLAN': [{ Plan: Plan }] }]
+    const scans: Plan[] = []
+    const visit = (plan: Plan): void => { if (plan['Relation Name'] === 'frames') scans.push(plan); for (const p of plan.Plans ?? []) visit(p) }
+    visit(explained['QUERY PLAN'][0].Plan)
+    return { scans, steps: [] }
+  }
+  const plan = await sequelize.query(`EXPLAIN QUERY PLAN ${text}`, { bind, type: QueryTypes.SELECT }) as Array<{ detail: string }>
+  return { scans: [], steps: plan.map((step) => step.detail) }
+}
+
+t.test('a deep page reads only its own frames: the cursor bounds the index scan of each type', async (t) => {
   // A robot streaming at 10 Hz stores 864,000 frames a day: a page far back
-  // in its history must not read every newer frame to skip it.
+  // in its history must not read every newer frame to skip it. The history
+  // index is (robot_id, type, received_at[, frame_id]): a page of every type
+  // merges one bounded range per type.
   const app = await build(t)
   const { user, robot } = await ownedRobot(app)
   const id = await robotId(app, robot.uuid)
   const rows: NewFrame[] = []
-  for (let i = 0; i < 3000; i++) rows.push(frame(`f-${String(i).padStart(5, '0')}`, at(Math.floor(i / 10)))) // ten frames per instant
+  for (let i = 0; i < 3000; i++) rows.push(frame(`f-${String(i).padStart(5, '0')}`, at(Math.floor(i / 10)), 1 + (i % 3))) // ten frames per instant, every type
   for (let i = 0; i < rows.length; i += 500) await app.services.frames.store(id, rows.slice(i, i + 500))
   const { sequelize } = app.db
   const postgres = sequelize.getDialect() === 'postgres'
@@ -162,29 +198,51 @@ t.test('a deep page reads only its own frames: the cursor bounds the index scan'
 
   const first = await get(app, user.jwt, robot.uuid, '?limit=1000')
   const cursor = first.json().next_cursor as string
-  let sql: string | undefined
-  sequelize.addHook('afterQuery', 'capture-frames-page', (_options, query) => {
-    const text = (query as unknown as { sql?: string }).sql
-    if (text?.includes('frames') === true && text.includes('SELECT')) sql = text
-  })
-  const page = await get(app, user.jwt, robot.uuid, `?limit=50&cursor=${encodeURIComponent(cursor)}`)
-  sequelize.removeHook('afterQuery', 'capture-frames-page')
-  t.equal(page.statusCode, 200)
-  t.same(page.json().items.map((f: FrameItem) => f.frame_id), rows.slice(1950, 2000).map((f) => f.frameId).reverse(), 'the 1,001st to 1,050th newest')
-  if (sql === undefined) throw new Error('the page query was not seen')
+  let page: Awaited<ReturnType<typeof get>> | undefined
+  const statement = await capture(app, async () => { page = await get(app, user.jwt, robot.uuid, `?limit=50&cursor=${encodeURIComponent(cursor)}`) })
+  t.equal(page?.statusCode, 200)
+  t.same(page?.json().items.map((f: FrameItem) => f.frame_id), rows.slice(1950, 2000).map((f) => f.frameId).reverse(), 'the 1,001st to 1,050th newest')
 
+  const { scans, steps } = await explain(app, statement)
   if (postgres) {
-    interface Plan { 'Node Type': string, 'Relation Name'?: string, 'Actual Rows'?: number, 'Rows Removed by Filter'?: number, Plans?: Plan[] }
-    const [[explained]] = await sequelize.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${sql.replace(/;\s*$/, '')}`) as unknown as [[{ 'QUERY PLAN': [{ Plan: Plan }] }]]
-    const scans: Plan[] = []
-    const visit = (plan: Plan): void => { if (plan['Relation Name'] === 'frames') scans.push(plan); for (const p of plan.Plans ?? []) visit(p) }
-    visit(explained['QUERY PLAN'][0].Plan)
-    t.same(scans.map((p) => p['Node Type']), ['Index Scan'], 'one index scan of frames')
+    t.same(scans.map((p) => p['Node Type']), ['Index Scan', 'Index Scan', 'Index Scan'], 'one index scan of frames per type')
+    t.ok(scans.every((p) => p['Index Name'] === 'frames_robot_type_received'), 'each through the history index')
     const read = scans.reduce((n, p) => n + (p['Actual Rows'] ?? 0) + (p['Rows Removed by Filter'] ?? 0), 0)
-    t.ok(read <= 2 * 51, `the scan read ${read} frames for a page of 50, not the 1,000 newer ones`)
+    t.ok(read <= 3 * 2 * 51, `the scans read ${read} frames for a page of 50, not the 1,000 newer ones`)
   } else {
-    const plan = await sequelize.query(`EXPLAIN QUERY PLAN ${sql.replace(/;\s*$/, '')}`, { type: QueryTypes.SELECT }) as Array<{ detail: string }>
-    t.ok(plan.some((step) => /USING INDEX frames_robot_received \(robot_id=\? AND received_at<\?\)/.test(step.detail)), `the index search bounds received_at: ${JSON.stringify(plan)}`)
+    const searches = steps.filter((s) => s.includes('frames'))
+    t.equal(searches.length, 3, `one search of frames per type: ${JSON.stringify(steps)}`)
+    t.ok(searches.every((s) => /SEARCH frames USING INDEX frames_robot_type_received \(robot_id=\? AND type=\? AND received_at<\?\)/.test(s)), `each index search bounds received_at: ${JSON.stringify(steps)}`)
+  }
+})
+
+t.test('a typed page of a type the robot has no frame of reads no frame (the type is in the history index)', async (t) => {
+  // Before the type was in the index, `?type=2&limit=1` on a robot without
+  // geo frames read every one of its frames to find none.
+  const app = await build(t)
+  const { user, robot } = await ownedRobot(app)
+  const id = await robotId(app, robot.uuid)
+  const rows: NewFrame[] = []
+  for (let i = 0; i < 3000; i++) rows.push(frame(`f-${String(i).padStart(5, '0')}`, at(Math.floor(i / 10)), i % 2 === 0 ? 1 : 3))
+  for (let i = 0; i < rows.length; i += 500) await app.services.frames.store(id, rows.slice(i, i + 500))
+  const { sequelize } = app.db
+  const postgres = sequelize.getDialect() === 'postgres'
+  await sequelize.query(postgres ? 'ANALYZE frames' : 'ANALYZE')
+
+  let page: Awaited<ReturnType<typeof get>> | undefined
+  const statement = await capture(app, async () => { page = await get(app, user.jwt, robot.uuid, '?type=2&limit=1') })
+  t.equal(page?.statusCode, 200)
+  t.same(page?.json(), { items: [], next_cursor: null }, 'no geo frame')
+  const hardware = await get(app, user.jwt, robot.uuid, '?type=3&limit=2')
+  t.same(hardware.json().items.map((f: FrameItem) => f.frame_id), ['f-02999', 'f-02997'], 'the newest hardware frames')
+
+  const { scans, steps } = await explain(app, statement)
+  if (postgres) {
+    t.same(scans.map((p) => p['Node Type']), ['Index Scan'], 'one index scan of frames')
+    t.equal(scans[0]?.['Index Name'], 'frames_robot_type_received', 'through the history index')
+    t.equal((scans[0]?.['Actual Rows'] ?? 0) + (scans[0]?.['Rows Removed by Filter'] ?? 0), 0, 'it read no frame')
+  } else {
+    t.same(steps.filter((s) => s.includes('frames')), ['SEARCH frames USING INDEX frames_robot_type_received (robot_id=? AND type=?)'], `one index search on robot and type: ${JSON.stringify(steps)}`)
   }
 })
 

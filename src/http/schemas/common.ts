@@ -13,6 +13,20 @@ export function errorResponses<const C extends number[]> (...codes: C): { [K in 
   return Object.fromEntries(codes.map((c) => [c, ErrorSchema])) as { [K in C[number]]: typeof ErrorSchema }
 }
 
+/**
+ * 429 of the history reads (aggregate, export): too many at once for the
+ * user or the node. `Retry-After` says how many seconds to wait.
+ */
+export const BusyResponse = Type.Object({
+  statusCode: Type.Integer(),
+  error: Type.String({ description: 'HTTP reason phrase' }),
+  message: Type.String(),
+  code: Type.Optional(Type.String({ description: '`UNITED_BUSY`' }))
+}, {
+  description: 'Too many history reads at once (`UNITED_BUSY`): HISTORY_CONCURRENCY per user or HISTORY_NODE_CONCURRENCY per node',
+  headers: { 'Retry-After': Type.Integer({ minimum: 1, description: 'seconds to wait before trying again' }) }
+})
+
 export const NoContent = Type.Null({ description: 'no content' })
 
 export const UUID_PATTERN = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'

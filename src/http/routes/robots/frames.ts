@@ -1,10 +1,13 @@
 // GET /robots/{uuid}/frames (CONTRACT §6): stored frames, newest first,
-// keyset-paginated; GET /robots/{uuid}/frames/aggregate and /export (§11).
+// keyset-paginated; GET /robots/{uuid}/frames/aggregate and /export (§11),
+// a few at once per user and per node (429 UNITED_BUSY with Retry-After),
+// an aggregate refused before it runs when it would read too many frames
+// (400 UNITED_RANGE_TOO_LARGE).
 import { Readable } from 'node:stream'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { Errors } from '../../../errors.js'
-import { BearerSecurity, errorResponses, PageSchema, RobotUuidParams } from '../../schemas/common.js'
+import { BearerSecurity, BusyResponse, errorResponses, PageSchema, RobotUuidParams } from '../../schemas/common.js'
 import { AggregateQuery, AggregateSchema, ExportQuery, FrameQuery, FrameSchema } from '../../schemas/robots.js'
 
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -35,7 +38,10 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       security: BearerSecurity,
       params: RobotUuidParams,
       querystring: AggregateQuery,
-      response: { 200: AggregateSchema, ...errorResponses(400, 401, 404) }
+      description: 'Counts against the history reads a user (`HISTORY_CONCURRENCY`) and a node (`HISTORY_NODE_CONCURRENCY`) may run at once: one more answers `429` `UNITED_BUSY` with `Retry-After`. ' +
+        'A bucket that is a whole number of minutes is answered from per-minute rollups for every whole minute the rollups cover; an aggregate that would read more than `AGGREGATE_MAX_ROWS` stored frames ' +
+        '(estimated from the rollups\' counts and a bounded count of the rest) answers `400` `UNITED_RANGE_TOO_LARGE` before it runs.',
+      response: { 200: AggregateSchema, ...errorResponses(400, 401, 404), 429: BusyResponse }
     }
   }, async (request) => {
     const { type, from, to, bucket } = request.query
@@ -50,6 +56,8 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       security: BearerSecurity,
       params: RobotUuidParams,
       querystring: ExportQuery,
+      description: 'Holds one of the history reads a user (`HISTORY_CONCURRENCY`) and a node (`HISTORY_NODE_CONCURRENCY`) may run at once for as long as it streams; one more answers `429` `UNITED_BUSY` with `Retry-After`. ' +
+        'A response that takes nothing for 30 s (its client stopped reading) is ended, and its place given back.',
       response: {
         200: {
           description: 'NDJSON lines or CSV rows, streamed as an attachment',
@@ -58,7 +66,8 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
             'text/csv': { schema: Type.String({ description: 'frame_id,type,recorded_at,received_at, then the numeric fields of the type' }) }
           }
         },
-        ...errorResponses(400, 401, 404)
+        ...errorResponses(400, 401, 404),
+        429: BusyResponse
       }
     }
   }, async (request, reply) => {
@@ -66,11 +75,20 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     const format = request.query.format ?? 'ndjson'
     if (format === 'csv' && type === undefined) throw new Errors.BAD_REQUEST('format=csv needs a type: its columns are the fields of one frame type')
     const uuid = request.params.uuid.toLowerCase()
+    let stream: Readable | null = null
     const pieces = await fastify.services.frames.export(request.principal!, uuid, {
       type,
       format,
       from: from === undefined ? undefined : new Date(from),
       to: to === undefined ? undefined : new Date(to)
+    }, {
+      // Its reader stopped reading: the place is given back already; end the
+      // response too, so that its socket and buffered piece go.
+      onStall: () => {
+        request.log.info({ robot: uuid }, 'frame export ended: its client read nothing for too long')
+        stream?.destroy()
+        reply.raw.destroy()
+      }
     })
     const name = `robot-${uuid}-frames${type === undefined ? '' : `-type${type}`}.${format === 'csv' ? 'csv' : 'ndjson'}`
     void reply
@@ -78,7 +96,8 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       .header('content-disposition', `attachment; filename="${name}"`)
       .header('cache-control', 'no-store')
     // Readable.from pulls the next piece only when the response has taken the last one.
-    const stream = Readable.from(pieces, { objectMode: false, highWaterMark: 1 })
+    // Destroyed (the client went away, or it stalled), it returns the pieces, which gives their place back.
+    stream = Readable.from(pieces, { objectMode: false, highWaterMark: 1 })
     stream.on('error', (err) => { request.log.warn({ err }, 'frame export failed mid-stream') })
     return await reply.send(stream as unknown as string) // a stream: Fastify pipes it, no serializer runs
   })
