@@ -9,6 +9,7 @@
 //   npm run bench -- [--robots 100] [--window 10] [--duration 30 | --frames N]
 //                    [--scenarios a,b,…] [--idle 1000,5000] [--chart 10,50,100,200]
 //                    [--storm 100,5000] [--bad-logins 32] [--history-frames 1000000]
+//                    [--abuse-cases …] [--abuse-users 5] [--abuse-commands 1000000] [--abuse-retry now|after]
 //   npm run bench -- --cluster [--cluster-storm 1000] [--scenarios …]   (two United nodes against one, cluster.ts)
 import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
@@ -17,6 +18,7 @@ import { join, resolve } from 'node:path'
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import type { MqttClient } from 'mqtt'
+import { ABUSE_CASES, ABUSE_OFFLINE_ROBOTS, abuseExtra, runAbuse, type AbuseCase } from './abuse.js'
 import { renderChart, type ChartPoint } from './chart.js'
 import { CLUSTER_ALIASES, CLUSTER_SCENARIOS, clusterExtra, runCluster } from './cluster.js'
 import { HISTORY_SCENARIOS, runHistory, type Meter } from './history.js'
@@ -31,7 +33,7 @@ const FILES = {
   bare: join(import.meta.dirname, 'bare.js')
 }
 
-const SCENARIOS = ['connection-storm', 'login-storm', 'tcp-ingest', 'ws-ingest', 'tcp-paced-1000', 'tcp-paced-5000', 'ws-fanout', 'command-latency', 'chart', 'idle-rss', ...HISTORY_SCENARIOS] as const
+const SCENARIOS = ['connection-storm', 'login-storm', 'tcp-ingest', 'ws-ingest', 'tcp-paced-1000', 'tcp-paced-5000', 'ws-fanout', 'command-latency', 'chart', 'idle-rss', ...HISTORY_SCENARIOS, 'abuse'] as const
 type Scenario = typeof SCENARIOS[number]
 const ALIASES: Record<string, Scenario[]> = {
   all: [...SCENARIOS],
@@ -46,7 +48,8 @@ const ALIASES: Record<string, Scenario[]> = {
   commands: ['command-latency'],
   idle: ['idle-rss'],
   rss: ['idle-rss'],
-  history: [...HISTORY_SCENARIOS]
+  history: [...HISTORY_SCENARIOS],
+  'noisy-neighbour': ['abuse']
 }
 
 const USAGE = `usage: npm run bench -- [options]
@@ -60,7 +63,8 @@ const USAGE = `usage: npm run bench -- [options]
   --warmup S          closed loops: S s of the same load on each target before the
                       measured rounds, not counted but for its errors (default 3; 0: none)
   --scenarios LIST    comma list (default all): ${SCENARIOS.join(', ')}
-                      (aliases: storm, login, tcp, ws, ingest, paced, fanout, command, idle, history)
+                      (aliases: storm, login, tcp, ws, ingest, paced, fanout, command, idle, history,
+                      noisy-neighbour = abuse)
   --storm LIST        robot counts of connection-storm (default: --robots)
   --bad-logins N      login-storm: concurrent bad log-ins while --robots robots stream at
                       --stream-hz (default 32)
@@ -71,9 +75,15 @@ const USAGE = `usage: npm run bench -- [options]
   --fanout-hz N       ws-fanout: the robot sends N frames/s (default 100; 0: closed loop with --window)
   --command-rate N    command-latency: commands per second (default 20)
   --stream-hz N       command-latency: frames/s of each robot meanwhile (default 10; 0: none);
-                      login-storm and history-retention stream at it too
+                      login-storm, history-retention and abuse stream at it too
   --history-frames N  history-*: frames of the robot that is aggregated and exported, and
-                      expired frames that retention removes (default 1000000)
+                      expired frames that retention removes; abuse: frames of its own history
+                      robot (default 1000000)
+  --abuse-cases LIST  abuse: the cases after its baseline (default all): ${ABUSE_CASES.join(', ')}
+  --abuse-users N     abuse: users of the history cases, each at HISTORY_CONCURRENCY (default 5:
+                      the node's HISTORY_NODE_CONCURRENCY of 8, and one user over it)
+  --abuse-commands N  abuse: finished commands in the table while /metrics is scraped (default 1000000)
+  --abuse-retry WHEN  abuse: after a 429 the abusers ask again \`now\` (default) or \`after\` its Retry-After
   --timeout MIN       give up after this many minutes (default 45)
   --cluster           instead: two United nodes of one cluster (REDIS_URL, a redis-server of the
                       bench's own) against one standalone United, on PostgreSQL only; --scenarios
@@ -137,6 +147,10 @@ function readOptions () {
       'command-rate': { type: 'string', default: '20' },
       'stream-hz': { type: 'string', default: '10' },
       'history-frames': { type: 'string', default: '1000000' },
+      'abuse-cases': { type: 'string', default: ABUSE_CASES.join(',') },
+      'abuse-users': { type: 'string', default: '5' },
+      'abuse-commands': { type: 'string', default: '1000000' },
+      'abuse-retry': { type: 'string', default: 'now' },
       timeout: { type: 'string', default: '45' },
       cluster: { type: 'boolean', default: false },
       'cluster-storm': { type: 'string', default: '1000' },
@@ -162,6 +176,12 @@ function readOptions () {
     if (names === undefined) throw new UsageError(`unknown scenario ${name}: ${SCENARIOS.join(', ')}`)
     for (const n of names) scenarios.add(n)
   }
+  const abuseCases = new Set<AbuseCase>()
+  for (const name of values['abuse-cases'].split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+    if (!(ABUSE_CASES as readonly string[]).includes(name)) throw new UsageError(`unknown abuse case ${name}: ${ABUSE_CASES.join(', ')}`)
+    abuseCases.add(name as AbuseCase)
+  }
+  if (values['abuse-retry'] !== 'now' && values['abuse-retry'] !== 'after') throw new UsageError('--abuse-retry is now or after')
   return {
     robots: positive(values.robots, 'robots'),
     window: positive(values.window, 'window'),
@@ -181,6 +201,10 @@ function readOptions () {
     commandRate: positive(values['command-rate'], 'command-rate', false),
     streamHz: nonNegative(values['stream-hz'], 'stream-hz'),
     historyFrames: positive(values['history-frames'], 'history-frames'),
+    abuseCases,
+    abuseUsers: positive(values['abuse-users'], 'abuse-users'),
+    abuseCommands: nonNegative(values['abuse-commands'], 'abuse-commands'),
+    abuseRetry: values['abuse-retry'] as 'now' | 'after',
     timeoutMin: positive(values.timeout, 'timeout', false),
     cluster: values.cluster,
     clusterScenarios,
@@ -330,7 +354,9 @@ async function main (): Promise<void> {
       opts.robots,
       has('connection-storm') ? Math.max(...stormCounts) : 0,
       has('chart') ? Math.max(...opts.chart) : 0,
-      has('idle-rss') ? Math.max(...opts.idle) : 0
+      has('idle-rss') ? Math.max(...opts.idle) : 0,
+      // abuse: robots after the fleet's that stay offline until commands are queued for them
+      has('abuse') ? opts.robots + ABUSE_OFFLINE_ROBOTS : 0
     )
   const fanoutUsers = (opts.cluster ? opts.clusterScenarios.has('cluster-fanout') : has('ws-fanout')) ? opts.users : 0
   const t0 = now()
@@ -923,6 +949,31 @@ async function main (): Promise<void> {
     })
   }
 
+  // After the history scenarios: it loads its own history and commands, and restarts United.
+  if (has('abuse')) {
+    await runAbuse({
+      united,
+      databaseUrl,
+      dbProcess,
+      cases: opts.abuseCases,
+      robots: opts.robots,
+      streamHz: Math.max(opts.streamHz, 1),
+      offlineFrom: opts.robots,
+      durationS: opts.duration,
+      historyFrames: opts.historyFrames,
+      commandRows: Math.floor(opts.abuseCommands),
+      users: opts.abuseUsers,
+      retry: opts.abuseRetry,
+      say,
+      emit,
+      mark: () => new Mark(united, [bare], dbProcess),
+      openFleet: async (indexes, rec) => await openFleet(united, indexes, 'tcp', false, rec),
+      closeFleet,
+      nextTag,
+      errorFields
+    })
+  }
+
   summary(results, [{ label: 'United', proc: united.proc }])
 }
 
@@ -939,9 +990,9 @@ function summary (results: Fields[], servers: Array<{ label: string, proc: Spawn
     if (r.error === undefined && r.scenario === 'history-export') return `${cell(r.frames)} lines, ${cell(r.mib_per_s)} MiB/s, RSS +${cell(r.rss_growth_mib)} MiB`
     if (r.error === undefined && r.scenario === 'history-retention') return `${cell(r.frames_removed)} removed in ${cell(r.removal_s)} s; ack p99 before / after it ${cell(r.before_p99_ms)} / ${cell(r.after_p99_ms)} ms`
     if (r.error !== undefined) return `ERROR ${cell(r.error)}`
-    return clusterExtra(r) ?? ''
+    return abuseExtra(r) ?? clusterExtra(r) ?? ''
   }
-  // the history scenarios carry their targets (CONTRACT §11, issue 26)
+  // the history and abuse scenarios carry their targets (issues 26 and 32)
   const goal = (r: Fields): string => typeof r.goal === 'string' ? `; target ${r.goal}: ${r.goal_met === true ? 'met' : 'MISSED'}` : ''
   const rows = [[...cols, ''], ...results.map((r) => [...cols.map((c) => cell(r[c])), extra(r) + goal(r)])]
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)))

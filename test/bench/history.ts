@@ -81,7 +81,7 @@ const GOALS = {
 
 // ---- the database, from the runner --------------------------------------------
 
-interface Sql {
+export interface Sql {
   readonly dialect: 'postgres' | 'sqlite'
   /** The rows of one statement; parameters are $1, $2… on both dialects. */
   query: (sql: string, params?: unknown[]) => Promise<Array<Record<string, unknown>>>
@@ -89,7 +89,7 @@ interface Sql {
 }
 
 /** A connection of the runner's own to United's database: PostgreSQL at DATABASE_URL, or United's SQLite file. */
-async function openSql (united: United, databaseUrl: string | undefined): Promise<Sql> {
+export async function openSql (united: United, databaseUrl: string | undefined): Promise<Sql> {
   const file = united.sqliteFile()
   if (file === undefined) {
     const client = new pg.Client({ connectionString: databaseUrl })
@@ -181,7 +181,7 @@ async function robotIdOf (sql: Sql, uuid: string): Promise<number> {
  * busy timeout); on PostgreSQL the measured process then has not served the
  * load either.
  */
-async function loadRobot (ctx: HistoryContext, name: string, prefix: string, count: number, fromMs: number, spanMs: number, env: NodeJS.ProcessEnv = {}, rollups = false): Promise<{ uuid: string, id: number, rollupS?: number }> {
+export async function loadRobot (ctx: Pick<HistoryContext, 'united' | 'databaseUrl' | 'say'>, name: string, prefix: string, count: number, fromMs: number, spanMs: number, env: NodeJS.ProcessEnv = {}, rollups = false): Promise<{ uuid: string, id: number, rollupS?: number }> {
   const uuid = await ctx.united.extraRobot(name)
   await ctx.united.stop()
   let sql = await openSql(ctx.united, ctx.databaseUrl)
