@@ -28,8 +28,22 @@ export function createMetrics () {
       // eslint-disable-next-line no-new
       new Counter({ name, help, ...metric, collect () { this.reset(); this.inc(read()) } })
     },
-    /** Registers a labelled gauge read (asynchronously) at scrape time. */
-    labelledGauge (name: string, help: string, label: string, read: () => Promise<Record<string, number>>): void {
+    /** Registers a labelled counter whose totals are read at scrape time. */
+    labelledCounter (name: string, help: string, label: string, read: () => Record<string, number>): void {
+      // eslint-disable-next-line no-new
+      new Counter({
+        name,
+        help,
+        labelNames: [label],
+        ...metric,
+        collect () {
+          this.reset()
+          for (const [key, value] of Object.entries(read())) this.inc({ [label]: key }, value)
+        }
+      })
+    },
+    /** Registers a labelled gauge read at scrape time. */
+    labelledGauge (name: string, help: string, label: string, read: () => Record<string, number> | Promise<Record<string, number>>): void {
       // eslint-disable-next-line no-new
       new Gauge({
         name,

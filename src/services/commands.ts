@@ -7,8 +7,19 @@
 // cancelled. Every change of status is one UPDATE guarded by the status it
 // leaves, so of two racing changes (a release and a cancel, an ack and a
 // sweep) exactly one wins, on any number of nodes.
+//
+// No one user can flood a robot or the server through its queue: a robot
+// holds at most `queueLimit` queued commands (the count and the insert in
+// one transaction, under a lock of the robot's row on PostgreSQL), and a
+// queue goes out RELEASE_WINDOW commands at a time: the next ones only when
+// the robot has PUBACKed (or acknowledged, or let expire) those before. A
+// queued command goes out only while its issuer may still command the robot;
+// commands of an issuer who lost that right (grant revoked, staff flag
+// removed, user deactivated or deleted) are cancelled, audited with no actor
+// (the server), when the change happens and again, as a last check, when the
+// queue is released.
 import { randomUUID } from 'node:crypto'
-import { Op, QueryTypes } from 'sequelize'
+import { Op, QueryTypes, type Transaction } from 'sequelize'
 import { dateParam, rawDate, sqliteDate, type Database } from '../db/index.js'
 import type { Command } from '../db/models/index.js'
 import type { CommandStatus, RobotCommand } from '../contract/payloads.js'
@@ -74,11 +85,33 @@ const PG_ACK = `WITH c AS (
 )
 SELECT command FROM c`
 
-// Both databases (SQLite ≥ 3.35 has RETURNING): a robot's queue, now pending,
-// in one statement. A command cancelled or expired meanwhile is not in it.
+/** At most this many commands of a robot are unacknowledged (sent, no PUBACK yet) while its queue is released. */
+export const RELEASE_WINDOW = 10
+
+// Both databases (SQLite ≥ 3.35 has RETURNING): the next oldest of a robot's
+// queued commands, at most $3 of them, now pending. A command cancelled or
+// expired meanwhile is not among them (the outer status guard).
 const RELEASE = `UPDATE commands SET status = 'pending', sent_at = $2, updated_at = $2
-WHERE status = 'queued' AND robot_id = (SELECT id FROM robots WHERE uuid = $1) AND expires_at > $2
+WHERE status = 'queued' AND id IN (
+  SELECT id FROM commands WHERE robot_id = $1 AND status = 'queued' AND expires_at > $2 ORDER BY created_at, id LIMIT $3)
 RETURNING id, command, issued_by, created_at`
+
+// A robot's commands sent and not yet PUBACKed (the release window's use).
+const UNACKNOWLEDGED = "SELECT count(*) AS n FROM commands WHERE robot_id = $1 AND status = 'pending'"
+
+// Whether the issuer of `commands` may command its robot now: an active
+// user, staff or granted the robot. A deleted issuer's commands have no
+// issued_by_id (ON DELETE SET NULL) and may not.
+const ISSUER_MAY_COMMAND = `EXISTS (SELECT 1 FROM users u WHERE u.id = commands.issued_by_id AND u.is_active = $TRUE
+  AND (u.is_staff = $TRUE OR EXISTS (SELECT 1 FROM robot_access a WHERE a.robot_id = commands.robot_id AND a.user_id = u.id)))`
+
+/** Queued commands in `scope` whose issuer may no longer command the robot, now cancelled. */
+function cancelUnauthorizedSql (dialect: Database['dialect'], scope: string): string {
+  const yes = dialect === 'postgres' ? 'true' : '1'
+  return `UPDATE commands SET status = 'cancelled', updated_at = $1
+WHERE status = 'queued' AND ${scope} AND NOT ${ISSUER_MAY_COMMAND.replaceAll('$TRUE', yes)}
+RETURNING id, robot_id, issued_by_id`
+}
 
 // Command ids are UUIDs, stored in lower case: anything else a robot sends
 // names no command (and PostgreSQL would refuse it as a uuid); capitals name
@@ -99,9 +132,19 @@ export interface CommandServiceDeps {
   access: AccessService
   presence: PresenceService
   timeoutSeconds: number
+  /** queued commands per robot at most (COMMAND_QUEUE_LIMIT) */
+  queueLimit?: number
 }
 
-export function createCommandService ({ db, events, audit, access, presence, timeoutSeconds }: CommandServiceDeps) {
+/** The statuses a command is still moving through, and those it ends in. */
+export const OPEN_STATUSES = ['queued', 'pending', 'delivered'] as const
+export const FINISHED_STATUSES = ['done', 'failed', 'expired', 'cancelled'] as const
+export type FinishedStatus = typeof FINISHED_STATUSES[number]
+
+/** Finished commands one retention DELETE removes at most (a short statement). */
+export const COMMAND_RETENTION_PIECE = 2000
+
+export function createCommandService ({ db, events, audit, access, presence, timeoutSeconds, queueLimit = 100 }: CommandServiceDeps) {
   const { AuditEvent, Command, Robot } = db.models
 
   function view (row: Command, robotUuid: string): CommandView {
@@ -118,18 +161,89 @@ export function createCommandService ({ db, events, audit, access, presence, tim
     }
   }
 
+  /** Commands this node finished, by status, since it started (counters: /metrics never counts a table). */
+  const finished: Record<FinishedStatus, number> = { done: 0, failed: 0, expired: 0, cancelled: 0 }
+  /** The open commands of the whole database by status, as last counted by refreshCounts(). */
+  let open: Record<typeof OPEN_STATUSES[number], number> = { queued: 0, pending: 0, delivered: 0 }
+
+  /**
+   * Cancels, in `transaction`, the queued commands of `scope` (SQL over
+   * `commands`, its parameters from $2 on) whose issuer may no longer command
+   * the robot, each audited with no actor: the server did it.
+   */
+  async function cancelUnauthorized (scope: string, bind: unknown[], at: Date, transaction: Transaction): Promise<number> {
+    const [rows] = await db.sequelize.query(cancelUnauthorizedSql(db.dialect, scope), { bind: [dateParam(db.dialect, at), ...bind], transaction }) as unknown as [Array<{ id: string, robot_id: number | string, issued_by_id: number | null }>]
+    if (rows.length === 0) return 0
+    const robots = await Robot.findAll({ where: { id: [...new Set(rows.map((r) => Number(r.robot_id)))] }, attributes: ['id', 'uuid'], transaction })
+    const uuidOf = new Map(robots.map((r) => [r.id, r.uuid]))
+    await AuditEvent.bulkCreate(rows.map((r) => audit.row({ actor: null }, {
+      action: 'command.cancelled',
+      robotUuid: uuidOf.get(Number(r.robot_id)),
+      targetUserId: r.issued_by_id ?? undefined,
+      details: { command_id: r.id, was: 'queued', reason: 'the issuer may no longer command the robot' }
+    }, at)), { transaction })
+    finished.cancelled += rows.length
+    return rows.length
+  }
+
   // One release at a time per robot, so that two (a subscribe and a command
   // queued at the same moment) cannot publish a robot's queue out of order.
   const releasing = new Map<string, Promise<number>>()
+  // Robots whose last release filled the window: more of their queue may be
+  // waiting for a PUBACK, an ack or an expiry to make room.
+  const draining = new Set<string>()
 
   async function releaseNow (robotUuid: string): Promise<number> {
+    const robot = await Robot.findOne({ where: { uuid: robotUuid }, attributes: ['id'] })
+    if (robot === null) {
+      draining.delete(robotUuid)
+      return 0
+    }
     const at = new Date()
-    const bind = [robotUuid, dateParam(db.dialect, at)]
-    const [rows] = await db.sequelize.query(RELEASE, { bind }) as unknown as [Array<{ id: string, command: string, issued_by: string, created_at: unknown }>]
+    const { rows, full } = await db.transaction(async (transaction) => {
+      await cancelUnauthorized('robot_id = $2', [robot.id], at, transaction)
+      const [unacknowledged] = await db.sequelize.query(UNACKNOWLEDGED, { bind: [robot.id], type: QueryTypes.SELECT, transaction }) as Array<{ n: number | string }>
+      const room = RELEASE_WINDOW - Number(unacknowledged?.n ?? 0)
+      if (room <= 0) return { rows: [], full: true }
+      const [rows] = await db.sequelize.query(RELEASE, { bind: [robot.id, dateParam(db.dialect, at), room], transaction }) as unknown as [Array<{ id: string, command: string, issued_by: string, created_at: unknown }>]
+      return { rows, full: rows.length === room }
+    })
+    if (full) draining.add(robotUuid)
+    else draining.delete(robotUuid)
     const released = rows.map((r) => ({ ...r, createdAt: rawDate(r.created_at) }))
       .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || (a.id < b.id ? -1 : 1))
     for (const r of released) events.emit('commandIssued', { id: r.id, robotUuid, command: r.command, issuedBy: r.issued_by, issuedAt: r.createdAt.toISOString() })
     return released.length
+  }
+
+  /**
+   * Stores a queued command, unless the robot's queue is full: the robot (if
+   * this user may reach it), the count of its queue and the insert in one
+   * transaction. On PostgreSQL the robot's row is locked first (FOR NO KEY
+   * UPDATE, which the frame writer's FOR KEY SHARE does not wait for), so
+   * that two requests at once cannot both take the last place; SQLite's
+   * transactions run one at a time anyway.
+   */
+  async function enqueue (principal: UserPrincipal, robotUuid: string, c: { id: string, command: string, at: Date, expiresAt: Date }, record: ReturnType<AuditService['row']>): Promise<void> {
+    const pg = db.dialect === 'postgres'
+    const outcome = await db.transaction(async (transaction) => {
+      const robots = await db.sequelize.query(`SELECT r.id FROM robots r
+WHERE r.uuid = $1 AND (${pg ? '$2::boolean' : '$2'} OR EXISTS (SELECT 1 FROM robot_access a WHERE a.robot_id = r.id AND a.user_id = $3))${pg ? ' FOR NO KEY UPDATE' : ''}`, {
+        type: QueryTypes.SELECT, transaction, bind: [robotUuid, pg ? principal.isStaff : (principal.isStaff ? 1 : 0), principal.id]
+      }) as Array<{ id: number }>
+      const robot = robots[0]
+      if (robot === undefined) return 'not found'
+      const [queued] = await db.sequelize.query("SELECT count(*) AS n FROM commands WHERE robot_id = $1 AND status = 'queued'", { type: QueryTypes.SELECT, transaction, bind: [robot.id] }) as Array<{ n: number | string }>
+      if (Number(queued?.n ?? 0) >= queueLimit) return 'full'
+      await db.sequelize.query(`INSERT INTO commands (id, robot_id, command, status, issued_by, issued_by_id, created_at, updated_at, expires_at, sent_at)
+VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL)`, {
+        type: QueryTypes.INSERT, transaction, bind: [c.id, robot.id, c.command, principal.username, principal.id, dateParam(db.dialect, c.at), dateParam(db.dialect, c.expiresAt)]
+      })
+      await AuditEvent.create(record, { transaction })
+      return 'queued'
+    })
+    if (outcome === 'not found') throw new Errors.ROBOT_NOT_FOUND()
+    if (outcome === 'full') throw new Errors.QUEUE_FULL()
   }
 
   /**
@@ -146,6 +260,18 @@ export function createCommandService ({ db, events, audit, access, presence, tim
       if (releasing.get(robotUuid) === next) releasing.delete(robotUuid)
     }
   }
+
+  /** A command of the robot left the window (PUBACK, ack, expiry): release the next of its queue, if it has one. */
+  function makeRoom (robotUuid: string): void {
+    if (!draining.has(robotUuid)) return
+    const release: Promise<unknown> = releaseQueued(robotUuid)
+      .catch((err: unknown) => { onReleaseError(err, robotUuid) })
+      .finally(() => { making.delete(release) })
+    making.add(release)
+  }
+  /** Releases started by makeRoom, awaited at shutdown before the database closes. */
+  const making = new Set<Promise<unknown>>()
+  let onReleaseError: (err: unknown, robotUuid: string) => void = () => {}
 
   return {
     /**
@@ -166,7 +292,9 @@ export function createCommandService ({ db, events, audit, access, presence, tim
       const details: Record<string, unknown> = { command_id: id, command }
       if (!connected) details.ttl = ttlSeconds
       const record = audit.row(ctx, { action: connected ? 'command.sent' : 'command.queued', robotUuid, details }, at)
-      if (db.dialect === 'postgres') {
+      if (!connected) {
+        await enqueue(principal, robotUuid, { id, command, at, expiresAt: expiresAt as Date }, record)
+      } else if (db.dialect === 'postgres') {
         const created = await db.pgPrepared('united_command_issue', PG_ISSUE,
           [id, robotUuid, command, principal.username, principal.id, at, record.actorId, record.actor, record.action, record.targetUserId, JSON.stringify(record.details), record.ip, principal.isStaff, status, expiresAt, sentAt])
         if (created.rowCount === 0) throw new Errors.ROBOT_NOT_FOUND()
@@ -216,6 +344,8 @@ export function createCommandService ({ db, events, audit, access, presence, tim
       })
       if (cancelled === null) throw new Errors.COMMAND_NOT_FOUND()
       if (cancelled === false) throw new Errors.COMMAND_FINISHED()
+      finished.cancelled++
+      makeRoom(robot.uuid)
       const row = await Command.findByPk(commandId) as Command
       return view(row, robot.uuid)
     },
@@ -233,13 +363,19 @@ export function createCommandService ({ db, events, audit, access, presence, tim
       return toPage(rows, limit, (row) => view(row, robot.uuid), (row) => [row.createdAt.toISOString(), row.id])
     },
 
-    /** The robot's PUBACK arrived: pending → delivered. */
-    async markDelivered (anyId: string, at = new Date()): Promise<boolean> {
+    /** The robot's PUBACK arrived: pending → delivered (and, while its queue drains, the next of it goes out). */
+    async markDelivered (anyId: string, at = new Date(), robotUuid?: string): Promise<boolean> {
       const commandId = commandKey(anyId)
       if (commandId === null) return false
-      if (db.dialect === 'postgres') return (await db.pgPrepared('united_command_delivered', PG_DELIVERED, [commandId, at])).rowCount > 0
-      const [count] = await Command.update({ status: 'delivered', deliveredAt: at }, { where: { id: commandId, status: 'pending' } })
-      return count > 0
+      let changed: boolean
+      if (db.dialect === 'postgres') {
+        changed = (await db.pgPrepared('united_command_delivered', PG_DELIVERED, [commandId, at])).rowCount > 0
+      } else {
+        const [count] = await Command.update({ status: 'delivered', deliveredAt: at }, { where: { id: commandId, status: 'pending' } })
+        changed = count > 0
+      }
+      if (changed && robotUuid !== undefined) makeRoom(robotUuid)
+      return changed
     },
 
     /**
@@ -255,6 +391,8 @@ export function createCommandService ({ db, events, audit, access, presence, tim
         const { rows } = await db.pgPrepared('united_command_ack', PG_ACK, [commandId, robotUuid, status, at, message?.slice(0, 500) ?? null])
         const acked = rows[0]
         if (acked === undefined) return null
+        finished[status]++
+        makeRoom(robotUuid)
         if (ok) events.emit('robotStateChanged', { robotUuid, state: String(acked.command) })
         return status
       }
@@ -272,6 +410,8 @@ export function createCommandService ({ db, events, audit, access, presence, tim
         return row
       })
       if (done === null) return null
+      finished[status]++
+      makeRoom(robotUuid)
       if (ok) events.emit('robotStateChanged', { robotUuid, state: done.command })
       return status
     },
@@ -286,14 +426,81 @@ export function createCommandService ({ db, events, audit, access, presence, tim
       const before = new Date(now.getTime() - timeoutSeconds * 1000)
       const [sent] = await Command.update({ status: 'expired' }, { where: { status: { [Op.in]: OPEN }, sentAt: { [Op.lt]: before } } })
       const [queued] = await Command.update({ status: 'expired' }, { where: { status: 'queued', expiresAt: { [Op.lte]: now } } })
+      finished.expired += sent + queued
+      // Expired commands left the window of the queues being released here.
+      if (sent > 0) {
+        for (const robotUuid of [...draining]) {
+          if (await presence.isCommandConnected(robotUuid)) makeRoom(robotUuid)
+          else draining.delete(robotUuid) // its next subscription releases the rest
+        }
+      }
       return sent + queued
     },
 
-    async countByStatus (): Promise<Record<CommandStatus, number>> {
-      const rows = await Command.findAll({ attributes: ['status', [db.sequelize.fn('COUNT', db.sequelize.col('id')), 'count']], group: ['status'], raw: true }) as unknown as Array<{ status: CommandStatus, count: number | string }>
-      const counts: Record<CommandStatus, number> = { queued: 0, pending: 0, delivered: 0, done: 0, failed: 0, expired: 0, cancelled: 0 }
-      for (const r of rows) counts[r.status] = Number(r.count)
-      return counts
+    /**
+     * Cancels the queued commands of `userId` (and those whose issuer was
+     * deleted) that their issuer may no longer send: called when a grant is
+     * revoked, a staff flag removed, a user deactivated or deleted. Idempotent
+     * and safe on several nodes at once (each command is cancelled once).
+     */
+    async cancelUnauthorized (userId: number, at = new Date()): Promise<number> {
+      return await db.transaction(async (transaction) => await cancelUnauthorized('(issued_by_id = $2 OR issued_by_id IS NULL)', [userId], at, transaction))
+    },
+
+    /** Waits for the releases that PUBACKs, acks and expiries started (shutdown). */
+    async settle (): Promise<void> {
+      while (making.size > 0) await Promise.all([...making])
+    },
+
+    /** Where a failed release (after a PUBACK, an ack or an expiry) is reported. */
+    onReleaseError (report: (err: unknown, robotUuid: string) => void): void {
+      onReleaseError = report
+    },
+
+    /**
+     * Counts the open commands (queued, pending, delivered) of the whole
+     * database, through the status index: what is open is bounded by the
+     * robots' queues and timeouts, whatever the size of the table. Run in
+     * the background; countByStatus() answers from the last count.
+     */
+    async refreshCounts (): Promise<void> {
+      const rows = await db.sequelize.query(
+        "SELECT status, count(*) AS n FROM commands WHERE status IN ('queued', 'pending', 'delivered') GROUP BY status",
+        { type: QueryTypes.SELECT }) as Array<{ status: typeof OPEN_STATUSES[number], n: number | string }>
+      const next = { queued: 0, pending: 0, delivered: 0 }
+      for (const r of rows) next[r.status] = Number(r.n)
+      open = next
+    },
+
+    /**
+     * Open commands in the whole database (as last counted, every few
+     * seconds), and the commands this node finished since it started: read
+     * in constant time, so that /metrics and the dashboard never scan the
+     * commands table.
+     */
+    countByStatus (): { open: Record<typeof OPEN_STATUSES[number], number>, finished: Record<FinishedStatus, number> } {
+      return { open: { ...open }, finished: { ...finished } }
+    },
+
+    /**
+     * Deletes the finished commands created before `cutoff`, in pieces of
+     * COMMAND_RETENTION_PIECE, each its own short statement followed by a
+     * pause as long as it took (as frame retention does). Open commands are
+     * never deleted. Resolves with how many went.
+     */
+    async removeFinishedOlderThan (cutoff: Date, opts: { piece?: number, stop?: () => boolean } = {}): Promise<number> {
+      const piece = opts.piece ?? COMMAND_RETENTION_PIECE
+      const sql = `DELETE FROM commands WHERE id IN (SELECT id FROM commands WHERE created_at < $1 AND status IN ('done', 'failed', 'expired', 'cancelled') ORDER BY created_at LIMIT ${piece})`
+      let removed = 0
+      for (;;) {
+        if (opts.stop?.() === true) return removed
+        const started = performance.now()
+        const n = Number(await db.serialized(async () => await db.sequelize.query(sql, { type: QueryTypes.BULKDELETE, bind: [dateParam(db.dialect, cutoff)] })))
+        removed += n
+        const took = performance.now() - started
+        await new Promise<void>((resolve) => { if (took >= 1) setTimeout(resolve, took); else setImmediate(resolve) })
+        if (n < piece) return removed
+      }
     }
   }
 }

@@ -22,6 +22,10 @@ import { createUserService } from './users.js'
 
 /** The first retention sweep runs this long after the start (at most). */
 export const RETENTION_FIRST_MS = 60_000
+/** How often the open commands are counted for /metrics and the dashboard. */
+export const COMMAND_COUNT_MS = 5000
+/** How often finished commands past COMMAND_RETENTION_DAYS are looked for. */
+export const COMMAND_RETENTION_INTERVAL_MS = 600_000
 
 export interface ServiceDeps {
   db: Database
@@ -45,7 +49,7 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
   const access = createAccessService({ db, events, audit })
   const presence = createPresenceService({ remote: remotePresence })
   const robotTokens = createRobotTokenService({ robots, store: tokens, ttlSeconds: config.ROBOT_TOKEN_TTL })
-  const commands = createCommandService({ db, events, audit, access, presence, timeoutSeconds: config.COMMAND_TIMEOUT })
+  const commands = createCommandService({ db, events, audit, access, presence, timeoutSeconds: config.COMMAND_TIMEOUT, queueLimit: config.COMMAND_QUEUE_LIMIT })
   const rollups = createRollupService({ db, log })
   const frames = createFrameService({ db, access, rollups, limits: { perUser: config.HISTORY_CONCURRENCY, perNode: config.HISTORY_NODE_CONCURRENCY, maxRows: config.AGGREGATE_MAX_ROWS } })
   const frameWriter = createFrameWriter({
@@ -75,6 +79,50 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
       .finally(() => { sweeping = false })
   }, sweepEvery)
   sweeper.unref()
+
+  commands.onReleaseError((err, robotUuid) => { log.warn({ err, robot: robotUuid }, 'could not release queued commands; they go out on its next subscription') })
+
+  // A queued command goes out only while its issuer may command the robot:
+  // when that right ends, the issuer's queued commands are cancelled now
+  // (the release checks again, for what a lost event or a down node missed).
+  const cancelQueued = (userId: number): void => {
+    commands.cancelUnauthorized(userId)
+      .then((n) => { if (n > 0) log.info({ user: userId, cancelled: n }, 'queued commands cancelled: their issuer may no longer command the robot') })
+      .catch((err: unknown) => { log.warn({ err, user: userId }, 'could not cancel queued commands of a user who lost access; the release checks again') })
+  }
+  const offAccess = events.on('accessChanged', (e) => { if (!e.granted) cancelQueued(e.userId) })
+  const offUser = events.on('userChanged', (e) => { if (!e.isStaff || !e.isActive) cancelQueued(e.userId) })
+  const offRevoked = events.on('userRevoked', (e) => { cancelQueued(e.userId) })
+
+  // /metrics and the dashboard read the open commands from memory; this
+  // counts them in the background (through the status index).
+  const countCommands = (): void => {
+    commands.refreshCounts().catch((err: unknown) => { log.debug({ err }, 'could not count open commands; the last count stands') })
+  }
+  countCommands()
+  const counter = setInterval(countCommands, COMMAND_COUNT_MS)
+  counter.unref()
+
+  // Finished commands older than COMMAND_RETENTION_DAYS go, in the
+  // background, every COMMAND_RETENTION_INTERVAL_MS, the first time a minute
+  // after the start (as frames do).
+  const commandRetention = { removed: 0 }
+  let retainingCommands: Promise<void> | null = null
+  const retainCommands = (): void => {
+    if (config.COMMAND_RETENTION_DAYS === 0 || retainingCommands !== null) return
+    const cutoff = new Date(Date.now() - config.COMMAND_RETENTION_DAYS * 86400_000)
+    retainingCommands = commands.removeFinishedOlderThan(cutoff, { stop: () => closing })
+      .then((n) => {
+        commandRetention.removed += n
+        if (n > 0) log.info({ removed: n, before: cutoff.toISOString() }, 'retention removed old finished commands')
+      })
+      .catch((err: unknown) => { log.warn({ err }, 'command retention sweep failed; it runs again next time') })
+      .finally(() => { retainingCommands = null })
+  }
+  const commandRetentionTimer = config.COMMAND_RETENTION_DAYS === 0 ? null : setInterval(retainCommands, COMMAND_RETENTION_INTERVAL_MS)
+  commandRetentionTimer?.unref()
+  const firstCommandRetention = config.COMMAND_RETENTION_DAYS === 0 ? null : setTimeout(retainCommands, RETENTION_FIRST_MS)
+  firstCommandRetention?.unref()
 
   // CONTRACT §11: frames older than FRAME_RETENTION_DAYS go, in the background,
   // every FRAME_RETENTION_INTERVAL seconds, the first time a minute after the
@@ -116,16 +164,26 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
     frameWriter,
     /** Frames removed by retention since the start. */
     retention,
+    /** Finished commands removed by retention since the start. */
+    commandRetention,
     auth,
     sessions,
     overview,
     loginLimits,
     async close (): Promise<void> {
       clearInterval(sweeper)
+      clearInterval(counter)
+      if (commandRetentionTimer !== null) clearInterval(commandRetentionTimer)
+      if (firstCommandRetention !== null) clearTimeout(firstCommandRetention)
+      offAccess()
+      offUser()
+      offRevoked()
       if (retentionTimer !== null) clearInterval(retentionTimer)
       if (firstRetention !== null) clearTimeout(firstRetention)
       closing = true
       await retaining
+      await retainingCommands
+      await commands.settle()
       await frameWriter.flush().catch((err: unknown) => { log.error({ err }, 'frames could not be written at shutdown') })
       await rollups.close()
       await tokens.close()

@@ -739,11 +739,17 @@ t.test('the dashboard shows robots, online now, users, frames of the last hour a
   t.match(body, /<span class="n" id="online-count">1<\/span> online now/, 'one robot online (data connection)')
   t.match(body, /<span class="n">4<\/span> users <small>2 staff, 3 active<\/small>/, '4 users, 2 staff, 3 active')
   t.match(body, /<span class="n">4<\/span> frames stored in the last hour/, 'frames older than an hour are not counted')
-  const cells = /<tbody><tr>([\s\S]*?)<\/tr><\/tbody>/.exec(body)?.[1] ?? ''
-  const counts = [...cells.matchAll(/<td>(\d+)<\/td>/g)].map((m) => Number(m[1]))
-  t.match(body, /<th>queued<\/th><th>pending<\/th><th>delivered<\/th><th>done<\/th><th>failed<\/th><th>expired<\/th><th>cancelled<\/th>/)
-  t.same(counts, [0, 2, 1, 1, 1, 2, 0], 'commands: 0 queued, 2 pending, 1 delivered, 1 done, 1 failed, 2 expired, 0 cancelled')
+  t.match(body, /<th><\/th><th>queued<\/th><th>pending<\/th><th>delivered<\/th><th>done<\/th><th>failed<\/th><th>expired<\/th><th>cancelled<\/th>/)
+  t.same(commandRow(body, 'commands-day'), [0, 2, 1, 1, 1, 2, 0], 'sent in the last 24 hours: 0 queued, 2 pending, 1 delivered, 1 done, 1 failed, 2 expired, 0 cancelled')
+  await commands.refreshCounts()
+  t.same(commandRow((await browser.get('/admin')).body, 'commands-open'), [0, 2, 1], 'open now, once counted: 2 pending, 1 delivered')
 })
+
+/** The numbers of one row of the dashboard's commands table. */
+function commandRow (body: string, id: string): number[] {
+  const cells = new RegExp(`<tr id="${id}">([\\s\\S]*?)<\\/tr>`).exec(body)?.[1] ?? ''
+  return [...cells.matchAll(/<td>(\d+)<\/td>/g)].map((m) => Number(m[1]))
+}
 
 t.test('an empty fleet shows zeros', async (t) => {
   const app = await build(t)
@@ -755,7 +761,8 @@ t.test('an empty fleet shows zeros', async (t) => {
   t.match(res.body, /<span class="n" id="online-count">0<\/span> online now/)
   t.match(res.body, /<span class="n">1<\/span> users <small>1 staff, 1 active<\/small>/)
   t.match(res.body, /<span class="n">0<\/span> frames stored in the last hour/)
-  t.match(res.body, /<tbody><tr>\s*(?:<td>0<\/td>){7}\s*<\/tr><\/tbody>/)
+  t.same(commandRow(res.body, 'commands-open'), [0, 0, 0])
+  t.same(commandRow(res.body, 'commands-day'), [0, 0, 0, 0, 0, 0, 0])
 })
 
 // ---------------------------------------------------------------- audit log
