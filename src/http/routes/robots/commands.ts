@@ -13,9 +13,12 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     schema: {
       tags: ['robots'],
       summary: 'Send a command (state change); published QoS 1 on robots/{uuid}/commands, or queued with a ttl',
+      description: 'A robot that is not command-connected holds at most COMMAND_QUEUE_LIMIT (default 100) queued commands: one more answers 429 `UNITED_QUEUE_FULL`. ' +
+        'A queue goes out oldest first, at most 10 commands unacknowledged (no PUBACK yet) at a time. ' +
+        'A queued command whose issuer may no longer command the robot (grant revoked, staff flag removed, user deactivated or deleted) becomes `cancelled`.',
       security: BearerSecurity,
       body: CommandBody,
-      response: { 201: CommandCreatedSchema, ...errorResponses(400, 401, 404, 409) }
+      response: { 201: CommandCreatedSchema, ...errorResponses(400, 401, 404, 409, 429) }
     }
   }, async (request, reply) => {
     const { robot_uuid: uuid, command, ttl } = request.body
