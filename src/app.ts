@@ -69,7 +69,8 @@ export const app = fp(async (fastify: FastifyInstance, opts: { config: Config })
   await fastify.register(formbody, { bodyLimit: 64 * 1024 })
   await fastify.register(jwt, { secret: config.JWT_SECRET })
   await fastify.register(swagger, { version: VERSION })
-  await fastify.register(db, { url: config.DATABASE_URL, ...dbOptions(config) })
+  // The statement timeout binds requests' queries, not the frame writer's nor the migrations' (src/db/README.md).
+  await fastify.register(db, { url: config.DATABASE_URL, ...dbOptions(config), statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT * 1000 })
   const cluster = config.REDIS_URL === undefined ? null : await createCluster({ config, log: fastify.log })
   fastify.decorate('cluster', cluster)
   // onClose hooks run last-registered first: this one after the services' and the broker's.

@@ -64,30 +64,30 @@ export const authentication = (jwt: string): Record<string, string> => ({ authen
 
 /**
  * Runs `around` instead of each statement that inserts frames (the frame
- * writer's batch), on either database: the prepared statement on
- * PostgreSQL, the raw SQLite call on SQLite. `around` may throw, delay, or
+ * writer's batch), on either database: db.pgIngest on PostgreSQL,
+ * db.sqliteIngest on SQLite (the writer's own connection). `around` may throw, delay, or
  * call `run`; it gets the statement's text too.
  * Returns the function that puts the originals back (also done on teardown).
  */
 export function onFrameInsert (t: Test, app: FastifyInstance, around: (run: () => Promise<unknown>, sql: string) => Promise<unknown>): () => void {
   const db = app.db
-  const sqliteRun = db.sqliteRun
-  const pgPrepared = db.pgPrepared
+  const sqliteIngest = db.sqliteIngest
+  const pgIngest = db.pgIngest
   const isFrameInsert = (sql: string): boolean => sql.includes('INTO frames')
-  db.sqliteRun = async (sql, params) => {
-    if (isFrameInsert(sql)) await around(async () => { await sqliteRun(sql, params) }, sql)
-    else await sqliteRun(sql, params)
+  db.sqliteIngest = async (sql, params) => {
+    if (isFrameInsert(sql)) await around(async () => { await sqliteIngest(sql, params) }, sql)
+    else await sqliteIngest(sql, params)
   }
-  db.pgPrepared = async (name, sql, params) => {
-    if (!isFrameInsert(sql)) return await pgPrepared(name, sql, params)
+  db.pgIngest = async (name, sql, params) => {
+    if (!isFrameInsert(sql)) return await pgIngest(name, sql, params)
     let result: PgResult | undefined
-    await around(async () => { result = await pgPrepared(name, sql, params) }, sql)
+    await around(async () => { result = await pgIngest(name, sql, params) }, sql)
     if (result === undefined) throw new Error('the wrapped frame INSERT returned nothing')
     return result
   }
   const restore = (): void => {
-    db.sqliteRun = sqliteRun
-    db.pgPrepared = pgPrepared
+    db.sqliteIngest = sqliteIngest
+    db.pgIngest = pgIngest
   }
   t.teardown(restore)
   return restore

@@ -14,6 +14,9 @@
 // repeated key. A frame id already stored for its robot is
 // skipped (idempotent resends); a frame of a robot deleted meanwhile is
 // dropped instead of failing the batch of every other robot.
+// The statements run on the writer's own connection (db.sqliteIngest,
+// db.pgIngest), which no request ever uses, so no number of slow reads
+// can delay a batch (src/db/README.md, "Connections").
 import type { FastifyBaseLogger } from 'fastify'
 import { sqliteDate, type Database } from '../db/index.js'
 
@@ -92,7 +95,7 @@ export type BatchObserver = (rows: number, seconds: number, ok: boolean) => void
 // `conflictWindowMs` after such a conflict (robots resend after a reconnect,
 // usually several frames and robots at once) batches go straight to the
 // idempotent statement.
-// Both statements run prepared (db.pgPrepared): at fleet rates a batch holds
+// Both statements run prepared (db.pgIngest): at fleet rates a batch holds
 // one or two frames, and parsing and planning the statement anew was half of
 // PostgreSQL's CPU for such a batch (measured with the pg client alone, 3,000
 // batches of two rows: ~420 µs of backend CPU per batch unprepared, ~210
@@ -185,14 +188,14 @@ export function createFrameWriter ({ db, log, maxBatch = 1000, queueLimit = 20_0
       const params = pgBatch(rows)
       if (performance.now() - conflictSeen >= conflictWindowMs) {
         try {
-          await db.pgPrepared('united_frames_insert', PG_INSERT, params)
+          await db.pgIngest('united_frames_insert', PG_INSERT, params)
           return
         } catch (err) {
           if ((err as { code?: unknown }).code !== UNIQUE_VIOLATION) throw err
           conflictSeen = performance.now()
         }
       }
-      await db.pgPrepared('united_frames_insert_idempotent', PG_INSERT_IDEMPOTENT, params)
+      await db.pgIngest('united_frames_insert_idempotent', PG_INSERT_IDEMPOTENT, params)
       return
     }
     const values: unknown[] = new Array(rows.length * 6)
@@ -209,7 +212,7 @@ export function createFrameWriter ({ db, log, maxBatch = 1000, queueLimit = 20_0
       values[i++] = sqliteDate(r.recordedAt)
       values[i++] = sqliteDate(r.receivedAt)
     }
-    await db.serialized(async () => { await db.sqliteRun(sqliteInsert(rows.length), values) })
+    await db.serialized(async () => { await db.sqliteIngest(sqliteInsert(rows.length), values) })
   }
 
   async function writeBatch (batch: Pending[]): Promise<void> {
