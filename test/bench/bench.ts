@@ -81,7 +81,7 @@ const USAGE = `usage: npm run bench -- [options]
                       robot (default 1000000)
   --abuse-cases LIST  abuse: the cases after its baseline (default all): ${ABUSE_CASES.join(', ')}
   --abuse-users N     abuse: users of the history cases, each at HISTORY_CONCURRENCY (default 5:
-                      the node's HISTORY_NODE_CONCURRENCY of 8, and one user over it)
+                      5 × 2 = 10 at once, the node's HISTORY_NODE_CONCURRENCY of 8 and 2 over it)
   --abuse-commands N  abuse: finished commands in the table while /metrics is scraped (default 1000000)
   --abuse-retry WHEN  abuse: after a 429 the abusers ask again \`now\` (default) or \`after\` its Retry-After
   --timeout MIN       give up after this many minutes (default 45)
