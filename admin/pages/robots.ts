@@ -85,16 +85,27 @@ const robots: FastifyPluginAsync = async (fastify) => {
   /**
    * The history charts of the robot page: two GROUP BYs in the database
    * (position and hardware frames) over the range, in the range's buckets.
+   * They are aggregates like the API's, so they count against the staff
+   * user's and the node's history reads (staff are users too): run one
+   * after the other, so that a page takes one place at a time and works
+   * with HISTORY_CONCURRENCY=1. When no place is left, or the range would
+   * read too many frames, the page still shows, with a note instead of the
+   * charts.
    */
-  async function historyCharts (who: UserPrincipal, uuid: string, range: HistoryRange): Promise<{ from: Date, to: Date, bucket: number, charts: ChartModel[] }> {
+  async function historyCharts (who: UserPrincipal, uuid: string, range: HistoryRange): Promise<{ from: Date, to: Date, bucket: number, charts: ChartModel[], unavailable?: string }> {
     const { seconds, bucket } = HISTORY_RANGES[range]
     const to = new Date()
     const from = new Date(to.getTime() - seconds * 1000)
-    const [position, hardware] = await Promise.all([
-      frames.aggregate(who, uuid, { type: 1, from, to, bucket }),
-      frames.aggregate(who, uuid, { type: 3, from, to, bucket })
-    ])
     const span = { from, to, bucket }
+    let position, hardware
+    try {
+      position = await frames.aggregate(who, uuid, { type: 1, from, to, bucket })
+      hardware = await frames.aggregate(who, uuid, { type: 3, from, to, bucket })
+    } catch (err) {
+      if (isError(err, 'HISTORY_BUSY')) return { ...span, charts: [], unavailable: 'Too many history reads are running at once (yours or this server\'s): reload the page in a few seconds to see the charts.' }
+      if (isError(err, 'RANGE_TOO_LARGE')) return { ...span, charts: [], unavailable: 'This range holds too many stored frames to chart at once: choose a longer range (its buckets are whole minutes, read from per-minute rollups).' }
+      throw err
+    }
     return {
       ...span,
       charts: [

@@ -83,9 +83,14 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       to: to === undefined ? undefined : new Date(to)
     }, {
       // Its reader stopped reading: the place is given back already; end the
-      // response too, so that its socket and buffered piece go.
+      // response too, so that its socket and buffered piece go. A reset, not
+      // a close: a FIN would wait behind the unread bytes in the socket's
+      // send buffer (megabytes, kept by the kernel until it gives up), and
+      // a client that reads nothing would never see it.
       onStall: () => {
         request.log.info({ robot: uuid }, 'frame export ended: its client read nothing for too long')
+        const socket = reply.raw.socket
+        if (socket !== null && typeof socket.resetAndDestroy === 'function') socket.resetAndDestroy()
         stream?.destroy()
         reply.raw.destroy()
       }
