@@ -14,17 +14,19 @@
 // else that one handle is running, a frame batch included).
 //
 // Why reads go one at a time: node-sqlite3 runs every statement on libuv's
-// thread pool (4 threads unless UV_THREADPOOL_SIZE says otherwise) and, in its
-// default "parallel" mode, hands each one to the pool as soon as it is asked
-// for. Eight long reads on one handle took all four threads, three of them
-// only waiting for the handle's mutex, and the frame writer's INSERT on its
-// own handle queued behind the other reads in the pool's FIFO: measured
-// (2 cores, eight reads of ~1.2 s on one handle, an INSERT every 20 ms on
-// another), the INSERT's p50 was 7.0 s; with the reads one at a time, 0.9 ms
-// (max 108 ms, the machine busy). One at a time costs the reads nothing: one
-// sqlite3 connection runs one statement at a time anyway. The pool's threads
-// then go to at most one read, one writer-queue statement and one scrypt
-// (services/secrets.ts), and one stays for file I/O and DNS.
+// thread pool (4 threads unless UV_THREADPOOL_SIZE says otherwise). Sequelize
+// hands a raw query over inside sqlite3's serialize(), which queues it behind
+// the handle's running statement, but a model query first reads its table's
+// columns and then hands its statement over outside serialize(), in the
+// default "parallel" mode: each takes a pool thread at once and waits there
+// for the handle's mutex. Eight such reads took all four threads, and the
+// frame writer's INSERT, on its own handle, queued behind the other reads in
+// the pool's FIFO: measured (2 cores, a robot sending a frame every 20 ms
+// while eight ~0.8-s reads ran), one ack in 6.8 s before, p50 1.5 ms and
+// max 18 ms with the reads one at a time. One at a time costs the reads
+// nothing: one sqlite3 connection runs one statement at a time anyway. The
+// pool's threads then go to at most one read, one writer-queue statement and
+// one scrypt (services/secrets.ts), and one stays for file I/O and DNS.
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { QueryTypes, TimeoutError, type Sequelize } from 'sequelize'
 

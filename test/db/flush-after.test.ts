@@ -49,7 +49,7 @@ if (pgBase !== undefined) {
 
   /** backend_flush_after as the frame writer's statements and Sequelize's own queries see it. */
   async function seen (app: FastifyInstance): Promise<string[]> {
-    const prepared = await app.db.pgPrepared('united_test_show_flush', 'SHOW backend_flush_after', [])
+    const prepared = await app.db.pgIngest('united_test_show_flush', 'SHOW backend_flush_after', [])
     const rows = await app.db.sequelize.query<{ backend_flush_after: string }>('SHOW backend_flush_after', { type: QueryTypes.SELECT })
     return [String(prepared.rows[0]?.backend_flush_after), String(rows[0]?.backend_flush_after)]
   }
