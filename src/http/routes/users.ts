@@ -13,6 +13,10 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     schema: {
       tags: ['users'],
       summary: 'Log in: username and password (JSON or form) → access and refresh JWTs',
+      description: 'The username matches without regard to case; the tokens and answers carry its stored spelling. ' +
+        '401: wrong credentials or an inactive user. 429: too many failed log-ins from this address (Retry-After). ' +
+        '503 UNITED_DATABASE_UNAVAILABLE (Retry-After): the database could not check the credentials; not a failed log-in. ' +
+        '503 UNITED_BUSY (Retry-After): too many password checks waiting.',
       body: ObtainTokenBody,
       response: { 200: TokenPairSchema, ...errorResponses(400, 401, 429, 503) }
     }
@@ -25,8 +29,9 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     schema: {
       tags: ['users'],
       summary: 'A new access JWT for a refresh JWT',
+      description: '503 UNITED_DATABASE_UNAVAILABLE (Retry-After): the database could not check the token; it may be valid.',
       body: RefreshBody,
-      response: { 200: AccessTokenSchema, ...errorResponses(400, 401) }
+      response: { 200: AccessTokenSchema, ...errorResponses(400, 401, 503) }
     }
   }, async (request) => {
     return await auth.refresh(request.body.refresh)
@@ -38,7 +43,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       tags: ['users'],
       summary: 'The logged-in user and the robots they can access',
       security: BearerSecurity,
-      response: { 200: MeSchema, ...errorResponses(401) }
+      response: { 200: MeSchema, ...errorResponses(401, 503) }
     }
   }, async (request) => {
     const me = request.principal!
