@@ -231,3 +231,69 @@ t.test('the same access rule as the history: 401 without a JWT, 404 without acce
   const staff = await createStaff(app)
   t.equal((await app.inject({ method: 'GET', url: `/robots/${robot.uuid}/frames/aggregate?${query}`, headers: bearer(staff.jwt) })).statusCode, 200)
 })
+
+t.test('AGGREGATE_MAX_ROWS: estimated before the aggregate runs, from the rollups where they cover the range and a bounded count of the rest', async (t) => {
+  const app = await build(t, { AGGREGATE_MAX_ROWS: '100' })
+  const { rollups } = app.services
+  const { user, robot } = await ownedRobot(app)
+  const robotId = await robotIdOf(app, robot.uuid)
+  // 100 position frames over ten whole minutes (ten a minute), and hardware frames beside them, which do not count.
+  const frames: Stored[] = []
+  for (let i = 0; i < 100; i++) frames.push({ type: 1, data: { speed: i }, receivedAt: new Date(T0 + Math.floor(i / 10) * 60_000 + (i % 10) * 5000) })
+  for (let i = 0; i < 50; i++) frames.push({ type: 3, data: { battery: i }, receivedAt: new Date(T0 + i * 6000) })
+  await storeAll(app, robotId, frames, 'm')
+  await rollups.rebuild()
+  await rollups.catchUp()
+  const range = { type: 1, from: new Date(T0).toISOString(), to: new Date(T0 + 600_000 - 1).toISOString() }
+  const total = (res: Awaited<ReturnType<typeof aggregate>>): number => (res.json().items as Bucket[]).reduce((n, b) => n + b.count, 0)
+
+  const atLimit = await aggregate(app, user.jwt, robot.uuid, { ...range, bucket: 59 })
+  t.equal(atLimit.statusCode, 200, 'bucket=59 over exactly AGGREGATE_MAX_ROWS frames')
+  t.equal(total(atLimit), 100)
+
+  // one more frame in the range (received long ago: its minute is rolled again as it is stored)
+  const extra: Stored = { type: 1, data: { speed: 1000 }, receivedAt: new Date(T0 + 5 * 60_000 + 30_500) }
+  await storeAll(app, robotId, [extra], 'extra')
+  frames.push(extra)
+  const over = await aggregate(app, user.jwt, robot.uuid, { ...range, bucket: 59 })
+  t.equal(over.statusCode, 400, 'one frame over: 400')
+  t.equal(over.json().code, 'UNITED_RANGE_TOO_LARGE')
+  t.match(over.json().message, /more than 100 stored frames/)
+
+  // Whole-minute buckets read those minutes from the rollups: they do not count.
+  for (const bucket of [60, 120, 3600]) {
+    const res = await aggregate(app, user.jwt, robot.uuid, { ...range, bucket })
+    t.equal(res.statusCode, 200, `bucket=${bucket}: served from the rollups`)
+    t.same(res.json().items, expected(frames, 1, new Date(range.from), new Date(range.to), bucket), `bucket=${bucket}: the right buckets`)
+  }
+  // ...and do read them: a rollup row changed behind United's back shows in 120 s and 3600 s buckets
+  const minute = Math.floor((T0 + 3 * 60_000) / 60_000)
+  await app.db.sequelize.query('UPDATE frame_rollups SET n = n + 1000 WHERE robot_id = $1 AND minute = $2 AND type = 1', { bind: [robotId, minute] })
+  for (const bucket of [120, 3600]) {
+    t.equal(total(await aggregate(app, user.jwt, robot.uuid, { ...range, bucket })), 1101, `bucket=${bucket} reads the minutes' rollups`)
+  }
+  // ...and the estimate of other buckets comes from the rollups' counts, not from reading the frames
+  const shorter = { type: 1, from: new Date(T0 + 3 * 60_000).toISOString(), to: new Date(T0 + 4 * 60_000 - 1).toISOString() }
+  t.equal((await aggregate(app, user.jwt, robot.uuid, { ...shorter, bucket: 30 })).json().code, 'UNITED_RANGE_TOO_LARGE', 'one minute of 10 frames whose rollup counts 1,010: refused')
+  await app.db.sequelize.query('UPDATE frame_rollups SET n = n - 1000 WHERE robot_id = $1 AND minute = $2 AND type = 1', { bind: [robotId, minute] })
+  t.equal((await aggregate(app, user.jwt, robot.uuid, { ...shorter, bucket: 30 })).statusCode, 200, 'and answered once it counts 10')
+})
+
+t.test('AGGREGATE_MAX_ROWS: the frames the rollups do not cover count for whole-minute buckets too', async (t) => {
+  const app = await build(t, { AGGREGATE_MAX_ROWS: '100' })
+  const { user, robot } = await ownedRobot(app)
+  const robotId = await robotIdOf(app, robot.uuid)
+  // The last minute: not rolled yet (minutes are rolled two minutes after they close).
+  const now = Date.now()
+  const recent: Stored[] = Array.from({ length: 100 }, (_, i) => ({ type: 1, data: { speed: i }, receivedAt: new Date(now - 30_000 + i * 10) }))
+  await storeAll(app, robotId, recent, 'recent')
+  const range = { type: 1, from: new Date(now - 60_000).toISOString(), to: new Date(now + 60_000).toISOString() }
+  const atLimit = await aggregate(app, user.jwt, robot.uuid, { ...range, bucket: 60 })
+  t.equal(atLimit.statusCode, 200, 'exactly AGGREGATE_MAX_ROWS frames outside the rollups')
+  t.same(atLimit.json().items, expected(recent, 1, new Date(range.from), new Date(range.to), 60))
+  await storeAll(app, robotId, [{ type: 1, data: { speed: 1 }, receivedAt: new Date(now - 1000) }], 'one-more')
+  const over = await aggregate(app, user.jwt, robot.uuid, { ...range, bucket: 60 })
+  t.equal(over.statusCode, 400, 'one over: 400')
+  t.equal(over.json().code, 'UNITED_RANGE_TOO_LARGE')
+  t.equal((await aggregate(app, user.jwt, robot.uuid, { ...range, type: 3, bucket: 60 })).statusCode, 200, 'frames of another type do not count')
+})

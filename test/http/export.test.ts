@@ -168,7 +168,7 @@ t.test('a reader that stops reading stops the queries; when it reads again, ever
   const original = app.db.sequelize.query.bind(app.db.sequelize)
   let queries = 0
   app.db.sequelize.query = (async (...args: Parameters<typeof original>) => {
-    if (typeof args[0] === 'string' && args[0].startsWith('SELECT frame_id')) queries++
+    if (typeof args[0] === 'string' && args[0].includes('SELECT frame_id, type, ')) queries++ // every type: one statement, a UNION ALL of one read per type
     return await original(...args)
   }) as typeof original
   t.teardown(() => { app.db.sequelize.query = original })
