@@ -481,7 +481,7 @@ t.test('granting an unknown or empty username shows the error next to the field,
   const before = (await auditLog(app)).length
   const cases: Array<[string, string]> = [
     ['nobody', 'No user with this username.'],
-    ['bob', 'No user with this username.'],
+    ['bobby', 'No user with this username.'], // (bob would be Bob: usernames match without regard to case)
     ['   ', 'This field is required.'],
     ['<script>x</script>', 'No user with this username.']
   ]
