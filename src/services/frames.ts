@@ -10,7 +10,7 @@ import { Errors } from '../errors.js'
 import type { AccessService, UserPrincipal } from './access.js'
 import { createHistoryLimiter } from './history-limiter.js'
 import { decodeCursor, pageLimit, toPage, type Page, type PageRequest } from './pagination.js'
-import { epochOf, fieldValue, type RollupService, type RollupWindow } from './rollups.js'
+import { epochOf, fieldValue, summable, unflattened, type RollupService, type RollupWindow } from './rollups.js'
 
 export interface NewFrame {
   frameId: string
@@ -114,18 +114,22 @@ function aggregateSql (dialect: Database['dialect'], type: number, rollups: bool
   const fields = NUMERIC_FIELDS[type] as readonly string[]
   const bucketOf = dialect === 'postgres' ? `floor(${epochOf(dialect)} / $2)::bigint` : `${epochOf(dialect)} / $2`
   const where = 'f.robot_id = $1 AND f.type = $5'
+  const real = dialect === 'postgres' ? 'float8' : 'REAL'
+  // Each field extracted once per frame (unflattened), then aggregated; sums
+  // and averages over summable() values, which no sensor can overflow.
+  const values = fields.map((f, i) => `${fieldValue(dialect, f)} AS v${i}`).join(', ')
+  const raw = (range: string): string => `SELECT ${bucketOf} AS b, ${values} FROM frames f WHERE ${where} AND ${range} ${unflattened(dialect)}`
   if (!rollups) {
-    const columns = fields.flatMap((f, i) => [`min(${fieldValue(dialect, f)}) AS min${i}`, `max(${fieldValue(dialect, f)}) AS max${i}`, `avg(${fieldValue(dialect, f)}) AS avg${i}`]).join(', ')
-    return `SELECT ${bucketOf} AS b, count(*) AS n, ${columns}
-FROM frames f WHERE ${where} AND f.received_at >= $3 AND f.received_at <= $4
+    const columns = fields.flatMap((_, i) => [`min(v${i}) AS min${i}`, `max(v${i}) AS max${i}`, `CAST(sum(${summable(`v${i}`)}) AS ${real}) / nullif(count(v${i}), 0) AS avg${i}`]).join(', ')
+    return `SELECT b, count(*) AS n, ${columns}
+FROM (${raw('f.received_at >= $3 AND f.received_at <= $4')}) x
 GROUP BY b ORDER BY b`
   }
-  const partColumns = fields.map((f, i) => `count(${fieldValue(dialect, f)}) AS c${i}, min(${fieldValue(dialect, f)}) AS lo${i}, max(${fieldValue(dialect, f)}) AS hi${i}, sum(${fieldValue(dialect, f)}) AS s${i}`).join(', ')
-  const frames = (range: string): string => `SELECT ${bucketOf} AS b, count(*) AS n, ${partColumns} FROM frames f WHERE ${where} AND ${range} GROUP BY 1`
+  const partColumns = fields.map((_, i) => `count(v${i}) AS c${i}, min(v${i}) AS lo${i}, max(v${i}) AS hi${i}, sum(${summable(`v${i}`)}) AS s${i}`).join(', ')
+  const frames = (range: string): string => `SELECT b, count(*) AS n, ${partColumns} FROM (${raw(range)}) x GROUP BY 1`
   const rolledBucket = dialect === 'postgres' ? 'floor(r.minute * 60 / $2)::bigint' : '(r.minute * 60) / $2'
   const rolled = `SELECT ${rolledBucket} AS b, sum(r.n) AS n, ${fields.map((_, i) => `sum(r.c${i}) AS c${i}, min(r.lo${i}) AS lo${i}, max(r.hi${i}) AS hi${i}, sum(r.s${i}) AS s${i}`).join(', ')}
   FROM frame_rollups r WHERE r.robot_id = $1 AND r.type = $5 AND r.minute >= $6 AND r.minute < $7 GROUP BY 1`
-  const real = dialect === 'postgres' ? 'float8' : 'REAL'
   const columns = fields.map((_, i) => `min(lo${i}) AS min${i}, max(hi${i}) AS max${i}, CAST(sum(s${i}) AS ${real}) / nullif(sum(c${i}), 0) AS avg${i}`).join(', ')
   return `SELECT b, sum(n) AS n, ${columns} FROM (
   ${frames('f.received_at >= $3 AND f.received_at < $8')}

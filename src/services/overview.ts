@@ -4,7 +4,7 @@
 // status, through the index on created_at: never a count of the whole table.
 import { QueryTypes } from 'sequelize'
 import type { Database } from '../db/index.js'
-import type { CommandStatus } from '../contract/payloads.js'
+import { FRAME_TYPES, type CommandStatus } from '../contract/payloads.js'
 import type { CommandService } from './commands.js'
 
 export interface Overview {
@@ -14,6 +14,8 @@ export interface Overview {
   commands: { open: ReturnType<CommandService['countByStatus']>['open'], lastDay: Record<CommandStatus, number> }
 }
 
+const FRAME_TYPE_LIST = Object.values(FRAME_TYPES).join(', ')
+
 export function createOverviewService ({ db, commands }: { db: Database, commands: CommandService }) {
   const { Robot, User } = db.models
   return {
@@ -21,7 +23,8 @@ export function createOverviewService ({ db, commands }: { db: Database, command
       const since = new Date(now.getTime() - 3600_000)
       // Frames are indexed by (robot_id, received_at): one range scan per
       // robot, driven from the robots table, instead of a scan of every frame.
-      const framesSql = 'SELECT COUNT(*) AS n FROM robots r JOIN frames f ON f.robot_id = r.id AND f.received_at > :since'
+      // The history index leads with (robot_id, type): one range per robot and type.
+      const framesSql = `SELECT COUNT(*) AS n FROM robots r JOIN frames f ON f.robot_id = r.id AND f.type IN (${FRAME_TYPE_LIST}) AND f.received_at > :since`
       const lastDaySql = 'SELECT status, COUNT(*) AS n FROM commands WHERE created_at > :day GROUP BY status'
       const [robotsTotal, online, enabled, usersTotal, staff, active, frameRows, lastDayRows] = await Promise.all([
         Robot.count(),

@@ -53,6 +53,33 @@ export function fieldValue (dialect: Database['dialect'], field: string, table =
   return text ? `${table}.data->>'${field}'` : `(${table}.data->>'${field}')::float8`
 }
 
+/**
+ * Beyond this magnitude a value counts as ±SUM_BOUND in sums and averages.
+ * PostgreSQL's float8 sum fails its whole statement on overflow ("value out
+ * of range"), and its avg already past ~1.3e154 (it sums the squares too):
+ * one robot's glitching sensor (1.7e308 twice in a minute, valid JSON
+ * numbers) made every aggregate of that robot answer 500 and would have
+ * failed the rollup job, which rolls every robot in one statement, at each
+ * retry. SQLite's sum gives Infinity instead, which JSON cannot carry.
+ * Bounded at 1e290, a sum of 10^17 values still fits a double. min and max
+ * keep the values as they are.
+ */
+export const SUM_BOUND = '1e290'
+
+/** `v` (a column or alias, evaluated three times) bounded by ±SUM_BOUND, for sum(). */
+export function summable (v: string): string {
+  return `CASE WHEN ${v} > ${SUM_BOUND} THEN ${SUM_BOUND} WHEN ${v} < -${SUM_BOUND} THEN -${SUM_BOUND} ELSE ${v} END`
+}
+
+/**
+ * Keeps a subquery from being flattened into its outer query, so that each of
+ * its columns is computed once per row (a JSON field extraction, read by
+ * several aggregates and by summable's three comparisons).
+ */
+export function unflattened (dialect: Database['dialect']): string {
+  return dialect === 'postgres' ? 'OFFSET 0' : 'LIMIT -1 OFFSET 0'
+}
+
 /** The epoch seconds of f.received_at, as SQL: numeric on PostgreSQL, an integer on SQLite. */
 export function epochOf (dialect: Database['dialect']): string {
   return dialect === 'postgres'
@@ -83,7 +110,7 @@ const TYPES = Object.keys(NUMERIC_FIELDS).map(Number).join(', ')
  */
 function rollSql (dialect: Database['dialect'], oneRobot: boolean): string {
   const columns = SLOT_INDEXES.map((i) => `c${i}, lo${i}, hi${i}, s${i}`).join(', ')
-  const stats = SLOT_INDEXES.map((i) => `count(v${i}), min(v${i}), max(v${i}), sum(v${i})`).join(', ')
+  const stats = SLOT_INDEXES.map((i) => `count(v${i}), min(v${i}), max(v${i}), sum(${summable(`v${i}`)})`).join(', ')
   const values = SLOT_INDEXES.map((i) => `${slotValue(dialect, i)} AS v${i}`).join(', ')
   const updates = ['n', ...SLOT_INDEXES.flatMap((i) => [`c${i}`, `lo${i}`, `hi${i}`, `s${i}`])].map((c) => `${c} = excluded.${c}`).join(', ')
   // CROSS JOIN: SQLite keeps robots as the outer loop (an index probe per robot); PostgreSQL plans it as any join
@@ -93,7 +120,7 @@ function rollSql (dialect: Database['dialect'], oneRobot: boolean): string {
   return `INSERT INTO frame_rollups (robot_id, minute, type, n, ${columns})
 SELECT robot_id, minute, type, count(*), ${stats}
 FROM (SELECT f.robot_id, ${minuteOf(dialect)} AS minute, f.type, ${values}
-  FROM ${source} f.received_at >= $1 AND f.received_at < $2 AND f.type IN (${TYPES})) x
+  FROM ${source} f.received_at >= $1 AND f.received_at < $2 AND f.type IN (${TYPES}) ${unflattened(dialect)}) x
 WHERE true GROUP BY robot_id, minute, type
 ON CONFLICT (robot_id, minute, type) DO UPDATE SET ${updates}`
 }

@@ -297,3 +297,41 @@ t.test('AGGREGATE_MAX_ROWS: the frames the rollups do not cover count for whole-
   t.equal(over.json().code, 'UNITED_RANGE_TOO_LARGE')
   t.equal((await aggregate(app, user.jwt, robot.uuid, { ...range, type: 3, bucket: 60 })).statusCode, 200, 'frames of another type do not count')
 })
+
+t.test("a sensor's extreme values cannot fail an aggregate or the rollup job: sums are bounded, min and max exact", async (t) => {
+  const app = await build(t)
+  const { rollups } = app.services
+  const { user, robot } = await ownedRobot(app)
+  const other = await ownedRobot(app)
+  const robotId = await robotIdOf(app, robot.uuid)
+  const at = (s: number): Date => new Date(T0 + s * 1000)
+  // twice 1.7e308 in one minute: its float8 sum overflows; 1e200: its float8 avg (sum of squares) overflows on PostgreSQL
+  const frames: Stored[] = [
+    { type: 1, data: { speed: 1.7e308, position_x: 1e200, position_y: -1.7e308, angle_theta: 1 }, receivedAt: at(1) },
+    { type: 1, data: { speed: 1.7e308, position_x: 2e200, position_y: -1.7e308, angle_theta: 3 }, receivedAt: at(2) },
+    { type: 1, data: { speed: 1, position_x: 1, position_y: 1, angle_theta: 1 }, receivedAt: at(200) }
+  ]
+  await storeAll(app, robotId, frames, 'x')
+  await storeAll(app, await robotIdOf(app, other.robot.uuid), [{ type: 1, data: { speed: 2 }, receivedAt: at(5) }], 'o')
+  const check = (body: { items: Bucket[] }, label: string): void => {
+    const first = body.items[0] as Bucket
+    t.equal(first.count, 2, `${label}: both frames counted`)
+    t.same([first.min.speed, first.max.speed, first.min.position_y], [1.7e308, 1.7e308, -1.7e308], `${label}: min and max exact`)
+    t.equal(first.avg.angle_theta, 2, `${label}: ordinary fields unaffected`)
+    for (const field of ['speed', 'position_x', 'position_y']) t.ok(Number.isFinite(first.avg[field]), `${label}: avg of ${field} is a finite number`)
+    t.equal(first.avg.speed, 1e290, `${label}: values beyond ±1e290 count as ±1e290 in averages`)
+  }
+  const query = { type: 1, from: at(0).toISOString(), to: at(299).toISOString() }
+  const raw = await aggregate(app, user.jwt, robot.uuid, { ...query, bucket: 59 })
+  t.equal(raw.statusCode, 200, raw.body)
+  check(raw.json(), 'from the frames')
+  await rollups.rebuild()
+  await rollups.catchUp()
+  const window = await rollups.window()
+  t.ok(window !== null && window.until > T0 / 60_000 + 4, 'the rollup job rolled past the extreme minute')
+  const rolled = await aggregate(app, user.jwt, robot.uuid, { ...query, bucket: 60 })
+  t.equal(rolled.statusCode, 200, rolled.body)
+  check(rolled.json(), 'from the rollups')
+  const others = await aggregate(app, other.user.jwt, other.robot.uuid, { ...query, bucket: 60 })
+  t.match(others.json().items, [{ count: 1, min: { speed: 2 } }], "the other robots' minutes were rolled too")
+})
