@@ -37,6 +37,14 @@ export interface Database {
    */
   serialized: <T>(work: () => Promise<T>) => Promise<T>
   /**
+   * Runs the reads of an aggregate or an export. On a SQLite file they take
+   * a read handle of their own, one read at a time, so that the short reads
+   * of log-ins, commands and pages never queue behind a history read of
+   * seconds; on PostgreSQL the pool has HISTORY_NODE_CONCURRENCY connections
+   * more for them (DatabaseOptions.historyConnections).
+   */
+  historyReads: <T>(work: () => Promise<T>) => Promise<T>
+  /**
    * SQLite only: runs one statement with positional `?` parameters on the
    * frame writer's own sqlite3 handle, which nothing else uses, without
    * Sequelize's query machinery (the frame writer's hot path: Sequelize binds
@@ -117,6 +125,13 @@ export interface DatabaseOptions {
    * timeout").
    */
   statementTimeoutMs?: number
+  /**
+   * How many history reads (aggregates, exports) a node runs at once at most
+   * (HISTORY_NODE_CONCURRENCY). On PostgreSQL the pool gets as many
+   * connections more than its 10, so that history reads can never take the
+   * connections that log-ins, commands and pages need.
+   */
+  historyConnections?: number
   /** The migrations to run, in order; by default every one of migrations/ (a test adds its own). */
   migrations?: readonly Migration[]
 }
@@ -154,6 +169,7 @@ export function createDatabase (url: string, log?: FastifyBaseLogger, options: D
         return await connections.serialized(async () => await sequelize.transaction({ type: Transaction.TYPES.IMMEDIATE }, work))
       },
       serialized: connections.serialized,
+      historyReads: connections.history,
       sqliteIngest: connections.ingest,
       pgIngest: async () => { throw new Error('pgIngest is for PostgreSQL') },
       pgPrepared: async () => { throw new Error('pgPrepared is for PostgreSQL') },
@@ -170,7 +186,7 @@ export function createDatabase (url: string, log?: FastifyBaseLogger, options: D
   }
 
   const settings = { logging, backendFlushAfter: options.pgBackendFlushAfter }
-  const sequelize = pgSequelize(url, { ...settings, statementTimeoutMs })
+  const sequelize = pgSequelize(url, { ...settings, statementTimeoutMs, poolMax: 10 + Math.max(0, options.historyConnections ?? 0) })
   const ingest = pgIngest(url, { ...settings, statementTimeoutMs: 0 }, log)
   return {
     sequelize,
@@ -180,6 +196,9 @@ export function createDatabase (url: string, log?: FastifyBaseLogger, options: D
       return await sequelize.transaction(work)
     },
     async serialized<T> (work: () => Promise<T>): Promise<T> {
+      return await work()
+    },
+    async historyReads<T> (work: () => Promise<T>): Promise<T> {
       return await work()
     },
     sqliteIngest: async () => { throw new Error('sqliteIngest is for SQLite') },

@@ -17,6 +17,8 @@ export interface PgSettings {
   backendFlushAfter?: string
   /** statement_timeout of each connection of the pool, in ms (0: the server's own, none by default) */
   statementTimeoutMs: number
+  /** connections of Sequelize's pool at most (10 by default) */
+  poolMax?: number
 }
 
 /** Rows and changed-row count of one statement, as node-postgres returns them. */
@@ -31,7 +33,7 @@ export function pgSequelize (url: string, settings: PgSettings): Sequelize {
   const sequelize = new Sequelize(url, {
     dialect: 'postgres',
     logging: settings.logging,
-    pool: { max: 10, min: 0, idle: 10_000, acquire: 10_000 },
+    pool: { max: settings.poolMax ?? 10, min: 0, idle: 10_000, acquire: 10_000 },
     dialectOptions: {
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
       // A startup parameter of each connection: no round trip. It binds

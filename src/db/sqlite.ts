@@ -7,7 +7,10 @@
 //   writer queue (Database.serialized) with the frame batches, one at a time,
 //   so that two writers never meet in SQLite's busy handler;
 // - reads: every other SELECT, one at a time, each stopped by
-//   sqlite3_interrupt() when it runs longer than the statement timeout.
+//   sqlite3_interrupt() when it runs longer than the statement timeout;
+// - history: the same for the reads of aggregates and exports
+//   (Database.historyReads), which may each take seconds: on the reads
+//   handle, a log-in's or a command's short read would queue behind them.
 // WAL lets the reads run beside the writes. An in-memory database is one
 // connection by nature: the three are the same handle, writes still take the
 // writer queue, and reads are not timed (an interrupt would stop whatever
@@ -35,6 +38,8 @@ export interface SqliteConnections {
   serialized: <T>(work: () => Promise<T>) => Promise<T>
   /** Runs one statement on the frames handle (call it inside `serialized`). */
   ingest: (sql: string, params: unknown[]) => Promise<void>
+  /** Runs work whose reads (aggregates, exports) take the history handle, not the one short reads share. */
+  history: <T>(work: () => Promise<T>) => Promise<T>
   /** Runs work (the migrations) with reads neither timed nor bounded in their wait. */
   untimed: <T>(work: () => Promise<T>) => Promise<T>
 }
@@ -59,6 +64,7 @@ type Query = (sql: string | { query: string }, options?: { type?: string, transa
 const FRAMES = 'united-frames'
 const WRITES = 'united-transactions'
 const READS = 'default'
+const HISTORY = 'united-history'
 
 /**
  * A statement that may write, whatever type the caller gave it. A read
@@ -99,7 +105,7 @@ export function sqliteConnections (sequelize: Sequelize, file: boolean, timeoutM
     handle.configure('busyTimeout', 10_000)
     if (file) {
       await exec(handle, 'PRAGMA journal_mode=WAL;')
-      if (key === READS) {
+      if (key === READS || key === HISTORY) {
         await exec(handle, 'PRAGMA query_only=1;')
         handle.serialize() // one statement at a time on libuv's pool (above)
       }
@@ -141,43 +147,48 @@ export function sqliteConnections (sequelize: Sequelize, file: boolean, timeoutM
   }
   const inTurn = (): boolean => turn !== null && turns.getStore() === turn
 
+  // Work marked as history reads (aggregates, exports) reads on its own handle.
+  const historyWork = new AsyncLocalStorage<true>()
+  const readKey = (): string => historyWork.getStore() === true ? HISTORY : READS
+
   manager.getConnection = async (options?: { uuid?: string }) => {
     const uuid = options?.uuid
     const transaction = uuid !== undefined && uuid !== READS
-    return await handle(transaction || inTurn() ? WRITES : READS)
+    return await handle(transaction || inTurn() ? WRITES : readKey())
   }
   // Sequelize releases a transaction's handle by closing it; the handles
   // here stay open, and Sequelize's close() closes every one it opened.
   manager.releaseConnection = () => {}
 
-  // The read queue: one read at a time on the read handle, each waiting at
-  // most `timeoutMs` for its turn and running at most `timeoutMs`.
+  // The read queues, one per read handle: one read at a time on each, each
+  // waiting at most `timeoutMs` for its turn and running at most `timeoutMs`.
   let limit = file ? timeoutMs : 0
-  let reading = false
-  const waiting: Array<() => void> = []
+  interface Lane { key: string, reading: boolean, waiting: Array<() => void> }
+  const lanes = new Map<string, Lane>([READS, HISTORY].map((key) => [key, { key, reading: false, waiting: [] }]))
   async function read<T> (work: () => Promise<T>, sql: string): Promise<T> {
     if (!file) return await work()
-    if (reading) await waitForRead(limit)
-    else reading = true
+    const lane = lanes.get(readKey()) as Lane
+    if (lane.reading) await waitForRead(lane, limit)
+    else lane.reading = true
     try {
-      return await timed(work, sql)
+      return await timed(lane, work, sql)
     } finally {
-      const next = waiting.shift()
+      const next = lane.waiting.shift()
       if (next !== undefined) next() // the turn passes on
-      else reading = false
+      else lane.reading = false
     }
   }
-  async function waitForRead (ms: number): Promise<void> {
+  async function waitForRead (lane: Lane, ms: number): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       const go = (): void => {
         if (timer !== undefined) clearTimeout(timer)
         resolve()
       }
-      waiting.push(go)
+      lane.waiting.push(go)
       const timer = ms <= 0
         ? undefined
         : setTimeout(() => {
-          waiting.splice(waiting.indexOf(go), 1)
+          lane.waiting.splice(lane.waiting.indexOf(go), 1)
           reject(statementTimeout(`statement timeout: waited more than ${ms} ms for the database`))
         }, ms)
     })
@@ -186,10 +197,10 @@ export function sqliteConnections (sequelize: Sequelize, file: boolean, timeoutM
   // runs this read alone. An interrupt that lands between two of the read's
   // statements (Sequelize reads a table's columns first) is forgotten when
   // the next one starts, so it is repeated until the read ends.
-  async function timed<T> (work: () => Promise<T>, sql: string): Promise<T> {
+  async function timed<T> (lane: Lane, work: () => Promise<T>, sql: string): Promise<T> {
     if (limit <= 0) return await work()
     const ms = limit
-    const reader = await handle(READS)
+    const reader = await handle(lane.key)
     const interrupt = (): void => { try { reader.interrupt() } catch {} }
     let again: NodeJS.Timeout | undefined
     let expired = false
@@ -223,6 +234,9 @@ export function sqliteConnections (sequelize: Sequelize, file: boolean, timeoutM
     async ingest (sql: string, params: unknown[]): Promise<void> {
       const frames = await handle(FRAMES)
       await new Promise<void>((resolve, reject) => { frames.run(sql, params, (err) => { if (err === null) resolve(); else reject(err) }) })
+    },
+    async history<T> (work: () => Promise<T>): Promise<T> {
+      return await historyWork.run(true, work)
     },
     async untimed<T> (work: () => Promise<T>): Promise<T> {
       const before = limit

@@ -350,11 +350,14 @@ export function createFrameService ({ db, access, rollups, limits = HISTORY_DEFA
         // The whole minutes of the range that the rollups answer for: read
         // from them when buckets are whole minutes, counted from them otherwise.
         const covered = coveredMinutes(from, to, await rollups.window())
-        await checkCost(robot.id, type, from, to, bucket, covered)
         const rolled = covered !== null && bucket % 60 === 0
         const bind: unknown[] = [robot.id, bucket, dateParam(db.dialect, from), dateParam(db.dialect, to), type]
         if (rolled) bind.push(covered.first, covered.end, dateParam(db.dialect, new Date(covered.first * 60_000)), dateParam(db.dialect, new Date(covered.end * 60_000)))
-        rows = await db.sequelize.query(aggregateSql(db.dialect, type, rolled), { type: QueryTypes.SELECT, bind }) as Array<Record<string, unknown>>
+        // On the history reads' own connection (SQLite) or share of the pool (PostgreSQL).
+        rows = await db.historyReads(async () => {
+          await checkCost(robot.id, type, from, to, bucket, covered)
+          return await db.sequelize.query(aggregateSql(db.dialect, type, rolled), { type: QueryTypes.SELECT, bind }) as Array<Record<string, unknown>>
+        })
       } finally {
         release()
       }
@@ -464,7 +467,8 @@ export function createFrameService ({ db, access, rollups, limits = HISTORY_DEFA
         if (first === null || next === null) return
         let cursor: [unknown, unknown] | null = null
         for (;;) {
-          const rows = await db.sequelize.query(cursor === null ? first : next, { type: QueryTypes.SELECT, bind: cursor === null ? bind : [...bind, ...cursor] }) as Array<Record<string, unknown>>
+          const page = cursor === null ? bind : [...bind, ...cursor]
+          const rows = await db.historyReads(async () => await db.sequelize.query(cursor === null ? first : next, { type: QueryTypes.SELECT, bind: page }) as Array<Record<string, unknown>>)
           if (rows.length === 0) return
           // Written EXPORT_PIECE lines at a time: short strings die young,
           // where a whole batch's half megabyte waited for a full collection.

@@ -49,6 +49,26 @@ t.test('SQLite file: eight long reads at once, and a robot\'s frames are acked b
   t.equal(Number(stored[0]?.n), 22, 'every acked frame is stored')
 })
 
+t.test('SQLite file: history reads take a handle of their own; short reads (a log-in, a robot list) answer while they run', async (t) => {
+  const app = await buildOnFile(t, { DATABASE_STATEMENT_TIMEOUT: '0' })
+  const { user } = await ownedRobot(app)
+  let ended = 0
+  const reads = Array.from({ length: 4 }, async () => {
+    const rows = await app.db.historyReads(async () => await app.db.sequelize.query<{ n: number }>(countTo(8_000_000), { type: QueryTypes.SELECT }))
+    ended++
+    return rows[0]?.n
+  })
+  const answers: Array<{ status: number, readsEnded: number }> = []
+  for (let i = 0; i < 3; i++) {
+    const login = await app.inject({ method: 'POST', url: '/users/obtain_token/', payload: { username: user.username, password: user.password } })
+    answers.push({ status: login.statusCode, readsEnded: ended })
+    const list = await app.inject({ method: 'GET', url: '/robots', headers: { authorization: `Bearer ${user.jwt}` } })
+    answers.push({ status: list.statusCode, readsEnded: ended })
+  }
+  t.same(answers, answers.map(() => ({ status: 200, readsEnded: 0 })), 'log-ins and robot lists answered while all four history reads were still to end')
+  t.same(await Promise.all(reads), reads.map(() => 8_000_000), 'and the history reads answered in full')
+})
+
 t.test('SQLite file: statements that write outside a transaction take the writer queue, reads go beside it', async (t) => {
   const app = await buildOnFile(t)
   const { db } = app
@@ -84,6 +104,21 @@ if (pgBase !== undefined) {
     }
   }
 
+  t.test('PostgreSQL: with HISTORY_NODE_CONCURRENCY slow queries holding connections, requests still get theirs', async (t) => {
+    const app = await build(t, { DATABASE_STATEMENT_TIMEOUT: '0' })
+    const { user } = await ownedRobot(app)
+    const name = new URL(app.config.DATABASE_URL).pathname.slice(1)
+    const reads = Array.from({ length: app.config.HISTORY_NODE_CONCURRENCY }, async () => await app.db.historyReads(async () => await app.db.sequelize.query('SELECT pg_sleep(600)', { type: QueryTypes.SELECT }).catch(() => 'cancelled')))
+    await eventually(async () => Number((await admin("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND state = 'active' AND query = 'SELECT pg_sleep(600)'", [name]))[0]?.n), (n) => n === app.config.HISTORY_NODE_CONCURRENCY, 10_000)
+    for (let i = 0; i < 12; i++) {
+      const list = app.inject({ method: 'GET', url: '/robots', headers: { authorization: `Bearer ${user.jwt}` } })
+      const login = app.inject({ method: 'POST', url: '/users/obtain_token/', payload: { username: user.username, password: user.password } })
+      t.same([(await list).statusCode, (await login).statusCode], [200, 200], `requests ${i} answered`)
+    }
+    await admin("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND query = 'SELECT pg_sleep(600)'", [name])
+    await Promise.all(reads)
+  })
+
   t.test('PostgreSQL: with every connection of the pool held by slow queries, a robot\'s frames are acked', async (t) => {
     const app = await build(t)
     const name = new URL(app.config.DATABASE_URL).pathname.slice(1)
@@ -91,8 +126,10 @@ if (pgBase !== undefined) {
     const sleeping = async (): Promise<number> => Number((await admin(
       "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND state = 'active' AND query = 'SELECT pg_sleep(600)'", [name]))[0]?.n)
 
+    // the pool: 10, and HISTORY_NODE_CONCURRENCY more for history reads
+    const pool = 10 + app.config.HISTORY_NODE_CONCURRENCY
     let settled = 0
-    const reads = Array.from({ length: 16 }, async () => {
+    const reads = Array.from({ length: pool + 6 }, async () => {
       try {
         await app.db.sequelize.query('SELECT pg_sleep(600)', { type: QueryTypes.SELECT })
         return 'answered'
@@ -102,21 +139,21 @@ if (pgBase !== undefined) {
         settled++
       }
     })
-    await eventually(sleeping, (n) => n === 10, 10_000)
+    await eventually(sleeping, (n) => n === pool, 10_000)
     const acks: Array<{ status: unknown, readsSettled: number }> = []
     for (let i = 0; i < 20; i++) {
       const ack = await send(`during-${i}`)
       acks.push({ status: ack.status, readsSettled: settled })
     }
-    t.same(acks, acks.map(() => ({ status: 'ok', readsSettled: 0 })), 'twenty frames in a row, each acked ok while all sixteen queries waited')
-    t.equal(await sleeping(), 10, 'the pool was still held by ten of them')
+    t.same(acks, acks.map(() => ({ status: 'ok', readsSettled: 0 })), 'twenty frames in a row, each acked ok while all the queries waited')
+    t.equal(await sleeping(), pool, 'the pool was still held by them')
 
     // Cancel them (those still waiting for the pool start when others end).
     const cancel = async (): Promise<number> => {
       await admin("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND query = 'SELECT pg_sleep(600)'", [name])
       return settled
     }
-    await eventually(cancel, (n) => n === 16, 30_000)
+    await eventually(cancel, (n) => n === pool + 6, 30_000)
     const outcomes = await Promise.all(reads)
     t.ok(outcomes.every((o) => o === 'SequelizeTimeoutError' || o === 'SequelizeConnectionAcquireTimeoutError'), `the queries were cancelled or never got a connection: ${[...new Set(outcomes)].join(', ')}`)
     t.equal((await send('after')).status, 'ok', 'a frame after them')
