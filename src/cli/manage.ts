@@ -83,7 +83,7 @@ async function main (argv: string[]): Promise<number> {
       return 2
     }
     if (err instanceof Errors.USERNAME_TAKEN) {
-      process.stderr.write('manage: a user with this username already exists\n')
+      process.stderr.write('manage: a user with this username already exists (usernames are compared without regard to case)\n')
       return 1
     }
     process.stderr.write(`manage: ${(err as Error).message}\n`)

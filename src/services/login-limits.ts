@@ -6,6 +6,13 @@
 // behind AttemptStore, a small interface: one process keeps them in memory,
 // cluster mode counts them in Redis so that every node sees the same numbers.
 //
+// Only a refusal of the credentials themselves is a failed log-in. A log-in
+// that could not be checked (the database or the token store did not answer:
+// 503 UNITED_DATABASE_UNAVAILABLE, CONNACK 3) is never passed to failed(), so
+// that a database under stress cannot block the addresses of a fleet that
+// keeps retrying; callers count only their refusal errors (plugins/login-limits.ts
+// in the HTTP layer, broker/authenticate.ts).
+//
 // Failed log-ins are audited coalesced per address and window: the first
 // failure of a window and the moment the address is blocked, not every
 // attempt, so that a brute force cannot turn the audit log into the next

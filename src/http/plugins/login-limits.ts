@@ -15,7 +15,12 @@ export function loginLimits (fastify: FastifyInstance, kind: FailedLogin['kind']
       if (retryAfter !== null) throw withRetryAfter(new Errors.TOO_MANY_ATTEMPTS(), retryAfter)
     },
 
-    /** Runs a log-in; a refusal of its credentials is counted, then rethrown. */
+    /**
+     * Runs a log-in; a refusal of its credentials is counted, then rethrown.
+     * Anything else (503 when the database could not check them, or when too
+     * many password checks wait) is rethrown uncounted: it says nothing about
+     * the credentials.
+     */
     async counted<T> (request: FastifyRequest, name: string, login: () => Promise<T>): Promise<T> {
       try {
         return await login()
