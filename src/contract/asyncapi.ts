@@ -172,8 +172,8 @@ export function asyncApiDocument (opts: AsyncApiOptions): Record<string, unknown
       messages,
       parameters: { uuid: { description: 'A robot\'s uuid, lower-case and hyphenated. Users may subscribe with + here.' } },
       securitySchemes: {
-        robot: { type: 'userPassword', description: 'CONNECT with username = the robot\'s uuid and password = its access token (POST /robots/robot/obtain_token, valid ROBOT_TOKEN_TTL seconds). A bad or expired token: CONNACK 4.' },
-        user: { type: 'userPassword', description: 'CONNECT with username = the username and password = an access JWT (POST /users/obtain_token/). A bad JWT or a refresh JWT: CONNACK 4; an inactive user: CONNACK 5.' },
+        robot: { type: 'userPassword', description: 'CONNECT with username = the robot\'s uuid and password = its access token (POST /robots/robot/obtain_token, valid ROBOT_TOKEN_TTL seconds). A bad or expired token: CONNACK 4; a token that could not be checked (the database, or Redis in cluster mode, cannot answer): CONNACK 3, try again.' },
+        user: { type: 'userPassword', description: 'CONNECT with username = the username and password = an access JWT (POST /users/obtain_token/). A bad JWT or a refresh JWT: CONNACK 4; an inactive user: CONNACK 5; a JWT that could not be checked (the database cannot answer): CONNACK 3, try again. Usernames match without regard to case.' },
         robotHeader: { type: 'httpApiKey', in: 'header', name: 'x-token', description: 'WebSocket only: the robot\'s access token on the upgrade request, instead of the password.' },
         userHeader: { type: 'httpApiKey', in: 'header', name: 'authentication', description: 'WebSocket only: the access JWT (with or without Bearer) on the upgrade request, instead of the password.' }
       }
