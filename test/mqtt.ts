@@ -1,8 +1,10 @@
 // Real mqtt.js clients against the real broker, over TCP or WebSocket.
 import { readFileSync } from 'node:fs'
+import { createConnection } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import mqttPacket, { type Packet } from 'mqtt-packet'
 import type { Test } from 'tap'
 import type { TestRobot, TestUser } from './factory.js'
 
@@ -188,4 +190,45 @@ export async function suback (client: MqttClient, topic: string | string[], qos:
     if (granted === undefined) throw err
     return granted.map((g) => typeof g === 'number' ? g : g.qos)
   }
+}
+
+export interface HoldingClient {
+  /** The ids of the messages received on the topic, in order. */
+  received: string[]
+  /** Sends the PUBACKs of the first `n` (default: all) messages not yet PUBACKed. */
+  puback: (n?: number) => void
+}
+
+/**
+ * A client of the broker on `port` subscribed (QoS 1, clean session) to
+ * `topic`, which holds the PUBACK of each message until `puback()` lets it
+ * go, and records each message's JSON `id`. Written with mqtt-packet on a
+ * raw socket: mqtt.js stops reading while it holds one PUBACK back. Closed on
+ * teardown.
+ */
+export async function holdingPubacks (t: Test, port: number, username: string, password: string, topic: string): Promise<HoldingClient> {
+  const received: string[] = []
+  const held: number[] = []
+  const socket = createConnection({ host: '127.0.0.1', port })
+  t.teardown(() => { socket.destroy() })
+  socket.setNoDelay(true)
+  const send = (p: Record<string, unknown>): void => { socket.write(mqttPacket.generate(p as unknown as Packet)) }
+  const parser = mqttPacket.parser({ protocolVersion: 4 })
+  socket.on('data', (buf: Buffer) => { parser.parse(buf) })
+  socket.on('error', () => {})
+  const subscribed = new Promise<void>((resolve, reject) => {
+    parser.on('packet', (p: Packet) => {
+      if (p.cmd === 'connack' && p.returnCode !== 0) reject(new Error(`CONNACK ${String(p.returnCode)}`))
+      if (p.cmd === 'connack' && p.returnCode === 0) send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 1 }] })
+      if (p.cmd === 'suback') resolve()
+      if (p.cmd === 'publish' && p.topic === topic) {
+        received.push(String((JSON.parse(p.payload.toString()) as { id?: unknown }).id))
+        held.push(p.messageId as number)
+      }
+    })
+  })
+  await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
+  send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: `holding-${username}`, keepalive: 60, username, password: Buffer.from(password) })
+  await subscribed
+  return { received, puback: (n = held.length) => { for (const messageId of held.splice(0, n)) send({ cmd: 'puback', messageId }) } }
 }

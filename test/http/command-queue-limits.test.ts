@@ -10,13 +10,11 @@
 //   checks the issuer again;
 // - finished commands past COMMAND_RETENTION_DAYS are deleted, open ones never.
 import type { FastifyInstance } from 'fastify'
-import { createConnection } from 'node:net'
-import mqttPacket, { type Packet } from 'mqtt-packet'
 import { QueryTypes } from 'sequelize'
 import t, { type Test } from 'tap'
 import { createRobot, createStaff, createUser, grant, ownedRobot, type TestRobot, type TestUser } from '../factory.js'
 import { bearer, build } from '../helper.js'
-import { connectRobot, eventually, robotToken } from '../mqtt.js'
+import { connectRobot, eventually, holdingPubacks, robotToken, type HoldingClient } from '../mqtt.js'
 import { RELEASE_WINDOW } from '../../src/services/commands.js'
 
 interface Item { id: string, status: string, command: string }
@@ -45,36 +43,9 @@ async function countWhere (app: FastifyInstance, uuid: string, status: string): 
   return Number(rows[0]?.n ?? 0)
 }
 
-/**
- * A robot subscribed (QoS 1) to its commands whose PUBACKs are held until
- * `puback()` lets them go. Written with mqtt-packet on a raw socket: mqtt.js
- * stops reading while it holds one PUBACK back.
- */
-async function holdingRobot (t: Test, app: FastifyInstance, robot: TestRobot): Promise<{ received: string[], puback: (n?: number) => void }> {
-  const received: string[] = []
-  const held: number[] = []
-  const socket = createConnection({ host: '127.0.0.1', port: app.broker.port })
-  t.teardown(() => { socket.destroy() })
-  socket.setNoDelay(true)
-  const send = (p: Record<string, unknown>): void => { socket.write(mqttPacket.generate(p as unknown as Packet)) }
-  const parser = mqttPacket.parser({ protocolVersion: 4 })
-  socket.on('data', (buf: Buffer) => { parser.parse(buf) })
-  socket.on('error', () => {})
-  const subscribed = new Promise<void>((resolve, reject) => {
-    parser.on('packet', (p: Packet) => {
-      if (p.cmd === 'connack' && p.returnCode !== 0) reject(new Error(`CONNACK ${p.returnCode}`))
-      if (p.cmd === 'connack' && p.returnCode === 0) send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: commandsTopic(robot.uuid), qos: 1 }] })
-      if (p.cmd === 'suback') resolve()
-      if (p.cmd === 'publish' && p.topic === commandsTopic(robot.uuid)) {
-        received.push(String(JSON.parse(p.payload.toString()).id))
-        held.push(p.messageId as number)
-      }
-    })
-  })
-  await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
-  send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: `holding-${robot.uuid}`, keepalive: 60, username: robot.uuid, password: Buffer.from(await robotToken(app, robot)) })
-  await subscribed
-  return { received, puback: (n = held.length) => { for (const messageId of held.splice(0, n)) send({ cmd: 'puback', messageId }) } }
+/** A robot subscribed (QoS 1) to its commands whose PUBACKs wait for `puback()`. */
+async function holdingRobot (t: Test, app: FastifyInstance, robot: TestRobot): Promise<HoldingClient> {
+  return await holdingPubacks(t, app.broker.port, robot.uuid, await robotToken(app, robot), commandsTopic(robot.uuid))
 }
 
 t.test('COMMAND_QUEUE_LIMIT: the limit is accepted, one more is 429 UNITED_QUEUE_FULL and stores nothing; other robots are not affected', async (t) => {
