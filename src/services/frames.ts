@@ -343,10 +343,13 @@ export function createFrameService ({ db, access, rollups, limits = HISTORY_DEFA
       const seconds = bucket * 1000
       const buckets = Math.floor(to.getTime() / seconds) - Math.floor(from.getTime() / seconds) + 1
       if (buckets > MAX_BUCKETS) throw new Errors.BAD_REQUEST(`the range holds ${buckets} buckets of ${bucket} s, more than ${MAX_BUCKETS}: use a larger bucket or a shorter range`)
-      const robot = await access.robotFor(principal, robotUuid)
+      // The place first: a refusal then costs no database read (abusers ask
+      // again at once, hundreds of times a second). A robot this user cannot
+      // reach is still a 404, its place given back at once.
       const release = history.acquire(principal.id)
       let rows: Array<Record<string, unknown>>
       try {
+        const robot = await access.robotFor(principal, robotUuid)
         // The whole minutes of the range that the rollups answer for: read
         // from them when buckets are whole minutes, counted from them otherwise.
         const covered = coveredMinutes(from, to, await rollups.window())
@@ -414,8 +417,9 @@ export function createFrameService ({ db, access, rollups, limits = HISTORY_DEFA
 
     /**
      * CONTRACT §11: every frame in the range, oldest first, as NDJSON lines or
-     * CSV rows, in queries of EXPORT_BATCH frames. Checks access first (so that
-     * a 404 comes before any byte), then returns the pieces to stream.
+     * CSV rows, in queries of EXPORT_BATCH frames. Takes a place and checks
+     * access first (so that a 429 or a 404 comes before any byte), then
+     * returns the pieces to stream.
      *
      * Holds a place among the user's and the node's history reads (429
      * UNITED_BUSY when none is left) from this call until the pieces end,
@@ -433,8 +437,14 @@ export function createFrameService ({ db, access, rollups, limits = HISTORY_DEFA
      * is parsed in Node.
      */
     async export (principal: UserPrincipal, robotUuid: string, query: ExportQuery, opts: { onStall?: () => void } = {}): Promise<AsyncIterableIterator<string>> {
-      const robot = await access.robotFor(principal, robotUuid)
-      const release = history.acquire(principal.id)
+      const release = history.acquire(principal.id) // first: a refusal costs no database read
+      let robot: Awaited<ReturnType<AccessService['robotFor']>>
+      try {
+        robot = await access.robotFor(principal, robotUuid)
+      } catch (err) {
+        release()
+        throw err
+      }
       const pg = db.dialect === 'postgres'
       const fields = query.type === undefined ? [] : NUMERIC_FIELDS[query.type] as readonly string[]
       const fieldColumns = query.format === 'csv'
