@@ -113,8 +113,7 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
 
 /** What createDatabase takes from the configuration. */
 export function dbOptions (config: Config): DatabaseOptions {
-  const history = { historyConnections: config.HISTORY_NODE_CONCURRENCY }
-  return config.PG_BACKEND_FLUSH_AFTER === 'server' ? history : { ...history, pgBackendFlushAfter: config.PG_BACKEND_FLUSH_AFTER }
+  return config.PG_BACKEND_FLUSH_AFTER === 'server' ? {} : { pgBackendFlushAfter: config.PG_BACKEND_FLUSH_AFTER }
 }
 
 /** `256kB`, `2MB`, or a bare number of 8 kB pages, as PostgreSQL reads backend_flush_after. */

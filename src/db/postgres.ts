@@ -11,14 +11,19 @@ import pg from 'pg'
 import { Sequelize, TimeoutError, type Options } from 'sequelize'
 import type { FastifyBaseLogger } from 'fastify'
 
+/**
+ * Connections of Sequelize's pool: 10 for requests, commands and jobs, and
+ * one for the history lane (Database.historyReads), which runs one history
+ * read at a time; the frame writer's connection is not one of them.
+ */
+export const PG_POOL_MAX = 11
+
 export interface PgSettings {
   logging: Options['logging']
   /** backend_flush_after for each connection; undefined keeps the server's own */
   backendFlushAfter?: string
   /** statement_timeout of each connection of the pool, in ms (0: the server's own, none by default) */
   statementTimeoutMs: number
-  /** connections of Sequelize's pool at most (10 by default) */
-  poolMax?: number
 }
 
 /** Rows and changed-row count of one statement, as node-postgres returns them. */
@@ -33,7 +38,7 @@ export function pgSequelize (url: string, settings: PgSettings): Sequelize {
   const sequelize = new Sequelize(url, {
     dialect: 'postgres',
     logging: settings.logging,
-    pool: { max: settings.poolMax ?? 10, min: 0, idle: 10_000, acquire: 10_000 },
+    pool: { max: PG_POOL_MAX, min: 0, idle: 10_000, acquire: 10_000 },
     dialectOptions: {
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
       // A startup parameter of each connection: no round trip. It binds

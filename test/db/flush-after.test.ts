@@ -16,10 +16,9 @@ const config = (value?: string): ReturnType<typeof loadConfig> =>
   loadConfig({ NODE_ENV: 'test', ...(value === undefined ? {} : { PG_BACKEND_FLUSH_AFTER: value }) })
 
 t.test('PG_BACKEND_FLUSH_AFTER takes PostgreSQL\'s own syntax and bounds, or server', async (t) => {
-  const history = { historyConnections: 8 } // HISTORY_NODE_CONCURRENCY's default: the pool's connections for history reads
-  t.same(dbOptions(config()), { ...history, pgBackendFlushAfter: '256kB' }, 'the default')
-  for (const ok of ['0', '2MB', '2048kB', '256', '1MB', '64kB']) t.same(dbOptions(config(ok)), { ...history, pgBackendFlushAfter: ok }, `${ok} is taken`)
-  t.same(dbOptions(config('server')), history, 'server keeps the server\'s own')
+  t.same(dbOptions(config()), { pgBackendFlushAfter: '256kB' }, 'the default')
+  for (const ok of ['0', '2MB', '2048kB', '256', '1MB', '64kB']) t.same(dbOptions(config(ok)), { pgBackendFlushAfter: ok }, `${ok} is taken`)
+  t.same(dbOptions(config('server')), {}, 'server keeps the server\'s own')
   for (const bad of ['3MB', '2049kB', '257', '1GB', '256 kB', '-1', 'abc', '']) {
     t.throws(() => config(bad), ConfigError, `${JSON.stringify(bad)} is refused`)
   }

@@ -16,6 +16,7 @@ import { ownedRobot } from '../factory.js'
 import { build, pgBase } from '../helper.js'
 import { connectRobot, eventually, sendFrame, subscribe } from '../mqtt.js'
 import { buildOnFile, countTo } from './isolation.js'
+import { PG_POOL_MAX } from '../../src/db/postgres.js'
 
 /** A robot connected and subscribed to its acks, one frame already stored (every connection of the app is open). */
 async function streamingRobot (t: Test, app: FastifyInstance): Promise<(id: string) => Promise<Record<string, unknown>>> {
@@ -53,7 +54,7 @@ t.test('SQLite file: history reads take a handle of their own; short reads (a lo
   const app = await buildOnFile(t, { DATABASE_STATEMENT_TIMEOUT: '0' })
   const { user } = await ownedRobot(app)
   let ended = 0
-  const reads = Array.from({ length: 4 }, async () => {
+  const reads = Array.from({ length: 2 }, async () => {
     const rows = await app.db.historyReads(async () => await app.db.sequelize.query<{ n: number }>(countTo(8_000_000), { type: QueryTypes.SELECT }))
     ended++
     return rows[0]?.n
@@ -65,7 +66,7 @@ t.test('SQLite file: history reads take a handle of their own; short reads (a lo
     const list = await app.inject({ method: 'GET', url: '/robots', headers: { authorization: `Bearer ${user.jwt}` } })
     answers.push({ status: list.statusCode, readsEnded: ended })
   }
-  t.same(answers, answers.map(() => ({ status: 200, readsEnded: 0 })), 'log-ins and robot lists answered while all four history reads were still to end')
+  t.same(answers, answers.map(() => ({ status: 200, readsEnded: 0 })), 'log-ins and robot lists answered while both history reads were still to end')
   t.same(await Promise.all(reads), reads.map(() => 8_000_000), 'and the history reads answered in full')
 })
 
@@ -104,18 +105,26 @@ if (pgBase !== undefined) {
     }
   }
 
-  t.test('PostgreSQL: with HISTORY_NODE_CONCURRENCY slow queries holding connections, requests still get theirs', async (t) => {
+  t.test('PostgreSQL: history reads run one at a time in their lane; requests get connections meanwhile', async (t) => {
     const app = await build(t, { DATABASE_STATEMENT_TIMEOUT: '0' })
     const { user } = await ownedRobot(app)
     const name = new URL(app.config.DATABASE_URL).pathname.slice(1)
-    const reads = Array.from({ length: app.config.HISTORY_NODE_CONCURRENCY }, async () => await app.db.historyReads(async () => await app.db.sequelize.query('SELECT pg_sleep(600)', { type: QueryTypes.SELECT }).catch(() => 'cancelled')))
-    await eventually(async () => Number((await admin("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND state = 'active' AND query = 'SELECT pg_sleep(600)'", [name]))[0]?.n), (n) => n === app.config.HISTORY_NODE_CONCURRENCY, 10_000)
-    for (let i = 0; i < 12; i++) {
+    const sleeping = async (): Promise<number> => Number((await admin("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND state = 'active' AND query = 'SELECT pg_sleep(0.4)'", [name]))[0]?.n)
+    let ended = 0
+    const reads = Array.from({ length: app.config.HISTORY_NODE_CONCURRENCY }, async () => {
+      await app.db.historyReads(async () => await app.db.sequelize.query('SELECT pg_sleep(0.4)', { type: QueryTypes.SELECT }))
+      ended++
+    })
+    await eventually(sleeping, (n) => n === 1, 10_000)
+    const seen: number[] = []
+    for (let i = 0; i < 6; i++) {
       const list = app.inject({ method: 'GET', url: '/robots', headers: { authorization: `Bearer ${user.jwt}` } })
       const login = app.inject({ method: 'POST', url: '/users/obtain_token/', payload: { username: user.username, password: user.password } })
       t.same([(await list).statusCode, (await login).statusCode], [200, 200], `requests ${i} answered`)
+      seen.push(await sleeping())
     }
-    await admin("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND query = 'SELECT pg_sleep(600)'", [name])
+    t.ok(ended < reads.length, 'while history reads were still waiting for their turn')
+    t.ok(seen.every((n) => n <= 1), `one history read in the database at a time (seen ${seen.join(', ')})`)
     await Promise.all(reads)
   })
 
@@ -126,8 +135,7 @@ if (pgBase !== undefined) {
     const sleeping = async (): Promise<number> => Number((await admin(
       "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND state = 'active' AND query = 'SELECT pg_sleep(600)'", [name]))[0]?.n)
 
-    // the pool: 10, and HISTORY_NODE_CONCURRENCY more for history reads
-    const pool = 10 + app.config.HISTORY_NODE_CONCURRENCY
+    const pool = PG_POOL_MAX
     let settled = 0
     const reads = Array.from({ length: pool + 6 }, async () => {
       try {
