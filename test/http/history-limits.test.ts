@@ -109,6 +109,20 @@ t.test('per node: HISTORY_NODE_CONCURRENCY reads at once, one more is 429 whoeve
   t.equal((await aggregate(app, carol, uuid)).statusCode, 200, 'carol reads')
 })
 
+t.test('a refusal is answered when a retry could succeed: Retry-After seconds after the request, not at once', async (t) => {
+  const app = await build(t, { HISTORY_CONCURRENCY: '1' })
+  const alice = await createUser(app, { username: 'alice' })
+  const uuid = await robotFor(app, alice)
+  const held = gate(t, app)
+  const running = aggregate(app, alice, uuid)
+  await eventually(async () => app.services.frames.historyReads(alice.id), (n) => n === 1)
+  const asked = performance.now()
+  busy(t, await aggregate(app, alice, uuid), 'the second read')
+  t.ok(performance.now() - asked >= HISTORY_RETRY_AFTER * 1000 - 5, 'answered no sooner than Retry-After')
+  held.open()
+  t.equal((await running).statusCode, 200)
+})
+
 t.test('a failed read gives its place back; refused reads take none', async (t) => {
   const app = await build(t, { HISTORY_CONCURRENCY: '1', AGGREGATE_MAX_ROWS: '10' })
   const alice = await createUser(app, { username: 'alice' })
