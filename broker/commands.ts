@@ -38,7 +38,7 @@ export function createCommandRelay ({ services, publish, log }: CommandDeps) {
       if (t === null || t.channel !== 'commands' || t.uuid !== robot.uuid) return
       const id = commandId(payload)
       if (id === null) return
-      services.commands.markDelivered(id, new Date(), robot.uuid).catch((err: unknown) => { log.warn({ err, command: id }, 'could not mark command delivered') })
+      services.commands.markDelivered(id, robot.uuid).catch((err: unknown) => { log.warn({ err, command: id }, 'could not mark command delivered') })
     },
 
     /** The robot published on its commands/ack topic. */

@@ -28,6 +28,7 @@ import { Errors } from '../errors.js'
 import type { EventBus } from '../events.js'
 import type { AccessService, UserPrincipal } from './access.js'
 import type { AuditContext, AuditService } from './audit.js'
+import { batchLookup } from './batch.js'
 import { decodeCursor, olderThan, pageLimit, toPage, type Page, type PageRequest } from './pagination.js'
 import type { PresenceService } from './presence.js'
 
@@ -68,9 +69,16 @@ const SQLITE_ISSUE = `INSERT INTO commands (id, robot_id, command, status, issue
 SELECT $1, r.id, $3, $8, $4, $5, $6, $6, $9, $10 FROM robots r
 WHERE r.uuid = $2 AND ($7 OR EXISTS (SELECT 1 FROM robot_access a WHERE a.robot_id = r.id AND a.user_id = $5))`
 
-// PostgreSQL, the robot's PUBACK: pending → delivered.
-const PG_DELIVERED = `UPDATE commands SET status = 'delivered', delivered_at = $2, updated_at = $2
-WHERE id = $1 AND status = 'pending'`
+// Both databases: the robot's PUBACKs of one turn of the event loop, pending
+// → delivered, in one statement (a released queue's ten PUBACKs arrive
+// together: on SQLite each commit is a sync of the database file in the
+// writer queue that frame batches share).
+function deliveredSql (n: number): string {
+  const ids = Array.from({ length: n }, (_, i) => `$${i + 2}`).join(', ')
+  return `UPDATE commands SET status = 'delivered', delivered_at = $1, updated_at = $1
+WHERE id IN (${ids}) AND status = 'pending'
+RETURNING id`
+}
 
 // PostgreSQL, the robot's acknowledgement in one statement: the command, if
 // it is open and was sent to this robot, becomes done ($3 = 'done': the
@@ -216,6 +224,12 @@ export function createCommandService ({ db, events, audit, access, presence, tim
     return released.length
   }
 
+  const delivered = batchLookup<string, true>(async (ids) => {
+    const at = new Date()
+    const [rows] = await db.sequelize.query(deliveredSql(ids.length), { bind: [dateParam(db.dialect, at), ...ids] }) as unknown as [Array<{ id: string }>]
+    return new Map(rows.map((r) => [String(r.id), true as const]))
+  }, 500)
+
   /**
    * Stores a queued command, unless the robot's queue is full: the robot (if
    * this user may reach it), the count of its queue and the insert in one
@@ -250,9 +264,12 @@ VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL)`, {
    * The robot is command-connected: its queued commands become pending and
    * are published, oldest first. Resolves with how many.
    */
-  async function releaseQueued (robotUuid: string): Promise<number> {
+  async function releaseQueued (robotUuid: string, onStart?: () => void): Promise<number> {
     const previous = releasing.get(robotUuid) ?? Promise.resolve(0)
-    const next = previous.catch(() => 0).then(async () => await releaseNow(robotUuid))
+    const next = previous.catch(() => 0).then(async () => {
+      onStart?.()
+      return await releaseNow(robotUuid)
+    })
     releasing.set(robotUuid, next)
     try {
       return await next
@@ -261,14 +278,21 @@ VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL)`, {
     }
   }
 
-  /** A command of the robot left the window (PUBACK, ack, expiry): release the next of its queue, if it has one. */
+  /**
+   * A command of the robot left the window (PUBACK, ack, expiry): release
+   * the next of its queue, if it has one. One release is asked at a time per
+   * robot: the ten PUBACKs of a window make one release, not ten.
+   */
   function makeRoom (robotUuid: string): void {
-    if (!draining.has(robotUuid)) return
-    const release: Promise<unknown> = releaseQueued(robotUuid)
+    if (!draining.has(robotUuid) || roomAsked.has(robotUuid)) return
+    roomAsked.add(robotUuid)
+    const release: Promise<unknown> = releaseQueued(robotUuid, () => { roomAsked.delete(robotUuid) })
       .catch((err: unknown) => { onReleaseError(err, robotUuid) })
       .finally(() => { making.delete(release) })
     making.add(release)
   }
+  /** Robots whose release, asked by makeRoom, has not started yet. */
+  const roomAsked = new Set<string>()
   /** Releases started by makeRoom, awaited at shutdown before the database closes. */
   const making = new Set<Promise<unknown>>()
   let onReleaseError: (err: unknown, robotUuid: string) => void = () => {}
@@ -363,17 +387,15 @@ VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL)`, {
       return toPage(rows, limit, (row) => view(row, robot.uuid), (row) => [row.createdAt.toISOString(), row.id])
     },
 
-    /** The robot's PUBACK arrived: pending → delivered (and, while its queue drains, the next of it goes out). */
-    async markDelivered (anyId: string, at = new Date(), robotUuid?: string): Promise<boolean> {
+    /**
+     * The robot's PUBACK arrived: pending → delivered (and, while its queue
+     * drains, the next of it goes out). The PUBACKs of one turn of the event
+     * loop are one UPDATE.
+     */
+    async markDelivered (anyId: string, robotUuid?: string): Promise<boolean> {
       const commandId = commandKey(anyId)
       if (commandId === null) return false
-      let changed: boolean
-      if (db.dialect === 'postgres') {
-        changed = (await db.pgPrepared('united_command_delivered', PG_DELIVERED, [commandId, at])).rowCount > 0
-      } else {
-        const [count] = await Command.update({ status: 'delivered', deliveredAt: at }, { where: { id: commandId, status: 'pending' } })
-        changed = count > 0
-      }
+      const changed = await delivered(commandId) === true
       if (changed && robotUuid !== undefined) makeRoom(robotUuid)
       return changed
     },
