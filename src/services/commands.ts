@@ -149,11 +149,21 @@ export const OPEN_STATUSES = ['queued', 'pending', 'delivered'] as const
 export const FINISHED_STATUSES = ['done', 'failed', 'expired', 'cancelled'] as const
 export type FinishedStatus = typeof FINISHED_STATUSES[number]
 
+/**
+ * `commands` read through its index on created_at (migration 011): said to
+ * SQLite, whose planner has no statistics and otherwise reads a range of the
+ * status index; PostgreSQL's planner picks it for an ordered, limited range.
+ */
+export function commandsByCreatedAt (dialect: Database['dialect']): string {
+  return dialect === 'sqlite' ? 'INDEXED BY commands_created_at' : ''
+}
+
 /** Finished commands one retention DELETE removes at most (a short statement). */
 export const COMMAND_RETENTION_PIECE = 2000
 
 export function createCommandService ({ db, events, audit, access, presence, timeoutSeconds, queueLimit = 100 }: CommandServiceDeps) {
   const { AuditEvent, Command, Robot } = db.models
+  const byCreatedAt = commandsByCreatedAt(db.dialect)
 
   function view (row: Command, robotUuid: string): CommandView {
     return {
@@ -512,7 +522,11 @@ VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL)`, {
      */
     async removeFinishedOlderThan (cutoff: Date, opts: { piece?: number, stop?: () => boolean } = {}): Promise<number> {
       const piece = opts.piece ?? COMMAND_RETENTION_PIECE
-      const sql = `DELETE FROM commands WHERE id IN (SELECT id FROM commands WHERE created_at < $1 AND status IN ('done', 'failed', 'expired', 'cancelled') ORDER BY created_at LIMIT ${piece})`
+      // Through the index on created_at, oldest first, on both databases:
+      // SQLite's planner, without statistics, preferred the status index and
+      // read and sorted every finished command for each piece (seconds at
+      // 1,000,000 commands, in the writer queue the frame batches share).
+      const sql = `DELETE FROM commands WHERE id IN (SELECT id FROM commands ${byCreatedAt} WHERE created_at < $1 AND status IN ('done', 'failed', 'expired', 'cancelled') ORDER BY created_at LIMIT ${piece})`
       let removed = 0
       for (;;) {
         if (opts.stop?.() === true) return removed

@@ -5,7 +5,7 @@
 import { QueryTypes } from 'sequelize'
 import type { Database } from '../db/index.js'
 import { FRAME_TYPES, type CommandStatus } from '../contract/payloads.js'
-import type { CommandService } from './commands.js'
+import { commandsByCreatedAt, type CommandService } from './commands.js'
 
 export interface Overview {
   robots: { total: number, online: number, enabled: number }
@@ -23,9 +23,11 @@ export function createOverviewService ({ db, commands }: { db: Database, command
       const since = new Date(now.getTime() - 3600_000)
       // Frames are indexed by (robot_id, received_at): one range scan per
       // robot, driven from the robots table, instead of a scan of every frame.
-      // The history index leads with (robot_id, type): one range per robot and type.
-      const framesSql = `SELECT COUNT(*) AS n FROM robots r JOIN frames f ON f.robot_id = r.id AND f.type IN (${FRAME_TYPE_LIST}) AND f.received_at > :since`
-      const lastDaySql = 'SELECT status, COUNT(*) AS n FROM commands WHERE created_at > :day GROUP BY status'
+      // The history index leads with (robot_id, type): one range per robot and
+      // type, the robots as the outer loop (CROSS JOIN keeps them so on
+      // SQLite, whose planner otherwise scanned the whole index).
+      const framesSql = `SELECT COUNT(*) AS n FROM robots r CROSS JOIN frames f WHERE f.robot_id = r.id AND f.type IN (${FRAME_TYPE_LIST}) AND f.received_at > :since`
+      const lastDaySql = `SELECT status, COUNT(*) AS n FROM commands ${commandsByCreatedAt(db.dialect)} WHERE created_at > :day GROUP BY status`
       const [robotsTotal, online, enabled, usersTotal, staff, active, frameRows, lastDayRows] = await Promise.all([
         Robot.count(),
         Robot.count({ where: { dataConnected: true } }),

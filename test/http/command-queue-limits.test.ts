@@ -15,7 +15,7 @@ import t, { type Test } from 'tap'
 import { createRobot, createStaff, createUser, grant, ownedRobot, type TestRobot, type TestUser } from '../factory.js'
 import { bearer, build } from '../helper.js'
 import { connectRobot, eventually, holdingPubacks, robotToken, type HoldingClient } from '../mqtt.js'
-import { RELEASE_WINDOW } from '../../src/services/commands.js'
+import { commandsByCreatedAt, RELEASE_WINDOW } from '../../src/services/commands.js'
 
 interface Item { id: string, status: string, command: string }
 
@@ -275,4 +275,18 @@ VALUES ($1, $2, 'auto', $3, $4, $5, $6, $6, $7, $6)`, { bind: [`00000000-0000-40
   const left = await app.db.sequelize.query('SELECT status FROM commands ORDER BY status', { type: QueryTypes.SELECT }) as Array<{ status: string }>
   t.same(left.map((r) => r.status), ['delivered', 'done', 'pending', 'queued'], 'open commands and the recent one stay')
   t.equal(await app.services.commands.removeFinishedOlderThan(new Date(Date.now() - 90 * 86400_000)), 0, 'again: nothing')
+})
+
+t.test('SQLite: command retention and the dashboard read commands through the index on created_at, and frames of the last hour one range per robot', async (t) => {
+  const app = await build(t)
+  if (app.db.dialect !== 'sqlite') {
+    t.pass('a SQLite plan: PostgreSQL plans by its statistics')
+    return
+  }
+  const plan = async (sql: string): Promise<string> => (await app.db.sequelize.query(`EXPLAIN QUERY PLAN ${sql}`, { type: QueryTypes.SELECT }) as Array<{ detail: string }>).map((r) => r.detail).join('; ')
+  const by = commandsByCreatedAt('sqlite')
+  t.match(await plan(`SELECT id FROM commands ${by} WHERE created_at < '2026-01-01' AND status IN ('done', 'failed', 'expired', 'cancelled') ORDER BY created_at LIMIT 2000`), /SEARCH commands USING INDEX commands_created_at \(created_at<\?\)/, 'retention: a range of created_at, no sort')
+  t.notMatch(await plan(`SELECT id FROM commands ${by} WHERE created_at < '2026-01-01' AND status IN ('done', 'failed', 'expired', 'cancelled') ORDER BY created_at LIMIT 2000`), /TEMP B-TREE/)
+  t.match(await plan(`SELECT status, COUNT(*) AS n FROM commands ${by} WHERE created_at > '2026-01-01' GROUP BY status`), /SEARCH commands USING INDEX commands_created_at \(created_at>\?\)/, 'dashboard: a day of commands')
+  t.match(await plan("SELECT COUNT(*) AS n FROM robots r CROSS JOIN frames f WHERE f.robot_id = r.id AND f.type IN (1, 2, 3) AND f.received_at > '2026-01-01'"), /SEARCH f USING COVERING INDEX frames_robot_type_received \(robot_id=\? AND type=\? AND received_at>\?\)/, 'dashboard: the last hour of each robot')
 })
