@@ -3,30 +3,12 @@
 // received_at, frame_id) on SQLite, every frame is kept and read back through
 // it, and the down step puts the previous index back. On SQLite, and on
 // PostgreSQL when TEST_DATABASE_URL is set.
-import t, { type Test } from 'tap'
-import { QueryTypes, type QueryInterface, type Sequelize } from 'sequelize'
-import { SequelizeStorage, Umzug } from 'umzug'
-import { createDatabase } from '../../src/db/index.js'
+import t from 'tap'
+import { QueryTypes } from 'sequelize'
 import { migrations } from '../../src/db/migrations/index.js'
+import { migrator } from './migrator.js'
 import * as m010 from '../../src/db/migrations/010-frames-history-type.js'
-import { pgBase, testDatabase } from '../helper.js'
-
-async function migrator (t: Test): Promise<{ sequelize: Sequelize, umzug: Umzug<QueryInterface> }> {
-  const target = await testDatabase()
-  const db = createDatabase(target.url)
-  t.teardown(async () => {
-    await db.close()
-    await target.drop()
-  })
-  const { sequelize } = db
-  const umzug = new Umzug({
-    migrations: migrations.map((m) => ({ name: m.name, up: m.up, down: m.down })),
-    context: sequelize.getQueryInterface(),
-    storage: new SequelizeStorage({ sequelize, tableName: 'schema_migrations' }),
-    logger: undefined
-  })
-  return { sequelize, umzug }
-}
+import { pgBase } from '../helper.js'
 
 t.test('010 puts the type in the history index of a table that holds frames, and its down step takes it out again', async (t) => {
   const { sequelize, umzug } = await migrator(t)

@@ -6,32 +6,13 @@
 // again. 007 adds a robot's previous secret and its expiry (nullable), keeps
 // every robot and its grants, and its down step drops both columns without
 // touching the rows. On SQLite, and on PostgreSQL when TEST_DATABASE_URL is set.
-import t, { type Test } from 'tap'
-import { QueryTypes, type QueryInterface, type Sequelize } from 'sequelize'
-import { SequelizeStorage, Umzug } from 'umzug'
-import { createDatabase } from '../../src/db/index.js'
+import t from 'tap'
+import { QueryTypes } from 'sequelize'
 import { migrations } from '../../src/db/migrations/index.js'
+import { migrator } from './migrator.js'
 import * as m006 from '../../src/db/migrations/006-user-token-version.js'
 import * as m007 from '../../src/db/migrations/007-robot-secret-grace.js'
-import { pgBase, testDatabase } from '../helper.js'
-
-/** A fresh, empty database and the app's migrations over it (dropped on teardown). */
-async function migrator (t: Test): Promise<{ sequelize: Sequelize, umzug: Umzug<QueryInterface> }> {
-  const target = await testDatabase()
-  const db = createDatabase(target.url)
-  t.teardown(async () => {
-    await db.close()
-    await target.drop()
-  })
-  const { sequelize } = db
-  const umzug = new Umzug({
-    migrations: migrations.map((m) => ({ name: m.name, up: m.up, down: m.down })),
-    context: sequelize.getQueryInterface(),
-    storage: new SequelizeStorage({ sequelize, tableName: 'schema_migrations' }),
-    logger: undefined
-  })
-  return { sequelize, umzug }
-}
+import { pgBase } from '../helper.js'
 
 t.test('003 keeps every frame, makes (robot_id, frame_id) the key, and goes back down', async (t) => {
   const { sequelize, umzug } = await migrator(t)

@@ -5,33 +5,13 @@
 // its back; each kept name logs in by its exact spelling only, and once all
 // but one of a group are deleted the one left matches without regard to
 // case. Its down step drops the index. On SQLite and on PostgreSQL.
-import t, { type Test } from 'tap'
-import { QueryTypes, type QueryInterface, type Sequelize } from 'sequelize'
-import { SequelizeStorage, Umzug } from 'umzug'
+import t from 'tap'
+import { QueryTypes, type Sequelize } from 'sequelize'
 import pino from 'pino'
 import { loadConfig } from '../../src/config.js'
-import { createDatabase, type Database } from '../../src/db/index.js'
-import { migrations } from '../../src/db/migrations/index.js'
+import { migrator } from './migrator.js'
 import { createServices } from '../../src/services/index.js'
 import { hashSecret } from '../../src/services/secrets.js'
-import { testDatabase } from '../helper.js'
-
-async function migrator (t: Test): Promise<{ db: Database, sequelize: Sequelize, umzug: Umzug<QueryInterface> }> {
-  const target = await testDatabase()
-  const db = createDatabase(target.url)
-  t.teardown(async () => {
-    await db.close()
-    await target.drop()
-  })
-  const { sequelize } = db
-  const umzug = new Umzug({
-    migrations: migrations.map((m) => ({ name: m.name, up: m.up, down: m.down })),
-    context: sequelize.getQueryInterface(),
-    storage: new SequelizeStorage({ sequelize, tableName: 'schema_migrations' }),
-    logger: undefined
-  })
-  return { db, sequelize, umzug }
-}
 
 async function insertUser (sequelize: Sequelize, username: string, passwordHash: string): Promise<void> {
   const now = new Date()
