@@ -14,28 +14,19 @@ import { QueryTypes } from 'sequelize'
 import t, { type Test } from 'tap'
 import { createRobot, createStaff, createUser, grant, ownedRobot, type TestRobot, type TestUser } from '../factory.js'
 import { bearer, build } from '../helper.js'
+import { commandItems, queueCommand, sendCommand, type CommandItem } from '../commands.js'
 import { connectRobot, eventually, holdingPubacks, robotToken, type HoldingClient } from '../mqtt.js'
 import { commandsByCreatedAt, RELEASE_WINDOW } from '../../src/services/commands.js'
 
-interface Item { id: string, status: string, command: string }
+type Item = CommandItem
+const items = commandItems
+
+/** A command queued for 600 s. */
+async function queue (app: FastifyInstance, user: TestUser, uuid: string, command = 'auto'): Promise<Item> {
+  return await queueCommand(app, user, uuid, command)
+}
 
 const commandsTopic = (uuid: string): string => `robots/${uuid}/commands`
-
-async function send (app: FastifyInstance, user: TestUser, uuid: string, command: string, ttl?: number) {
-  return await app.inject({ method: 'POST', url: '/robots/robot/command', headers: bearer(user.jwt), payload: { robot_uuid: uuid, command, ...(ttl === undefined ? {} : { ttl }) } })
-}
-
-async function queue (app: FastifyInstance, user: TestUser, uuid: string, command = 'auto'): Promise<Item> {
-  const res = await send(app, user, uuid, command, 600)
-  if (res.statusCode !== 201 || res.json().status !== 'queued') throw new Error(`not queued: ${res.statusCode} ${res.body}`)
-  return res.json()
-}
-
-async function items (app: FastifyInstance, user: TestUser, uuid: string): Promise<Item[]> {
-  const res = await app.inject({ method: 'GET', url: `/robots/${uuid}/commands?limit=1000`, headers: bearer(user.jwt) })
-  if (res.statusCode !== 200) throw new Error(`GET commands: ${res.statusCode} ${res.body}`)
-  return res.json().items
-}
 
 async function countWhere (app: FastifyInstance, uuid: string, status: string): Promise<number> {
   const rows = await app.db.sequelize.query('SELECT count(*) AS n FROM commands c JOIN robots r ON r.id = c.robot_id WHERE r.uuid = $1 AND c.status = $2',
@@ -54,7 +45,7 @@ t.test('COMMAND_QUEUE_LIMIT: the limit is accepted, one more is 429 UNITED_QUEUE
   const other = await createRobot(app)
   await grant(app, user, other)
   for (let i = 0; i < 3; i++) await queue(app, user, robot.uuid)
-  const res = await send(app, user, robot.uuid, 'manual', 600)
+  const res = await sendCommand(app, user, robot.uuid, 'manual', { ttl: 600 })
   t.equal(res.statusCode, 429)
   t.match(res.json(), { statusCode: 429, code: 'UNITED_QUEUE_FULL', error: 'Too Many Requests' })
   t.equal((await items(app, user, robot.uuid)).length, 3, 'the refused command was not stored')
@@ -63,20 +54,20 @@ t.test('COMMAND_QUEUE_LIMIT: the limit is accepted, one more is 429 UNITED_QUEUE
 
   // a robot that cannot be reached is still 404, full queue or not
   const stranger = await createUser(app)
-  t.equal((await send(app, stranger, robot.uuid, 'auto', 600)).statusCode, 404)
+  t.equal((await sendCommand(app, stranger, robot.uuid, 'auto', { ttl: 600 })).statusCode, 404)
 
   // cancelling one makes room for one
   const first = (await items(app, user, robot.uuid))[0] as Item
   t.equal((await app.inject({ method: 'POST', url: `/robots/${robot.uuid}/commands/${first.id}/cancel`, headers: bearer(user.jwt) })).statusCode, 200)
-  t.equal((await send(app, user, robot.uuid, 'idle', 600)).statusCode, 201)
-  t.equal((await send(app, user, robot.uuid, 'idle', 600)).statusCode, 429)
+  t.equal((await sendCommand(app, user, robot.uuid, 'idle', { ttl: 600 })).statusCode, 201)
+  t.equal((await sendCommand(app, user, robot.uuid, 'idle', { ttl: 600 })).statusCode, 429)
 })
 
 t.test('COMMAND_QUEUE_LIMIT holds under concurrent requests: exactly the limit is queued', async (t) => {
   const app = await build(t, { COMMAND_QUEUE_LIMIT: '5' })
   const { user, robot } = await ownedRobot(app)
   const staff = await createStaff(app)
-  const answers = await Promise.all(Array.from({ length: 20 }, async (_, i) => await send(app, i % 2 === 0 ? user : staff, robot.uuid, 'auto', 600)))
+  const answers = await Promise.all(Array.from({ length: 20 }, async (_, i) => await sendCommand(app, i % 2 === 0 ? user : staff, robot.uuid, 'auto', { ttl: 600 })))
   const statuses = answers.map((r) => r.statusCode).sort()
   t.same(statuses, [...Array(5).fill(201), ...Array(15).fill(429)])
   t.equal(await countWhere(app, robot.uuid, 'queued'), 5)
@@ -86,11 +77,11 @@ t.test('a command to a connected robot is not bound by the queue limit', async (
   const app = await build(t, { COMMAND_QUEUE_LIMIT: '1' })
   const { user, robot } = await ownedRobot(app)
   await queue(app, user, robot.uuid)
-  t.equal((await send(app, user, robot.uuid, 'auto', 600)).statusCode, 429)
+  t.equal((await sendCommand(app, user, robot.uuid, 'auto', { ttl: 600 })).statusCode, 429)
   const robotSide = await holdingRobot(t, app, robot)
   await eventually(async () => robotSide.received.length, (n) => n === 1)
   for (let i = 0; i < 3; i++) {
-    const res = await send(app, user, robot.uuid, 'idle')
+    const res = await sendCommand(app, user, robot.uuid, 'idle')
     t.equal(res.statusCode, 201)
     t.equal(res.json().status, 'pending')
   }

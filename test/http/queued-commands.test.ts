@@ -8,27 +8,15 @@ import type { MqttClient } from 'mqtt'
 import t, { type Test } from 'tap'
 import { createRobot, createUser, grant, ownedRobot, type TestRobot, type TestUser } from '../factory.js'
 import { bearer, build } from '../helper.js'
+import { commandItems, queueCommand, sendCommand, type CommandItem } from '../commands.js'
 import { collect, connectRobot, eventually, nextMessage, subscribe, TRANSPORTS } from '../mqtt.js'
 
-interface Item { id: string, status: string, command: string, created_at: string, delivered_at: string | null, acked_at: string | null, expires_at: string | null }
+type Item = CommandItem
+const send = sendCommand
+const queue = queueCommand
+const items = commandItems
 
 const commandsTopic = (uuid: string): string => `robots/${uuid}/commands`
-
-async function send (app: FastifyInstance, user: TestUser, uuid: string, command: string, extra: Record<string, unknown> = {}) {
-  return await app.inject({ method: 'POST', url: '/robots/robot/command', headers: bearer(user.jwt), payload: { robot_uuid: uuid, command, ...extra } })
-}
-
-async function queue (app: FastifyInstance, user: TestUser, uuid: string, command: string, ttl = 600): Promise<Item> {
-  const res = await send(app, user, uuid, command, { ttl })
-  if (res.statusCode !== 201 || res.json().status !== 'queued') throw new Error(`not queued: ${res.statusCode} ${res.body}`)
-  return res.json()
-}
-
-async function items (app: FastifyInstance, user: TestUser, uuid: string): Promise<Item[]> {
-  const res = await app.inject({ method: 'GET', url: `/robots/${uuid}/commands?limit=1000`, headers: bearer(user.jwt) })
-  if (res.statusCode !== 200) throw new Error(`GET commands: ${res.statusCode} ${res.body}`)
-  return res.json().items
-}
 
 async function statusOf (app: FastifyInstance, user: TestUser, uuid: string, id: string): Promise<string | undefined> {
   return (await items(app, user, uuid)).find((c) => c.id === id)?.status
