@@ -130,7 +130,8 @@ function commandKey (id: string): string | null {
 }
 
 const iso = (d: Date | null | undefined): string | null => d === null || d === undefined ? null : d.toISOString()
-const OPEN: CommandStatus[] = ['pending', 'delivered']
+/** Sent and not finished: what COMMAND_TIMEOUT expires and a robot's ack may finish. */
+const IN_FLIGHT: CommandStatus[] = ['pending', 'delivered']
 const CANCELLABLE: CommandStatus[] = ['queued', 'pending']
 
 export interface CommandServiceDeps {
@@ -148,6 +149,9 @@ export interface CommandServiceDeps {
 export const OPEN_STATUSES = ['queued', 'pending', 'delivered'] as const
 export const FINISHED_STATUSES = ['done', 'failed', 'expired', 'cancelled'] as const
 export type FinishedStatus = typeof FINISHED_STATUSES[number]
+
+/** Statuses as an SQL list of literals (they are constants of this file, never input). */
+const sqlList = (statuses: readonly string[]): string => statuses.map((x) => `'${x}'`).join(', ')
 
 /**
  * `commands` read through its index on created_at (migration 011): said to
@@ -431,7 +435,7 @@ VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL)`, {
       const robot = await Robot.findOne({ where: { uuid: robotUuid }, attributes: ['id'] })
       if (robot === null) return null
       const done = await db.transaction(async (transaction) => {
-        const row = await Command.findOne({ where: { id: commandId, robotId: robot.id, status: { [Op.in]: OPEN } }, transaction })
+        const row = await Command.findOne({ where: { id: commandId, robotId: robot.id, status: { [Op.in]: IN_FLIGHT } }, transaction })
         if (row === null) return null
         row.status = status
         row.ackedAt = at
@@ -456,7 +460,7 @@ VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL)`, {
      */
     async expireOverdue (now = new Date()): Promise<number> {
       const before = new Date(now.getTime() - timeoutSeconds * 1000)
-      const [sent] = await Command.update({ status: 'expired' }, { where: { status: { [Op.in]: OPEN }, sentAt: { [Op.lt]: before } } })
+      const [sent] = await Command.update({ status: 'expired' }, { where: { status: { [Op.in]: IN_FLIGHT }, sentAt: { [Op.lt]: before } } })
       const [queued] = await Command.update({ status: 'expired' }, { where: { status: 'queued', expiresAt: { [Op.lte]: now } } })
       finished.expired += sent + queued
       // Expired commands left the window of the queues being released here.
@@ -497,7 +501,7 @@ VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL)`, {
      */
     async refreshCounts (): Promise<void> {
       const rows = await db.sequelize.query(
-        "SELECT status, count(*) AS n FROM commands WHERE status IN ('queued', 'pending', 'delivered') GROUP BY status",
+        `SELECT status, count(*) AS n FROM commands WHERE status IN (${sqlList(OPEN_STATUSES)}) GROUP BY status`,
         { type: QueryTypes.SELECT }) as Array<{ status: typeof OPEN_STATUSES[number], n: number | string }>
       const next = { queued: 0, pending: 0, delivered: 0 }
       for (const r of rows) next[r.status] = Number(r.n)
@@ -526,7 +530,7 @@ VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL)`, {
       // SQLite's planner, without statistics, preferred the status index and
       // read and sorted every finished command for each piece (seconds at
       // 1,000,000 commands, in the writer queue the frame batches share).
-      const sql = `DELETE FROM commands WHERE id IN (SELECT id FROM commands ${byCreatedAt} WHERE created_at < $1 AND status IN ('done', 'failed', 'expired', 'cancelled') ORDER BY created_at LIMIT ${piece})`
+      const sql = `DELETE FROM commands WHERE id IN (SELECT id FROM commands ${byCreatedAt} WHERE created_at < $1 AND status IN (${sqlList(FINISHED_STATUSES)}) ORDER BY created_at LIMIT ${piece})`
       let removed = 0
       for (;;) {
         if (opts.stop?.() === true) return removed

@@ -4,7 +4,7 @@
 // status, through the index on created_at: never a count of the whole table.
 import { QueryTypes } from 'sequelize'
 import type { Database } from '../db/index.js'
-import { FRAME_TYPES, type CommandStatus } from '../contract/payloads.js'
+import { COMMAND_STATUSES, FRAME_TYPES, type CommandStatus } from '../contract/payloads.js'
 import { commandsByCreatedAt, type CommandService } from './commands.js'
 
 export interface Overview {
@@ -38,7 +38,7 @@ export function createOverviewService ({ db, commands }: { db: Database, command
         db.sequelize.query<{ n: number | string }>(framesSql, { replacements: { since }, type: QueryTypes.SELECT }),
         db.sequelize.query<{ status: CommandStatus, n: number | string }>(lastDaySql, { replacements: { day: new Date(now.getTime() - 86400_000) }, type: QueryTypes.SELECT })
       ])
-      const lastDay: Record<CommandStatus, number> = { queued: 0, pending: 0, delivered: 0, done: 0, failed: 0, expired: 0, cancelled: 0 }
+      const lastDay = Object.fromEntries(COMMAND_STATUSES.map((status) => [status, 0])) as Record<CommandStatus, number>
       for (const r of lastDayRows) if (r.status in lastDay) lastDay[r.status] = Number(r.n)
       return {
         robots: { total: robotsTotal, online, enabled },
