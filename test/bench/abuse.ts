@@ -31,7 +31,7 @@
 import { randomBytes } from 'node:crypto'
 import { Worker } from 'node:worker_threads'
 import { ABUSE_CASES, type AbuseCase, type AbuseJob, type Fields } from './abusers.js'
-import { loadRobot, openSql, type Meter, type Sql } from './history.js'
+import { loadRobot, openSql, type Meter, type RunnerTools, type Sql } from './history.js'
 import { mapLimit, now, paced, Recorder, round, type Robot } from './load.js'
 import { CommandCpuMeter, cpuSeconds, rssMiB, sleep } from './proc.js'
 import type { United } from './targets.js'
@@ -76,7 +76,7 @@ const RAW_RANGE_SHARE = 0.99
 const AROUND_MS = 2000
 const SESSION_TTL_S = 3600
 
-export interface AbuseContext {
+export interface AbuseContext extends RunnerTools {
   united: United
   databaseUrl: string | undefined
   /** the name of the local PostgreSQL server's processes, when it runs on this machine */
@@ -94,13 +94,6 @@ export interface AbuseContext {
   /** users of the history cases, each at HISTORY_CONCURRENCY */
   users: number
   retry: 'now' | 'after'
-  say: (s: string) => void
-  emit: (lines: Fields[]) => void
-  mark: () => Meter
-  openFleet: (indexes: number[], rec: Recorder) => Promise<Robot[]>
-  closeFleet: (fleet: Robot[]) => Promise<void>
-  nextTag: () => string
-  errorFields: (rec: Recorder) => Fields
 }
 
 // ---- setup ----------------------------------------------------------------------------

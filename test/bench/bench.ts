@@ -21,7 +21,7 @@ import type { MqttClient } from 'mqtt'
 import { ABUSE_CASES, ABUSE_OFFLINE_ROBOTS, abuseExtra, runAbuse, type AbuseCase } from './abuse.js'
 import { renderChart, type ChartPoint } from './chart.js'
 import { CLUSTER_ALIASES, CLUSTER_SCENARIOS, clusterExtra, runCluster } from './cluster.js'
-import { HISTORY_SCENARIOS, runHistory, type Meter } from './history.js'
+import { HISTORY_SCENARIOS, runHistory, type Meter, type RunnerTools } from './history.js'
 import { closedLoop, connect, mapLimit, now, paced, percentiles, Recorder, Robot, round } from './load.js'
 import { CommandCpuMeter, cpuSeconds, hostCpuSeconds, killChildren, ProcMeter, rssMiB, settle, sleep, stopChildren, type Spawned } from './proc.js'
 import { Bare, United, type Target } from './targets.js'
@@ -929,6 +929,16 @@ async function main (): Promise<void> {
     })
   }
 
+  // What the history and abuse scenarios borrow from the runner.
+  const tools: RunnerTools = {
+    say,
+    emit,
+    mark: () => new Mark(united, [bare], dbProcess),
+    openFleet: async (indexes, rec) => await openFleet(united, indexes, 'tcp', false, rec),
+    closeFleet,
+    nextTag,
+    errorFields
+  }
   // Last: they load millions of rows and restart United, the retention one with FRAME_RETENTION_DAYS set.
   if (HISTORY_SCENARIOS.some(has)) {
     await runHistory({
@@ -939,13 +949,7 @@ async function main (): Promise<void> {
       frames: opts.historyFrames,
       robots: opts.robots,
       streamHz: Math.max(opts.streamHz, 1),
-      say,
-      emit,
-      mark: () => new Mark(united, [bare], dbProcess),
-      openFleet: async (indexes, rec) => await openFleet(united, indexes, 'tcp', false, rec),
-      closeFleet,
-      nextTag,
-      errorFields
+      ...tools
     })
   }
 
@@ -964,13 +968,7 @@ async function main (): Promise<void> {
       commandRows: Math.floor(opts.abuseCommands),
       users: opts.abuseUsers,
       retry: opts.abuseRetry,
-      say,
-      emit,
-      mark: () => new Mark(united, [bare], dbProcess),
-      openFleet: async (indexes, rec) => await openFleet(united, indexes, 'tcp', false, rec),
-      closeFleet,
-      nextTag,
-      errorFields
+      ...tools
     })
   }
 

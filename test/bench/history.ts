@@ -30,7 +30,18 @@ export interface Meter {
   result: Fields | undefined
 }
 
-export interface HistoryContext {
+/** What the runner (bench.ts) lends a scenario module: its output, meters and fleet. */
+export interface RunnerTools {
+  say: (s: string) => void
+  emit: (lines: Fields[]) => void
+  mark: () => Meter
+  openFleet: (indexes: number[], rec: Recorder) => Promise<Robot[]>
+  closeFleet: (fleet: Robot[]) => Promise<void>
+  nextTag: () => string
+  errorFields: (rec: Recorder) => Fields
+}
+
+export interface HistoryContext extends RunnerTools {
   united: United
   databaseUrl: string | undefined
   /** the name of the local PostgreSQL server's processes, when it runs on this machine */
@@ -40,13 +51,6 @@ export interface HistoryContext {
   frames: number
   robots: number
   streamHz: number
-  say: (s: string) => void
-  emit: (lines: Fields[]) => void
-  mark: () => Meter
-  openFleet: (indexes: number[], rec: Recorder) => Promise<Robot[]>
-  closeFleet: (fleet: Robot[]) => Promise<void>
-  nextTag: () => string
-  errorFields: (rec: Recorder) => Fields
 }
 
 const DAY_MS = 86_400_000
