@@ -91,7 +91,8 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
       .catch((err: unknown) => { log.warn({ err, user: userId }, 'could not cancel queued commands of a user who lost access; the release checks again') })
   }
   const offAccess = events.on('accessChanged', (e) => { if (!e.granted) cancelQueued(e.userId) })
-  const offUser = events.on('userChanged', (e) => { if (!e.isStaff || !e.isActive) cancelQueued(e.userId) })
+  // (a deactivation also emits userRevoked: cancelled there, not twice)
+  const offUser = events.on('userChanged', (e) => { if (!e.isStaff && e.isActive) cancelQueued(e.userId) })
   const offRevoked = events.on('userRevoked', (e) => { cancelQueued(e.userId) })
 
   // /metrics and the dashboard read the open commands from memory; this
