@@ -20,8 +20,13 @@ import { identityKey, revocationMark, revokedSince, scopedClientId, setPrincipal
 /** CONNACK return codes of MQTT 3.1.1 that CONTRACT §2 uses. */
 export const CONNACK = { IDENTIFIER_REJECTED: 2, SERVER_UNAVAILABLE: 3, BAD_CREDENTIALS: 4, NOT_AUTHORIZED: 5 } as const
 
+/**
+ * A refused CONNECT. `counted` is false for a credential that cannot be a
+ * guess (a revoked one, a JWT this server signed): it counts toward no log-in
+ * limit.
+ */
 export class ConnectRefused extends Error {
-  constructor (readonly returnCode: number, message: string) { super(message) }
+  constructor (readonly returnCode: number, message: string, readonly counted = true) { super(message) }
 }
 
 /** A CONNECT from an address whose log-ins are blocked: logged once by the limiter, not per attempt. */

@@ -47,7 +47,8 @@ export const ConfigSchema = Type.Object({
     Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')
   ], { default: 'info' }),
   ADMIN_SESSION_TTL: Type.Integer({ minimum: 60, default: 43200, description: 'seconds an admin log-in lasts' }),
-  AUTH_FAIL_LIMIT: Type.Integer({ minimum: 0, default: 10, description: 'failed log-ins per client address and window before its log-ins are blocked (token endpoints and MQTT CONNECT); 0 turns the limit off' }),
+  AUTH_FAIL_LIMIT: Type.Integer({ minimum: 0, default: 10, description: 'failed log-ins of one identity (username, serial, MQTT username) from one client address per window before that identity is blocked there (token endpoints and MQTT CONNECT); 0 turns the limit off' }),
+  AUTH_FAIL_ADDRESS_LIMIT: Type.Integer({ minimum: 0, default: 100, description: 'failed log-ins from one client address per window, all identities together, before the whole address is blocked; 0 turns this limit off' }),
   AUTH_FAIL_WINDOW: Type.Integer({ minimum: 1, maximum: 86400, default: 60, description: 'seconds of the log-in limit window' }),
   ADMIN_LOGIN_RATE: Type.Integer({ minimum: 1, default: 10, description: 'log-in attempts per minute per client address on /admin/login' }),
   TRUST_PROXY: Type.Boolean({ default: false, description: 'trust X-Forwarded-For/-Proto from a reverse proxy (client address, https)' }),

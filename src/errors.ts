@@ -28,6 +28,8 @@ export const Errors = {
   DATABASE_UNAVAILABLE: define('UNITED_DATABASE_UNAVAILABLE', 503, 'database unavailable'),
   // CONTRACT §13; thrown with `retryAfter` (seconds), sent as Retry-After.
   TOO_MANY_ATTEMPTS: define('UNITED_TOO_MANY_ATTEMPTS', 429, 'too many failed log-ins from this address; try again later'),
+  // A credential that was valid and has been revoked: counted toward no log-in limit.
+  CREDENTIAL_REVOKED: define('UNITED_CREDENTIAL_REVOKED', 401, 'this credential was revoked'),
   // CONTRACT §20: a robot's queue holds COMMAND_QUEUE_LIMIT commands at most.
   QUEUE_FULL: define('UNITED_QUEUE_FULL', 429, "the robot's command queue is full; wait for it to drain or cancel queued commands"),
   // CONTRACT §20: HISTORY_CONCURRENCY / HISTORY_NODE_CONCURRENCY; thrown with `retryAfter`.
