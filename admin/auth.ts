@@ -7,6 +7,8 @@ import fp from 'fastify-plugin'
 import { isError } from '../src/errors.js'
 import { isDatabaseDown } from '../src/http/plugins/error-handler.js'
 import { reasonOf, summarize, UNAVAILABLE_RETRY_AFTER } from '../src/services/unavailable.js'
+import { addressKey } from '../src/services/login-limits.js'
+import { hashingFor } from '../src/services/secrets.js'
 import type { UserView } from '../src/services/users.js'
 import { text } from './forms.js'
 import { render, seeOther } from './render.js'
@@ -89,7 +91,8 @@ const auth: FastifyPluginAsync<{ secure: boolean | 'auto', cookieName: string }>
     const next = safeNext(text(body, 'next'))
     try {
       if (username === '' || password === '' || username.length > 150 || password.length > 1024) throw new Error('empty')
-      const { token } = await sessions.login(username, password, { ip: request.ip })
+      // The password check waits in this address's line of the hashing queue.
+      const { token } = await hashingFor(addressKey(request.ip), async () => await sessions.login(username, password, { ip: request.ip }))
       if (request.admin !== null) await sessions.logout(request.admin.token)
       void reply.setCookie(opts.cookieName, token, { ...cookieOptions, maxAge: fastify.config.ADMIN_SESSION_TTL })
       return await seeOther(reply, next)

@@ -13,6 +13,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { extractJwt } from '../src/contract/credentials.js'
 import { isError } from '../src/errors.js'
 import type { Services } from '../src/services/index.js'
+import type { Outcome } from '../src/services/login-limits.js'
 import { checking, reasonOf } from '../src/services/unavailable.js'
 import type { AccessCache } from './access-cache.js'
 import { identityKey, revocationMark, revokedSince, scopedClientId, setPrincipal, short, type BrokerPrincipal } from './principal.js'
@@ -88,6 +89,8 @@ export function createAuthenticate ({ services, addressOf, access, log, robotAcc
   }
 
   const { loginLimits } = services
+  /** Only a refusal of the credentials counts as a failed log-in (see ConnectRefused). */
+  const counted = (err: unknown): Outcome => err instanceof ConnectRefused && err.counted ? 'failed' : 'uncounted'
   const refuse = (done: (error: AuthenticateError | null, success: boolean | null) => void, returnCode: number, message: string): void => {
     const error = new Error(message) as AuthenticateError
     error.returnCode = returnCode as AuthenticateError['returnCode']
@@ -106,21 +109,20 @@ export function createAuthenticate ({ services, addressOf, access, log, robotAcc
     const address = addressOf(client) ?? 'unknown'
     const mark = revocationMark()
     let principal: BrokerPrincipal | undefined
+    const secret = credentialOf(client, password)
+    const check = async (): Promise<BrokerPrincipal> => {
+      principal = await identify(client, username, secret)
+      // Revoked while its credentials were being checked: too late to pass.
+      if (revokedSince(identityKey(principal), mark)) throw new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'credentials revoked during log-in', false)
+      return principal
+    }
     const attempt = async (): Promise<BrokerPrincipal> => {
-      const retryAfter = await loginLimits.blocked(address)
-      if (retryAfter !== null) throw new ConnectBlocked(CONNACK.NOT_AUTHORIZED, 'too many failed log-ins from this address')
-      const secret = credentialOf(client, password)
       try {
-        principal = await identify(client, username, secret)
+        return await loginLimits.attempt(address, { via: 'mqtt', kind: JWT_SHAPE.test(secret ?? '') ? 'user' : 'robot', name: username }, check, counted)
       } catch (err) {
-        if (err instanceof ConnectRefused) {
-          await loginLimits.failed(address, { via: 'mqtt', kind: JWT_SHAPE.test(secret ?? '') ? 'user' : 'robot', name: username })
-        }
+        if (isError(err, 'TOO_MANY_ATTEMPTS')) throw new ConnectBlocked(CONNACK.NOT_AUTHORIZED, 'too many failed log-ins')
         throw err
       }
-      // Revoked while its credentials were being checked: too late to pass.
-      if (revokedSince(identityKey(principal), mark)) throw new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'credentials revoked during log-in')
-      return principal
     }
     attempt().then((who) => {
       // Client ids are scoped to their identity (CONTRACT §13): the same

@@ -29,7 +29,7 @@ export const COMMAND_RETENTION_INTERVAL_MS = 600_000
 
 export interface ServiceDeps {
   db: Database
-  config: Pick<Config, 'ROBOT_TOKEN_TTL' | 'COMMAND_TIMEOUT' | 'JWT_ACCESS_TTL' | 'JWT_REFRESH_TTL' | 'FRAME_BATCH_MAX' | 'FRAME_QUEUE_LIMIT' | 'FRAME_RETENTION_DAYS' | 'FRAME_RETENTION_INTERVAL' | 'FRAME_LINGER_MS' | 'ADMIN_SESSION_TTL' | 'AUTH_FAIL_LIMIT' | 'AUTH_FAIL_WINDOW' | 'COMMAND_QUEUE_LIMIT' | 'COMMAND_RETENTION_DAYS' | 'HISTORY_CONCURRENCY' | 'HISTORY_NODE_CONCURRENCY' | 'AGGREGATE_MAX_ROWS' | 'DATABASE_STATEMENT_TIMEOUT'>
+  config: Pick<Config, 'ROBOT_TOKEN_TTL' | 'COMMAND_TIMEOUT' | 'JWT_ACCESS_TTL' | 'JWT_REFRESH_TTL' | 'FRAME_BATCH_MAX' | 'FRAME_QUEUE_LIMIT' | 'FRAME_RETENTION_DAYS' | 'FRAME_RETENTION_INTERVAL' | 'FRAME_LINGER_MS' | 'ADMIN_SESSION_TTL' | 'AUTH_FAIL_LIMIT' | 'AUTH_FAIL_ADDRESS_LIMIT' | 'AUTH_FAIL_WINDOW' | 'COMMAND_QUEUE_LIMIT' | 'COMMAND_RETENTION_DAYS' | 'HISTORY_CONCURRENCY' | 'HISTORY_NODE_CONCURRENCY' | 'AGGREGATE_MAX_ROWS' | 'DATABASE_STATEMENT_TIMEOUT'>
   log: FastifyBaseLogger
   jwt: JwtPort
   tokenStore?: TokenStore
@@ -42,7 +42,7 @@ export interface ServiceDeps {
 
 export function createServices ({ db, config, log, jwt, tokenStore, attemptStore, events: bus, remotePresence }: ServiceDeps) {
   const events = bus ?? createEventBus((err, event) => log.error({ err, event }, 'event listener failed'))
-  const tokens = tokenStore ?? createMemoryTokenStore()
+  const tokens = tokenStore ?? createMemoryTokenStore({ voidedTtlSeconds: config.ROBOT_TOKEN_TTL })
   const audit = createAuditService({ db })
   const users = createUserService({ db, events, audit })
   const robots = createRobotService({ db, events, audit, tokens })
@@ -64,7 +64,7 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
   const sessions = createSessionService({ db, events, audit, users, ttlSeconds: config.ADMIN_SESSION_TTL })
   const overview = createOverviewService({ db, commands })
   const attempts = attemptStore ?? createMemoryAttemptStore()
-  const loginLimits = createLoginLimiter({ store: attempts, limit: config.AUTH_FAIL_LIMIT, windowSeconds: config.AUTH_FAIL_WINDOW, audit, log })
+  const loginLimits = createLoginLimiter({ store: attempts, limit: config.AUTH_FAIL_LIMIT, addressLimit: config.AUTH_FAIL_ADDRESS_LIMIT, windowSeconds: config.AUTH_FAIL_WINDOW, audit, log })
 
   // CONTRACT §5: open commands expire after COMMAND_TIMEOUT. One sweep at a
   // time; a database outage is logged and retried on the next tick.

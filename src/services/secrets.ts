@@ -15,6 +15,7 @@
 // verifySecret reads the scheme, so the hashes stored before the second
 // scheme existed (scrypt of generated secrets) keep working; a stored hash it
 // cannot read is a mismatch, never an exception.
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto'
 import { setTimeout as pause } from 'node:timers/promises'
 import { Errors, isError, withRetryAfter } from '../errors.js'
@@ -31,23 +32,74 @@ const KEY_LENGTH = 32
  * acks' p50 from 3.8 ms to 578 ms. So at most SCRYPT_CONCURRENCY run at once,
  * each followed by a pause as long as it took (hashing then takes at most
  * half of one core, however many log-ins wait: the other core and a half stay
- * with ingest and the database), and at most SCRYPT_QUEUE wait; beyond that a
- * log-in is refused at once (503 UNITED_BUSY, Retry-After: 1) rather than
- * queued for seconds. That is ~15 password checks a second, ample for people
- * logging in: robots with generated secrets never wait here (sha256).
+ * with ingest and the database). That is ~15 password checks a second, ample
+ * for people logging in: robots with generated secrets never wait here
+ * (sha256).
+ *
+ * The queue is shared fairly among client addresses (hashingFor names the
+ * address of a log-in): each address waits in its own line, at most
+ * SCRYPT_QUEUE_PER_ADDRESS deep, and the lines take turns. At most
+ * SCRYPT_QUEUE wait in all; when that many wait, a newcomer takes the place
+ * of the last in the longest line, if that line is longer than the
+ * newcomer's would be. So twenty addresses sending bursts of bad log-ins
+ * cannot keep a user or a robot from another address out: it waits one turn
+ * of each line at most. A log-in refused here gets 503 UNITED_BUSY
+ * (Retry-After: 1) at once rather than being queued for seconds, and the
+ * log-in limits count it toward its address.
  */
 const SCRYPT_CONCURRENCY = 1
 const SCRYPT_QUEUE = 64
+const SCRYPT_QUEUE_PER_ADDRESS = 8
+
+interface Waiter { go: () => void, refuse: (err: Error) => void }
 let hashing = 0
-const waiting: Array<() => void> = []
+let waitingCount = 0
+/** One line per address; the map's order is the order of turns (a line that had its turn goes last). */
+const lines = new Map<string, Waiter[]>()
+const addressOfLogin = new AsyncLocalStorage<string>()
+const busy = (): Error => withRetryAfter(new Errors.BUSY(), 1)
+
+/** Runs `fn` with the password checks it makes queued in `address`'s line. */
+export async function hashingFor<T> (address: string, fn: () => Promise<T>): Promise<T> {
+  return await addressOfLogin.run(address, fn)
+}
+
+/** Waits for a place to hash, in the caller's line; throws BUSY when there is no room. */
+async function place (): Promise<void> {
+  if (hashing < SCRYPT_CONCURRENCY) { hashing++; return }
+  const address = addressOfLogin.getStore() ?? 'local'
+  const line = lines.get(address) ?? []
+  if (line.length >= SCRYPT_QUEUE_PER_ADDRESS) throw busy()
+  if (waitingCount >= SCRYPT_QUEUE) {
+    let longest: Waiter[] = line
+    let longestAddress = address
+    for (const [a, l] of lines) if (l.length > longest.length) { longest = l; longestAddress = a }
+    if (longest.length <= line.length + 1) throw busy()
+    ;(longest.pop() as Waiter).refuse(busy())
+    waitingCount--
+    if (longest.length === 0) lines.delete(longestAddress)
+  }
+  await new Promise<void>((resolve, reject) => {
+    line.push({ go: resolve, refuse: reject })
+    waitingCount++
+    if (!lines.has(address)) lines.set(address, line)
+  })
+}
+
+/** The place passes to the first of the next line in turn, or is freed when nobody waits. */
+function handOver (): void {
+  const turn = lines.entries().next()
+  if (turn.done === true) { hashing--; return }
+  const [address, line] = turn.value
+  const next = line.shift() as Waiter
+  waitingCount--
+  lines.delete(address)
+  if (line.length > 0) lines.set(address, line) // its next waits for the other lines' turns
+  next.go()
+}
 
 async function scrypt (secret: string, salt: Buffer, keylen: number, options: ScryptOptions): Promise<Buffer> {
-  if (hashing >= SCRYPT_CONCURRENCY) {
-    if (waiting.length >= SCRYPT_QUEUE) throw withRetryAfter(new Errors.BUSY(), 1)
-    await new Promise<void>((resolve) => { waiting.push(resolve) })
-  } else {
-    hashing++
-  }
+  await place()
   const started = performance.now()
   try {
     return await new Promise((resolve, reject) => {
@@ -56,12 +108,7 @@ async function scrypt (secret: string, salt: Buffer, keylen: number, options: Sc
   } finally {
     // The caller has its answer now; the next in line, if any, waits out the
     // pause (nobody waiting: the place is free at once, and no timer is left).
-    const handOver = (): void => {
-      const next = waiting.shift()
-      if (next !== undefined) next() // the place passes on to the next in line
-      else hashing--
-    }
-    if (waiting.length === 0) handOver()
+    if (waitingCount === 0) handOver()
     else void pause(Math.min(performance.now() - started, 200)).then(handOver)
   }
 }

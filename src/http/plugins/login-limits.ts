@@ -1,33 +1,29 @@
-// The log-in limits of CONTRACT §13 on the two token endpoints: a blocked
-// address gets 429 with Retry-After before its body is even parsed (so no
-// hash is computed for it), and a wrong secret counts against its address.
+// The log-in limits on the two token endpoints (src/services/login-limits.ts):
+// an address blocked as a whole gets 429 with Retry-After before its body is
+// even parsed (so no hash is computed for it); an identity blocked at an
+// address gets the same once the body names it; a wrong secret counts
+// against the identity and the address, a refusal for busy against the
+// address only.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { Errors, isError, withRetryAfter, type UnitedErrorName } from '../../errors.js'
-import type { FailedLogin } from '../../services/login-limits.js'
+import type { LoginAttempt, Outcome } from '../../services/login-limits.js'
 
-export function loginLimits (fastify: FastifyInstance, kind: FailedLogin['kind']) {
+export function loginLimits (fastify: FastifyInstance, kind: LoginAttempt['kind']) {
   const limiter = fastify.services.loginLimits
   const refusal: UnitedErrorName = kind === 'user' ? 'INVALID_CREDENTIALS' : 'ROBOT_AUTH_FAILED'
+  // Anything else (a revoked credential, 503 when the database could not
+  // check it) says nothing about whether the client is guessing.
+  const outcome = (err: unknown): Outcome => isError(err, refusal) ? 'failed' : isError(err, 'BUSY') ? 'busy' : 'uncounted'
   return {
-    /** onRequest hook: refuses a blocked address. */
+    /** onRequest hook: refuses an address blocked as a whole. */
     async onRequest (request: FastifyRequest): Promise<void> {
-      const retryAfter = await limiter.blocked(request.ip)
+      const retryAfter = await limiter.addressBlocked(request.ip)
       if (retryAfter !== null) throw withRetryAfter(new Errors.TOO_MANY_ATTEMPTS(), retryAfter)
     },
 
-    /**
-     * Runs a log-in; a refusal of its credentials is counted, then rethrown.
-     * Anything else (503 when the database could not check them, or when too
-     * many password checks wait) is rethrown uncounted: it says nothing about
-     * the credentials.
-     */
+    /** Runs a log-in of `name` under the limits (429 when blocked). */
     async counted<T> (request: FastifyRequest, name: string, login: () => Promise<T>): Promise<T> {
-      try {
-        return await login()
-      } catch (err) {
-        if (isError(err, refusal)) await limiter.failed(request.ip, { via: 'api', kind, name })
-        throw err
-      }
+      return await limiter.attempt(request.ip, { via: 'api', kind, name }, login, outcome)
     }
   }
 }
