@@ -8,6 +8,7 @@ import { NUMERIC_FIELDS } from '../contract/frames.js'
 import { dateParam, rawDate, type Database } from '../db/index.js'
 import { Errors } from '../errors.js'
 import type { AccessService, UserPrincipal } from './access.js'
+import { csvNumber, csvText } from './csv.js'
 import { createHistoryLimiter } from './history-limiter.js'
 import { decodeCursor, pageLimit, toPage, type Page, type PageRequest } from './pagination.js'
 import { epochOf, fieldValue, summable, unflattened, type RollupService, type RollupWindow } from './rollups.js'
@@ -78,17 +79,6 @@ function sqliteIso (v: unknown): string | null {
   const s = String(v)
   if (s.length === 30 && s.endsWith(' +00:00') && s[10] === ' ') return `${s.slice(0, 10)}T${s.slice(11, 23)}Z`
   return rawDate(s).toISOString()
-}
-
-/**
- * One CSV cell: quoted when it holds a comma, a quote or a line break (RFC
- * 4180, quotes doubled). A text cell that a spreadsheet would run as a
- * formula (=, +, -, @, tab, CR first) gets a leading apostrophe: frame ids
- * are the robot's free text.
- */
-export function csvCell (value: string, text = false): string {
-  const safe = text && /^[=+\-@\t\r]/.test(value) ? `'${value}` : value
-  return /[",\r\n]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe
 }
 
 /** Frames one retention DELETE removes at most: a short statement, so that the frame writer never waits long for it. */
@@ -469,11 +459,13 @@ export function createFrameService ({ db, access, rollups, limits = HISTORY_DEFA
       const next = types.length === 0 ? null : merged(types, part(true), 'received_at, frame_id', EXPORT_BATCH)
       const iso = pg ? (v: unknown): string | null => v as string | null : sqliteIso
       const line = query.format === 'csv'
-        ? (r: Record<string, unknown>): string => [csvCell(String(r.frame_id), true), String(r.type), iso(r.recorded_at) ?? '', iso(r.received_at) ?? '', ...fields.map((_, i) => { const v = r[`f${i}`]; return v === null || v === undefined ? '' : String(v) })].join(',') + '\r\n'
+        // The frame id is the robot's free text; type and the fields are
+        // numbers (validated JSON), the instants ISO text of our own.
+        ? (r: Record<string, unknown>): string => [csvText(String(r.frame_id)), csvNumber(r.type), csvText(iso(r.recorded_at) ?? ''), csvText(iso(r.received_at) ?? ''), ...fields.map((_, i) => csvNumber(r[`f${i}`]))].join(',') + '\r\n'
         : (r: Record<string, unknown>): string => `{"frame_id":${JSON.stringify(r.frame_id)},"type":${Number(r.type)},"data":${String(r.data)},"recorded_at":${JSON.stringify(iso(r.recorded_at))},"received_at":${JSON.stringify(iso(r.received_at))}}\n`
 
       async function * pieces (): AsyncGenerator<string> {
-        if (query.format === 'csv') yield ['frame_id', 'type', 'recorded_at', 'received_at', ...fields].join(',') + '\r\n'
+        if (query.format === 'csv') yield ['frame_id', 'type', 'recorded_at', 'received_at', ...fields].map(csvText).join(',') + '\r\n'
         if (first === null || next === null) return
         let cursor: [unknown, unknown] | null = null
         for (;;) {
