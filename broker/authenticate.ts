@@ -67,10 +67,17 @@ export function createAuthenticate ({ services, addressOf, access, log, robotAcc
     if (JWT_SHAPE.test(secret)) {
       let user
       try {
-        user = await services.auth.verifyAccess(secret)
+        user = await services.auth.authenticateAccess(secret)
       } catch (err) {
-        if (isError(err, 'USER_INACTIVE')) throw new ConnectRefused(CONNACK.NOT_AUTHORIZED, 'user is not active')
-        if (isError(err, 'TOKEN_INVALID')) throw new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'invalid or expired JWT')
+        // A JWT this server signed is never a guess: refused, but counted
+        // toward no log-in limit. Only a bad signature or a malformed token counts.
+        if (isError(err, 'USER_INACTIVE')) throw new ConnectRefused(CONNACK.NOT_AUTHORIZED, 'user is not active', false)
+        if (isError(err, 'CREDENTIAL_REVOKED')) throw new ConnectRefused(CONNACK.NOT_AUTHORIZED, 'credential revoked', false)
+        if (isError(err, 'TOKEN_INVALID')) {
+          // marked by services/auth.ts (isSignedHere): expired, or a refresh token
+          const signed = (err as { signed?: unknown }).signed === true
+          throw signed ? new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'JWT expired or not an access token', false) : new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'invalid JWT')
+        }
         throw err
       }
       // Usernames match without regard to case, as at log-in; the principal
@@ -79,11 +86,19 @@ export function createAuthenticate ({ services, addressOf, access, log, robotAcc
       return await checking(async () => await access.acquire(user))
     }
 
-    const uuid = await services.robotTokens.resolve(secret)
-    if (uuid === null) throw new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'invalid, expired or voided robot token')
+    let uuid
+    try {
+      uuid = await services.robotTokens.resolve(secret)
+    } catch (err) {
+      // voided (robot disabled, deleted or rotated) less than ROBOT_TOKEN_TTL ago: not a guess
+      if (isError(err, 'CREDENTIAL_REVOKED')) throw new ConnectRefused(CONNACK.NOT_AUTHORIZED, 'credential revoked', false)
+      throw err
+    }
+    if (uuid === null) throw new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'invalid or expired robot token')
     if (name !== undefined && name !== uuid) throw new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'username does not match the token')
     const robot = await checking(async () => await services.robots.ref(uuid))
-    if (robot === null || !robot.enabled) throw new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'robot is disabled or deleted')
+    // A live token of a robot disabled or deleted a moment ago (its voiding is on its way): revoked too.
+    if (robot === null || !robot.enabled) throw new ConnectRefused(CONNACK.NOT_AUTHORIZED, 'credential revoked', false)
     robotAccepted?.(uuid, robot.state)
     return { kind: 'robot', uuid, id: robot.id }
   }

@@ -107,7 +107,7 @@ export async function createCluster ({ config, log: parentLog }: { config: Confi
   const presence = createClusterPresence({ redis: cmd })
   const nodes = createNodeRegistry({ redis: cmd, nodeId, timeoutSeconds: config.CLUSTER_NODE_TIMEOUT })
   const mqtt = createMqttCluster({ prefix: settings.prefix, pub: mqPub, sub: mqSub, db: mqDb, isUp })
-  const tokenStore = createRedisTokenStore({ redis: cmd, isUp, log })
+  const tokenStore = createRedisTokenStore({ redis: cmd, isUp, log, voidedTtlSeconds: config.ROBOT_TOKEN_TTL })
   const attemptStore = createRedisAttemptStore({ redis: cmd, isUp })
 
   cmd.on('ready', () => { setUp(true) })

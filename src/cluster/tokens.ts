@@ -13,9 +13,15 @@
 // so that a Redis outage cannot block the addresses of a fleet reconnecting
 // to another node. Redis' answer wins whenever there is one, so a token
 // voided anywhere is refused everywhere.
+//
+// A voided token is remembered as `voided-token:<sha>` for ROBOT_TOKEN_TTL
+// after the voiding (EX), so that every node answers it as a revoked
+// credential (CONNACK 5, counted toward no limit) rather than as a guess.
+// Each of these keys expires on its own: at most one per token issued in the
+// last two ROBOT_TOKEN_TTL.
 import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
-import { createMemoryTokenStore, tokenKey, type TokenStore } from '../services/token-store.js'
+import { createMemoryTokenStore, tokenKey, type TokenStore, type TokenStoreOptions } from '../services/token-store.js'
 
 /** Redis cannot answer and this node does not know the token: it could not be checked. */
 export class TokenStoreUnavailableError extends Error {
@@ -23,8 +29,8 @@ export class TokenStoreUnavailableError extends Error {
   constructor () { super('robot tokens unavailable: Redis cannot answer') }
 }
 
-export function createRedisTokenStore ({ redis, isUp, log }: { redis: Redis, isUp: () => boolean, log: FastifyBaseLogger }): TokenStore {
-  const local = createMemoryTokenStore()
+export function createRedisTokenStore ({ redis, isUp, log, ...options }: { redis: Redis, isUp: () => boolean, log: FastifyBaseLogger } & TokenStoreOptions): TokenStore {
+  const local = createMemoryTokenStore(options)
   return {
     async put (token, robotUuid, ttlSeconds) {
       await local.put(token, robotUuid, ttlSeconds)
@@ -42,10 +48,14 @@ export function createRedisTokenStore ({ redis, isUp, log }: { redis: Redis, isU
     },
     async get (token) {
       if (isUp()) {
+        const key = tokenKey(token)
         try {
-          return await redis.get(`token:${tokenKey(token)}`)
+          const [robotUuid, voided] = await redis.mget(`token:${key}`, `voided-token:${key}`)
+          if (robotUuid !== null && robotUuid !== undefined) return { robotUuid }
+          return voided !== null && voided !== undefined ? { voided: true } : null
         } catch {}
       }
+      // What this node knows: the tokens it issued, and those it voided.
       const known = await local.get(token)
       if (known !== null) return known
       throw new TokenStoreUnavailableError()
@@ -53,7 +63,13 @@ export function createRedisTokenStore ({ redis, isUp, log }: { redis: Redis, isU
     async revokeRobot (robotUuid) {
       await local.revokeRobot(robotUuid)
       const keys = await redis.smembers(`robot-tokens:${robotUuid}`)
-      await redis.del(`robot-tokens:${robotUuid}`, ...keys.map((k) => `token:${k}`))
+      if (keys.length === 0) return
+      // Only the tokens still live are remembered as voided: the set may
+      // still name some that have expired.
+      const live = await redis.mget(...keys.map((k) => `token:${k}`))
+      const voiding = redis.multi().del(`robot-tokens:${robotUuid}`, ...keys.map((k) => `token:${k}`))
+      keys.forEach((k, i) => { if (live[i] !== null) voiding.set(`voided-token:${k}`, '1', 'EX', options.voidedTtlSeconds) })
+      await voiding.exec()
     },
     async close () {
       await local.close()

@@ -33,6 +33,20 @@ export interface AuthServiceDeps {
 type CurrentUser = Awaited<ReturnType<UserService['credentialState']>>
 
 /**
+ * Marks a TOKEN_INVALID thrown for a token whose signature held: expired, or
+ * of the wrong kind (a refresh token given as an access token). Such a token
+ * was signed here, so presenting it is never a guess (isSignedHere).
+ */
+function signedHere (err: Error): Error & { signed: true } {
+  return Object.assign(err, { signed: true as const })
+}
+
+/** True for the TOKEN_INVALID of a token this server signed (expired, or a refresh token): not a guess. */
+export function isSignedHere (err: unknown): boolean {
+  return isError(err, 'TOKEN_INVALID') && (err as { signed?: unknown }).signed === true
+}
+
+/**
  * How long a user's flags are trusted without reading them again. Changes
  * made through this server (API, admin pages) evict the entry at once; the
  * bound only matters for changes written to the database by anything else.
@@ -66,7 +80,9 @@ export function createAuthService ({ users, audit, events, jwt, accessTtl, refre
     let decoded: unknown
     try {
       decoded = jwt.verify(token)
-    } catch {
+    } catch (err) {
+      // The signature is checked before the expiry: an expired token was signed here.
+      if ((err as { code?: unknown } | null)?.code === 'FAST_JWT_EXPIRED') throw signedHere(new Errors.TOKEN_INVALID())
       throw new Errors.TOKEN_INVALID()
     }
     const c = decoded as (Partial<TokenClaims> & { exp?: unknown }) | null
@@ -74,7 +90,7 @@ export function createAuthService ({ users, audit, events, jwt, accessTtl, refre
     // is one without the version it was signed at.
     if (c === null || typeof c !== 'object' || c.type !== type || typeof c.sub !== 'string' || typeof c.username !== 'string' ||
       typeof c.exp !== 'number' || !Number.isSafeInteger(c.ver)) {
-      throw new Errors.TOKEN_INVALID()
+      throw signedHere(new Errors.TOKEN_INVALID())
     }
     return c as TokenClaims
   }
@@ -103,17 +119,38 @@ export function createAuthService ({ users, audit, events, jwt, accessTtl, refre
     return user.username === c.username ? user : null
   }
 
+  /**
+   * The principal of an access JWT. TOKEN_INVALID for a bad token (marked
+   * when it was signed here: expired, or a refresh token); CREDENTIAL_REVOKED
+   * for one signed here whose user was since deleted, or whose tokens were
+   * revoked (a password change or a deactivation moved the version on,
+   * also after a reactivation: CONTRACT §13); USER_INACTIVE for an inactive
+   * user's own token (CONNACK 5 on MQTT).
+   */
+  async function access (accessToken: string): Promise<UserPrincipal> {
+    const c = claims(accessToken, 'access')
+    const user = await current(c)
+    if (user === null) throw new Errors.CREDENTIAL_REVOKED()
+    if (!user.is_active) throw new Errors.USER_INACTIVE()
+    if (user.token_version !== c.ver) throw new Errors.CREDENTIAL_REVOKED()
+    return { id: user.id, username: user.username, isStaff: user.is_staff }
+  }
+
   return {
     /**
-     * Wrong credentials and inactive users get the same 401 (CONTRACT §2);
-     * a database that cannot check them, DATABASE_UNAVAILABLE. The username
-     * matches without regard to case; the tokens carry the stored spelling.
+     * Wrong credentials get INVALID_CREDENTIALS, whether the user is active
+     * or not; the right password of an inactive user, CREDENTIAL_REVOKED (a
+     * revoked credential, not a guess: counted toward no log-in limit, and
+     * only its holder learns that the user exists). A database that cannot
+     * check them, DATABASE_UNAVAILABLE. The username matches without regard
+     * to case; the tokens carry the stored spelling.
      */
     async login (username: string, password: string, ctx: Omit<AuditContext, 'actor'>): Promise<TokenPair> {
       // The version comes from the row the password was checked against: a
       // password change that races this log-in leaves its tokens stale.
       const user = await users.verifyPassword(username, password)
-      if (user === null || !user.is_active) throw new Errors.INVALID_CREDENTIALS()
+      if (user === null) throw new Errors.INVALID_CREDENTIALS()
+      if (!user.is_active) throw new Errors.CREDENTIAL_REVOKED()
       // No tokens without their audit entry: a database that fails here fails the log-in, as unavailable.
       await checking(async () => { await audit.record({ ...ctx, actor: { id: user.id, username: user.username } }, { action: 'user.login', targetUserId: user.id }) })
       return { access: sign(user, 'access'), refresh: sign(user, 'refresh') }
@@ -127,20 +164,28 @@ export function createAuthService ({ users, audit, events, jwt, accessTtl, refre
     },
 
     /**
-     * The principal of an access JWT. Throws TOKEN_INVALID for a bad, expired
-     * or refresh token (or a deleted user), USER_INACTIVE for an inactive user.
+     * The principal of an access JWT, for a request (REST, admin). Throws
+     * TOKEN_INVALID for a bad, expired or refresh token, or a revoked one (a
+     * deleted user, a password change or deactivation since it was signed),
+     * USER_INACTIVE for an inactive user.
      */
     async verifyAccess (accessToken: string): Promise<UserPrincipal> {
-      const c = claims(accessToken, 'access')
-      const user = await current(c)
-      if (user === null) throw new Errors.TOKEN_INVALID()
-      // An inactive user's own token says so (CONNACK 5 on MQTT); one signed
-      // before a password change or a deactivation is just invalid, also
-      // after a reactivation (CONTRACT §13).
-      if (!user.is_active) throw new Errors.USER_INACTIVE()
-      if (user.token_version !== c.ver) throw new Errors.TOKEN_INVALID()
-      return { id: user.id, username: user.username, isStaff: user.is_staff }
+      try {
+        return await access(accessToken)
+      } catch (err) {
+        if (isError(err, 'CREDENTIAL_REVOKED')) throw new Errors.TOKEN_INVALID()
+        throw err
+      }
     },
+
+    /**
+     * The principal of an access JWT, for a log-in (MQTT CONNECT), where a
+     * revoked credential is not a guess: as verifyAccess, but a token this
+     * server signed for a user since deleted, or before a password change or
+     * a deactivation, throws CREDENTIAL_REVOKED, and the TOKEN_INVALID of an
+     * expired or refresh token is marked (isSignedHere).
+     */
+    authenticateAccess: access,
 
     /** An access token for a user, without a password (admin pages, tests). */
     async issueAccess (user: { id: number }): Promise<string> {

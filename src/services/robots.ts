@@ -33,6 +33,17 @@ export interface RotatedSecret { token: string, previousValidUntil: Date | null 
 /** CONTRACT §13: the longest grace period of a rotation, 7 days. */
 export const MAX_GRACE_SECONDS = 604_800
 
+/** How long after its grace period a rotated-out secret is still recognized as revoked. */
+export const ROTATED_OUT_DAYS = 7
+const ROTATED_OUT_MS = ROTATED_OUT_DAYS * 86_400_000
+
+/**
+ * Which of a robot's secrets a presented one matched: its current one, its
+ * previous one during the grace period, or its previous one after the grace
+ * period ended (less than ROTATED_OUT_DAYS ago: a revoked credential).
+ */
+export interface SecretMatch { robot: { uuid: string, enabled: boolean }, secret: 'current' | 'previous' | 'rotated-out' }
+
 export function robotView (row: Robot): RobotView {
   return {
     uuid: row.uuid,
@@ -78,9 +89,13 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
    * `graceSeconds` 0 every token issued with the old one is void and the
    * robot's connections close (CONTRACT §2). With more (CONTRACT §13), the
    * old secret still works at obtain_token for that long and the robot's
-   * tokens and connections are left alone. Only one previous secret is
-   * kept: rotating again during a grace period ends the older one at once,
-   * and a rotation with 0 ends any.
+   * tokens and connections are left alone.
+   *
+   * The old secret's hash is kept either way, with the end of its grace
+   * (now, for 0): for ROTATED_OUT_DAYS after that it is answered as a
+   * revoked credential rather than a wrong one (matchSecret). Only one
+   * previous secret is kept: rotating again forgets the older one, which
+   * from then on is just a wrong secret, even during its grace period.
    */
   async function rotate (uuid: string, ctx: AuditContext, graceSeconds = 0): Promise<RotatedSecret> {
     if (!Number.isSafeInteger(graceSeconds) || graceSeconds < 0 || graceSeconds > MAX_GRACE_SECONDS) {
@@ -88,21 +103,50 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
     }
     const token = randomToken(24)
     const secretHash = hashGeneratedSecret(token)
-    const previousValidUntil = graceSeconds > 0 ? new Date(Date.now() + graceSeconds * 1000) : null
+    const now = Date.now()
+    const previousValidUntil = graceSeconds > 0 ? new Date(now + graceSeconds * 1000) : null
     await db.transaction(async (transaction) => {
       // FOR UPDATE on PostgreSQL: two rotations at once must not both keep
       // the same previous secret and lose the first one's new secret.
       const robot = await Robot.findOne({ where: { uuid }, transaction, lock: transaction.LOCK.UPDATE })
       if (robot === null) throw new Errors.ROBOT_NOT_FOUND()
       // The previous secret keeps the hash it had, scrypt or sha256.
-      robot.previousSecretHash = previousValidUntil === null ? null : robot.secretHash
-      robot.previousSecretExpiresAt = previousValidUntil
+      robot.previousSecretHash = robot.secretHash
+      robot.previousSecretExpiresAt = previousValidUntil ?? new Date(now)
       robot.secretHash = secretHash
       await robot.save({ transaction })
       await audit.record(ctx, { action: 'robot.token_rotated', robotUuid: uuid, details: { grace_seconds: graceSeconds } }, transaction)
     })
     if (previousValidUntil === null) await revoke(uuid, 'rotated')
     return { token, previousValidUntil }
+  }
+
+  /**
+   * Which secret of the robot with this serial the presented one matches,
+   * or null (unknown serial, or no match). An unknown serial costs what a
+   * generated secret costs (secrets.ts, verifyAgainstGeneratedDummy).
+   *
+   * The previous secret is checked only when the current one did not
+   * match, and only while it is remembered (its grace period and
+   * ROTATED_OUT_DAYS after): a wrong secret then costs two hash checks
+   * rather than one. Both are SHA-256 for generated secrets, so nothing
+   * shows; a remembered scrypt hash (an admin-typed secret, rotated out)
+   * makes a wrong secret take a second scrypt, ~30 ms longer, which tells a
+   * prober that the robot was rotated in the last 7 days, nothing about
+   * either secret.
+   */
+  async function matchSecret (serial: string, secret: string): Promise<SecretMatch | null> {
+    const row = await bySerial(serial)
+    if (row === undefined) return await verifyAgainstGeneratedDummy(secret) || null
+    const robot = { uuid: row.uuid, enabled: Boolean(row.enabled) }
+    if (await verifySecret(secret, row.secretHash)) return { robot, secret: 'current' }
+    const previous = row.previousSecretHash
+    // raw rows hold SQLite's dates as text, PostgreSQL's as Date objects
+    const until = row.previousSecretExpiresAt === null || row.previousSecretExpiresAt === undefined ? NaN : new Date(row.previousSecretExpiresAt).getTime()
+    const now = Date.now()
+    if (previous === null || previous === undefined || !(until + ROTATED_OUT_MS > now)) return null
+    if (!await verifySecret(secret, previous)) return null
+    return { robot, secret: until > now ? 'previous' : 'rotated-out' }
   }
 
   return {
@@ -235,21 +279,15 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
       await Robot.update({ lastSeenAt }, { where: { uuid: { [Op.in]: uuids } }, silent: true })
     },
 
+    matchSecret,
+
     /**
      * The robot whose serial and secret match (its secret, or its previous
-     * one during a grace period), or null. An unknown serial costs what a
-     * generated secret costs (secrets.ts, verifyAgainstGeneratedDummy).
+     * one during a grace period), or null (a secret rotated out included).
      */
     async verifySecret (serial: string, secret: string): Promise<{ uuid: string, enabled: boolean } | null> {
-      const robot = await bySerial(serial)
-      if (robot === undefined) return await verifyAgainstGeneratedDummy(secret) || null
-      const found = { uuid: robot.uuid, enabled: Boolean(robot.enabled) }
-      if (await verifySecret(secret, robot.secretHash)) return found
-      const previous = robot.previousSecretHash
-      // raw rows hold SQLite's dates as text, PostgreSQL's as Date objects
-      const until = robot.previousSecretExpiresAt === null || robot.previousSecretExpiresAt === undefined ? NaN : new Date(robot.previousSecretExpiresAt).getTime()
-      if (previous === null || previous === undefined || !(until > Date.now())) return null
-      return await verifySecret(secret, previous) ? found : null
+      const match = await matchSecret(serial, secret)
+      return match === null || match.secret === 'rotated-out' ? null : match.robot
     }
   }
 }

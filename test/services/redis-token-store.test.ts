@@ -19,15 +19,16 @@ t.test('Redis unreachable: own tokens still resolve, unknown ones cannot be chec
   t.teardown(() => { redis.disconnect() })
   for (const up of [true, false]) {
     // isUp true: Redis is believed up but fails the command (just gone); false: known to be down.
-    const store = createRedisTokenStore({ redis, isUp: () => up, log: pino({ level: 'silent' }) })
+    const store = createRedisTokenStore({ redis, isUp: () => up, log: pino({ level: 'silent' }), voidedTtlSeconds: 60 })
     t.teardown(async () => { await store.close() })
     await store.put('issued-here', 'robot-1', 60)
-    t.equal(await store.get('issued-here'), 'robot-1', `isUp ${String(up)}: a token this node issued resolves`)
+    t.same(await store.get('issued-here'), { robotUuid: 'robot-1' }, `isUp ${String(up)}: a token this node issued resolves`)
     await t.rejects(store.get('issued-elsewhere'), TokenStoreUnavailableError, `isUp ${String(up)}: another node's token cannot be checked`)
     await store.revokeRobot('robot-1').catch(() => {})
-    await t.rejects(store.get('issued-here'), TokenStoreUnavailableError, `isUp ${String(up)}: voided here, and Redis cannot say more: not checked`)
+    t.same(await store.get('issued-here'), { voided: true }, `isUp ${String(up)}: voided here: this node knows it was voided`)
 
     const robotTokens = createRobotTokenService({ robots: {} as RobotService, store, ttlSeconds: 60 })
     await t.rejects(robotTokens.resolve('issued-elsewhere'), { code: 'UNITED_DATABASE_UNAVAILABLE', statusCode: 503 }, `isUp ${String(up)}: the service says DATABASE_UNAVAILABLE, not "unknown"`)
+    await t.rejects(robotTokens.resolve('issued-here'), { code: 'UNITED_CREDENTIAL_REVOKED', statusCode: 401 }, `isUp ${String(up)}: the token voided here is revoked`)
   }
 })

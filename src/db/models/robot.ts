@@ -6,7 +6,7 @@ export class Robot extends Model<InferAttributes<Robot>, InferCreationAttributes
   declare serial: string
   declare name: CreationOptional<string>
   declare secretHash: string
-  /** The secret before the last rotation with a grace period (CONTRACT §13), accepted until previousSecretExpiresAt. */
+  /** The secret before the last rotation: accepted until previousSecretExpiresAt (the grace period; now for none), then recognized as revoked for 7 days. */
   declare previousSecretHash: CreationOptional<string | null>
   declare previousSecretExpiresAt: CreationOptional<Date | null>
   declare enabled: CreationOptional<boolean>

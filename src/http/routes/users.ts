@@ -14,7 +14,8 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       tags: ['users'],
       summary: 'Log in: username and password (JSON or form) → access and refresh JWTs',
       description: 'The username matches without regard to case; the tokens and answers carry its stored spelling. ' +
-        '401: wrong credentials or an inactive user. 429: too many failed log-ins from this address (Retry-After). ' +
+        '401 UNITED_INVALID_CREDENTIALS: wrong credentials. 401 UNITED_CREDENTIAL_REVOKED: the right password of an inactive user; not a failed log-in. ' +
+        '429: too many failed log-ins from this address (Retry-After). ' +
         '503 UNITED_DATABASE_UNAVAILABLE (Retry-After): the database could not check the credentials; not a failed log-in. ' +
         '503 UNITED_BUSY (Retry-After): too many password checks waiting.',
       body: ObtainTokenBody,

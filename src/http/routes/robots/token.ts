@@ -11,7 +11,9 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     schema: {
       tags: ['robots'],
       summary: 'Robot log-in: serial and secret (JSON or form) → a cached MQTT access token',
-      description: '401: wrong serial or secret, or a disabled robot. 429: too many failed log-ins from this address (Retry-After). ' +
+      description: '401 UNITED_ROBOT_AUTH_FAILED: wrong serial or secret (a disabled robot\'s included). ' +
+        '401 UNITED_CREDENTIAL_REVOKED: the right secret of a disabled robot, or a rotated-out secret whose grace period ended less than 7 days ago; not a failed log-in. ' +
+        '429: too many failed log-ins from this address (Retry-After). ' +
         '503 UNITED_DATABASE_UNAVAILABLE (Retry-After): the database could not check the secret; not a failed log-in.',
       body: RobotObtainTokenBody,
       response: { 201: RobotAccessTokenSchema, ...errorResponses(400, 401, 429, 503) }
