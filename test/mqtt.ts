@@ -36,10 +36,13 @@ export function brokerUrl (app: FastifyInstance, transport: Transport): string {
   return `ws://127.0.0.1:${port}/mqtt`
 }
 
-/** Makes sure the HTTP server listens (for WebSocket tests). */
+const listening = new WeakMap<FastifyInstance, Promise<unknown>>()
+/** Makes sure the HTTP server listens (for WebSocket tests); concurrent callers share one listen. */
 export async function listen (app: FastifyInstance): Promise<void> {
   if (app.server.listening) return
-  await app.listen({ host: '127.0.0.1', port: 0 })
+  let started = listening.get(app)
+  if (started === undefined) listening.set(app, started = app.listen({ host: '127.0.0.1', port: 0 }))
+  await started
 }
 
 export interface ConnectOptions extends IClientOptions { transport?: Transport }
