@@ -86,32 +86,33 @@ for (const transport of TRANSPORTS) {
     t.equal(await refusedWith(t, app, { transport }), BAD_CREDENTIALS, 'no username either')
   })
 
-  t.test(`${transport}: token voided by a secret rotation gets CONNACK 4`, async (t) => {
+  // A voided token is a revoked credential, not a guess (test/broker/credential-revoked.test.ts): CONNACK 5.
+  t.test(`${transport}: token voided by a secret rotation gets CONNACK 5`, async (t) => {
     const app = await build(t)
     const robot = await createRobot(app)
     const token = await robotToken(app, robot)
     await app.services.robots.rotate(robot.uuid, { actor: null }, 0)
-    t.equal(await refusedWith(t, app, { transport, username: robot.uuid, password: token }), BAD_CREDENTIALS)
+    t.equal(await refusedWith(t, app, { transport, username: robot.uuid, password: token }), NOT_AUTHORIZED)
   })
 
-  t.test(`${transport}: disabled robot gets CONNACK 4`, async (t) => {
+  t.test(`${transport}: disabled robot gets CONNACK 5`, async (t) => {
     const app = await build(t)
     const robot = await createRobot(app)
     const token = await robotToken(app, robot)
     await app.services.robots.update(robot.uuid, { enabled: false }, { actor: null })
-    t.equal(await refusedWith(t, app, { transport, username: robot.uuid, password: token }), BAD_CREDENTIALS)
+    t.equal(await refusedWith(t, app, { transport, username: robot.uuid, password: token }), NOT_AUTHORIZED)
     await app.services.robots.update(robot.uuid, { enabled: true }, { actor: null })
-    t.equal(await refusedWith(t, app, { transport, username: robot.uuid, password: token }), BAD_CREDENTIALS, 'the token stays void after re-enabling')
+    t.equal(await refusedWith(t, app, { transport, username: robot.uuid, password: token }), NOT_AUTHORIZED, 'the token stays void after re-enabling')
     await connectRobot(t, app, robot, { transport })
     t.pass('a token obtained after re-enabling works')
   })
 
-  t.test(`${transport}: deleted robot gets CONNACK 4`, async (t) => {
+  t.test(`${transport}: deleted robot gets CONNACK 5`, async (t) => {
     const app = await build(t)
     const robot = await createRobot(app)
     const token = await robotToken(app, robot)
     await app.services.robots.remove(robot.uuid, { actor: null })
-    t.equal(await refusedWith(t, app, { transport, username: robot.uuid, password: token }), BAD_CREDENTIALS)
+    t.equal(await refusedWith(t, app, { transport, username: robot.uuid, password: token }), NOT_AUTHORIZED)
   })
 
   t.test(`${transport}: user with an access JWT connects`, async (t) => {
@@ -155,7 +156,7 @@ for (const transport of TRANSPORTS) {
     t.equal(await refusedWith(t, app, { transport, username: user.username, password: signJwt('another-secret-another-secret-0123456789', claims) }), BAD_CREDENTIALS)
   })
 
-  t.test(`${transport}: expired, tampered and deleted users' JWTs get CONNACK 4`, async (t) => {
+  t.test(`${transport}: expired and tampered JWTs get CONNACK 4, a deleted user's CONNACK 5`, async (t) => {
     const app = await build(t)
     const user = await createUser(app)
     const now = Math.floor(Date.now() / 1000)
@@ -165,7 +166,7 @@ for (const transport of TRANSPORTS) {
     const forged = `${head}.${b64url(JSON.stringify({ sub: String(user.id), username: user.username, type: 'access', exp: now + 300, ver: 0 }))}.${sig}`
     t.equal(await refusedWith(t, app, { transport, username: user.username, password: forged }), BAD_CREDENTIALS, 'claims changed after signing')
     await app.services.users.remove(user.id, { actor: null })
-    t.equal(await refusedWith(t, app, { transport, username: user.username, password: user.jwt }), BAD_CREDENTIALS, 'deleted user')
+    t.equal(await refusedWith(t, app, { transport, username: user.username, password: user.jwt }), NOT_AUTHORIZED, 'deleted user: a revoked credential')
   })
 
   t.test(`${transport}: inactive user's JWT gets CONNACK 5`, async (t) => {
@@ -288,7 +289,7 @@ t.test('ws: robot with an x-token header and no password connects', async (t) =>
   t.same(await subscribe(client, `robots/${robot.uuid}/commands`), [1], 'as that robot')
 })
 
-t.test('ws: a bad x-token header gets CONNACK 4', async (t) => {
+t.test('ws: a bad x-token header gets CONNACK 4, a voided one 5', async (t) => {
   const app = await build(t)
   const robot = await createRobot(app)
   const other = await createRobot(app)
@@ -296,7 +297,7 @@ t.test('ws: a bad x-token header gets CONNACK 4', async (t) => {
   t.equal(await refusedWith(t, app, { transport: 'ws', username: robot.uuid, wsOptions: { headers: { 'x-token': await robotToken(app, other) } } }), BAD_CREDENTIALS, "another robot's token")
   const token = await robotToken(app, robot)
   await app.services.robots.rotate(robot.uuid, { actor: null }, 0)
-  t.equal(await refusedWith(t, app, { transport: 'ws', username: robot.uuid, wsOptions: { headers: { 'x-token': token } } }), BAD_CREDENTIALS, 'a voided token')
+  t.equal(await refusedWith(t, app, { transport: 'ws', username: robot.uuid, wsOptions: { headers: { 'x-token': token } } }), NOT_AUTHORIZED, 'a voided token')
 })
 
 t.test('ws: user with an authentication header connects, with or without Bearer', async (t) => {

@@ -76,7 +76,7 @@ t.test('a password change: the new password gives tokens that work; the old JWTs
   t.equal(await refresh(app, fresh.refresh), 200, 'a new refresh JWT works')
   const client = await connectUser(t, app, { ...user, jwt: fresh.access })
   t.equal(client.connected, true, 'and connects')
-  t.equal(await refusedWith(t, app, { username: user.username, password: old.access }), BAD_CREDENTIALS, 'the old access JWT: CONNACK 4')
+  t.equal(await refusedWith(t, app, { username: user.username, password: old.access }), NOT_AUTHORIZED, 'the old access JWT: CONNACK 5, revoked')
   t.equal(await me(app, old.access), 401)
 })
 
@@ -92,7 +92,7 @@ t.test('reactivating a user revives nothing issued before the deactivation; an i
   await patchUser(app, staff, user, { is_active: true })
   t.equal(await me(app, before.access), 401, 'the old access JWT stays refused')
   t.equal(await refresh(app, before.refresh), 401, 'the old refresh JWT stays refused')
-  t.equal(await refusedWith(t, app, { username: user.username, password: before.access }), BAD_CREDENTIALS, 'and cannot connect')
+  t.equal(await refusedWith(t, app, { username: user.username, password: before.access }), NOT_AUTHORIZED, 'and cannot connect: CONNACK 5, revoked')
   const after = await logIn(app, user)
   t.equal(await me(app, after.access), 200, 'a new log-in works')
   t.equal(await refresh(app, after.refresh), 200)

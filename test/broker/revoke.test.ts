@@ -78,7 +78,7 @@ for (const transport of TRANSPORTS) {
         t.same(attempts.map((n) => n()), [0, 0], 'no reconnect attempt')
         t.notOk(data.reconnecting || command.reconnecting, 'not reconnecting')
 
-        t.equal(await refusedWith(t, app, { transport, username: robot.uuid, password: token }), BAD_CREDENTIALS, 'the old token gets CONNACK 4')
+        t.equal(await refusedWith(t, app, { transport, username: robot.uuid, password: token }), NOT_AUTHORIZED, 'the old token gets CONNACK 5 (revoked)')
 
         t.ok(other.connected, 'another robot stays connected')
         await servedFrame(t, other, bystander, 'another robot still gets its acks')
@@ -96,7 +96,7 @@ for (const transport of TRANSPORTS) {
 
     const userRevocations: Array<[string, InjectOptions['method'], Record<string, unknown> | undefined, number, number]> = [
       ['deactivating', 'PATCH', { is_active: false }, 200, NOT_AUTHORIZED],
-      ['deleting', 'DELETE', undefined, 204, BAD_CREDENTIALS]
+      ['deleting', 'DELETE', undefined, 204, NOT_AUTHORIZED]
     ]
     for (const [action, method, payload, status, connack] of userRevocations) {
       t.test(`${action} a user closes their connections at once`, async (t) => {
