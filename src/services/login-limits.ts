@@ -235,6 +235,13 @@ export function createLoginLimiter ({ store, limit, addressLimit, windowSeconds,
       }
     },
 
+    /** Whether a failure is counted for `address` (or, with `name`, that identity there) in the open window. */
+    async hasFailures (address: string, name?: string): Promise<boolean> {
+      const ip = addressKey(address)
+      const { key } = name === undefined ? addressCounter(ip) : identityCounter(ip, name)
+      return await store.blocked([{ key, limit: 1 }]) !== null
+    },
+
     /**
      * Runs the check of one log-in under the limits: throws
      * TOO_MANY_ATTEMPTS (with `retryAfter`) without running it when the
