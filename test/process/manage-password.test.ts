@@ -42,9 +42,12 @@ function terminal (t: Test, cwd: string, url: string): Terminal {
   const command = [process.execPath, MANAGE, 'createsuperuser'].map(quote).join(' ')
   const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd, env: cleanEnv({ DATABASE_URL: url }), stdio: ['pipe', 'pipe', 'pipe'] })
   let shown = ''
+  let failed: Error | undefined
+  child.on('error', (err) => { failed = new Error(`could not run \`script\` (util-linux) for a pseudo-terminal: ${err.message}`) })
   child.stdout?.on('data', (d: Buffer) => { shown += d.toString() })
   child.stderr?.on('data', (d: Buffer) => { shown += d.toString() })
   const exited = once(child, 'exit')
+  exited.catch(() => {}) // a failed spawn is reported by waitFor
   t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
   return {
     child,
@@ -52,6 +55,7 @@ function terminal (t: Test, cwd: string, url: string): Terminal {
     // Resolves with the position after `text`'s first appearance at or after `from`.
     waitFor: async (text, from = 0) => await new Promise<number>((resolve, reject) => {
       const check = (): boolean => {
+        if (failed !== undefined) { clear(); reject(failed); return true }
         const at = shown.indexOf(text, from)
         if (at === -1) return false
         clear()
@@ -61,10 +65,11 @@ function terminal (t: Test, cwd: string, url: string): Terminal {
       const onData = (): void => { check() }
       const onExit = (): void => { if (!check()) { clear(); reject(new Error(`exited before showing ${JSON.stringify(text)}; shown: ${JSON.stringify(shown)}`)) } }
       const timer = setTimeout(() => { clear(); reject(new Error(`${JSON.stringify(text)} not shown; shown: ${JSON.stringify(shown)}`)) }, PROMPT_WAIT)
-      const clear = (): void => { clearTimeout(timer); child.stdout?.off('data', onData); child.stderr?.off('data', onData); child.off('exit', onExit) }
+      const clear = (): void => { clearTimeout(timer); child.stdout?.off('data', onData); child.stderr?.off('data', onData); child.off('exit', onExit); child.off('error', onData) }
       child.stdout?.on('data', onData)
       child.stderr?.on('data', onData)
       child.on('exit', onExit)
+      child.on('error', onData)
       check()
     }),
     type: (keys) => { child.stdin?.write(keys) },
