@@ -392,7 +392,7 @@ t.test('PATCH /admin/api/robots/{uuid} changes serial, name and enabled', async 
   t.equal(disabled.statusCode, 200)
   t.equal(disabled.json().enabled, false)
   t.equal((await robotLogin(app, 'SN-NEW', 'robot-secret-1')).statusCode, 401, 'a disabled robot cannot log in')
-  t.equal(await app.services.robotTokens.resolve(accessToken), null, 'its cached tokens are void')
+  await t.rejects(app.services.robotTokens.resolve(accessToken), { code: 'UNITED_CREDENTIAL_REVOKED' }, 'its cached tokens are void (revoked)')
   t.same(revoked, [{ robotUuid: robot.uuid, reason: 'disabled' }], 'its connections are told to close')
 
   const enabled = await call(app, staff.jwt, 'PATCH', `/admin/api/robots/${robot.uuid}`, { enabled: true })
@@ -448,7 +448,7 @@ t.test('DELETE /admin/api/robots/{uuid} is 204, then 404, and ends its access', 
   t.equal((await call(app, staff.jwt, 'PATCH', `/admin/api/robots/${robot.uuid}`, { name: 'x' })).statusCode, 404)
   t.equal((await call(app, staff.jwt, 'POST', `/admin/api/robots/${robot.uuid}/rotate_token`)).statusCode, 404)
   t.equal((await robotLogin(app, robot.serial, 'robot-secret-1')).statusCode, 401)
-  t.equal(await app.services.robotTokens.resolve(token), null, 'cached tokens are void')
+  await t.rejects(app.services.robotTokens.resolve(token), { code: 'UNITED_CREDENTIAL_REVOKED' }, 'cached tokens are void (revoked)')
   t.same((await me(app, user.jwt)).robots, [])
   t.equal((await app.inject({ method: 'GET', url: `/robots/${robot.uuid}`, headers: bearer(user.jwt) })).statusCode, 404)
 
@@ -472,7 +472,7 @@ t.test('POST /admin/api/robots/{uuid}/rotate_token replaces the secret and voids
   t.not(secret, 'robot-secret-1')
   t.equal((await robotLogin(app, robot.serial, 'robot-secret-1')).statusCode, 401, 'the old secret is refused')
   t.equal((await robotLogin(app, robot.serial, secret)).statusCode, 201, 'the new secret is accepted')
-  t.equal(await app.services.robotTokens.resolve(token), null, 'tokens issued with the old secret are void')
+  await t.rejects(app.services.robotTokens.resolve(token), { code: 'UNITED_CREDENTIAL_REVOKED' }, 'tokens issued with the old secret are void (revoked)')
   t.same(revoked, [{ robotUuid: robot.uuid, reason: 'rotated' }])
 
   const twice = await call(app, staff.jwt, 'POST', `/admin/api/robots/${robot.uuid}/rotate_token`)

@@ -13,7 +13,7 @@ import { closedByServer, connect, refusedWith, robotToken, sendFrame, suback } f
 import { staffSetup } from './browser.js'
 import { errorFields, errorNextTo, inputValue, selectedOption, unescape } from './html.js'
 
-const BAD_CREDENTIALS = 4
+const NOT_AUTHORIZED = 5
 
 function shownSecret (body: string): string | undefined {
   return /<code class="secret" id="robot-secret">([^<]*)<\/code>/.exec(body)?.[1]
@@ -131,7 +131,7 @@ t.test('without a grace (empty field) the rotation is as before: old secret, tok
     t.notMatch(res.body, 'id="previous-secret"')
     await gone
     t.notOk(client.connected, `${name}: the robot is kicked`)
-    t.equal(await refusedWith(t, app, { username: robot.uuid, password: token }), BAD_CREDENTIALS, `${name}: its token is void`)
+    t.equal(await refusedWith(t, app, { username: robot.uuid, password: token }), NOT_AUTHORIZED, `${name}: its token is void (revoked)`)
     t.equal(await login(app, robot.serial, robot.secret), 401, `${name}: the old secret is refused`)
     t.equal(await login(app, robot.serial, shownSecret(res.body) as string), 201, `${name}: the new one works`)
     t.match((await rotations(app, robot.uuid))[0], { details: { grace_seconds: 0 } })

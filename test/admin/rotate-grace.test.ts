@@ -3,8 +3,9 @@
 // new secret works at once, the previous one at obtain_token for N more
 // seconds, and the robot's tokens and connections are left alone (a real
 // MQTT connection keeps being served); after that the previous secret gets
-// 401. With 0, or no body, §2 stands. Only one previous secret is kept, in
-// its own scheme. Bad values are a 400 that changes nothing.
+// 401 (UNITED_CREDENTIAL_REVOKED: a rotated-out secret is not a guess). With
+// 0, or no body, §2 stands. Only one previous secret is kept, in its own
+// scheme. Bad values are a 400 that changes nothing.
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance, InjectOptions } from 'fastify'
@@ -14,7 +15,7 @@ import { bearer, build } from '../helper.js'
 import { createRobot, createStaff, type TestUser } from '../factory.js'
 import { closedByServer, connect, refusedWith, robotToken, sendFrame, suback } from '../mqtt.js'
 
-const BAD_CREDENTIALS = 4
+const NOT_AUTHORIZED = 5
 
 async function rotate (app: FastifyInstance, staff: TestUser, uuid: string, payload?: unknown) {
   const options: InjectOptions = { method: 'POST', url: `/admin/api/robots/${uuid}/rotate_token`, headers: bearer(staff.jwt) }
@@ -24,6 +25,11 @@ async function rotate (app: FastifyInstance, staff: TestUser, uuid: string, payl
 
 async function login (app: FastifyInstance, serial: string, token: string): Promise<number> {
   return (await app.inject({ method: 'POST', url: '/robots/robot/obtain_token', payload: { serial, token } })).statusCode
+}
+
+/** The error code of a refused log-in (undefined when it succeeded). */
+async function refusal (app: FastifyInstance, serial: string, token: string): Promise<string | undefined> {
+  return (await app.inject({ method: 'POST', url: '/robots/robot/obtain_token', payload: { serial, token } })).json().code
 }
 
 async function row (app: FastifyInstance, uuid: string) {
@@ -95,6 +101,9 @@ t.test('after grace_seconds the previous secret gets 401 and the new one 201', a
   const until = (await row(app, robot.uuid)).previous_secret_expires_at as Date
   await sleep(Math.max(0, until.getTime() - Date.now()) + 50)
   t.equal(await login(app, robot.serial, robot.secret), 401, 'the old secret is refused once it has passed')
+  t.equal(await refusal(app, robot.serial, robot.secret), 'UNITED_CREDENTIAL_REVOKED', 'as a revoked credential')
+  t.equal(await refusal(app, robot.serial, 'not-the-secret'), 'UNITED_ROBOT_AUTH_FAILED', 'a wrong secret: the ordinary refusal')
+  t.equal(await app.services.robots.previousSecretExpiry(robot.uuid), null, 'no previous secret works any more')
   t.equal(await login(app, robot.serial, secret), 201, 'the new secret works')
 })
 
@@ -112,11 +121,14 @@ t.test('grace_seconds 0, {} or no body: the old secret and its tokens are void a
     await gone
     t.notOk(client.connected, `${name}: the connection is closed`)
     t.same(revoked, [{ robotUuid: robot.uuid, reason: 'rotated' }], `${name}: robotRevoked`)
-    t.equal(await refusedWith(t, app, { username: robot.uuid, password: token }), BAD_CREDENTIALS, `${name}: the old token is void`)
+    t.equal(await refusedWith(t, app, { username: robot.uuid, password: token }), NOT_AUTHORIZED, `${name}: the old token is void (revoked)`)
     t.equal(await login(app, robot.serial, robot.secret), 401, `${name}: the old secret is refused`)
+    t.equal(await refusal(app, robot.serial, robot.secret), 'UNITED_CREDENTIAL_REVOKED', `${name}: as a revoked credential`)
     t.equal(await login(app, robot.serial, res.json().token as string), 201, `${name}: the new one works`)
     const stored = await row(app, robot.uuid)
-    t.same([stored.previous_secret_hash, stored.previous_secret_expires_at], [null, null], `${name}: no previous secret is kept`)
+    t.match(stored.previous_secret_hash, /^sha256\$/, `${name}: the old secret's hash is kept, to recognize it`)
+    t.ok(stored.previous_secret_expires_at !== null && stored.previous_secret_expires_at.getTime() <= Date.now(), `${name}: with no grace period left`)
+    t.equal(await app.services.robots.previousSecretExpiry(robot.uuid), null, `${name}: no previous secret works`)
     const [entry] = (await app.services.audit.list({ robotUuid: robot.uuid, limit: 10 })).items.filter((e) => e.action === 'robot.token_rotated')
     t.match(entry, { details: { grace_seconds: 0 } }, `${name}: audited with grace_seconds 0`)
   }
@@ -128,7 +140,7 @@ t.test('only one previous secret is kept: a second rotation ends the older one a
   const robot = await createRobot(app)
   const first = (await rotate(app, staff, robot.uuid, { grace_seconds: 3600 })).json().token as string
   const second = (await rotate(app, staff, robot.uuid, { grace_seconds: 3600 })).json().token as string
-  t.equal(await login(app, robot.serial, robot.secret), 401, 'the secret before the first rotation stops at once')
+  t.equal(await refusal(app, robot.serial, robot.secret), 'UNITED_ROBOT_AUTH_FAILED', 'the secret before the first rotation stops at once, forgotten')
   t.equal(await login(app, robot.serial, first), 201, 'the first rotation\'s secret is now the previous one')
   t.equal(await login(app, robot.serial, second), 201, 'the second rotation\'s secret works')
 
@@ -137,10 +149,10 @@ t.test('only one previous secret is kept: a second rotation ends the older one a
   const gone = closedByServer(client)
   const third = (await rotate(app, staff, robot.uuid, { grace_seconds: 0 })).json().token as string
   await gone
-  t.equal(await login(app, robot.serial, first), 401, 'a rotation with 0 ends the previous secret too')
-  t.equal(await login(app, robot.serial, second), 401, 'and the current one')
+  t.equal(await refusal(app, robot.serial, first), 'UNITED_ROBOT_AUTH_FAILED', 'a rotation with 0 ends the previous secret too, forgotten')
+  t.equal(await refusal(app, robot.serial, second), 'UNITED_CREDENTIAL_REVOKED', 'and the current one, remembered as revoked')
   t.equal(await login(app, robot.serial, third), 201)
-  t.equal(await refusedWith(t, app, { username: robot.uuid, password: token }), BAD_CREDENTIALS, 'tokens obtained during the grace period are void')
+  t.equal(await refusedWith(t, app, { username: robot.uuid, password: token }), NOT_AUTHORIZED, 'tokens obtained during the grace period are void (revoked)')
 })
 
 t.test('an admin-given secret keeps its scrypt hash as the previous secret; the new one is sha256', async (t) => {

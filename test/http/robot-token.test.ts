@@ -67,7 +67,7 @@ t.test('two robots get tokens that resolve to themselves only', async (t) => {
   t.equal(crossed.statusCode, 401)
 })
 
-t.test('wrong secret, unknown serial and disabled robot get the same 401 body', async (t) => {
+t.test('wrong secret, unknown serial and a wrong secret of a disabled robot get the same 401 body; its right secret is revoked', async (t) => {
   const app = await build(t)
   const robot = await createRobot(app)
   const disabled = await createRobot(app)
@@ -75,18 +75,20 @@ t.test('wrong secret, unknown serial and disabled robot get the same 401 body', 
 
   const wrongSecret = await app.inject({ method: 'POST', url: OBTAIN, payload: { serial: robot.serial, token: 'not-the-secret' } })
   const unknownSerial = await app.inject({ method: 'POST', url: OBTAIN, payload: { serial: 'NO-SUCH-SERIAL', token: robot.secret } })
-  const disabledRobot = await app.inject({ method: 'POST', url: OBTAIN, payload: { serial: disabled.serial, token: disabled.secret } })
-  const disabledForm = await app.inject({ method: 'POST', url: OBTAIN, headers: FORM, payload: form({ serial: disabled.serial, token: disabled.secret }) })
+  const disabledWrong = await app.inject({ method: 'POST', url: OBTAIN, payload: { serial: disabled.serial, token: 'not-the-secret' } })
+  const disabledForm = await app.inject({ method: 'POST', url: OBTAIN, headers: FORM, payload: form({ serial: disabled.serial, token: 'not-the-secret' }) })
+  const disabledRight = await app.inject({ method: 'POST', url: OBTAIN, payload: { serial: disabled.serial, token: disabled.secret } })
 
-  for (const res of [wrongSecret, unknownSerial, disabledRobot, disabledForm]) {
+  for (const res of [wrongSecret, unknownSerial, disabledWrong, disabledForm, disabledRight]) {
     t.equal(res.statusCode, 401)
     t.match(res.headers['content-type'], /^application\/json/)
   }
   t.same(wrongSecret.json(), { statusCode: 401, error: 'Unauthorized', message: 'invalid serial or token', code: 'UNITED_ROBOT_AUTH_FAILED' })
   t.equal(unknownSerial.payload, wrongSecret.payload, 'unknown serial indistinguishable from wrong secret')
-  t.equal(disabledRobot.payload, wrongSecret.payload, 'disabled robot indistinguishable from wrong secret')
+  t.equal(disabledWrong.payload, wrongSecret.payload, 'a wrong secret of a disabled robot indistinguishable from any wrong secret')
   t.equal(disabledForm.payload, wrongSecret.payload)
-  t.notOk(wrongSecret.payload.includes(robot.uuid), 'the uuid is not revealed')
+  t.same(disabledRight.json(), { statusCode: 401, error: 'Unauthorized', message: 'this credential was revoked', code: 'UNITED_CREDENTIAL_REVOKED' }, 'the right secret of a disabled robot: revoked')
+  for (const res of [wrongSecret, disabledRight]) t.notOk(res.payload.includes(robot.uuid) || res.payload.includes(disabled.uuid), 'the uuid is not revealed')
 })
 
 t.test('a re-enabled robot may log in again', async (t) => {
@@ -143,13 +145,13 @@ t.test('rotating the secret voids existing tokens; the old secret fails and the 
   const newSecret = (await app.services.robots.rotate(robot.uuid, { actor: null }, 0)).token
   t.type(newSecret, 'string')
   t.not(newSecret, robot.secret)
-  t.equal(await app.services.robotTokens.resolve(before.access_token), null, 'first token voided')
-  t.equal(await app.services.robotTokens.resolve(before2.access_token), null, 'second token voided')
+  await t.rejects(app.services.robotTokens.resolve(before.access_token), { code: 'UNITED_CREDENTIAL_REVOKED' }, 'first token voided')
+  await t.rejects(app.services.robotTokens.resolve(before2.access_token), { code: 'UNITED_CREDENTIAL_REVOKED' }, 'second token voided')
   t.equal(await app.services.robotTokens.resolve(othersToken.access_token), other.uuid, 'another robot\'s token is untouched')
 
   const old = await app.inject({ method: 'POST', url: OBTAIN, payload: { serial: robot.serial, token: robot.secret } })
   t.equal(old.statusCode, 401, 'the old secret no longer works')
-  t.equal(old.json().code, 'UNITED_ROBOT_AUTH_FAILED')
+  t.equal(old.json().code, 'UNITED_CREDENTIAL_REVOKED', 'a rotated-out secret is answered as revoked')
 
   const fresh = await app.inject({ method: 'POST', url: OBTAIN, payload: { serial: robot.serial, token: newSecret } })
   t.equal(fresh.statusCode, 201, 'the new secret works')
@@ -163,9 +165,9 @@ t.test('disabling a robot voids its tokens, and re-enabling does not bring them 
   const token = (await app.inject({ method: 'POST', url: OBTAIN, payload: { serial: robot.serial, token: robot.secret } })).json().access_token
   t.equal(await app.services.robotTokens.resolve(token), robot.uuid)
   await app.services.robots.update(robot.uuid, { enabled: false }, { actor: null })
-  t.equal(await app.services.robotTokens.resolve(token), null, 'voided on disable')
+  await t.rejects(app.services.robotTokens.resolve(token), { code: 'UNITED_CREDENTIAL_REVOKED' }, 'voided on disable')
   await app.services.robots.update(robot.uuid, { enabled: true }, { actor: null })
-  t.equal(await app.services.robotTokens.resolve(token), null, 'still void after re-enabling')
+  await t.rejects(app.services.robotTokens.resolve(token), { code: 'UNITED_CREDENTIAL_REVOKED' }, 'still void after re-enabling')
 })
 
 t.test('renaming a robot does not void its tokens', async (t) => {
@@ -181,8 +183,10 @@ t.test('deleting a robot voids its tokens and its credentials', async (t) => {
   const robot = await createRobot(app)
   const token = (await app.inject({ method: 'POST', url: OBTAIN, payload: { serial: robot.serial, token: robot.secret } })).json().access_token
   await app.services.robots.remove(robot.uuid, { actor: null })
-  t.equal(await app.services.robotTokens.resolve(token), null)
-  t.equal((await app.inject({ method: 'POST', url: OBTAIN, payload: { serial: robot.serial, token: robot.secret } })).statusCode, 401)
+  await t.rejects(app.services.robotTokens.resolve(token), { code: 'UNITED_CREDENTIAL_REVOKED' }, 'its token is remembered as voided')
+  const login = await app.inject({ method: 'POST', url: OBTAIN, payload: { serial: robot.serial, token: robot.secret } })
+  t.equal(login.statusCode, 401)
+  t.equal(login.json().code, 'UNITED_ROBOT_AUTH_FAILED', 'its secret is forgotten with its row: an ordinary refusal')
 })
 
 t.test('a robot access token is not a user JWT', async (t) => {

@@ -74,7 +74,7 @@ t.test('a successful log-in lands in the audit log', async (t) => {
   t.match(page.items[0], { action: 'user.login', actor_id: user.id, actor: user.username, target_user_id: user.id })
 })
 
-t.test('wrong password, unknown user and inactive user all get the same 401 body', async (t) => {
+t.test('wrong password, unknown user and a wrong password of an inactive user get the same 401 body; its right password is revoked', async (t) => {
   const app = await build(t)
   const user = await createUser(app)
   const inactive = await createUser(app)
@@ -82,14 +82,16 @@ t.test('wrong password, unknown user and inactive user all get the same 401 body
 
   const wrongPassword = await app.inject({ method: 'POST', url: '/users/obtain_token/', payload: { username: user.username, password: 'not-the-password' } })
   const unknownUser = await app.inject({ method: 'POST', url: '/users/obtain_token/', payload: { username: 'nobody-by-this-name', password: user.password } })
-  const inactiveUser = await app.inject({ method: 'POST', url: '/users/obtain_token/', payload: { username: inactive.username, password: inactive.password } })
+  const inactiveWrong = await app.inject({ method: 'POST', url: '/users/obtain_token/', payload: { username: inactive.username, password: 'not-the-password' } })
+  const inactiveRight = await app.inject({ method: 'POST', url: '/users/obtain_token/', payload: { username: inactive.username, password: inactive.password } })
 
-  for (const res of [wrongPassword, unknownUser, inactiveUser]) assertUnauthorized(t, res)
+  for (const res of [wrongPassword, unknownUser, inactiveWrong, inactiveRight]) assertUnauthorized(t, res)
   t.same(unknownUser.json(), wrongPassword.json(), 'unknown user indistinguishable from wrong password')
-  t.same(inactiveUser.json(), wrongPassword.json(), 'inactive user indistinguishable from wrong password')
+  t.same(inactiveWrong.json(), wrongPassword.json(), 'a wrong password of an inactive user indistinguishable from any wrong password')
   t.equal(unknownUser.payload, wrongPassword.payload)
-  t.equal(inactiveUser.payload, wrongPassword.payload)
-  t.notOk(/access|refresh/.test(wrongPassword.payload), 'no token in a failure')
+  t.equal(inactiveWrong.payload, wrongPassword.payload)
+  t.same(inactiveRight.json(), { statusCode: 401, error: 'Unauthorized', message: 'this credential was revoked', code: 'UNITED_CREDENTIAL_REVOKED' }, 'the right password of an inactive user: revoked')
+  for (const res of [wrongPassword, inactiveRight]) t.notOk(/access|refresh/.test(res.payload), 'no token in a failure')
 })
 
 t.test('POST /users/obtain_token/ with a malformed body answers 400', async (t) => {
