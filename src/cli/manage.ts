@@ -40,13 +40,17 @@ class Prompter {
     input.setEncoding('utf8')
     input.on('data', this.onData)
     input.on('end', this.onEnd)
+    input.on('error', this.onEnd) // a terminal that went away (EIO): as the end of input
     input.resume()
   }
 
   close (): void {
     this.input.off('data', this.onData)
     this.input.off('end', this.onEnd)
-    this.input.setRawMode(false)
+    this.input.off('error', this.onEnd)
+    try {
+      this.input.setRawMode(false)
+    } catch {} // the terminal is gone: nothing to restore
     this.input.pause()
   }
 
