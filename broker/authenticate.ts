@@ -136,6 +136,8 @@ export function createAuthenticate ({ services, addressOf, access, log, robotAcc
         return await loginLimits.attempt(address, { via: 'mqtt', kind: JWT_SHAPE.test(secret ?? '') ? 'user' : 'robot', name: username }, check, counted)
       } catch (err) {
         if (isError(err, 'TOO_MANY_ATTEMPTS')) throw new ConnectBlocked(CONNACK.NOT_AUTHORIZED, 'too many failed log-ins')
+        // Too many log-ins of this identity being checked at once for too long.
+        if (isError(err, 'BUSY')) throw new ConnectRefused(CONNACK.SERVER_UNAVAILABLE, 'too many log-ins being checked', false)
         throw err
       }
     }

@@ -1,45 +1,56 @@
 // The log-in limits' counters in Redis: every node counts in the same
-// windows, `attempts:<key>`, counters that expire with their window (the
-// first attempt opens it, later ones do not stretch it). A reservation is one
-// Lua script, so that the check "is any counter at its limit" and the
-// increments are atomic across nodes: concurrent log-ins on several nodes
-// cannot get past a limit either. While Redis is unreachable each node
+// windows, which expire on their own (the first attempt opens a window, later
+// ones do not stretch it). A reservation is one Lua script, so that the check
+// "is any counter at its limit" and the increments are atomic across nodes:
+// concurrent log-ins on several nodes cannot get past a limit either. While Redis is unreachable each node
 // counts in its own memory, so that a brute force aimed at a node during an
 // outage still meets a limit there.
 import type { Redis } from 'ioredis'
 import { createMemoryAttemptStore, type AttemptStore } from '../services/login-limits.js'
 
+// Each counter is a hash `attempts:<key>` of failures (f) and attempts being
+// checked (p), which expires with its window.
+
 // KEYS: the counters; ARGV: the window in ms, then each counter's limit.
-// Answers {-1, ms} when a counter is at its limit (nothing counted), else the counts.
+// Answers {1} when reserved, {0} when failures and pending fill a limit,
+// {-1, ms} when the failures alone do (nothing reserved in either case).
 const RESERVE = `
+local full = false
 for i, key in ipairs(KEYS) do
-  local count = tonumber(redis.call('GET', key) or '0')
-  if count >= tonumber(ARGV[i + 1]) then
+  local f = tonumber(redis.call('HGET', key, 'f') or '0')
+  local p = tonumber(redis.call('HGET', key, 'p') or '0')
+  local limit = tonumber(ARGV[i + 1])
+  if f >= limit then
     local ttl = redis.call('PTTL', key)
     if ttl > 0 then return {-1, ttl} end
   end
+  if f + p >= limit then full = true end
 end
-local counts = {}
+if full then return {0} end
 for i, key in ipairs(KEYS) do
-  counts[i] = redis.call('INCR', key)
+  redis.call('HINCRBY', key, 'p', 1)
   if redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ARGV[1]) end
 end
-return counts`
+return {1}`
 
-// Takes one back from each counter still open, never below zero (a window
-// that ended meanwhile is not brought back).
-const RELEASE = `
-for _, key in ipairs(KEYS) do
-  local count = tonumber(redis.call('GET', key) or '0')
-  if count > 0 and redis.call('PTTL', key) > 0 then redis.call('DECR', key) end
+// KEYS: the reserved counters, then the failed ones; ARGV: how many
+// reserved, the window in ms. Answers the failed ones' failure counts.
+const SETTLE = `
+local reserved = tonumber(ARGV[1])
+for i = 1, reserved do
+  if tonumber(redis.call('HGET', KEYS[i], 'p') or '0') > 0 then redis.call('HINCRBY', KEYS[i], 'p', -1) end
 end
-return 0`
+local failures = {}
+for i = reserved + 1, #KEYS do
+  failures[#failures + 1] = redis.call('HINCRBY', KEYS[i], 'f', 1)
+  if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
+end
+return failures`
 
-// KEYS: the counters; ARGV: their limits. The ms left of the first at its limit, or -1.
+// KEYS: the counters; ARGV: their limits. The ms left of the first whose failures reach its limit, or -1.
 const BLOCKED = `
 for i, key in ipairs(KEYS) do
-  local count = tonumber(redis.call('GET', key) or '0')
-  if count >= tonumber(ARGV[i]) then
+  if tonumber(redis.call('HGET', key, 'f') or '0') >= tonumber(ARGV[i]) then
     local ttl = redis.call('PTTL', key)
     if ttl > 0 then return ttl end
   end
@@ -54,15 +65,18 @@ export function createRedisAttemptStore ({ redis, isUp }: { redis: Redis, isUp: 
       if (!isUp()) return await local.reserve(counters, windowMs)
       try {
         const answer = await redis.eval(RESERVE, counters.length, ...counters.map((c) => key(c.key)), windowMs, ...counters.map((c) => c.limit)) as number[]
-        return answer[0] === -1 ? { blockedMs: answer[1] as number } : { counts: answer }
+        return answer[0] === 1 ? { reserved: true } : answer[0] === 0 ? { full: true } : { blockedMs: answer[1] as number }
       } catch {
         return await local.reserve(counters, windowMs)
       }
     },
-    async release (keys) {
-      await local.release(keys)
-      if (!isUp()) return
-      await redis.eval(RELEASE, keys.length, ...keys.map(key))
+    async settle (keys, failedKeys, windowMs) {
+      // Where the attempt was reserved (here or in Redis) is not remembered:
+      // a pending count never goes below zero, and a reservation made in
+      // memory while Redis was down ends with its window at the latest.
+      if (!isUp()) return await local.settle(keys, failedKeys, windowMs)
+      await local.settle(keys, [], windowMs)
+      return await redis.eval(SETTLE, keys.length + failedKeys.length, ...[...keys, ...failedKeys].map(key), keys.length, windowMs) as number[]
     },
     async blocked (counters) {
       if (!isUp()) return await local.blocked(counters)

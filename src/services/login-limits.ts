@@ -11,11 +11,13 @@
 //
 // `limit` wrong attempts of an identity are checked and refused as usual;
 // every attempt after them, the (limit + 1)th included, is refused without
-// being checked, and does not count. An attempt is counted before it is
-// checked (reserved), and the reservation is taken back when it turns out
-// not to be a failure, so that concurrent attempts cannot get past the limit
-// while their hashes are computed: 40 wrong passwords sent at once are 10
-// checks, not 40.
+// being checked, and does not count. An attempt is reserved before it is
+// checked: each counter holds its failures and the attempts being checked,
+// and while the two together reach a limit a new attempt waits for those to
+// end before it is checked (they may succeed). So concurrent attempts cannot
+// get past a limit while their hashes are computed: 40 wrong passwords sent
+// at once are 10 checks, not 40; and 100 valid log-ins of one identity sent
+// at once all succeed, 10 at a time.
 //
 // What counts (the caller says, through `outcome`):
 // - a refusal of the credentials themselves: counted toward both limits;
@@ -34,31 +36,47 @@
 // attempt, so that a brute force cannot turn the audit log into the next
 // amplifier.
 import { isIPv6 } from 'node:net'
+import { setTimeout as pause } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
 import { Errors, withRetryAfter } from '../errors.js'
 import type { AuditService } from './audit.js'
 import { hashingFor } from './secrets.js'
 
-/** A counter and the most it may hold; a reservation is refused when one of them is at its limit. */
+/** A counter and the most failures it may hold. */
 export interface Counter { key: string, limit: number }
 
-/** What reserve() answers: the counts after the reservation, or how long the blocking counter's window still runs. */
-export type Reservation = { counts: number[] } | { blockedMs: number }
+/**
+ * What reserve() answers: reserved; or blocked, with how long the blocking
+ * counter's window still runs; or full, when the failures and the attempts
+ * being checked together reach a limit (wait for those to end, then ask again).
+ */
+export type Reservation = { reserved: true } | { blockedMs: number } | { full: true }
 
+/**
+ * Each counter holds, for its open window, the failures counted and the
+ * attempts being checked (pending).
+ */
 export interface AttemptStore {
   /**
-   * Atomically: when one of `counters` holds its limit or more, reserves
-   * nothing and answers the milliseconds its window still runs; otherwise
-   * counts one attempt in each (opening a window of `windowMs` where none
-   * is open) and answers the counts.
+   * Atomically: when one of `counters` holds its limit of failures, reserves
+   * nothing and answers how long its window still runs; when failures and
+   * pending attempts together reach a limit, reserves nothing and answers
+   * full; otherwise counts one pending attempt in each (opening a window of
+   * `windowMs` where none is open).
    */
   reserve: (counters: Counter[], windowMs: number) => Promise<Reservation>
-  /** Takes back one reserved attempt from each key (never below zero). */
-  release: (keys: string[]) => Promise<void>
-  /** Milliseconds until the first of `counters` at its limit is free again, or null: reads, counts nothing. */
+  /**
+   * Ends a reserved attempt: one pending attempt less in each of `keys`, one
+   * failure more in each of `failedKeys` (a subset), whose failure counts it
+   * answers in that order.
+   */
+  settle: (keys: string[], failedKeys: string[], windowMs: number) => Promise<number[]>
+  /** Milliseconds until the first of `counters` at its limit of failures is free again, or null: reads, counts nothing. */
   blocked: (counters: Counter[]) => Promise<number | null>
   close: () => Promise<void>
 }
+
+interface Window { failures: number, pending: number, resetAt: number }
 
 /**
  * Counters in this process. At most `maxKeys` keys are remembered: beyond
@@ -67,7 +85,7 @@ export interface AttemptStore {
  */
 export function createMemoryAttemptStore ({ maxKeys = 100_000 }: { maxKeys?: number } = {}): AttemptStore {
   // Insertion order is the order windows opened (a new window re-inserts its key).
-  const windows = new Map<string, { count: number, resetAt: number }>()
+  const windows = new Map<string, Window>()
   const sweep = (now: number): void => {
     for (const [key, w] of windows) {
       if (w.resetAt <= now) windows.delete(key)
@@ -75,14 +93,14 @@ export function createMemoryAttemptStore ({ maxKeys = 100_000 }: { maxKeys?: num
   }
   const sweeper = setInterval(() => { sweep(Date.now()) }, 60_000)
   sweeper.unref()
-  const open = (key: string, now: number): { count: number, resetAt: number } | undefined => {
+  const open = (key: string, now: number): Window | undefined => {
     const w = windows.get(key)
     return w === undefined || w.resetAt <= now ? undefined : w
   }
   const blockedMs = (counters: Counter[], now: number): number | null => {
     for (const { key, limit } of counters) {
       const w = open(key, now)
-      if (w !== undefined && w.count >= limit) return w.resetAt - now
+      if (w !== undefined && w.failures >= limit) return w.resetAt - now
     }
     return null
   }
@@ -92,25 +110,35 @@ export function createMemoryAttemptStore ({ maxKeys = 100_000 }: { maxKeys?: num
       const now = Date.now()
       const ms = blockedMs(counters, now)
       if (ms !== null) return { blockedMs: ms }
-      const counts = counters.map(({ key }) => {
+      if (counters.some(({ key, limit }) => { const w = open(key, now); return w !== undefined && w.failures + w.pending >= limit })) return { full: true }
+      for (const { key } of counters) {
         let w = open(key, now)
         if (w === undefined) {
           windows.delete(key)
           if (windows.size >= maxKeys) sweep(now)
           while (windows.size >= maxKeys) windows.delete(windows.keys().next().value as string)
-          w = { count: 0, resetAt: now + windowMs }
+          w = { failures: 0, pending: 0, resetAt: now + windowMs }
           windows.set(key, w)
         }
-        return ++w.count
-      })
-      return { counts }
+        w.pending++
+      }
+      return { reserved: true }
     },
-    async release (keys) {
+    async settle (keys, failedKeys, windowMs) {
       const now = Date.now()
       for (const key of keys) {
         const w = open(key, now)
-        if (w !== undefined && w.count > 0) w.count--
+        if (w !== undefined && w.pending > 0) w.pending--
       }
+      // A window that ended while the attempt was checked: the failure opens the next one.
+      return failedKeys.map((key) => {
+        let w = open(key, now)
+        if (w === undefined) {
+          windows.delete(key)
+          windows.set(key, w = { failures: 0, pending: 0, resetAt: now + windowMs })
+        }
+        return ++w.failures
+      })
     },
     async blocked (counters) {
       return blockedMs(counters, Date.now())
@@ -179,6 +207,10 @@ export interface LoginLimiterDeps {
 
 /** Names longer than this are cut for the counter's key and the audit log. */
 const NAME_MAX = 150
+/** How long an attempt waits, at most, for the attempts being checked that fill a limit; then 503 BUSY. */
+const FULL_WAIT_MS = 10_000
+/** How often it asks again meanwhile. */
+const FULL_RETRY_MS = 20
 
 export function createLoginLimiter ({ store, limit, addressLimit, windowSeconds, audit, log }: LoginLimiterDeps) {
   const windowMs = windowSeconds * 1000
@@ -193,9 +225,9 @@ export function createLoginLimiter ({ store, limit, addressLimit, windowSeconds,
     attempt.name === undefined ? {} : { [attempt.kind === 'user' ? 'username' : 'serial']: attempt.name.slice(0, NAME_MAX) }
   const tooMany = (ms: number): Error => withRetryAfter(new Errors.TOO_MANY_ATTEMPTS(), Math.max(1, Math.ceil(ms / 1000)))
 
-  /** Audits a counted failure: the first of its address's window, and the one that blocks. */
-  function failed (ip: string, attempt: LoginAttempt, [identityCount, addressCount]: number[]): void {
-    if (addressCount === 1) {
+  /** Audits counted failures: the first of an address's window, and the one that blocks. */
+  function audited (ip: string, attempt: LoginAttempt, identityFailures: number | null, addressFailures: number): void {
+    if (identityFailures !== null && addressFailures === 1) {
       auditQuietly(ip, attempt.kind === 'user' ? 'user.login_failed' : 'robot.login_failed', {
         via: attempt.via,
         ...named(attempt),
@@ -203,13 +235,36 @@ export function createLoginLimiter ({ store, limit, addressLimit, windowSeconds,
         note: 'the first failure from this address in its window; later ones are counted, not recorded one by one'
       })
     }
-    if (limit > 0 && identityCount === limit) {
-      log.warn({ ip, failures: identityCount, windowSeconds }, 'log-ins blocked for an identity at an address')
-      auditQuietly(ip, 'auth.login_blocked', { via: attempt.via, scope: 'identity', ...named(attempt), failures: identityCount, window_seconds: windowSeconds })
+    if (limit > 0 && identityFailures === limit) {
+      log.warn({ ip, failures: identityFailures, windowSeconds }, 'log-ins blocked for an identity at an address')
+      auditQuietly(ip, 'auth.login_blocked', { via: attempt.via, scope: 'identity', ...named(attempt), failures: identityFailures, window_seconds: windowSeconds })
     }
-    if (addressLimit > 0 && addressCount === addressLimit) {
-      log.warn({ ip, failures: addressCount, windowSeconds }, 'log-ins blocked for an address')
-      auditQuietly(ip, 'auth.login_blocked', { via: attempt.via, scope: 'address', failures: addressCount, window_seconds: windowSeconds })
+    if (addressLimit > 0 && addressFailures === addressLimit) {
+      log.warn({ ip, failures: addressFailures, windowSeconds }, 'log-ins blocked for an address')
+      auditQuietly(ip, 'auth.login_blocked', { via: attempt.via, scope: 'address', failures: addressFailures, window_seconds: windowSeconds })
+    }
+  }
+
+  /**
+   * Reserves an attempt: false when the store cannot answer (logged: an
+   * outage of the counters must not lock every robot out). While attempts
+   * being checked fill a limit, waits for them to end (they may succeed);
+   * past FULL_WAIT_MS, BUSY.
+   */
+  async function reserve (counters: Counter[]): Promise<boolean> {
+    const giveUpAt = Date.now() + FULL_WAIT_MS
+    for (;;) {
+      let reservation: Reservation
+      try {
+        reservation = await store.reserve(counters, windowMs)
+      } catch (err) {
+        log.warn({ err }, 'log-in limits unavailable: attempt allowed, not counted')
+        return false
+      }
+      if ('blockedMs' in reservation) throw tooMany(reservation.blockedMs)
+      if ('reserved' in reservation) return true
+      if (Date.now() >= giveUpAt) throw withRetryAfter(new Errors.BUSY(), 1)
+      await pause(FULL_RETRY_MS)
     }
   }
 
@@ -221,8 +276,7 @@ export function createLoginLimiter ({ store, limit, addressLimit, windowSeconds,
     /**
      * Seconds until `address` may log in again when the whole address is
      * blocked, or null: a cheap check before a request's body is read. A
-     * store that cannot answer lets the attempt through (logged): an outage
-     * of the counters must not lock every robot out.
+     * store that cannot answer lets the attempt through (logged).
      */
     async addressBlocked (address: string): Promise<number | null> {
       if (addressLimit <= 0) return null
@@ -245,38 +299,35 @@ export function createLoginLimiter ({ store, limit, addressLimit, windowSeconds,
     /**
      * Runs the check of one log-in under the limits: throws
      * TOO_MANY_ATTEMPTS (with `retryAfter`) without running it when the
-     * identity or the address is blocked; otherwise counts it before it runs
-     * and takes the count back unless `outcome` calls its error a failure.
-     * The check runs with the address known to the password hashing queue,
-     * which shares its places fairly among addresses.
+     * identity or the address is blocked; otherwise reserves it before it
+     * runs, and counts it as a failure when `outcome` says so. The check runs
+     * with the address known to the password hashing queue, which shares its
+     * places fairly among addresses.
      */
     async attempt<T> (address: string, attempt: LoginAttempt, check: () => Promise<T>, outcome: (err: unknown) => Outcome): Promise<T> {
       const ip = addressKey(address)
       if (!enabled) return await hashingFor(ip, check)
-      const counters = [identityCounter(ip, attempt.name ?? ''), addressCounter(ip)]
-      const keys = counters.map((c) => c.key)
-      let reservation: Reservation | null
-      try {
-        reservation = await store.reserve(counters, windowMs)
-      } catch (err) {
-        log.warn({ err }, 'log-in limits unavailable: attempt allowed, not counted')
-        reservation = null
-      }
-      if (reservation !== null && 'blockedMs' in reservation) throw tooMany(reservation.blockedMs)
-      const giveBack = (what: string[]): void => {
-        if (reservation === null || what.length === 0) return
-        store.release(what).catch((err: unknown) => { log.warn({ err }, 'log-in limits unavailable: a reserved attempt was not given back') })
+      const [identity, whole] = [identityCounter(ip, attempt.name ?? ''), addressCounter(ip)]
+      const reserved = await reserve([identity, whole])
+      const settle = async (failed: string[]): Promise<void> => {
+        if (!reserved) return
+        try {
+          const failures = await store.settle([identity.key, whole.key], failed, windowMs)
+          if (failed.length === 2) audited(ip, attempt, failures[0] as number, failures[1] as number)
+          else if (failed.length === 1) audited(ip, attempt, null, failures[0] as number)
+        } catch (err) {
+          log.warn({ err }, 'log-in limits unavailable: an attempt was not settled')
+        }
       }
       let result: T
       try {
         result = await hashingFor(ip, check)
       } catch (err) {
         const how = outcome(err)
-        if (how === 'failed' && reservation !== null) failed(ip, attempt, reservation.counts)
-        giveBack(how === 'failed' ? [] : how === 'busy' ? keys.slice(0, 1) : keys)
+        await settle(how === 'failed' ? [identity.key, whole.key] : how === 'busy' ? [whole.key] : [])
         throw err
       }
-      giveBack(keys)
+      void settle([])
       return result
     }
   }

@@ -53,7 +53,7 @@ for (const transport of TRANSPORTS) {
     for (let i = 1; i <= LIMIT; i++) {
       t.equal(await connackFrom(t, app, from, transport as Transport, { username: robot.uuid, password: 'f'.repeat(64) }), BAD_CREDENTIALS, `an unknown token ${i}: CONNACK 4`)
     }
-    t.equal(await connackFrom(t, app, from, transport as Transport, { username: user.username, password: user.jwt }), NOT_AUTHORIZED, 'then the address is blocked: CONNACK 5, valid JWT included')
+    t.equal(await connackFrom(t, app, from, transport as Transport, { username: robot.uuid, password: token }), NOT_AUTHORIZED, 'then that robot is blocked at the address: CONNACK 5, its valid token included')
   })
 }
 
@@ -64,9 +64,10 @@ t.test('during an outage, credentials that are wrong without a look-up still get
   await databaseOutage(t, app)
   const from = '127.0.0.33'
   t.equal(await connackFrom(t, app, from, 'tcp', { username: robot.uuid, password: 'f'.repeat(64) }), BAD_CREDENTIALS, 'an unknown robot token: 4')
+  t.equal(await connackFrom(t, app, from, 'tcp', { username: user.username, password: 'f'.repeat(64) }), BAD_CREDENTIALS, 'an unknown robot token with the user\'s name: 4')
   t.equal(await connackFrom(t, app, from, 'tcp', { username: user.username, password: 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl' }), BAD_CREDENTIALS, 'a forged JWT: 4')
   t.equal(await connackFrom(t, app, from, 'tcp', { username: user.username }), BAD_CREDENTIALS, 'no password: 4')
-  t.equal(await connackFrom(t, app, from, 'tcp', { username: user.username, password: user.jwt }), NOT_AUTHORIZED, 'three failures: the address is blocked (5)')
+  t.equal(await connackFrom(t, app, from, 'tcp', { username: user.username, password: user.jwt }), NOT_AUTHORIZED, 'three failures of the user: blocked at the address (5)')
 })
 
 t.test('a database too busy to answer (PostgreSQL: an exhausted pool; SQLite: locked): CONNACK 3 for a valid JWT, not 4, and nothing counted', async (t) => {

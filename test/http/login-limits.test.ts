@@ -224,3 +224,15 @@ t.test('the password queue takes turns among addresses: twenty flooding addresse
   t.same(userCodes, [200, 200, 200, 200, 200], 'the user logged in five times out of five')
   t.same(robotCodes, [201, 201, 201, 201, 201], 'the robot with a typed secret got five tokens out of five')
 })
+
+t.test('many valid log-ins of one identity at once all succeed: attempts being checked make others wait, not fail', async (t) => {
+  const { app, user, robot } = await setup(t)
+  const token = await robotToken(app, robot)
+  const codes = await Promise.all([
+    ...Array.from({ length: 30 }, async () => await connackFrom(t, app, '127.0.0.21', 'tcp', { username: user.username, password: user.jwt })),
+    ...Array.from({ length: 30 }, async () => await connackFrom(t, app, '127.0.0.21', 'ws', { username: robot.uuid, password: token }))
+  ])
+  t.same(codes, codes.map(() => 0), `sixty CONNECTs of two identities (limit ${LIMIT}): all accepted`)
+  const tokens = await Promise.all(Array.from({ length: 20 }, async () => await robotLogin(app, '127.0.0.21', robot)))
+  t.same(tokens.map((r) => r.statusCode), tokens.map(() => 201), 'twenty token requests of one robot at once: all answered')
+})

@@ -3,7 +3,7 @@
 // its own secret only, and a stored hash that cannot be read is a mismatch,
 // never an exception. No database: pure functions.
 import t from 'tap'
-import { hashGeneratedSecret, hashSecret, randomToken, verifyAgainstDummy, verifyAgainstGeneratedDummy, verifySecret } from '../../src/services/secrets.js'
+import { hashGeneratedSecret, hashingFor, hashSecret, randomToken, verifyAgainstDummy, verifyAgainstGeneratedDummy, verifySecret } from '../../src/services/secrets.js'
 
 t.test('a generated secret hashes to sha256$<43 base64url characters>, the same each time, and verifies', async (t) => {
   const secret = randomToken(24)
@@ -87,14 +87,23 @@ t.test('the dummies of unknown names and serials always answer false', async (t)
   t.equal(await verifyAgainstGeneratedDummy(''), false)
 })
 
-t.test('more scrypt checks than the queue holds are refused at once as UNITED_BUSY with Retry-After, the rest answered', async (t) => {
+t.test('more scrypt checks than the queue holds are refused at once as UNITED_BUSY with Retry-After, the rest answered; the lines of addresses take turns', async (t) => {
   const stored = await hashSecret('a-typed-password')
-  const results = await Promise.allSettled(Array.from({ length: 100 }, async () => await verifySecret('wrong-password', stored)))
-  const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected')
-  const answered = results.filter((r) => r.status === 'fulfilled')
-  t.equal(answered.length, 65, 'one checking and 64 waiting are answered')
-  t.ok(answered.every((r) => r.status === 'fulfilled' && r.value === false), 'as wrong')
-  t.equal(refused.length, 35, 'the others are refused')
-  t.match(refused[0]?.reason, { code: 'UNITED_BUSY', statusCode: 503, retryAfter: 1 })
+  // One address: one checking, 8 waiting in its line.
+  const one = await Promise.allSettled(Array.from({ length: 20 }, async () => await hashingFor('192.0.2.1', async () => await verifySecret('wrong-password', stored))))
+  t.equal(one.filter((r) => r.status === 'fulfilled').length, 9, 'from one address: one checking and 8 waiting are answered')
+  t.ok(one.every((r) => r.status === 'rejected' || r.value === false), 'as wrong')
+  t.match((one.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason, { code: 'UNITED_BUSY', statusCode: 503, retryAfter: 1 })
+
+  // Twelve addresses of 8 each fill the 64 places; then each newcomer takes the place of the last of the longest line.
+  const order: string[] = []
+  const from = (address: string): Promise<boolean> => hashingFor(address, async () => { const ok = await verifySecret('wrong-password', stored); order.push(address); return ok })
+  const floods = Array.from({ length: 12 }, (_, i) => Array.from({ length: 8 }, async () => await from(`198.51.100.${i}`))).flat()
+  const late = Array.from({ length: 5 }, async (_, i) => await from(`203.0.113.${i}`))
+  const results = await Promise.allSettled([...floods, ...late])
+  t.equal(results.filter((r) => r.status === 'fulfilled').length, 65, 'one checking and 64 waiting are answered in all')
+  t.ok(results.slice(-5).every((r) => r.status === 'fulfilled'), 'every late address got a place')
+  const firstLate = order.findIndex((a) => a.startsWith('203.0.113.'))
+  t.ok(firstLate >= 0 && firstLate <= 13, `the late addresses were served within one turn of the lines (first at ${firstLate})`)
   t.equal(await verifySecret('a-typed-password', stored), true, 'afterwards a check runs again')
 })
