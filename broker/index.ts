@@ -8,12 +8,13 @@ import { createAccessCache } from './access-cache.js'
 import { createAckSender } from './acks.js'
 import { createAuthenticate } from './authenticate.js'
 import { createCommandRelay } from './commands.js'
+import { capConnections } from './connection-caps.js'
 import { createDeliveryTracker } from './deliveries.js'
 import { createAuthorizers, SLOW_CONSUMER_BYTES } from './hooks.js'
 import { createIngest } from './ingest.js'
 import { limitPacketSize } from './packet-limit.js'
 import { createPresenceTracker } from './presence.js'
-import { indexRetained } from './retained.js'
+import { indexRetained, writeFirst } from './retained.js'
 import { isRevoked, markRevoked, principalOf, revokeClient, revokedSinceLogin, short } from './principal.js'
 import { interceptRobotPublishes } from './robot-publishes.js'
 import { createStats } from './stats.js'
@@ -22,6 +23,7 @@ import { createTakeover } from './takeover.js'
 import { createTlsListener, type TlsListener } from './tls.js'
 import { attachWebSocket } from './websocket.js'
 import { ownChannel, robotTopic } from '../src/contract/topics.js'
+import { createLocalCounter } from '../src/cluster/connections.js'
 
 /**
  * A client's address: the socket's peer, or on a WebSocket behind a trusted
@@ -78,12 +80,17 @@ export default fp(async (fastify) => {
   let aedes: Aedes | undefined
   const broker = (): Aedes => aedes as Aedes
 
-  const publish = (topic: string, payload: object, opts: { retain: boolean, qos: 0 | 1 }): void => {
+  const publishBuffer = (topic: string, payload: Buffer, opts: { retain: boolean, qos: 0 | 1 }): void => {
     if (aedes === undefined || aedes.closed) return
-    aedes.publish({ cmd: 'publish', topic, payload: Buffer.from(JSON.stringify(payload)), qos: opts.qos, retain: opts.retain, dup: false }, (err) => {
+    aedes.publish({ cmd: 'publish', topic, payload, qos: opts.qos, retain: opts.retain, dup: false }, (err) => {
       if (err !== undefined && err !== null) publishFailed(err, topic)
     })
   }
+  const publish = (topic: string, payload: object, opts: { retain: boolean, qos: 0 | 1 }): void => {
+    publishBuffer(topic, Buffer.from(JSON.stringify(payload)), opts)
+  }
+  // Cluster mode: presence is in Redis before it is published (retained.ts).
+  const presenceWriter = cluster === null ? null : writeFirst(cluster.mqtt.storeRetainedNow, publishBuffer)
 
   /** An empty retained message deletes the retained one (MQTT-3.3.1-10). */
   const clearRetained = (topic: string): void => {
@@ -94,7 +101,7 @@ export default fp(async (fastify) => {
   const stats = createStats({ publish })
   const presence = createPresenceTracker({
     services,
-    publish,
+    publish: presenceWriter?.publish ?? publish,
     onChange: (uuid, flags) => { stats.connection(uuid, flags) },
     // CONTRACT §12: the commands queued for it go out now, oldest first.
     onCommandConnected: (uuid) => { commands.release(uuid) },
@@ -129,7 +136,13 @@ export default fp(async (fastify) => {
 
   const takeover = createTakeover({ cluster, log })
   aedes = await Aedes.createBroker({
-    authenticate: createAuthenticate({ services, addressOf: (client) => clientAddress(client, config.TRUST_PROXY), access, log, robotAccepted: (uuid, state) => { stats.seed(uuid, state) } }),
+    authenticate: capConnections(createAuthenticate({ services, addressOf: (client) => clientAddress(client, config.TRUST_PROXY), access, log, robotAccepted: (uuid, state) => { stats.seed(uuid, state) } }), {
+      caps: { user: config.MAX_CONNECTIONS_PER_USER, robot: config.MAX_CONNECTIONS_PER_ROBOT },
+      counter: cluster?.connections ?? createLocalCounter(),
+      held: takeover.held,
+      refused: (client) => { const who = principalOf(client); if (who?.kind === 'user') access.release(who.id) },
+      log
+    }),
     ...authorizers,
     // A will is published only by the connection that still holds its client id (CONTRACT §10, §13).
     authorizePublish: takeover.authorizePublish(authorizers.authorizePublish),
@@ -183,12 +196,15 @@ export default fp(async (fastify) => {
       return
     }
     takeover.connected(client)
+    if (cluster !== null && client.clean === false) cluster.sessions.connected(client.id)
     const who = principalOf(client)
     if (who?.kind !== 'robot') return
     acks.connected(client, who.uuid)
     presence.connected(client, who)
   })
   aedes.on('clientDisconnect', (client: Client) => {
+    takeover.disconnected(client)
+    if (cluster !== null && client.clean === false) cluster.sessions.disconnected(client.id)
     const who = principalOf(client)
     if (who?.kind === 'robot') presence.disconnected(client, who)
     else if (who?.kind === 'user') access.release(who.id)
@@ -290,7 +306,8 @@ export default fp(async (fastify) => {
   if (cluster !== null) {
     await cluster.start({
       counts: () => ({ robots: presence.onlineCount, users: access.size }),
-      release: async (node, robots) => { await presence.release(node, robots) }
+      release: async (node, robots) => { await presence.release(node, robots) },
+      clientIds: takeover.clientIds
     })
     cluster.onReconnect(() => {
       log.info('Redis is back: this node reports its robots again')
@@ -322,6 +339,7 @@ export default fp(async (fastify) => {
     // Cluster mode: while the emitter still runs, the other nodes learn what
     // this node's robots are without it (offline, or connected elsewhere).
     if (cluster !== null) await presence.release(cluster.nodeId, presence.robotUuids()).catch(() => {})
+    await presenceWriter?.settle()
     await new Promise<void>((resolve) => { aedes!.close(() => { resolve() }) })
     await tcpClosed
     await tlsClosed

@@ -55,3 +55,31 @@ export function indexRetained (persistence: RetainedPersistence): void {
   persistence.createRetainedStream = (pattern) => Readable.from(matching([pattern]))
   persistence.createRetainedStreamCombi = (patterns) => Readable.from(matching(patterns))
 }
+
+type PublishBuffer = (topic: string, payload: Buffer, opts: { retain: boolean, qos: 0 | 1 }) => void
+
+/**
+ * Cluster mode: retained messages that must never be seen old from another
+ * node (presence) are written to Redis first and published after
+ * (src/cluster/mqtt.ts storeRetainedNow), one after the other per topic. A
+ * subscriber on any node then either reads the message from Redis or
+ * receives it live: it cannot arrive between the two. The packet is made
+ * (and numbered by Aedes) only once written, so it never goes out after
+ * packets made later, which clients would drop as duplicates.
+ */
+export function writeFirst (store: (packet: { topic: string, payload: Buffer }) => Promise<void>, publish: PublishBuffer) {
+  const chains = new Map<string, Promise<void>>()
+  return {
+    publish (topic: string, payload: object, opts: { retain: boolean, qos: 0 | 1 }): void {
+      const buffer = Buffer.from(JSON.stringify(payload))
+      const send = (): void => { publish(topic, buffer, opts) }
+      const next = (chains.get(topic) ?? Promise.resolve()).then(async () => { if (opts.retain) await store({ topic, payload: buffer }) }).then(send, send)
+      chains.set(topic, next)
+      void next.finally(() => { if (chains.get(topic) === next) chains.delete(topic) })
+    },
+    /** Resolves when every message handed over is published. */
+    async settle (): Promise<void> {
+      await Promise.all(chains.values())
+    }
+  }
+}

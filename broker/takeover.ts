@@ -8,9 +8,10 @@
 // node has registered the client. Here:
 //   - registerClient marks a local connection it replaces as superseded;
 //   - in cluster mode every registered connection records itself as the
-//     owner of its client id (`owner:<client id>` = this broker's id), and a
-//     closing connection whose client id is owned by another broker is
-//     superseded too.
+//     owner of its client id (`owner:<client id>` = this broker's id, see
+//     src/cluster/owners.ts: the record lives as long as the connection, and
+//     a dead node's records go when it is reaped), and a closing connection
+//     whose client id is owned by another broker is superseded too.
 // A superseded connection's will is refused at authorizePublish, like a
 // revoked one's.
 import type { Aedes, Client, PublishPacket } from 'aedes'
@@ -19,18 +20,16 @@ import type { Cluster } from '../src/cluster/index.js'
 
 type Authorize = (client: Client | null, packet: PublishPacket, done: (error?: Error | null) => void) => void
 
-/** Seconds an ownership record outlives its connection's log-in at most (a client id unused for a day is free). */
-const OWNER_TTL = 86_400
-
 export function createTakeover ({ cluster, log }: { cluster: Cluster | null, log: FastifyBaseLogger }) {
   const superseded = new WeakSet<Client>()
-  const ownerKey = (clientId: string): string => `owner:${clientId}`
+  /** The registered connections of this node, by client id. */
+  let clients: Record<string, Client | undefined> = {}
 
   async function isSuperseded (client: Client): Promise<boolean> {
     if (superseded.has(client)) return true
     if (cluster === null) return false
     try {
-      const owner = await cluster.redis.get(ownerKey(client.id))
+      const owner = await cluster.owners.owner(client.id)
       return owner !== null && owner !== cluster.brokerId
     } catch {
       return false // Redis down: as a lone node would
@@ -41,6 +40,7 @@ export function createTakeover ({ cluster, log }: { cluster: Cluster | null, log
     /** Wraps registerClient: a local connection replaced by a new one with its client id is superseded. */
     attach (aedes: Aedes): void {
       const broker = aedes as unknown as { clients: Record<string, Client | undefined>, registerClient: (client: Client) => void }
+      clients = broker.clients
       const register = broker.registerClient.bind(aedes)
       broker.registerClient = (client) => {
         const old = broker.clients[client.id]
@@ -52,9 +52,36 @@ export function createTakeover ({ cluster, log }: { cluster: Cluster | null, log
     /** A connection was registered: in cluster mode it now owns its client id. */
     connected (client: Client): void {
       if (cluster === null) return
-      cluster.redis.set(ownerKey(client.id), cluster.brokerId, 'EX', OWNER_TTL).catch((err: unknown) => {
+      cluster.owners.claim(client.id).catch((err: unknown) => {
         log.debug({ err: (err as Error).message }, 'client id ownership not recorded (Redis unreachable)')
       })
+    },
+
+    /** A connection ended: its ownership record goes, unless a newer connection holds the id. */
+    disconnected (client: Client): void {
+      if (cluster === null || superseded.has(client)) return
+      const now = clients[client.id]
+      if (now !== undefined && now !== client) return
+      cluster.owners.release(client.id).catch(() => {})
+    },
+
+    /**
+     * True when a connection of this client id is open, here or (cluster
+     * mode) on another node: a CONNECT with it takes that one over.
+     */
+    async held (clientId: string): Promise<boolean> {
+      if (clients[clientId] !== undefined) return true
+      if (cluster === null) return false
+      try {
+        return await cluster.owners.owner(clientId) !== null
+      } catch {
+        return false
+      }
+    },
+
+    /** The client ids of this node's connections. */
+    clientIds (): Iterable<string> {
+      return Object.keys(clients)
     },
 
     /** authorizePublish, with the wills of superseded connections refused. */

@@ -2,8 +2,9 @@
 // shares the PostgreSQL database, the Redis and REDIS_PREFIX is a node of one
 // broker and one control plane. This module owns the Redis connections and
 // what lives there: robot tokens, log-in counters, the events that cross
-// nodes, presence per node, node heartbeats, and the broker's emitter and
-// persistence. Without REDIS_URL none of it is built.
+// nodes, presence per node, node heartbeats, who holds each client id,
+// connections per identity, persistent sessions' expiry, and the broker's
+// emitter and persistence. Without REDIS_URL none of it is built.
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
@@ -12,11 +13,14 @@ import type { EventBus } from '../events.js'
 import type { AttemptStore } from '../services/login-limits.js'
 import type { TokenStore } from '../services/token-store.js'
 import { createRedisAttemptStore } from './attempts.js'
+import { createClusterCounter, type ClusterCounter } from './connections.js'
 import { relayEvents } from './events.js'
 import { createMqttCluster, type MqttCluster } from './mqtt.js'
 import { createNodeRegistry, type NodeInfo, type NodeRegistry } from './nodes.js'
+import { createOwnerRegistry, OWNER_TTL, type OwnerRegistry } from './owners.js'
 import { createClusterPresence, type ClusterPresence } from './presence.js'
 import { channel, closeRedis, connectRedis, type RedisSettings } from './redis.js'
+import { createSessionRegistry, type SessionRegistry } from './sessions.js'
 import { createRedisTokenStore } from './tokens.js'
 
 export type { ClusterPresence, ClusterPresenceState } from './presence.js'
@@ -30,6 +34,8 @@ export interface NodeHooks {
   counts: () => { robots: number, users: number }
   /** a node is dead (or this node restarted under the same NODE_ID): its robots' presence must be recomputed */
   release: (node: string, robots: string[]) => Promise<void>
+  /** the client ids of this node's open connections (their ownership records are renewed) */
+  clientIds: () => Iterable<string>
 }
 
 export interface Cluster {
@@ -44,6 +50,12 @@ export interface Cluster {
   presence: ClusterPresence
   nodes: NodeRegistry
   mqtt: MqttCluster
+  /** who holds each client id (broker/takeover.ts) */
+  owners: OwnerRegistry
+  /** open connections per identity over the live nodes */
+  connections: ClusterCounter
+  /** persistent sessions' expiry and per-identity cap */
+  sessions: SessionRegistry
   /** a bus whose cross-node events reach the other nodes */
   relay: (bus: EventBus) => EventBus
   /** 'ok' while the command connection is up */
@@ -106,7 +118,10 @@ export async function createCluster ({ config, log: parentLog }: { config: Confi
 
   const presence = createClusterPresence({ redis: cmd })
   const nodes = createNodeRegistry({ redis: cmd, nodeId, timeoutSeconds: config.CLUSTER_NODE_TIMEOUT })
-  const mqtt = createMqttCluster({ prefix: settings.prefix, pub: mqPub, sub: mqSub, db: mqDb, isUp })
+  const mqtt = createMqttCluster({ prefix: settings.prefix, brokerId, pub: mqPub, sub: mqSub, db: mqDb, isUp })
+  const owners = createOwnerRegistry({ redis: cmd, prefix: settings.prefix, nodeId, brokerId })
+  const counter = createClusterCounter({ redis: cmd, prefix: settings.prefix, nodeId, ttlMs: nodes.aliveMs, isUp })
+  const sessions = createSessionRegistry({ redis: cmd, drop: mqtt.dropSession, stored: mqtt.storedSessions, ttlSeconds: config.MQTT_SESSION_TTL, cap: config.MQTT_SESSIONS_PER_IDENTITY, log })
   const tokenStore = createRedisTokenStore({ redis: cmd, isUp, log, voidedTtlSeconds: config.ROBOT_TOKEN_TTL })
   const attemptStore = createRedisAttemptStore({ redis: cmd, isUp })
 
@@ -123,12 +138,18 @@ export async function createCluster ({ config, log: parentLog }: { config: Confi
    * forgotten this node's connections: they are reported again.
    */
   let beats = 0
+  let ownersRenewedAt = Date.now()
   async function beat (hooks: NodeHooks): Promise<void> {
     const counts = hooks.counts()
     const forgotten = await nodes.beat({ started_at: startedAt.toISOString(), robots: counts.robots, users: counts.users })
     if (forgotten && beats > 0) {
       log.warn('this node was missing from the cluster: its connections are reported again')
       for (const listener of reconnectListeners) listener()
+    }
+    await counter.beat(forgotten)
+    if (Date.now() - ownersRenewedAt > OWNER_TTL * 1000 / 3) {
+      ownersRenewedAt = Date.now()
+      await owners.renew(hooks.clientIds())
     }
     beats++
     for (const node of await nodes.all()) {
@@ -142,6 +163,7 @@ export async function createCluster ({ config, log: parentLog }: { config: Confi
     const robots = await presence.robotsOf(node.node_id)
     log.warn({ dead: node.node_id, robots: robots.length, lastSeen: node.last_seen_at }, 'a node stopped beating: its robots are offline unless connected elsewhere')
     await hooks.release(node.node_id, robots)
+    await owners.forgetNode(node.node_id)
     await nodes.forget(node.node_id)
   }
 
@@ -155,6 +177,9 @@ export async function createCluster ({ config, log: parentLog }: { config: Confi
     presence,
     nodes,
     mqtt,
+    owners,
+    connections: counter,
+    sessions,
     relay: (bus) => relayEvents({ bus, pub: cmd, sub: eventsSub, channel: channel(settings, 'events'), nodeId, log }),
     redisStatus: () => isUp() ? 'ok' : 'down',
     onReconnect: (listener) => { reconnectListeners.push(listener) },
@@ -162,7 +187,9 @@ export async function createCluster ({ config, log: parentLog }: { config: Confi
       // A node restarted under the same NODE_ID: what its previous process held is gone.
       const stale = await presence.robotsOf(nodeId)
       if (stale.length > 0) await hooks.release(nodeId, stale)
+      await owners.forgetNode(nodeId)
       await beat(hooks)
+      sessions.start()
       timer = setInterval(() => {
         beating = beating.then(async () => { if (!closed) await beat(hooks) }).catch((err: unknown) => {
           log.debug({ err: (err as Error).message }, 'cluster heartbeat failed')
@@ -172,6 +199,7 @@ export async function createCluster ({ config, log: parentLog }: { config: Confi
     },
     async close () {
       closed = true
+      sessions.close()
       clearInterval(pinger)
       if (timer !== undefined) clearInterval(timer)
       await beating

@@ -24,12 +24,20 @@ const redisPersistence = require('aedes-persistence-redis') as (opts: object) =>
 
 interface RetainedPacket { topic: string, payload: Buffer }
 
+interface SessionClient { id: string }
+
 interface RedisPersistence {
   setup: (broker: unknown) => Promise<void>
   streamWill: (brokers: Record<string, number>) => Readable
   storeRetained: (packet: RetainedPacket) => Promise<void>
   createRetainedStreamCombi: (patterns: string[]) => Readable
+  addSubscriptions: (client: SessionClient, subs: unknown[]) => Promise<unknown>
+  removeSubscriptions: (client: SessionClient, topics: string[]) => Promise<unknown>
+  cleanSubscriptions: (client: SessionClient) => Promise<unknown>
 }
+
+/** What the broker's own publish takes (Aedes' publish, with its callback). */
+type Publish = (packet: { cmd: 'publish', topic: string, payload: Buffer, qos: 0, retain: boolean, dup: false }, done: (err?: Error | null) => void) => void
 
 /** Aedes' own default is unbounded for an emitter it did not build. */
 export const EMITTER_CONCURRENCY = 1000
@@ -39,6 +47,16 @@ export interface MqttCluster {
   persistence: RedisPersistence
   /** Writes the retained messages still held back (shutdown). */
   flushRetained: () => Promise<void>
+  /**
+   * Writes a retained message to Redis now, before it is published (presence):
+   * the publish that follows does not write it again. While Redis cannot take
+   * it, it is held like the others and written when Redis is back.
+   */
+  storeRetainedNow: (packet: RetainedPacket) => Promise<void>
+  /** Everything a persistent session left in Redis, gone, on every node (an expired or dropped session). */
+  dropSession: (clientId: string) => Promise<void>
+  /** The client ids of the persistent sessions stored in Redis. */
+  storedSessions: () => Promise<string[]>
 }
 
 /**
@@ -51,12 +69,18 @@ export const RETAINED_FLUSH_MS = 500
 /** How long a subscription waits for Redis before the client gets its SUBACK anyway. */
 export const SUBSCRIBE_WAIT_MS = 1000
 
+/**
+ * How long a node remembers the retained messages it stored, to give them
+ * again to a subscriber of another node who may have missed them (see
+ * holdRetained): the hold, plus room for the subscriber's notice to arrive.
+ */
+export const RECENT_RETAINED_MS = RETAINED_FLUSH_MS * 4
+
 interface DegradablePersistence extends RedisPersistence {
   putWill: (client: unknown, packet: unknown) => Promise<void>
   delWill: (client: unknown) => Promise<unknown>
-  cleanSubscriptions: (client: unknown) => Promise<void>
-  cleanIncoming: (client: unknown) => Promise<void>
-  outgoingStream: (client: unknown) => Readable
+  cleanIncoming: (client: SessionClient) => Promise<void>
+  outgoingStream: (client: SessionClient) => Readable
 }
 
 /**
@@ -73,7 +97,7 @@ interface DegradablePersistence extends RedisPersistence {
  * after SUBSCRIBE_WAIT_MS at most (the emitter subscribes in Redis when it
  * is back; local delivery works at once).
  */
-export function createMqttCluster ({ prefix, pub, sub, db, isUp }: { prefix: string, pub: Redis, sub: Redis, db: Redis, isUp: () => boolean }): MqttCluster {
+export function createMqttCluster ({ prefix, brokerId, pub, sub, db, isUp }: { prefix: string, brokerId: string, pub: Redis, sub: Redis, db: Redis, isUp: () => boolean }): MqttCluster {
   const mq = new MQEmitterRedisPrefix(`${prefix}mqtt:`, { pubConn: pub, subConn: sub, concurrency: EMITTER_CONCURRENCY, matchEmptyLevels: true })
   // The emitter re-emits its connections' errors on `state`, where nobody
   // listens: an unhandled 'error' that would end the process when Redis
@@ -102,11 +126,89 @@ export function createMqttCluster ({ prefix, pub, sub, db, isUp }: { prefix: str
   const cleanSubscriptions = persistence.cleanSubscriptions.bind(persistence)
   const cleanIncoming = persistence.cleanIncoming.bind(persistence)
   const outgoingStream = persistence.outgoingStream.bind(persistence)
-  persistence.cleanSubscriptions = async (client) => { if (isUp()) await cleanSubscriptions(client) }
+  const inTurn = oneAtATime()
+  persistence.cleanSubscriptions = async (client) => { if (isUp()) await inTurn(client.id, async () => await cleanSubscriptions(client)) }
   persistence.cleanIncoming = async (client) => { if (isUp()) await cleanIncoming(client) }
   persistence.outgoingStream = (client) => isUp() ? outgoingStream(client) : Readable.from([])
-  const flushRetained = holdRetained(persistence, isUp)
-  return { mq, persistence, flushRetained }
+  storeSessionsInTurn(persistence, inTurn)
+
+  let broker: { publish: Publish } | undefined
+  const setup = persistence.setup.bind(persistence)
+  persistence.setup = async (aedes) => {
+    broker = aedes as { publish: Publish }
+    await setup(aedes)
+  }
+  const retained = holdRetained(persistence, isUp)
+  // Every SUBSCRIBE of the cluster is announced on `$SYS/<broker id>/new/subscribes`
+  // (by Aedes, through the emitter): another node's subscriber is given again
+  // what this node stored lately and it may have missed.
+  mq.on('$SYS/+/new/subscribes', (packet, cb) => {
+    cb()
+    if (packet.topic === `$SYS/${brokerId}/new/subscribes`) return // this node's own subscribers merge what it holds
+    let filters: string[]
+    try {
+      const subs = (JSON.parse(String(packet.payload)) as { subs?: Array<{ topic?: unknown, qos?: unknown }> }).subs ?? []
+      filters = subs.filter((s) => typeof s.topic === 'string' && s.qos !== 128).map((s) => s.topic as string)
+    } catch {
+      return
+    }
+    for (const p of retained.recent(filters)) {
+      broker?.publish({ cmd: 'publish', topic: p.topic, payload: p.payload, qos: 0, retain: false, dup: false }, () => {})
+    }
+  })
+
+  const encode = (clientId: string): string => encodeURIComponent(clientId)
+  return {
+    mq,
+    persistence,
+    flushRetained: retained.flush,
+    storeRetainedNow: retained.storeNow,
+    async dropSession (clientId) {
+      await persistence.cleanSubscriptions({ id: clientId })
+      await db.multi().srem('clients', clientId).del(`client:${encode(clientId)}`, `outgoing:${encode(clientId)}`, `incoming:${encode(clientId)}`).exec()
+    },
+    storedSessions: async () => await db.smembers('clients')
+  }
+}
+
+/** Runs each client's tasks one after the other (by client id); other clients' run alongside. */
+function oneAtATime (): <T>(clientId: string, task: () => Promise<T>) => Promise<T> {
+  const tails = new Map<string, Promise<unknown>>()
+  return async (clientId, task) => {
+    const previous = tails.get(clientId) ?? Promise.resolve()
+    const next = previous.then(task, task)
+    tails.set(clientId, next)
+    try {
+      return await next
+    } finally {
+      if (tails.get(clientId) === next) tails.delete(clientId)
+    }
+  }
+}
+
+/**
+ * A persistent session's subscriptions are stored one change at a time per
+ * client, and a SUBSCRIBE's are stored once. Aedes stores them once per
+ * filter of a SUBSCRIBE, the whole list each time, all at once; and
+ * aedes-persistence-redis, after writing them, waits for its broadcast to
+ * come back under a key made of the client id and the list's first filter.
+ * Two stores of one SUBSCRIBE (or two SUBSCRIBEs in flight with the same
+ * first filter) shared that key: the first broadcast answered the second
+ * waiter, the first waited for ever, and the client never got its SUBACK.
+ */
+function storeSessionsInTurn (persistence: RedisPersistence, inTurn: ReturnType<typeof oneAtATime>): void {
+  const add = persistence.addSubscriptions.bind(persistence)
+  const remove = persistence.removeSubscriptions.bind(persistence)
+  const storing = new WeakMap<unknown[], Promise<unknown>>()
+  persistence.addSubscriptions = async (client, subs) => {
+    let stored = storing.get(subs)
+    if (stored === undefined) {
+      stored = inTurn(client.id, async () => await add(client, subs))
+      storing.set(subs, stored)
+    }
+    return await stored
+  }
+  persistence.removeSubscriptions = async (client, topics) => await inTurn(client.id, async () => await remove(client, topics))
 }
 
 /**
@@ -116,16 +218,27 @@ export function createMqttCluster ({ prefix, pub, sub, db, isUp }: { prefix: str
  * stored batch of its frames, and that write was half of the Redis commands
  * (and of the node's socket writes) that streaming cost in cluster mode.
  * Live delivery does not wait for it. This node's own subscribers see the
- * messages it holds back at once (they are merged over what Redis returns);
- * another node's new subscriber may get the previous retained message for
- * up to RETAINED_FLUSH_MS, then the live one. While Redis is down they wait
- * here, one per topic, and are written when it is back.
+ * messages it holds back at once (they are merged over what Redis returns).
+ * Another node's new subscriber may read the previous retained message from
+ * Redis, after the live one went by: when its SUBSCRIBE is announced (every
+ * node hears of every SUBSCRIBE), this node publishes again, live, what it
+ * stored in the last RECENT_RETAINED_MS on topics that match, so that the
+ * subscriber ends with the newest. While Redis is down they wait here, one
+ * per topic, and are written when it is back.
+ *
+ * Presence is not held (storeNow): it changes seldom, and a subscriber must
+ * never be left with an old one. It is written before it is published, so a
+ * subscriber either reads it from Redis or receives it live.
  */
-function holdRetained (persistence: RedisPersistence, isUp: () => boolean): () => Promise<void> {
+function holdRetained (persistence: RedisPersistence, isUp: () => boolean) {
   const storeRetained = persistence.storeRetained.bind(persistence)
   const streamRetained = persistence.createRetainedStreamCombi.bind(persistence)
   let held = new Map<string, RetainedPacket>()
   let writing = new Map<string, RetainedPacket>()
+  /** What was stored lately, per topic, and when. */
+  const recent = new Map<string, { packet: RetainedPacket, at: number }>()
+  /** Written by storeNow: the publish that follows is not written again. */
+  const written = new Map<string, Buffer>()
   let timer: NodeJS.Timeout | null = null
   let flushing: Promise<void> | null = null
 
@@ -146,6 +259,8 @@ function holdRetained (persistence: RedisPersistence, isUp: () => boolean): () =
       if (r.status === 'rejected' && !held.has(p.topic)) held.set(p.topic, p) // written later, unless a newer one came
     })
     writing = new Map()
+    const old = Date.now() - RECENT_RETAINED_MS
+    for (const [topic, r] of recent) if (r.at < old) recent.delete(topic)
     if (held.size > 0) schedule()
   }
 
@@ -156,7 +271,13 @@ function holdRetained (persistence: RedisPersistence, isUp: () => boolean): () =
   }
 
   persistence.storeRetained = async (packet) => {
+    const now = written.get(packet.topic)
+    if (now !== undefined) {
+      written.delete(packet.topic)
+      if (now.equals(packet.payload)) return
+    }
     held.set(packet.topic, packet)
+    recent.set(packet.topic, { packet, at: Date.now() })
     schedule()
   }
   persistence.createRetainedStreamCombi = (patterns) => {
@@ -169,9 +290,36 @@ function holdRetained (persistence: RedisPersistence, isUp: () => boolean): () =
       for (const p of mine) if (p.payload.length > 0) yield p
     })(), { objectMode: true })
   }
-  return async () => {
-    if (timer !== null) { clearTimeout(timer); timer = null }
-    await flushing
-    if (held.size > 0) await write()
+  return {
+    async flush (): Promise<void> {
+      if (timer !== null) { clearTimeout(timer); timer = null }
+      await flushing
+      if (held.size > 0) await write()
+    },
+    async storeNow (packet: RetainedPacket): Promise<void> {
+      // An older one held back (Redis was down) must not be written after it.
+      held.delete(packet.topic)
+      recent.delete(packet.topic)
+      written.delete(packet.topic)
+      if (isUp()) {
+        try {
+          await storeRetained(packet)
+          written.set(packet.topic, packet.payload)
+          return
+        } catch {}
+      }
+      held.set(packet.topic, packet)
+      schedule()
+    },
+    /** The non-empty retained messages stored in the last RECENT_RETAINED_MS on topics that match `filters`. */
+    recent (filters: string[]): RetainedPacket[] {
+      if (recent.size === 0 || filters.length === 0) return []
+      const since = Date.now() - RECENT_RETAINED_MS
+      const found: RetainedPacket[] = []
+      for (const { packet, at } of recent.values()) {
+        if (at >= since && packet.payload.length > 0 && filters.some((f) => topicMatches(f, packet.topic))) found.push(packet)
+      }
+      return found
+    }
   }
 }

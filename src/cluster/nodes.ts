@@ -20,6 +20,8 @@ export function createNodeRegistry ({ redis, nodeId, timeoutSeconds }: { redis: 
   const aliveMs = Math.max(1000, Math.round(timeoutSeconds * 600))
   return {
     beatEveryMs: Math.max(500, Math.round(timeoutSeconds * 200)),
+    /** How long `alive:<node>` lives after a beat. */
+    aliveMs,
     /** Writes this node's line; true when the line was not there (the first beat, or this node was reaped or Redis emptied). */
     async beat (info: Omit<NodeInfo, 'node_id' | 'last_seen_at'>, now = new Date()): Promise<boolean> {
       const line: NodeInfo = { node_id: nodeId, ...info, last_seen_at: now.toISOString() }
@@ -46,10 +48,10 @@ export function createNodeRegistry ({ redis, nodeId, timeoutSeconds }: { redis: 
       return await redis.set(`reap:${dead}`, nodeId, 'EX', Math.max(30, timeoutSeconds * 2), 'NX') === 'OK'
     },
     async forget (dead: string): Promise<void> {
-      await redis.multi().hdel('nodes', dead).del(`node-robots:${dead}`).exec()
+      await redis.multi().hdel('nodes', dead).del(`node-robots:${dead}`, `node-conns:${dead}`).exec()
     },
     async leave (): Promise<void> {
-      await redis.multi().hdel('nodes', nodeId).del(`alive:${nodeId}`).exec()
+      await redis.multi().hdel('nodes', nodeId).del(`alive:${nodeId}`, `node-conns:${nodeId}`).exec()
     }
   }
 }
