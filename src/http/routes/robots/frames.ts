@@ -83,7 +83,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
           description: 'NDJSON lines or CSV rows, streamed as an attachment',
           content: {
             'application/x-ndjson': { schema: Type.String({ description: 'one history item (as GET /robots/{uuid}/frames gives) per line' }) },
-            'text/csv': { schema: Type.String({ description: 'frame_id,type,recorded_at,received_at, then the numeric fields of the type' }) }
+            'text/csv': { schema: Type.String({ description: "frame_id,type,recorded_at,received_at, then the numeric fields of the type. Cells holding , ; \" tab or a line break are quoted; a text cell that starts like a formula (= + - @ tab CR LF, their full-width forms, or spaces then = + - @) or with ' gets one leading ' (drop it to read the text back); numbers are written as they are" }) }
           }
         },
         ...errorResponses(400, 401, 404),
