@@ -17,7 +17,7 @@ import { closedByServer, collect, connect, connectRobot, connectUser, eventually
 import { staffSetup } from './browser.js'
 import { errorFields, errorNextTo, follow, inputValue, location, nextLink, notice, section, selectedOption, walkPages } from './html.js'
 
-const BAD_CREDENTIALS = 4
+const NOT_AUTHORIZED = 5
 const REFUSED = 128
 const NOT_LISTENING = 'The robot is not connected to its commands topic right now: choose how long the command may wait for it.'
 
@@ -324,7 +324,7 @@ t.test('disabling a robot closes its connection and voids its token; enabling le
   await gone
   t.notOk(client.connected, 'the robot’s connection is closed')
   t.ok(other.connected, 'another robot stays connected')
-  t.equal(await refusedWith(t, app, { username: robot.uuid, password: token }), BAD_CREDENTIALS, 'its token is void')
+  t.equal(await refusedWith(t, app, { username: robot.uuid, password: token }), NOT_AUTHORIZED, 'its token is void (revoked: CONNACK 5)')
   t.equal((await robotLogin(app, robot.serial, robot.secret)).statusCode, 401, 'it cannot obtain a new one')
   const shown = await follow(browser, res)
   t.match(notice(shown.body), /^Robot disabled/)
@@ -361,7 +361,7 @@ t.test('rotating the secret shows the new one once, refuses the old one and kick
   t.match(res.body, 'The old secret no longer works')
   await gone
   t.notOk(client.connected, 'the connected robot is kicked')
-  t.equal(await refusedWith(t, app, { username: robot.uuid, password: token }), BAD_CREDENTIALS, 'its token is void')
+  t.equal(await refusedWith(t, app, { username: robot.uuid, password: token }), NOT_AUTHORIZED, 'its token is void (revoked: CONNACK 5)')
   t.equal((await robotLogin(app, robot.serial, robot.secret)).statusCode, 401, 'the old secret is refused')
   t.equal((await robotLogin(app, robot.serial, secret as string)).statusCode, 201, 'the new secret works')
   const page = await browser.get(`/admin/robots/${robot.uuid}`)

@@ -15,7 +15,6 @@ import { closedByServer, connectRobot, connectUser, refusedWith, subscribe, suba
 import { AdminBrowser, staffBrowser, staffSetup } from './browser.js'
 import { errorFields, errorNextTo, follow, inputValue, isChecked, location, notice, section, walkPages } from './html.js'
 
-const BAD_CREDENTIALS = 4
 const NOT_AUTHORIZED = 5
 const REFUSED = 128
 
@@ -244,7 +243,7 @@ t.test('deactivating a user closes their MQTT connections and admin sessions; re
   const again = await browser.post(`/admin/users/${bob.id}`, account({ staff: true, active: true }))
   t.equal(again.statusCode, 303)
   t.equal(await userLogin(app, 'bob', bob.password), 200, 'bob logs in again')
-  t.equal(await refusedWith(t, app, { username: bob.username, password: bob.jwt }), BAD_CREDENTIALS, 'his JWT from before the deactivation stays refused (CONTRACT §13)')
+  t.equal(await refusedWith(t, app, { username: bob.username, password: bob.jwt }), NOT_AUTHORIZED, 'his JWT from before the deactivation stays refused, as revoked (CONTRACT §13)')
   t.ok((await connectUser(t, app, { ...bob, jwt: await app.services.auth.issueAccess(bob) })).connected, 'a new one connects over MQTT')
   t.equal((await bobBrowser.login('bob', bob.password)).statusCode, 303, 'and to the admin')
 
@@ -421,7 +420,7 @@ t.test('deleting a user asks first, then deletes them, closes their connections 
   t.equal(location(res), '/admin/users?notice=user_deleted')
   await gone
   t.notOk(client.connected, 'bob’s connection is closed')
-  t.equal(await refusedWith(t, app, { username: bob.username, password: bob.jwt }), BAD_CREDENTIALS, 'bob’s JWT gets CONNACK 4')
+  t.equal(await refusedWith(t, app, { username: bob.username, password: bob.jwt }), NOT_AUTHORIZED, 'bob’s JWT gets CONNACK 5 (revoked)')
   t.equal(await userCount(app), count - 1, 'one user fewer')
   const list = await follow(browser, res)
   t.equal(notice(list.body), 'User deleted.')

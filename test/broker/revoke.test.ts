@@ -9,7 +9,6 @@ import { bearer, build } from '../helper.js'
 import { createRobot, createStaff, createUser, grant, type TestRobot, type TestUser } from '../factory.js'
 import { closedByServer, connect, connectRobot, connectUser, messageWhere, refusedWith, robotToken, sendFrame, suback, TRANSPORTS, type Transport } from '../mqtt.js'
 
-const BAD_CREDENTIALS = 4
 const NOT_AUTHORIZED = 5
 
 async function manage (app: FastifyInstance, staff: TestUser, method: InjectOptions['method'], url: string, payload?: Record<string, unknown>) {
