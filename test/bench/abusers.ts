@@ -11,13 +11,16 @@
 // what the abusers saw. 429 and 400 are answers the rules give, not
 // failures: they are counted, and the abuser asks again (at once, as an
 // abuser would, or after Retry-After with --abuse-retry after).
+import { randomBytes, randomUUID } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
 import { Agent, request, type IncomingMessage } from 'node:http'
+import { createConnection } from 'node:net'
 import { isMainThread, parentPort, workerData } from 'node:worker_threads'
+import mqttPacket from 'mqtt-packet'
 import { connect, now, percentiles, round } from './load.js'
 import { sleep } from './proc.js'
 
-export const ABUSE_CASES = ['history-aggregate', 'history-export', 'metrics', 'command-queue', 'slow-exports'] as const
+export const ABUSE_CASES = ['history-aggregate', 'history-export', 'metrics', 'command-queue', 'slow-exports', 'login-flood'] as const
 export type AbuseCase = typeof ABUSE_CASES[number]
 
 export type Fields = Record<string, unknown>
@@ -46,6 +49,10 @@ export interface AbuseJob {
   queueLimit: number
   commandTtl: number
   offline: Array<{ uuid: string, password: string }>
+  /** login-flood: the attackers' loopback addresses, and the bad log-ins and MQTT CONNECTs each keeps in flight */
+  floodAddresses: string[]
+  floodLogins: number
+  floodConnects: number
 }
 
 /** What one kind of request got: statuses, the codes of the error bodies, and the time of each answer. */
@@ -126,6 +133,8 @@ interface CallOptions {
   slowBytesPerS?: number
   /** called with the body's bytes so far (slow readers report what they hold open) */
   onBody?: (res: IncomingMessage) => void
+  /** the local address to send from (login-flood: each attacker its own loopback address) */
+  localAddress?: string
 }
 
 /** One HTTP request; never rejects: a failure is an answer with status 0. */
@@ -159,7 +168,7 @@ async function call (url: string, opts: CallOptions): Promise<Answer> {
       headers['content-type'] = 'application/json'
       headers['content-length'] = String(Buffer.byteLength(text))
     }
-    const req = request(url, { method: opts.method ?? 'GET', agent, headers, signal: opts.signal }, (res) => {
+    const req = request(url, { method: opts.method ?? 'GET', agent, headers, signal: opts.signal, localAddress: opts.localAddress }, (res) => {
       status = res.statusCode ?? 0
       const ra = Number(res.headers['retry-after'])
       if (Number.isFinite(ra) && ra >= 0) retryAfterS = ra
@@ -417,12 +426,129 @@ async function commandQueue (job: AbuseJob, signal: AbortSignal): Promise<Fields
   }
 }
 
+/**
+ * One MQTT 3.1.1 CONNECT on a TCP connection of its own from `localAddress`
+ * (mqtt.js cannot bind one); resolves with the CONNACK's return code
+ * (undefined: none came) once the server has closed the connection, as
+ * United does after a refusal (the server closing first leaves the
+ * TIME_WAIT on its side, not on the attacker's ports).
+ */
+async function mqttConnect (url: URL, localAddress: string, username: string, password: string, signal: AbortSignal): Promise<{ returnCode?: number, ms: number }> {
+  const t0 = now()
+  return await new Promise((resolve) => {
+    let returnCode: number | undefined
+    let ms = 0
+    let got = Buffer.alloc(0)
+    let settled = false
+    const socket = createConnection({ host: url.hostname, port: Number(url.port), localAddress, noDelay: true })
+    const finish = (): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      signal.removeEventListener('abort', finish)
+      socket.destroy()
+      resolve({ returnCode, ms })
+    }
+    // no CONNACK in 20 s (United waits up to 10 s for the attempts being checked that fill a limit), or still open 1 s after it: given up
+    let timer = setTimeout(finish, 20_000)
+    signal.addEventListener('abort', finish, { once: true })
+    socket.on('connect', () => {
+      socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 0, clientId: `bench-flood-${randomBytes(6).toString('hex')}`, username, password: Buffer.from(password) }))
+    })
+    socket.on('data', (chunk: Buffer) => {
+      if (returnCode !== undefined) return
+      got = Buffer.concat([got, chunk])
+      if (got.length < 4) return
+      // CONNACK: 0x20, remaining length 2, flags, return code
+      returnCode = got[0] === 0x20 ? got[3] as number : -1
+      ms = now() - t0
+      clearTimeout(timer)
+      timer = setTimeout(finish, 1000)
+    })
+    socket.on('error', () => {}) // 'close' follows
+    socket.on('close', finish)
+  })
+}
+
+/**
+ * A log-in flood from `floodAddresses` (loopback addresses of their own):
+ * each keeps `floodLogins` bad log-ins in flight at POST /users/obtain_token/,
+ * back to back, each with a new unknown username (so no identity is ever
+ * blocked: only the address, after AUTH_FAIL_ADDRESS_LIMIT failures, its
+ * 503 UNITED_BUSY included), and `floodConnects` MQTT CONNECTs with made-up
+ * credentials (a robot token, then a forged JWT, in turn), each on a new
+ * connection. A 401 is a password checked (one scrypt); a 429 (and CONNACK
+ * 5) a refusal of a blocked address, which costs no hash.
+ */
+async function loginFlood (job: AbuseJob, signal: AbortSignal): Promise<Fields> {
+  const addresses = job.floodAddresses
+  const logins = new Tally()
+  const mqttUrl = new URL(job.mqttUrl)
+  const connack = new Map<string, number>()
+  const connackMs: number[] = []
+  let connects = 0
+  let connectsCut = 0
+  /** ms from the start to each address's first 429 */
+  const blockedAt = new Map<string, number>()
+  let last401 = NaN
+  let after429 = 0
+  let n = 0
+  let kind = 0
+  const b64 = (bytes: number): string => randomBytes(bytes).toString('base64url')
+  const t0 = now()
+  await Promise.all([
+    loops(addresses.length * job.floodLogins, signal, async (w) => {
+      const from = addresses[w % addresses.length] as string
+      const a = await call(`${job.httpUrl}/users/obtain_token/`, { method: 'POST', body: { username: `bench-flood-${process.pid}-${n++}`, password: 'wrong-password' }, signal, read: 'json', localAddress: from })
+      logins.add(a)
+      if (a.status === 401) last401 = now() - t0
+      if (a.status === 429) {
+        if (!blockedAt.has(from)) {
+          blockedAt.set(from, now() - t0)
+          // the runner splits the fleet's acks there (before and after every attacker was blocked)
+          if (blockedAt.size === addresses.length) parentPort?.postMessage({ event: 'all-blocked' })
+        }
+        after429++
+      }
+      await backOff(job, a, signal)
+    }),
+    loops(addresses.length * job.floodConnects, signal, async (w) => {
+      const from = addresses[w % addresses.length] as string
+      const robot = kind++ % 2 === 0
+      const c = await mqttConnect(mqttUrl, from, robot ? randomUUID() : `bench-flood-${n++}`, robot ? randomBytes(32).toString('hex') : `${b64(20)}.${b64(40)}.${b64(32)}`, signal)
+      if (c.returnCode === undefined && signal.aborted) { connectsCut++; return }
+      connects++
+      const key = c.returnCode === undefined ? 'no_answer' : String(c.returnCode)
+      connack.set(key, (connack.get(key) ?? 0) + 1)
+      if (c.returnCode !== undefined) connackMs.push(c.ms)
+      else await Promise.race([sleep(10), aborted(signal)])
+    })
+  ])
+  const s = (now() - t0) / 1000
+  const blocked = [...blockedAt.values()].sort((x, y) => x - y)
+  const at = (q: number): number => round(blocked[Math.min(blocked.length - 1, Math.floor(q * blocked.length))] as number, 0)
+  const lat = percentiles(connackMs)
+  return {
+    addresses: addresses.length,
+    logins_per_address: job.floodLogins,
+    connects_per_address: job.floodConnects,
+    ...logins.report(s),
+    hashed_401: logins.statuses.get('401') ?? 0,
+    last_401_ms: round(last401, 0),
+    addresses_blocked: blocked.length,
+    ...(blocked.length > 0 ? { blocked_after_ms: { first: at(0), median: at(0.5), last: at(1) } } : {}),
+    refused_429: after429,
+    mqtt: { connects, per_s: round(connects / s, 1), connack: Object.fromEntries(connack), connack_p50_ms: lat.p50_ms, connack_p99_ms: lat.p99_ms, connack_max_ms: lat.max_ms, aborted_at_end: connectsCut }
+  }
+}
+
 const CASES: Record<AbuseCase, (job: AbuseJob, signal: AbortSignal) => Promise<Fields>> = {
   'history-aggregate': historyAggregate,
   'history-export': historyExport,
   metrics,
   'command-queue': commandQueue,
-  'slow-exports': slowExports
+  'slow-exports': slowExports,
+  'login-flood': loginFlood
 }
 
 // ---- the worker ----------------------------------------------------------------------
