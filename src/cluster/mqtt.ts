@@ -13,7 +13,7 @@ import { createRequire } from 'node:module'
 import { Readable } from 'node:stream'
 import type { Redis } from 'ioredis'
 import type { MQEmitter } from 'mqemitter'
-import { topicMatches } from '../contract/topics.js'
+import { hasWildcard, topicMatches } from '../contract/topics.js'
 
 const require = createRequire(import.meta.url)
 // CommonJS packages: the prefixing emitter is a property of the module.
@@ -132,19 +132,22 @@ export function createMqttCluster ({ prefix, brokerId, pub, sub, db, isUp }: { p
   persistence.outgoingStream = (client) => isUp() ? outgoingStream(client) : Readable.from([])
   storeSessionsInTurn(persistence, inTurn)
 
-  let broker: { publish: Publish } | undefined
+  let broker: { publish: Publish, closed?: boolean } | undefined
   const setup = persistence.setup.bind(persistence)
   persistence.setup = async (aedes) => {
-    broker = aedes as { publish: Publish }
+    broker = aedes as { publish: Publish, closed?: boolean }
     await setup(aedes)
   }
-  const retained = holdRetained(persistence, isUp)
+  const retained = holdRetained(persistence, isUp, (p) => {
+    if (broker === undefined || broker.closed === true) return
+    broker.publish({ cmd: 'publish', topic: p.topic, payload: p.payload, qos: 0, retain: false, dup: false }, () => {})
+  })
   // Every SUBSCRIBE of the cluster is announced on `$SYS/<broker id>/new/subscribes`
   // (by Aedes, through the emitter): another node's subscriber is given again
   // what this node stored lately and it may have missed.
   mq.on('$SYS/+/new/subscribes', (packet, cb) => {
     cb()
-    if (packet.topic === `$SYS/${brokerId}/new/subscribes`) return // this node's own subscribers merge what it holds
+    if (!retained.anyRecent() || packet.topic === `$SYS/${brokerId}/new/subscribes`) return // this node's own subscribers merge what it holds
     let filters: string[]
     try {
       const subs = (JSON.parse(String(packet.payload)) as { subs?: Array<{ topic?: unknown, qos?: unknown }> }).subs ?? []
@@ -152,9 +155,7 @@ export function createMqttCluster ({ prefix, brokerId, pub, sub, db, isUp }: { p
     } catch {
       return
     }
-    for (const p of retained.recent(filters)) {
-      broker?.publish({ cmd: 'publish', topic: p.topic, payload: p.payload, qos: 0, retain: false, dup: false }, () => {})
-    }
+    retained.again(retained.recent(filters))
   })
 
   const encode = (clientId: string): string => encodeURIComponent(clientId)
@@ -221,16 +222,17 @@ function storeSessionsInTurn (persistence: RedisPersistence, inTurn: ReturnType<
  * messages it holds back at once (they are merged over what Redis returns).
  * Another node's new subscriber may read the previous retained message from
  * Redis, after the live one went by: when its SUBSCRIBE is announced (every
- * node hears of every SUBSCRIBE), this node publishes again, live, what it
- * stored in the last RECENT_RETAINED_MS on topics that match, so that the
- * subscriber ends with the newest. While Redis is down they wait here, one
+ * node hears of every SUBSCRIBE), this node publishes again, live and
+ * RETAINED_FLUSH_MS later, what it stored in the last RECENT_RETAINED_MS on
+ * topics that match, unless newer ones went out meanwhile, so that the
+ * subscriber ends with the newest within the hold. While Redis is down they wait here, one
  * per topic, and are written when it is back.
  *
  * Presence is not held (storeNow): it changes seldom, and a subscriber must
  * never be left with an old one. It is written before it is published, so a
  * subscriber either reads it from Redis or receives it live.
  */
-function holdRetained (persistence: RedisPersistence, isUp: () => boolean) {
+function holdRetained (persistence: RedisPersistence, isUp: () => boolean, publish: (packet: RetainedPacket) => void) {
   const storeRetained = persistence.storeRetained.bind(persistence)
   const streamRetained = persistence.createRetainedStreamCombi.bind(persistence)
   let held = new Map<string, RetainedPacket>()
@@ -241,6 +243,9 @@ function holdRetained (persistence: RedisPersistence, isUp: () => boolean) {
   const written = new Map<string, Buffer>()
   let timer: NodeJS.Timeout | null = null
   let flushing: Promise<void> | null = null
+  /** To publish again, unless a newer one is stored meanwhile. */
+  let again = new Map<string, RetainedPacket>()
+  let againTimer: NodeJS.Timeout | null = null
 
   const schedule = (): void => {
     if (timer !== null) return
@@ -293,6 +298,7 @@ function holdRetained (persistence: RedisPersistence, isUp: () => boolean) {
   return {
     async flush (): Promise<void> {
       if (timer !== null) { clearTimeout(timer); timer = null }
+      if (againTimer !== null) { clearTimeout(againTimer); againTimer = null }
       await flushing
       if (held.size > 0) await write()
     },
@@ -311,15 +317,42 @@ function holdRetained (persistence: RedisPersistence, isUp: () => boolean) {
       held.set(packet.topic, packet)
       schedule()
     },
+    anyRecent: (): boolean => recent.size > 0,
+    /**
+     * Publishes these again, live, RETAINED_FLUSH_MS from now, each unless a
+     * newer one was stored meanwhile (that one went out live to the new
+     * subscriber). Not at once: the subscriber's node is still reading the
+     * retained messages from Redis, and an older one read there would reach
+     * the subscriber after the newest.
+     */
+    again (packets: RetainedPacket[]): void {
+      for (const p of packets) again.set(p.topic, p)
+      if (again.size === 0 || againTimer !== null) return
+      againTimer = setTimeout(() => {
+        againTimer = null
+        const due = again
+        again = new Map()
+        for (const [topic, p] of due) {
+          const r = recent.get(topic)
+          if (r === undefined || r.packet === p) publish(p)
+        }
+      }, RETAINED_FLUSH_MS)
+      againTimer.unref()
+    },
     /** The non-empty retained messages stored in the last RECENT_RETAINED_MS on topics that match `filters`. */
     recent (filters: string[]): RetainedPacket[] {
       if (recent.size === 0 || filters.length === 0) return []
       const since = Date.now() - RECENT_RETAINED_MS
-      const found: RetainedPacket[] = []
-      for (const { packet, at } of recent.values()) {
-        if (at >= since && packet.payload.length > 0 && filters.some((f) => topicMatches(f, packet.topic))) found.push(packet)
+      const found = new Map<string, RetainedPacket>()
+      const take = (r: { packet: RetainedPacket, at: number } | undefined): void => {
+        if (r !== undefined && r.at >= since && r.packet.payload.length > 0) found.set(r.packet.topic, r.packet)
       }
-      return found
+      for (const filter of filters) {
+        // A robot's own topics are one lookup each; only wildcards (staff watchers) look through them all.
+        if (!hasWildcard(filter)) take(recent.get(filter))
+        else for (const r of recent.values()) if (topicMatches(filter, r.packet.topic)) take(r)
+      }
+      return [...found.values()]
     }
   }
 }
