@@ -147,7 +147,10 @@ export async function createCluster ({ config, log: parentLog }: { config: Confi
       for (const listener of reconnectListeners) listener()
     }
     await counter.beat(forgotten)
-    if (Date.now() - ownersRenewedAt > OWNER_TTL * 1000 / 3) {
+    if (forgotten && beats > 0) {
+      ownersRenewedAt = Date.now()
+      await owners.claimAll(hooks.clientIds())
+    } else if (Date.now() - ownersRenewedAt > OWNER_TTL * 1000 / 3) {
       ownersRenewedAt = Date.now()
       await owners.renew(hooks.clientIds())
     }

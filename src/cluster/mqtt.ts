@@ -87,9 +87,10 @@ interface DegradablePersistence extends RedisPersistence {
  * `pub` and `sub` carry the emitter's messages (channels under
  * `<prefix>mqtt:`); `db` holds the persistence's keys (its keyPrefix is
  * `<prefix>mqtt:`). Sessions that ask to persist (clean = false) are bounded:
- * a queued message lives an hour, and at most 100 are delivered when the
- * session comes back, so sessions that never return cannot grow Redis
- * without bound.
+ * a queued message lives an hour, at most 100 are delivered when the
+ * session comes back, and a session expires and is capped per identity
+ * (sessions.ts, through dropSession), so sessions that never return cannot
+ * grow Redis without bound.
  *
  * While Redis is down (`isUp`), a node keeps logging in and serving clean
  * sessions (CONTRACT §10): the steps of a CONNECT that only clear a previous

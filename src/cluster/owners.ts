@@ -55,6 +55,13 @@ export function createOwnerRegistry ({ redis, prefix, nodeId, brokerId }: { redi
     async release (clientId: string): Promise<void> {
       await r.unitedReleaseOwner(key(clientId), mine, brokerId, clientId)
     },
+    /** Writes again the records of the connections this node holds (Redis lost them: emptied, or this node was taken for dead). */
+    async claimAll (clientIds: Iterable<string>): Promise<void> {
+      const pipeline = redis.pipeline()
+      for (const id of clientIds) pipeline.set(key(id), brokerId, 'EX', OWNER_TTL).sadd(mine, id)
+      pipeline.expire(mine, OWNER_TTL)
+      await pipeline.exec()
+    },
     /** Renews the records of the connections this node holds. */
     async renew (clientIds: Iterable<string>): Promise<void> {
       const pipeline = redis.pipeline()

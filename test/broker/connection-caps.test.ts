@@ -28,8 +28,10 @@ t.test('a robot holds at most 10 connections by default, a user MAX_CONNECTIONS_
   const robot = await createRobot(app)
   const token = await robotToken(app, robot)
   const robotClients: MqttClient[] = []
-  for (let i = 0; i < 10; i++) robotClients.push(await connect(t, app, { username: robot.uuid, password: token, clientId: `r-${i}` }))
-  t.equal(robotClients.length, 10, 'ten connections of one robot are accepted')
+  // Half over WebSocket: a connection counts however it came.
+  for (let i = 0; i < 10; i++) robotClients.push(await connect(t, app, { username: robot.uuid, password: token, clientId: `r-${i}`, transport: i % 2 === 0 ? 'tcp' : 'ws' }))
+  t.equal(robotClients.length, 10, 'ten connections of one robot are accepted (TCP and WebSocket)')
+  t.equal(await refused(t, app, { username: robot.uuid, password: token, clientId: 'r-extra-ws', transport: 'ws' }), 5, 'the eleventh over WebSocket: CONNACK 5')
   for (let i = 0; i < 4; i++) {
     const code = await refused(t, app, { username: robot.uuid, password: token, clientId: `r-extra-${i}` })
     t.equal(code, 5, `the eleventh connection (try ${i + 1}) gets CONNACK 5`)
@@ -38,9 +40,10 @@ t.test('a robot holds at most 10 connections by default, a user MAX_CONNECTIONS_
   t.ok(fresh.connected, 'a connection with a client id the robot holds takes it over, at the cap')
   await closed(robotClients[3] as MqttClient)
   t.pass('the connection taken over is closed')
-  robotClients[0]?.end(true)
+  robotClients[1]?.end(true)
   const again = await eventually(async () => await attempt(t, app, { username: robot.uuid, password: token, clientId: 'r-10' }), (code) => code === 0)
-  t.equal(again, 0, 'a closed connection frees its place')
+  t.equal(again, 0, 'a closed (WebSocket) connection frees its place')
+  t.equal(await refused(t, app, { username: robot.uuid, password: token, clientId: 'r-11' }), 5, 'and only one')
 
   const user = await createUser(app)
   for (let i = 0; i < 3; i++) await connect(t, app, { username: user.username, password: user.jwt, clientId: `u-${i}` })
@@ -50,7 +53,7 @@ t.test('a robot holds at most 10 connections by default, a user MAX_CONNECTIONS_
 
   const robotLines = lines.filter((l) => l.includes(`robot:${robot.uuid}`))
   const userLines = lines.filter((l) => l.includes(`user:${user.id}`))
-  t.equal(robotLines.length, 1, 'the robot\'s four refusals are logged once')
+  t.equal(robotLines.length, 1, 'the robot\'s six refusals are logged once')
   t.equal(userLines.length, 1, 'the user\'s five refusals are logged once')
 })
 
