@@ -13,7 +13,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { extractJwt } from '../src/contract/credentials.js'
 import { isError } from '../src/errors.js'
 import type { Services } from '../src/services/index.js'
-import type { Outcome } from '../src/services/login-limits.js'
+import { holdRefusal, type Outcome } from '../src/services/login-limits.js'
 import { checking, reasonOf } from '../src/services/unavailable.js'
 import type { AccessCache } from './access-cache.js'
 import { identityKey, revocationMark, revokedSince, scopedClientId, setPrincipal, short, type BrokerPrincipal } from './principal.js'
@@ -135,9 +135,10 @@ export function createAuthenticate ({ services, addressOf, access, log, robotAcc
       try {
         return await loginLimits.attempt(address, { via: 'mqtt', kind: JWT_SHAPE.test(secret ?? '') ? 'user' : 'robot', name: username }, check, counted)
       } catch (err) {
-        if (isError(err, 'TOO_MANY_ATTEMPTS')) throw new ConnectBlocked(CONNACK.NOT_AUTHORIZED, 'too many failed log-ins')
+        // Held before they are sent, for clients that reconnect at once (holdRefusal).
+        if (isError(err, 'TOO_MANY_ATTEMPTS')) { await holdRefusal(); throw new ConnectBlocked(CONNACK.NOT_AUTHORIZED, 'too many failed log-ins') }
         // Too many log-ins of this identity being checked at once for too long.
-        if (isError(err, 'BUSY')) throw new ConnectRefused(CONNACK.SERVER_UNAVAILABLE, 'too many log-ins being checked', false)
+        if (isError(err, 'BUSY')) { await holdRefusal(); throw new ConnectRefused(CONNACK.SERVER_UNAVAILABLE, 'too many log-ins being checked', false) }
         throw err
       }
     }

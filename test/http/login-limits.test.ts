@@ -9,7 +9,7 @@ import { build } from '../helper.js'
 import { robotToken, TLS_SETTINGS, TLS_TRANSPORTS } from '../mqtt.js'
 
 const LIMIT = 3
-const WINDOW = 2
+const WINDOW = 5
 const NOT_AUTHORIZED = 5
 const BAD_CREDENTIALS = 4
 
@@ -94,7 +94,8 @@ t.test('AUTH_FAIL_ADDRESS_LIMIT failures across identities block the whole addre
   const { app, user, robot } = await setup(t)
   // One identity blocked at the address: its blocked attempts do not count toward the address.
   for (let i = 0; i < LIMIT; i++) t.equal((await userLogin(app, '127.0.0.9', { ...user, username: 'ghost' }, 'wrong')).statusCode, 401)
-  for (let i = 0; i < 3 * ADDRESS_LIMIT; i++) assertBlocked(t, await userLogin(app, '127.0.0.9', { ...user, username: 'ghost' }, 'wrong'), `blocked attempt ${i + 1}`)
+  const refused = await Promise.all(Array.from({ length: 3 * ADDRESS_LIMIT }, async () => await userLogin(app, '127.0.0.9', { ...user, username: 'ghost' }, 'wrong')))
+  refused.forEach((res, i) => { assertBlocked(t, res, `blocked attempt ${i + 1}`) })
   t.equal((await userLogin(app, '127.0.0.9', user)).statusCode, 200, 'LIMIT failures of the address so far: others log in')
   // Then a guess of a new name each time: the address limit.
   for (let i = LIMIT; i < ADDRESS_LIMIT; i++) t.equal((await userLogin(app, '127.0.0.9', { ...user, username: `guess${i}` }, 'wrong')).statusCode, 401, `failure ${i + 1} of the address`)
@@ -152,15 +153,15 @@ t.test('behind a trusted proxy the address is the one the proxy appended to X-Fo
 
 t.test('failed API log-ins are audited, coalesced per address and window', async (t) => {
   const { app, user, robot } = await setup(t)
-  for (let i = 0; i < 10; i++) await userLogin(app, '127.0.0.14', user, 'wrong')
-  for (let i = 0; i < 10; i++) await robotLogin(app, '127.0.0.15', robot, 'wrong')
+  await Promise.all(Array.from({ length: LIMIT + 5 }, async () => await userLogin(app, '127.0.0.14', user, 'wrong')))
+  await Promise.all(Array.from({ length: LIMIT + 5 }, async () => await robotLogin(app, '127.0.0.15', robot, 'wrong')))
   const entries = async (): Promise<Array<{ action: string, ip: string | null, details: Record<string, unknown> | null }>> =>
     (await app.services.audit.list({ limit: 100 })).items.filter((e) => e.action.endsWith('login_failed') || e.action === 'auth.login_blocked')
   let seen = await entries()
   for (let i = 0; i < 50 && seen.length < 4; i++) { await pause(20); seen = await entries() }
   const of = (ip: string) => seen.filter((e) => e.ip === ip).map((e) => e.action).sort()
-  t.same(of('127.0.0.14'), ['auth.login_blocked', 'user.login_failed'], 'ten bad user log-ins: two entries')
-  t.same(of('127.0.0.15'), ['auth.login_blocked', 'robot.login_failed'], 'ten bad robot log-ins: two entries')
+  t.same(of('127.0.0.14'), ['auth.login_blocked', 'user.login_failed'], 'eight bad user log-ins: two entries')
+  t.same(of('127.0.0.15'), ['auth.login_blocked', 'robot.login_failed'], 'eight bad robot log-ins: two entries')
   const failed = seen.find((e) => e.action === 'user.login_failed')
   t.equal(failed?.details?.username, user.username, 'the first failure names the account tried')
   t.equal(failed?.details?.via, 'api')
@@ -168,6 +169,20 @@ t.test('failed API log-ins are audited, coalesced per address and window', async
   t.equal(blocked?.details?.failures, LIMIT, 'the block says how many failures caused it')
   t.equal(blocked?.details?.scope, 'identity', 'and that it blocks one identity')
   t.equal(blocked?.details?.username, user.username, 'which one')
+})
+
+t.test('a refusal of a blocked log-in is held a second before it is sent (clients that ask again at once)', async (t) => {
+  const { app, robot } = await setup(t)
+  for (let i = 0; i < LIMIT; i++) await robotLogin(app, '127.0.0.22', robot, 'wrong')
+  const started = Date.now()
+  assertBlocked(t, await robotLogin(app, '127.0.0.22', robot), 'blocked')
+  t.ok(Date.now() - started >= 900, 'answered after about a second, not at once')
+  const connecting = Date.now()
+  t.equal(await connackFrom(t, app, '127.0.0.22', 'tcp', { username: 'ghost', password: 'x' }), BAD_CREDENTIALS, 'a CONNECT of another identity is answered')
+  for (let i = 1; i < LIMIT; i++) await connackFrom(t, app, '127.0.0.22', 'tcp', { username: 'ghost', password: 'x' })
+  const refusedAt = Date.now()
+  t.equal(await connackFrom(t, app, '127.0.0.22', 'tcp', { username: 'ghost', password: 'x' }), NOT_AUTHORIZED, 'then blocked: CONNACK 5')
+  t.ok(Date.now() - refusedAt >= 900, `held too (${Date.now() - refusedAt} ms; the ${LIMIT} counted refusals took ${refusedAt - connecting} ms)`)
 })
 
 t.test('concurrent wrong secrets cannot get past the limit: each is counted before it is checked', async (t) => {

@@ -3,10 +3,11 @@
 // even parsed (so no hash is computed for it); an identity blocked at an
 // address gets the same once the body names it; a wrong secret counts
 // against the identity and the address, a refusal for busy against the
-// address only.
+// address only. Refusals of blocked or busy log-ins are held a second before
+// they are sent (holdRefusal), for clients that ask again at once.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { Errors, isError, withRetryAfter, type UnitedErrorName } from '../../errors.js'
-import type { LoginAttempt, Outcome } from '../../services/login-limits.js'
+import { holdRefusal, type LoginAttempt, type Outcome } from '../../services/login-limits.js'
 
 export function loginLimits (fastify: FastifyInstance, kind: LoginAttempt['kind']) {
   const limiter = fastify.services.loginLimits
@@ -18,12 +19,19 @@ export function loginLimits (fastify: FastifyInstance, kind: LoginAttempt['kind'
     /** onRequest hook: refuses an address blocked as a whole. */
     async onRequest (request: FastifyRequest): Promise<void> {
       const retryAfter = await limiter.addressBlocked(request.ip)
-      if (retryAfter !== null) throw withRetryAfter(new Errors.TOO_MANY_ATTEMPTS(), retryAfter)
+      if (retryAfter === null) return
+      await holdRefusal()
+      throw withRetryAfter(new Errors.TOO_MANY_ATTEMPTS(), retryAfter)
     },
 
     /** Runs a log-in of `name` under the limits (429 when blocked). */
     async counted<T> (request: FastifyRequest, name: string, login: () => Promise<T>): Promise<T> {
-      return await limiter.attempt(request.ip, { via: 'api', kind, name }, login, outcome)
+      try {
+        return await limiter.attempt(request.ip, { via: 'api', kind, name }, login, outcome)
+      } catch (err) {
+        if (isError(err, 'TOO_MANY_ATTEMPTS') || isError(err, 'BUSY')) await holdRefusal()
+        throw err
+      }
     }
   }
 }
