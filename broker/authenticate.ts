@@ -74,7 +74,7 @@ export function createAuthenticate ({ services, addressOf, access, log, robotAcc
         if (isError(err, 'USER_INACTIVE')) throw new ConnectRefused(CONNACK.NOT_AUTHORIZED, 'user is not active', false)
         if (isError(err, 'CREDENTIAL_REVOKED')) throw new ConnectRefused(CONNACK.NOT_AUTHORIZED, 'credential revoked', false)
         if (isError(err, 'TOKEN_INVALID')) {
-          // marked by services/auth.ts (isSignedHere): expired, or a refresh token
+          // marked `signed` by services/auth.ts: expired, or a refresh token
           const signed = (err as { signed?: unknown }).signed === true
           throw signed ? new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'JWT expired or not an access token', false) : new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'invalid JWT')
         }

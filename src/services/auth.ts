@@ -35,15 +35,11 @@ type CurrentUser = Awaited<ReturnType<UserService['credentialState']>>
 /**
  * Marks a TOKEN_INVALID thrown for a token whose signature held: expired, or
  * of the wrong kind (a refresh token given as an access token). Such a token
- * was signed here, so presenting it is never a guess (isSignedHere).
+ * was signed here, so presenting it is never a guess: the broker reads
+ * `signed` to count it toward no log-in limit.
  */
 function signedHere (err: Error): Error & { signed: true } {
   return Object.assign(err, { signed: true as const })
-}
-
-/** True for the TOKEN_INVALID of a token this server signed (expired, or a refresh token): not a guess. */
-export function isSignedHere (err: unknown): boolean {
-  return isError(err, 'TOKEN_INVALID') && (err as { signed?: unknown }).signed === true
 }
 
 /**
@@ -124,8 +120,8 @@ export function createAuthService ({ users, audit, events, jwt, accessTtl, refre
    * when it was signed here: expired, or a refresh token); CREDENTIAL_REVOKED
    * for one signed here whose user was since deleted, or whose tokens were
    * revoked (a password change or a deactivation moved the version on,
-   * also after a reactivation: CONTRACT §13); USER_INACTIVE for an inactive
-   * user's own token (CONNACK 5 on MQTT).
+   * also after a reactivation); USER_INACTIVE for an inactive user's own
+   * token (CONNACK 5 on MQTT).
    */
   async function access (accessToken: string): Promise<UserPrincipal> {
     const c = claims(accessToken, 'access')
@@ -183,7 +179,7 @@ export function createAuthService ({ users, audit, events, jwt, accessTtl, refre
      * revoked credential is not a guess: as verifyAccess, but a token this
      * server signed for a user since deleted, or before a password change or
      * a deactivation, throws CREDENTIAL_REVOKED, and the TOKEN_INVALID of an
-     * expired or refresh token is marked (isSignedHere).
+     * expired or refresh token is marked `signed: true`.
      */
     authenticateAccess: access,
 
