@@ -2,8 +2,8 @@
 // disabling, deleting or rotating its robot (remembered for ROBOT_TOKEN_TTL
 // after the voiding), and a JWT this server signed whose user was since
 // deleted, deactivated or given a new password, get CONNACK 5 and count
-// toward no log-in limit; an expired JWT signed here gets CONNACK 4,
-// uncounted. Unknown tokens and JWTs with a bad signature get CONNACK 4 and
+// toward no log-in limit; an expired JWT signed here, or a refresh JWT, gets
+// CONNACK 4, uncounted. Unknown tokens and JWTs with a bad signature get CONNACK 4 and
 // count, as before. Real mqtt.js clients from chosen loopback addresses.
 import { createHmac } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -112,6 +112,12 @@ t.test('stale credentials count toward no limit: after 20 from one address, that
   const expired = jwtOf(late, TEST_JWT_SECRET, { iat: now - 600, exp: now - 300 })
   for (let i = 0; i < 20; i++) t.equal(await asUser(t, app, late, expired, from), BAD_CREDENTIALS, `expired JWT ${i + 1}: CONNACK 4`)
   t.equal(await asUser(t, app, late, late.jwt, from), ACCEPTED, 'the user connects with a valid JWT from the same address')
+
+  const refreshing = await createUser(app)
+  const pair = await app.inject({ method: 'POST', url: '/users/obtain_token/', payload: { username: refreshing.username, password: refreshing.password } })
+  const refresh = pair.json().refresh as string
+  for (let i = 0; i < 20; i++) t.equal(await asUser(t, app, refreshing, refresh, from), BAD_CREDENTIALS, `refresh JWT ${i + 1}: CONNACK 4`)
+  t.equal(await asUser(t, app, refreshing, refreshing.jwt, from), ACCEPTED, 'after 20 refresh JWTs (signed here) the user connects from the same address')
 
   // The control: JWTs with a bad signature do count, so the limit was on.
   const guessed = await createUser(app)
