@@ -50,8 +50,9 @@ export function capConnections (authenticate: Authenticate, { caps, counter, hel
       const identity = identityKey(who)
       const cap = who.kind === 'robot' ? caps.robot : caps.user
       const admit = async (): Promise<boolean> => {
-        if (cap === 0 || await held(client.id)) return await counter.acquire(identity, 0)
-        return await counter.acquire(identity, cap)
+        if (await counter.acquire(identity, cap)) return true
+        // At the cap: a takeover of a connection the identity holds still passes (it replaces one).
+        return await held(client.id) && await counter.acquire(identity, 0)
       }
       admit().catch(() => null).then((yes) => {
         if (yes === null) { done(null, true); return } // not counted (cannot happen: the counters fall back to this node's own count)
