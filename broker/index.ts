@@ -24,6 +24,7 @@ import { createTlsListener, type TlsListener } from './tls.js'
 import { attachWebSocket } from './websocket.js'
 import { ownChannel, robotTopic } from '../src/contract/topics.js'
 import { createLocalCounter } from '../src/cluster/connections.js'
+import { createLocalSessionRegistry } from '../src/cluster/sessions.js'
 
 /**
  * A client's address: the socket's peer, or on a WebSocket behind a trusted
@@ -186,6 +187,14 @@ export default fp(async (fastify) => {
   // topic. In cluster mode the retained messages live in Redis, for every node.
   if (cluster === null) indexRetained((aedes as unknown as { persistence: Parameters<typeof indexRetained>[0] }).persistence)
   takeover.attach(aedes)
+  // Persistent sessions expire and are capped per identity (in Redis in cluster mode, started with the cluster).
+  const sessions = cluster?.sessions ?? createLocalSessionRegistry({
+    drop: async (id) => { await (aedes as unknown as { persistence: { cleanSubscriptions: (client: { id: string }) => Promise<unknown> } }).persistence.cleanSubscriptions({ id }) },
+    ttlSeconds: config.MQTT_SESSION_TTL,
+    cap: config.MQTT_SESSIONS_PER_IDENTITY,
+    log
+  })
+  if (cluster === null) sessions.start()
   // Aedes reports what it cannot recover from (a persistence that failed) as 'error': logged, never a crash.
   ;(aedes as unknown as NodeJS.EventEmitter).on('error', (err: Error) => { log.error({ err: short(err.message, 300) }, 'MQTT broker error') })
 
@@ -196,7 +205,7 @@ export default fp(async (fastify) => {
       return
     }
     takeover.connected(client)
-    if (cluster !== null && client.clean === false) cluster.sessions.connected(client.id)
+    if (client.clean === false) sessions.connected(client.id)
     const who = principalOf(client)
     if (who?.kind !== 'robot') return
     acks.connected(client, who.uuid)
@@ -204,7 +213,7 @@ export default fp(async (fastify) => {
   })
   aedes.on('clientDisconnect', (client: Client) => {
     takeover.disconnected(client)
-    if (cluster !== null && client.clean === false) cluster.sessions.disconnected(client.id)
+    if (client.clean === false) sessions.disconnected(client.id)
     const who = principalOf(client)
     if (who?.kind === 'robot') presence.disconnected(client, who)
     else if (who?.kind === 'user') access.release(who.id)
@@ -340,6 +349,7 @@ export default fp(async (fastify) => {
     // this node's robots are without it (offline, or connected elsewhere).
     if (cluster !== null) await presence.release(cluster.nodeId, presence.robotUuids()).catch(() => {})
     await presenceWriter?.settle()
+    if (cluster === null) sessions.close()
     await new Promise<void>((resolve) => { aedes!.close(() => { resolve() }) })
     await tcpClosed
     await tlsClosed

@@ -14,6 +14,8 @@
 // a crashed node's sessions therefore expire MQTT_SESSION_TTL after its last
 // refresh. Every node sweeps expired sessions; ZREM decides which node drops
 // each one (everything it left in Redis, and its subscriptions on every node).
+// A lone node applies the same bounds to the sessions Aedes keeps in memory
+// (createLocalSessionRegistry).
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 
@@ -172,6 +174,80 @@ export function createSessionRegistry ({ redis, drop, stored, ttlSeconds, cap, l
     close () {
       closed = true
       for (const timer of timers) clearInterval(timer)
+    }
+  }
+}
+
+/**
+ * The same bounds on a lone node, whose sessions Aedes keeps in memory: a
+ * session expires MQTT_SESSION_TTL after its last connection ended, and an
+ * identity keeps at most MQTT_SESSIONS_PER_IDENTITY, the least recently used
+ * dropped first.
+ */
+export function createLocalSessionRegistry ({ drop, ttlSeconds, cap, log }: {
+  drop: (clientId: string) => Promise<void>
+  ttlSeconds: number
+  cap: number
+  log: FastifyBaseLogger
+}): SessionRegistry {
+  const ttlMs = ttlSeconds * 1000
+  interface Entry { connections: number, expiresAt: number }
+  const sessions = new Map<string, Entry>()
+  /** Per identity, its sessions' client ids, least recently used first. */
+  const byIdentity = new Map<string, Set<string>>()
+  let timer: NodeJS.Timeout | undefined
+
+  const forget = (clientId: string, why: string): void => {
+    sessions.delete(clientId)
+    const identity = identityOfClientId(clientId)
+    const ids = byIdentity.get(identity)
+    ids?.delete(clientId)
+    if (ids?.size === 0) byIdentity.delete(identity)
+    drop(clientId).catch((err: unknown) => { log.debug({ err: (err as Error).message, why }, 'a persistent session could not be dropped') })
+  }
+  const use = (clientId: string): void => {
+    const identity = identityOfClientId(clientId)
+    let ids = byIdentity.get(identity)
+    if (ids === undefined) byIdentity.set(identity, ids = new Set())
+    ids.delete(clientId)
+    ids.add(clientId) // last: the most recently used
+    if (cap <= 0) return
+    for (const id of ids) {
+      if (ids.size <= cap) break
+      // A connected session stays (the connection caps bound those).
+      if (id !== clientId && (sessions.get(id)?.connections ?? 0) === 0) forget(id, 'over MQTT_SESSIONS_PER_IDENTITY')
+    }
+  }
+  async function sweep (): Promise<number> {
+    const now = Date.now()
+    let dropped = 0
+    for (const [id, entry] of sessions) {
+      if (entry.connections === 0 && entry.expiresAt <= now) { forget(id, 'expired'); dropped++ }
+    }
+    return dropped
+  }
+  return {
+    connected (clientId) {
+      const entry = sessions.get(clientId) ?? { connections: 0, expiresAt: Infinity }
+      entry.connections++
+      entry.expiresAt = Infinity
+      sessions.set(clientId, entry)
+      use(clientId)
+    },
+    disconnected (clientId) {
+      const entry = sessions.get(clientId)
+      if (entry === undefined) return
+      entry.connections = Math.max(0, entry.connections - 1)
+      if (entry.connections === 0) entry.expiresAt = Date.now() + ttlMs
+      use(clientId)
+    },
+    start () {
+      timer = setInterval(() => { void sweep() }, Math.min(60_000, Math.max(1000, Math.floor(ttlMs / 4))))
+      timer.unref()
+    },
+    sweep,
+    close () {
+      clearInterval(timer)
     }
   }
 }
