@@ -128,7 +128,7 @@ export function createAuthenticate ({ services, addressOf, access, log, robotAcc
     const check = async (): Promise<BrokerPrincipal> => {
       principal = await identify(client, username, secret)
       // Revoked while its credentials were being checked: too late to pass.
-      if (revokedSince(identityKey(principal), mark)) throw new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'credentials revoked during log-in', false)
+      if (revokedSince(identityKey(principal), mark)) throw new ConnectRefused(CONNACK.NOT_AUTHORIZED, 'credentials revoked during log-in', false)
       return principal
     }
     const attempt = async (): Promise<BrokerPrincipal> => {

@@ -63,19 +63,23 @@ export function createRedisAttemptStore ({ redis, isUp }: { redis: Redis, isUp: 
   return {
     async reserve (counters, windowMs) {
       if (!isUp()) return await local.reserve(counters, windowMs)
+      const keys = counters.map((c) => key(c.key))
       try {
-        const answer = await redis.eval(RESERVE, counters.length, ...counters.map((c) => key(c.key)), windowMs, ...counters.map((c) => c.limit)) as number[]
-        return answer[0] === 1 ? { reserved: true } : answer[0] === 0 ? { full: true } : { blockedMs: answer[1] as number }
+        const answer = await redis.eval(RESERVE, counters.length, ...keys, windowMs, ...counters.map((c) => c.limit)) as number[]
+        return answer[0] === 1 ? { reserved: true, where: 'redis' } : answer[0] === 0 ? { full: true } : { blockedMs: answer[1] as number }
       } catch {
+        // No answer in time: Redis may still run the script when it wakes
+        // (a frozen Redis runs what was sent, in order). Taking the attempt
+        // back right behind it, on the same connection, leaves no attempt
+        // pending there for ever.
+        redis.eval(SETTLE, keys.length, ...keys, keys.length, windowMs).catch(() => {})
         return await local.reserve(counters, windowMs)
       }
     },
-    async settle (keys, failedKeys, windowMs) {
-      // Where the attempt was reserved (here or in Redis) is not remembered:
-      // a pending count never goes below zero, and a reservation made in
-      // memory while Redis was down ends with its window at the latest.
-      if (!isUp()) return await local.settle(keys, failedKeys, windowMs)
-      await local.settle(keys, [], windowMs)
+    async settle (keys, failedKeys, windowMs, where) {
+      if (where !== 'redis') return await local.settle(keys, failedKeys, windowMs)
+      // Reserved in Redis: settled there, whatever it is doing now (sent
+      // while it is frozen, it runs when it wakes, after the reservation).
       return await redis.eval(SETTLE, keys.length + failedKeys.length, ...[...keys, ...failedKeys].map(key), keys.length, windowMs) as number[]
     },
     async blocked (counters) {

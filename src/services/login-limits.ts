@@ -46,11 +46,12 @@ import { hashingFor } from './secrets.js'
 export interface Counter { key: string, limit: number }
 
 /**
- * What reserve() answers: reserved; or blocked, with how long the blocking
- * counter's window still runs; or full, when the failures and the attempts
- * being checked together reach a limit (wait for those to end, then ask again).
+ * What reserve() answers: reserved (with where, for the store's own use when
+ * it settles); or blocked, with how long the blocking counter's window still
+ * runs; or full, when the failures and the attempts being checked together
+ * reach a limit (wait for those to end, then ask again).
  */
-export type Reservation = { reserved: true } | { blockedMs: number } | { full: true }
+export type Reservation = { reserved: true, where?: string } | { blockedMs: number } | { full: true }
 
 /**
  * Each counter holds, for its open window, the failures counted and the
@@ -68,9 +69,9 @@ export interface AttemptStore {
   /**
    * Ends a reserved attempt: one pending attempt less in each of `keys`, one
    * failure more in each of `failedKeys` (a subset), whose failure counts it
-   * answers in that order.
+   * answers in that order. `where` is what reserve() answered.
    */
-  settle: (keys: string[], failedKeys: string[], windowMs: number) => Promise<number[]>
+  settle: (keys: string[], failedKeys: string[], windowMs: number, where?: string) => Promise<number[]>
   /** Milliseconds until the first of `counters` at its limit of failures is free again, or null: reads, counts nothing. */
   blocked: (counters: Counter[]) => Promise<number | null>
   close: () => Promise<void>
@@ -266,7 +267,7 @@ export function createLoginLimiter ({ store, limit, addressLimit, windowSeconds,
    * being checked fill a limit, waits for them to end (they may succeed);
    * past FULL_WAIT_MS, BUSY.
    */
-  async function reserve (counters: Counter[]): Promise<boolean> {
+  async function reserve (counters: Counter[]): Promise<{ reserved: true, where?: string } | false> {
     const giveUpAt = Date.now() + FULL_WAIT_MS
     for (;;) {
       let reservation: Reservation
@@ -277,7 +278,7 @@ export function createLoginLimiter ({ store, limit, addressLimit, windowSeconds,
         return false
       }
       if ('blockedMs' in reservation) throw tooMany(reservation.blockedMs)
-      if ('reserved' in reservation) return true
+      if ('reserved' in reservation) return reservation
       if (Date.now() >= giveUpAt) throw withRetryAfter(new Errors.BUSY(), 1)
       await pause(FULL_RETRY_MS)
     }
@@ -325,9 +326,9 @@ export function createLoginLimiter ({ store, limit, addressLimit, windowSeconds,
       const [identity, whole] = [identityCounter(ip, attempt.name ?? ''), addressCounter(ip)]
       const reserved = await reserve([identity, whole])
       const settle = async (failed: string[]): Promise<void> => {
-        if (!reserved) return
+        if (reserved === false) return
         try {
-          const failures = await store.settle([identity.key, whole.key], failed, windowMs)
+          const failures = await store.settle([identity.key, whole.key], failed, windowMs, reserved.where)
           if (failed.length === 2) audited(ip, attempt, failures[0] as number, failures[1] as number)
           else if (failed.length === 1) audited(ip, attempt, null, failures[0] as number)
         } catch (err) {
