@@ -77,5 +77,7 @@ t.test('one dead robot retrying at 1 Hz beside 20 live robots and a user on one 
   t.same(failures, [], 'no live robot and no log-in of the user was refused')
   t.ok(robotLogins >= 20 * 15, `the live robots reconnected ${robotLogins} times`)
   t.ok(userLogins >= 15, `the user logged in ${userLogins} times`)
-  t.ok(deadAttempts >= 4 * 100, `the dead credentials were tried ${deadAttempts} times`)
+  // Once an identity is blocked its refusals are held a second, so a client
+  // that waits a second between tries tries about every two seconds.
+  t.ok(deadAttempts >= 4 * 50, `the dead credentials were tried ${deadAttempts} times`)
 })
