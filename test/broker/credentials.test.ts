@@ -224,7 +224,8 @@ for (const transport of TRANSPORTS) {
     await held.reached
     await app.services.robots.rotate(robot.uuid, { actor: null }, 0)
     held.release()
-    t.equal(await answer, BAD_CREDENTIALS)
+    t.equal(await answer, NOT_AUTHORIZED, 'revoked during its own log-in: like every revoked credential')
+    t.notOk(await app.services.loginLimits.hasFailures('127.0.0.1'), 'and not counted as a failure')
   })
 
   t.test(`${transport}: a CONNECT whose JWT was checked just before a password change is refused`, async (t) => {
@@ -236,6 +237,7 @@ for (const transport of TRANSPORTS) {
     await held.reached
     await patchUser(app, staff, user, { password: 'a-brand-new-password' })
     held.release()
-    t.equal(await answer, BAD_CREDENTIALS)
+    t.equal(await answer, NOT_AUTHORIZED, 'revoked during its own log-in: like every revoked credential')
+    t.notOk(await app.services.loginLimits.hasFailures('127.0.0.1'), 'and not counted as a failure')
   })
 }
