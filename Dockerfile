@@ -2,7 +2,7 @@
 # United: multi-stage build. The runtime image holds the compiled JavaScript
 # and production dependencies only, runs as the unprivileged `node` user, and
 # starts `node` directly (not npm) so that `docker stop` SIGTERM reaches the
-# server and it can flush and close cleanly (CONTRACT §9).
+# server and it can flush and close cleanly (docs/operations.md §7).
 
 ARG NODE_IMAGE=node:24-bookworm-slim
 
@@ -39,7 +39,7 @@ COPY --from=build --chown=node:node /app/admin ./admin
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
-# 8883: MQTT over TLS, when MQTT_TLS_PORT=8883 and the certificate files are mounted (README, "MQTT over TLS")
+# 8883: MQTT over TLS, when MQTT_TLS_PORT=8883 and the certificate files are mounted (docs/operations.md §3)
 EXPOSE 8000 1883 8883
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.HTTP_PORT || 8000) + '/ready').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]

@@ -1,4 +1,4 @@
-// Staff log-in and log-out, and the guard of every admin page (CONTRACT §8).
+// Staff log-in and log-out, and the guard of every admin page (docs/admin.md).
 // The session cookie holds a random token; the database keeps its SHA-256
 // (services/sessions.ts). Anonymous and non-staff visitors are sent to the
 // log-in form; failed log-ins are rate-limited per client address.
@@ -121,7 +121,7 @@ const auth: FastifyPluginAsync<{ secure: boolean | 'auto', cookieName: string }>
   })
 
   // A short-lived access JWT for the live panel's MQTT-over-WebSocket log-in
-  // (CONTRACT §2: username + JWT). Same-origin only: no CORS headers, and the
+  // (docs/protocol.md §2.3: username + JWT). Same-origin only: no CORS headers, and the
   // session cookie is SameSite.
   fastify.get('/token.json', async (request) => {
     const user = (request.admin as AdminContext).user

@@ -1,4 +1,4 @@
-// The admin area, encapsulated under /admin (CONTRACT §8): the staff
+// The admin area, encapsulated under /admin (docs/admin.md and docs/protocol.md §8): the staff
 // Management API (JSON, staff JWT) and the server-rendered pages (session
 // cookie, CSRF). Each is its own context, so the cookie, CSRF and view
 // machinery of the pages never touches the API, and nothing leaks to the rest.

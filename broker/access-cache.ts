@@ -1,4 +1,4 @@
-// The in-memory access snapshot of every connected user (CONTRACT §3): the
+// The in-memory access snapshot of every connected user (docs/protocol.md §3): the
 // robots they were granted and their staff flag. authorizeForward runs per
 // message and synchronously, so it reads this and never the database. Events
 // from the Management API keep it exact: a revoked grant stops delivery at

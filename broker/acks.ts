@@ -1,8 +1,8 @@
-// Frame acks (CONTRACT §4) go straight to the robot's own connections that
+// Frame acks (docs/protocol.md §4.3) go straight to the robot's own connections that
 // subscribed to robots/{uuid}/ack, instead of through Aedes' publish pipeline
 // (retained store, offline queue lookup, topic matching over every
 // subscription, the `published` hook): an ack has exactly one possible
-// audience, the robot itself (CONTRACT §3), and its connections are known.
+// audience, the robot itself (docs/protocol.md §3), and its connections are known.
 // Aedes' Client#publish still does the delivery (packet id, QoS downgrade to
 // the subscription's, write, drain), and authorizeForward still sees the ack.
 //
@@ -14,8 +14,8 @@
 // the broker's path: its ack may have to be queued for a session that is
 // offline right now, which only Aedes' offline queue does. In cluster mode
 // (`direct`) it does not: that path runs through Redis, and no ack may wait
-// for Redis (CONTRACT §10); a robot that is gone before its ack resends the
-// frame, which is stored once and acked again (CONTRACT §4).
+// for Redis (docs/protocol.md §11); a robot that is gone before its ack resends the
+// frame, which is stored once and acked again (docs/protocol.md §4.2).
 import type { Client } from 'aedes'
 import { robotTopic } from '../src/contract/topics.js'
 

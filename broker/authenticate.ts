@@ -1,4 +1,4 @@
-// MQTT log-in (CONTRACT §2): robots with their cached access token, users
+// MQTT log-in (docs/protocol.md §2.3): robots with their cached access token, users
 // with an access JWT; on a WebSocket upgrade the `x-token` (robots) and
 // `authentication` (users) headers may stand in for the password.
 //
@@ -18,7 +18,7 @@ import { checking, reasonOf } from '../src/services/unavailable.js'
 import type { AccessCache } from './access-cache.js'
 import { identityKey, revocationMark, revokedSince, scopedClientId, setPrincipal, short, type BrokerPrincipal } from './principal.js'
 
-/** CONNACK return codes of MQTT 3.1.1 that CONTRACT §2 uses. */
+/** CONNACK return codes of MQTT 3.1.1 that docs/protocol.md §2.3 uses. */
 export const CONNACK = { IDENTIFIER_REJECTED: 2, SERVER_UNAVAILABLE: 3, BAD_CREDENTIALS: 4, NOT_AUTHORIZED: 5 } as const
 
 /**
@@ -40,7 +40,7 @@ function header (client: Client, name: string): string | undefined {
   return Array.isArray(value) ? value[0] : value
 }
 
-/** Client ids longer than this get CONNACK 2 (CONTRACT §13). */
+/** Client ids longer than this get CONNACK 2 (docs/protocol.md §2.3). */
 export const MAX_CLIENT_ID_LENGTH = 128
 
 export interface AuthenticateDeps {
@@ -143,7 +143,7 @@ export function createAuthenticate ({ services, addressOf, access, log, robotAcc
       }
     }
     attempt().then((who) => {
-      // Client ids are scoped to their identity (CONTRACT §13): the same
+      // Client ids are scoped to their identity (docs/protocol.md §3.3): the same
       // identity reconnecting takes its own session over (MQTT-3.1.4-2), and
       // nobody can block or close a connection of another identity.
       client.id = scopedClientId(who, client.id)

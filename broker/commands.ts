@@ -1,4 +1,4 @@
-// Commands (CONTRACT §5, §12) on the broker side: publish what the REST
+// Commands (docs/protocol.md §5, §5.3) on the broker side: publish what the REST
 // endpoint stored or the robot's queue released, mark it delivered on the
 // robot's PUBACK, and done/failed on the robot's own acknowledgement.
 import type { FastifyBaseLogger } from 'fastify'
@@ -65,7 +65,7 @@ export function createCommandRelay ({ services, publish, log }: CommandDeps) {
       pending.add(recording)
     },
 
-    /** The robot became command-connected: publish its queued commands (CONTRACT §12). */
+    /** The robot became command-connected: publish its queued commands (docs/protocol.md §5.3). */
     release (robotUuid: string): void {
       const releasing = services.commands.releaseQueued(robotUuid)
         .then((n) => { if (n > 0) log.info({ robot: robotUuid, commands: n }, 'released queued commands') })

@@ -1,4 +1,4 @@
-// Which command a robot's PUBACK acknowledges (CONTRACT §5: pending →
+// Which command a robot's PUBACK acknowledges (docs/protocol.md §5.2: pending →
 // delivered on the PUBACK). Aedes 1.x keeps in-flight QoS 1 packets only for
 // persistent sessions: for a clean session (what robots use) its 'ack' event
 // carries no packet, so the PUBACK could not be matched to a command. We give

@@ -104,7 +104,7 @@ export default fp(async (fastify) => {
     services,
     publish: presenceWriter?.publish ?? publish,
     onChange: (uuid, flags) => { stats.connection(uuid, flags) },
-    // CONTRACT §12: the commands queued for it go out now, oldest first.
+    // docs/protocol.md §5.3: the commands queued for it go out now, oldest first.
     onCommandConnected: (uuid) => { commands.release(uuid) },
     log,
     ...(cluster === null ? {} : { cluster: { nodeId: cluster.nodeId, report: cluster.presence.report, get: cluster.presence.get } })
@@ -145,7 +145,7 @@ export default fp(async (fastify) => {
       log
     }),
     ...authorizers,
-    // A will is published only by the connection that still holds its client id (CONTRACT §10, §13).
+    // A will is published only by the connection that still holds its client id (docs/protocol.md §11, §3.3).
     authorizePublish: takeover.authorizePublish(authorizers.authorizePublish),
     // Cluster mode: the emitter and persistence in Redis, and an id of this start's own.
     ...(cluster === null ? {} : { id: cluster.brokerId, mq: cluster.mqtt.mq, persistence: cluster.mqtt.persistence as unknown as NonNullable<Parameters<typeof Aedes.createBroker>[0]>['persistence'] }),
@@ -238,7 +238,7 @@ export default fp(async (fastify) => {
   /**
    * Closes a connection whose principal lost its rights: marked first, so
    * that nothing it sends from now on is authorized and its will is not
-   * published (CONTRACT §13).
+   * published (docs/protocol.md §2.4).
    */
   const closeRevoked = async (client: Client): Promise<void> => {
     revokeClient(client)
@@ -252,7 +252,7 @@ export default fp(async (fastify) => {
     }
   }
 
-  // Revocation (CONTRACT §2, §13): disabled, deleted or rotated robots, and
+  // Revocation (docs/protocol.md §2.4): disabled, deleted or rotated robots, and
   // users deactivated, deleted or given a new password, lose their connections at once.
   const offRobot = services.events.on('robotRevoked', ({ robotUuid, reason }) => {
     markRevoked({ kind: 'robot', uuid: robotUuid })

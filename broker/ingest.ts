@@ -1,4 +1,4 @@
-// Data frames (CONTRACT §4), as a pipeline of small steps: size → parse →
+// Data frames (docs/protocol.md §4), as a pipeline of small steps: size → parse →
 // validate → store (batched, idempotent) → ack → stats. Cheap checks come
 // before side effects; the `ok` ack goes out only after the commit. A robot's
 // mistake costs it an error ack and nothing else.

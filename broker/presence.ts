@@ -1,9 +1,9 @@
-// Which robots are connected and how (CONTRACT §3): data-connected while it
+// Which robots are connected and how (docs/protocol.md §3.3): data-connected while it
 // has an open connection, command-connected while one of them subscribes to
 // its commands topic. Every change is republished, retained, on
 // robots/{uuid}/presence and written to the robot's row.
 //
-// In cluster mode (CONTRACT §10) this node's connections are one part of the
+// In cluster mode (docs/protocol.md §11) this node's connections are one part of the
 // robot's presence: each change is reported to the cluster
 // (src/cluster/presence.ts), and what is published and written is the sum
 // over every node. A robot's reports leave one after the other, in the order

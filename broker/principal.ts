@@ -29,7 +29,7 @@ export function samePrincipal (a: BrokerPrincipal | undefined, b: BrokerPrincipa
 
 /**
  * Marks a connection as revoked: from now on nothing it sends is authorized,
- * its will message included (CONTRACT §13), while it is being closed.
+ * its will message included (docs/protocol.md §2.4), while it is being closed.
  */
 export function revokeClient (client: Client): void {
   revoked.add(client)
@@ -40,7 +40,7 @@ export function isRevoked (client: Client | null | undefined): boolean {
 }
 
 /**
- * The client id as the broker keys it: scoped to its identity (CONTRACT §13),
+ * The client id as the broker keys it: scoped to its identity (docs/protocol.md §3.3),
  * so that a connection can take over only a session of its own identity, and
  * never block or close another's, whatever client id either uses.
  */

@@ -1,7 +1,7 @@
 // The PROXY protocol (HAProxy's, versions 1 and 2) on the plain MQTT port,
 // with MQTT_PROXY_PROTOCOL=true. Behind a TCP load balancer every MQTT
 // connection comes from the balancer's address, and the log-in limits of
-// §13 would count a whole fleet as one client: one attacker's failures would
+// docs/protocol.md §9 would count a whole fleet as one client: one attacker's failures would
 // block every robot. The balancer sends one header first that names the
 // client's address (HAProxy: `send-proxy-v2`); that address is the client's.
 //

@@ -1,4 +1,4 @@
-// What robots publish (CONTRACT §4 data frames, §5 command acks) is for the
+// What robots publish (docs/protocol.md §4 data frames, §5 command acks) is for the
 // server alone: nobody may subscribe to robots/{uuid}/data or
 // robots/{uuid}/commands/ack (src/contract/acl.ts), so routing those messages
 // through Aedes' publish pipeline only costs CPU: a Packet copy, a lookup of

@@ -1,4 +1,4 @@
-// Live statistics (CONTRACT §6): the last known value of each field, published
+// Live statistics (docs/protocol.md §6.2): the last known value of each field, published
 // on robots/{uuid}/stats after stored frames and retained, so that a
 // dashboard that subscribes later sees the latest values at once. Frames that
 // commit together (one batch) are merged into one message per robot.

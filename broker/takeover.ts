@@ -1,5 +1,5 @@
 // A will is published only by a connection that still holds its client id
-// (CONTRACT §10, §13): when a client connects with a client id that its
+// (docs/protocol.md §11, §3.3): when a client connects with a client id that its
 // identity already holds, the old connection is closed and must not fire its
 // will, or a robot taken over by its own reconnection would announce its own
 // death. On one node Aedes closes the old connection inside registerClient;

@@ -1,4 +1,4 @@
-// MQTT over TLS (CONTRACT §13): a TLS listener that hands its sockets to the
+// MQTT over TLS (docs/operations.md §3): a TLS listener that hands its sockets to the
 // same broker as the TCP one (same log-in, limits and access rules), and that
 // takes a renewed certificate without dropping a connection: reload() reads
 // the files again, and the handshakes to come use the new secure context.

@@ -1,4 +1,4 @@
-// MQTT over WebSocket on the HTTP server, at /mqtt (CONTRACT §1).
+// MQTT over WebSocket on the HTTP server, at /mqtt (docs/protocol.md §1).
 // websocket-stream's server does the handshake (with its ws) and turns each
 // socket into a stream that Aedes handles like a TCP connection; the upgrade
 // request travels along so that `x-token` and `authentication` headers can

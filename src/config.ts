@@ -1,5 +1,5 @@
 // Every setting of United, read once from the environment and passed down.
-// CONTRACT §1-5 names the variables; the defaults live in this schema only.
+// docs/configuration.md describes each variable; the defaults live in this schema only.
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { envSchema } from 'env-schema'
@@ -101,7 +101,7 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     }
   }
   if (raw.REDIS_URL !== undefined && !/^postgres(ql)?:\/\//.test(raw.DATABASE_URL)) {
-    // CONTRACT §10: the nodes share one PostgreSQL database; a SQLite file is one process's.
+    // docs/operations.md §4: the nodes share one PostgreSQL database; a SQLite file is one process's.
     throw new ConfigError('REDIS_URL (cluster mode) needs a PostgreSQL DATABASE_URL that every node shares: SQLite is one process\'s file')
   }
   if (raw.REDIS_URL !== undefined && raw.JWT_SECRET === undefined) {

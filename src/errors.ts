@@ -1,4 +1,4 @@
-// The one table of United's error codes (CONTRACT §7). Services throw these;
+// The one table of United's error codes (docs/protocol.md §7). Services throw these;
 // the HTTP layer serializes them as {statusCode, error, message, code}; the
 // broker maps the authentication ones to CONNACK return codes.
 import createError, { type FastifyErrorConstructor } from '@fastify/error'
@@ -18,23 +18,23 @@ export const Errors = {
   USER_NOT_FOUND: define('UNITED_USER_NOT_FOUND', 404, 'user not found'),
   SERIAL_TAKEN: define('UNITED_SERIAL_TAKEN', 409, 'a robot with this serial already exists'),
   USERNAME_TAKEN: define('UNITED_USERNAME_TAKEN', 409, 'a user with this username already exists'),
-  // CONTRACT §5 names this code and message exactly.
+  // docs/protocol.md §5 names this code and message exactly.
   ROBOT_NOT_CONNECTED: define('ROBOT_NOT_CONNECTED', 409, 'robot is not connected'),
-  // CONTRACT §12 names this code.
+  // docs/protocol.md §5.4 names this code.
   COMMAND_FINISHED: define('UNITED_COMMAND_FINISHED', 409, 'the command was already delivered, finished or cancelled'),
   COMMAND_NOT_FOUND: define('UNITED_COMMAND_NOT_FOUND', 404, 'command not found'),
   BAD_CURSOR: define('UNITED_BAD_CURSOR', 400, 'malformed cursor'),
   BAD_REQUEST: define('UNITED_BAD_REQUEST', 400, '%s'),
   DATABASE_UNAVAILABLE: define('UNITED_DATABASE_UNAVAILABLE', 503, 'database unavailable'),
-  // CONTRACT §13; thrown with `retryAfter` (seconds), sent as Retry-After.
+  // docs/protocol.md §9; thrown with `retryAfter` (seconds), sent as Retry-After.
   TOO_MANY_ATTEMPTS: define('UNITED_TOO_MANY_ATTEMPTS', 429, 'too many failed log-ins from this address; try again later'),
   // A credential that was valid and has been revoked: counted toward no log-in limit.
   CREDENTIAL_REVOKED: define('UNITED_CREDENTIAL_REVOKED', 401, 'this credential was revoked'),
-  // CONTRACT §20: a robot's queue holds COMMAND_QUEUE_LIMIT commands at most.
+  // docs/protocol.md §10: a robot's queue holds COMMAND_QUEUE_LIMIT commands at most.
   QUEUE_FULL: define('UNITED_QUEUE_FULL', 429, "the robot's command queue is full; wait for it to drain or cancel queued commands"),
-  // CONTRACT §20: HISTORY_CONCURRENCY / HISTORY_NODE_CONCURRENCY; thrown with `retryAfter`.
+  // docs/protocol.md §10: HISTORY_CONCURRENCY / HISTORY_NODE_CONCURRENCY; thrown with `retryAfter`.
   HISTORY_BUSY: define('UNITED_BUSY', 429, 'too many history reads at once; try again shortly'),
-  // CONTRACT §20: an aggregate that would read more than AGGREGATE_MAX_ROWS raw frames.
+  // docs/protocol.md §10: an aggregate that would read more than AGGREGATE_MAX_ROWS raw frames.
   RANGE_TOO_LARGE: define('UNITED_RANGE_TOO_LARGE', 400, '%s'),
   BUSY: define('UNITED_BUSY', 503, 'too many log-ins are being checked right now; try again shortly')
 } as const

@@ -17,7 +17,7 @@ export const REDACT_PATHS = [
   '*.token'
 ]
 
-/** `node`: in cluster mode, this node's NODE_ID on every line (CONTRACT §10). */
+/** `node`: in cluster mode, this node's NODE_ID on every line (docs/operations.md §4). */
 export function loggerOptions (level: string, isTTY = false, node?: string): LoggerOptions {
   const options: LoggerOptions = {
     level,

@@ -1,4 +1,4 @@
-// Prometheus metrics (CONTRACT §9), one registry per app so that several apps
+// Prometheus metrics (docs/operations.md §7), one registry per app so that several apps
 // (tests) can live in one process. Counters are incremented where things
 // happen; gauges are read when Prometheus scrapes.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'

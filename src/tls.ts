@@ -1,4 +1,4 @@
-// The certificate and key of MQTT over TLS (CONTRACT §13): read from their
+// The certificate and key of MQTT over TLS (docs/operations.md §3): read from their
 // PEM files and checked by building a secure context from them, at start
 // (a bad file stops the server, naming it) and at every reload (SIGHUP).
 import { readFileSync } from 'node:fs'

@@ -1,6 +1,6 @@
 // Requests and MQTT connections from chosen loopback source addresses
 // (127.0.0.2, 127.0.0.3, …: the whole 127/8 is local), for the rules that
-// count per client address (CONTRACT §13's log-in limits).
+// count per client address (the log-in limits of docs/protocol.md §9).
 import { request } from 'node:http'
 import { connect as netConnect } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'

@@ -58,7 +58,7 @@ export async function build (t: Test, overrides: Record<string, string> = {}): P
   return app
 }
 
-/** Both JWT header styles of CONTRACT §2. */
+/** Both JWT header styles of docs/protocol.md §2.1. */
 export const bearer = (jwt: string): Record<string, string> => ({ authorization: `Bearer ${jwt}` })
 export const authentication = (jwt: string): Record<string, string> => ({ authentication: jwt })
 

@@ -1,4 +1,4 @@
-// Management API, the cluster (CONTRACT §10): this node's id and every live
+// Management API, the cluster (docs/protocol.md §8): this node's id and every live
 // node with its connected robots and users. Without REDIS_URL the list holds
 // this node alone; in cluster mode it is read from the nodes' heartbeats in
 // Redis, and while Redis cannot be reached it holds this node alone too

@@ -1,4 +1,4 @@
-// Management API, robots and access grants (CONTRACT §8): staff JWT; every
+// Management API, robots and access grants (docs/protocol.md §8): staff JWT; every
 // change is audited; disabling, deleting and rotating close connections.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { auditContext } from '../../src/http/plugins/auth-guard.js'
@@ -45,7 +45,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       body: RotateTokenBody,
       response: { 200: RotateTokenSchema, ...errorResponses(400, 401, 403, 404) }
     },
-    // No body at all is a rotation with 0, as before CONTRACT §13. Only an
+    // No body at all is a rotation with 0, as ever (docs/protocol.md §2.4). Only an
     // absent body: `null`, `[]` or a string still fail validation.
     preValidation: async (request) => { if (request.body === undefined) request.body = {} }
   }, async (request) => {

@@ -1,4 +1,4 @@
-// Management API, users (CONTRACT §8): staff JWT; every change is audited.
+// Management API, users (docs/protocol.md §8): staff JWT; every change is audited.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { auditContext } from '../../src/http/plugins/auth-guard.js'
 import { BearerSecurity, errorResponses, NoContent, PageQuery, PageSchema } from '../../src/http/schemas/common.js'

@@ -1,4 +1,4 @@
-// Users (CONTRACT §8): list, create, edit (password, staff, active), delete
+// Users (docs/admin.md): list, create, edit (password, staff, active), delete
 // after a confirmation, and the robots each can access. Through the domain
 // services, as the Management API: deactivating closes MQTT connections and
 // ends sessions, grants and revocations reach the broker at once.

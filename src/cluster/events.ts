@@ -1,4 +1,4 @@
-// Domain events that cross nodes (CONTRACT §10): disabling, deleting or
+// Domain events that cross nodes (docs/operations.md §4): disabling, deleting or
 // rotating a robot, revoking a grant, changing, deactivating or deleting a
 // user must close connections and stop deliveries on every node within a
 // second, and each node's listeners hold that state (open connections,

@@ -1,4 +1,4 @@
-// Cluster mode (CONTRACT §10): with REDIS_URL, every United process that
+// Cluster mode (docs/operations.md §4): with REDIS_URL, every United process that
 // shares the PostgreSQL database, the Redis and REDIS_PREFIX is a node of one
 // broker and one control plane. This module owns the Redis connections and
 // what lives there: robot tokens, log-in counters, the events that cross

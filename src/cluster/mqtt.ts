@@ -1,4 +1,4 @@
-// The broker's shared parts in cluster mode (CONTRACT §10): mqemitter-redis
+// The broker's shared parts in cluster mode (docs/operations.md §4): mqemitter-redis
 // carries messages between the nodes' Aedes brokers, aedes-persistence-redis
 // keeps what Aedes persists (retained messages, persistent sessions, wills).
 // Both are needed: with only the emitter, retained messages and offline
@@ -93,7 +93,7 @@ interface DegradablePersistence extends RedisPersistence {
  * grow Redis without bound.
  *
  * While Redis is down (`isUp`), a node keeps logging in and serving clean
- * sessions (CONTRACT §10): the steps of a CONNECT that only clear a previous
+ * sessions (docs/operations.md §4): the steps of a CONNECT that only clear a previous
  * session's leftovers in Redis are skipped, and a SUBSCRIBE is answered
  * after SUBSCRIBE_WAIT_MS at most (the emitter subscribes in Redis when it
  * is back; local delivery works at once).

@@ -1,4 +1,4 @@
-// The nodes of a cluster (CONTRACT §10): each node beats every
+// The nodes of a cluster (docs/operations.md §4): each node beats every
 // CLUSTER_NODE_TIMEOUT / 5 seconds. A beat writes the node's line in `nodes`
 // (started_at, last_seen_at, connected robots and users, its broker id) and
 // renews `alive:<node>`, which expires after 60 % of the timeout. A node

@@ -1,4 +1,4 @@
-// Presence across nodes (CONTRACT §3, §10): a robot is data-connected while
+// Presence across nodes (docs/protocol.md §3.3, §11): a robot is data-connected while
 // any node holds a connection of it, command-connected while any of them is
 // subscribed to its commands. Each node records, per robot, how many
 // connections it holds (`presence:<uuid>`, field `n:<node>` = "data,command")

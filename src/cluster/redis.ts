@@ -1,4 +1,4 @@
-// Redis connections of a cluster node (CONTRACT §10). Every key carries
+// Redis connections of a cluster node (docs/operations.md §4). Every key carries
 // REDIS_PREFIX (ioredis' keyPrefix); pub/sub channels are not keys, so their
 // names are prefixed by hand (channel()). A Redis that is down or frozen
 // must never stall a node: commands fail at once while the connection is

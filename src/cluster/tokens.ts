@@ -1,4 +1,4 @@
-// Robot access tokens in Redis (CONTRACT §2, §10): a token obtained from any
+// Robot access tokens in Redis (docs/protocol.md §2.2, §11): a token obtained from any
 // node works at any node's CONNECT until it expires or is voided. Tokens are
 // kept by their SHA-256 (tokenKey), never in the clear: `token:<sha>` holds
 // the robot uuid with the token's TTL, `robot-tokens:<uuid>` the robot's
@@ -6,8 +6,8 @@
 //
 // Each node also keeps the tokens it issued in memory. While Redis is
 // unreachable, a CONNECT to this node is checked there: a robot keeps
-// logging in where it obtained its token (CONTRACT §10: "log-in with tokens
-// it can still check"); a token this node does not know cannot be checked
+// logging in where it obtained its token (docs/operations.md §4, "When Redis dies or
+// freezes"); a token this node does not know cannot be checked
 // until Redis is back, and get() says so by throwing: the CONNECT gets
 // CONNACK 3 (server unavailable), not 4, and counts toward no log-in limit,
 // so that a Redis outage cannot block the addresses of a fleet reconnecting

@@ -1,4 +1,4 @@
-// Who may publish and subscribe where (CONTRACT §3): one table and three
+// Who may publish and subscribe where (docs/protocol.md §3): one table and three
 // pure functions. The broker hooks are thin adapters around these.
 import { isSysTopic, ownChannel, parseTopic, type Channel } from './topics.js'
 

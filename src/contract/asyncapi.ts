@@ -1,4 +1,4 @@
-// The MQTT side of the contract as an AsyncAPI 3.0 document (CONTRACT §14),
+// The MQTT side of the contract as an AsyncAPI 3.0 document (docs/protocol.md §12),
 // built from the same schemas the broker validates with (frames.ts,
 // messages.ts), the topic list (topics.ts) and the access table (acl.ts).
 // Nothing here is written twice by hand. Pure: no I/O.
@@ -21,7 +21,7 @@ export interface AsyncApiOptions {
   restDocsUrl: string
 }
 
-/** The channel ids of the document, one per topic of CONTRACT §3. */
+/** The channel ids of the document, one per topic of docs/protocol.md §3. */
 const CHANNEL_IDS: Record<Channel, string> = {
   data: 'data',
   ack: 'ack',

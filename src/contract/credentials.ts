@@ -1,4 +1,4 @@
-// How a client presents a user JWT (CONTRACT §2). Pure: no I/O. Both the
+// How a client presents a user JWT (docs/protocol.md §2.3). Pure: no I/O. Both the
 // REST guard and the MQTT broker's log-in read headers through this.
 
 /**

@@ -1,4 +1,4 @@
-// Data frames (CONTRACT §4): one JSON schema per frame type, compiled once,
+// Data frames (docs/protocol.md §4): one JSON schema per frame type, compiled once,
 // and errors a firmware developer can read in the ack. Pure: no I/O.
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import { Type, type TSchema } from 'typebox'
@@ -11,7 +11,7 @@ const finite = (opts: { minimum?: number, maximum?: number, description?: string
   Type.Number({ minimum: opts.minimum ?? -Number.MAX_VALUE, maximum: opts.maximum ?? Number.MAX_VALUE, ...(opts.description === undefined ? {} : { description: opts.description }) })
 
 // The accepted date-times as one regular expression, so that the schema a
-// standard JSON Schema validator reads (the AsyncAPI document, §14) and the
+// standard JSON Schema validator reads (the AsyncAPI document, docs/protocol.md §12) and the
 // broker's own check are the same: a real calendar day (leap years too),
 // hours 00–23 or 24:00 exactly, an offset of at most ±23:59.
 const LEAP_YEAR = '(?:\\d{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)'
@@ -31,7 +31,7 @@ const datetime = Type.String({
 
 const HARDWARE_METRICS = ['battery', 'temperature', 'cpu', 'memory']
 
-/** CONTRACT §11: the numeric fields of each frame type, in the contract's order (aggregates, CSV export). */
+/** docs/protocol.md §6.4: the numeric fields of each frame type, in that order (aggregates, CSV export). */
 export const NUMERIC_FIELDS: Readonly<Record<number, readonly string[]>> = {
   [FRAME_TYPES.position]: ['speed', 'position_x', 'position_y', 'angle_theta'],
   [FRAME_TYPES.geo]: ['latitude', 'longitude', 'altitude', 'accuracy'],
@@ -188,7 +188,7 @@ function describe (errors: ErrorObject[] | null | undefined, prefix: string, typ
 }
 
 /**
- * Size → parse → envelope → per-type data, cheapest first (CONTRACT §4).
+ * Size → parse → envelope → per-type data, cheapest first (docs/protocol.md §4).
  * Never throws: every outcome is a result the broker turns into one ack.
  * The schemas alone decide (FRAME_SCHEMA is the same pieces, whole): every
  * string a valid frame holds is its id or a datetime, and their patterns

@@ -1,4 +1,4 @@
-// The JSON Schemas of the MQTT messages other than data frames (CONTRACT §3,
+// The JSON Schemas of the MQTT messages other than data frames (docs/protocol.md §3,
 // §5, §6): what the server publishes, and the one other message a robot
 // sends, its command acknowledgement, which the broker checks with the very
 // schema here. Served in the AsyncAPI document (asyncapi.ts). Pure: no I/O.
@@ -24,7 +24,7 @@ export const FRAME_ACK_SCHEMA = Type.Union([
   }, { additionalProperties: false, title: 'frame refused' })
 ])
 
-/** robots/{uuid}/commands: a state change a user issued (CONTRACT §5). */
+/** robots/{uuid}/commands: a state change a user issued (docs/protocol.md §5). */
 export const COMMAND_SCHEMA = Type.Object({
   id: Type.String({ description: 'the command id: echo it in the acknowledgement' }),
   command: Type.Union(ROBOT_COMMANDS.map((c) => Type.Literal(c)), { description: 'the state to go into' }),
@@ -45,7 +45,7 @@ export const COMMAND_ACK_SCHEMA = Type.Object({
 
 const metric = (description: string): TSchema => Type.Optional(Type.Number({ description }))
 
-/** robots/{uuid}/stats: the last known value of each field, after each stored batch (CONTRACT §6). */
+/** robots/{uuid}/stats: the last known value of each field, after each stored batch (docs/protocol.md §6.2). */
 export const STATS_SCHEMA = Type.Object({
   robot_uuid: uuid,
   state: nullable(Type.String({ description: 'the robot\'s state (its last command done)' })),
@@ -66,7 +66,7 @@ export const STATS_SCHEMA = Type.Object({
   memory: metric('from the latest hardware frame')
 }, { additionalProperties: false })
 
-/** robots/{uuid}/presence: retained, republished on every change (CONTRACT §3). */
+/** robots/{uuid}/presence: retained, republished on every change (docs/protocol.md §3.3). */
 export const PRESENCE_SCHEMA = Type.Object({
   robot_uuid: uuid,
   online: Type.Boolean({ description: 'the same as data_connected' }),

@@ -1,17 +1,17 @@
 // Payload vocabularies of the wire contract. Pure: no I/O.
 
-/** CONTRACT §5: the states a user may command a robot into. */
+/** docs/protocol.md §5: the states a user may command a robot into. */
 export const ROBOT_COMMANDS = ['auto', 'idle', 'error', 'manual'] as const
 export type RobotCommand = typeof ROBOT_COMMANDS[number]
 
-/** CONTRACT §5 and §12: the life cycle of a command. */
+/** docs/protocol.md §5.2: the life cycle of a command. */
 export const COMMAND_STATUSES = ['queued', 'pending', 'delivered', 'done', 'failed', 'expired', 'cancelled'] as const
 export type CommandStatus = typeof COMMAND_STATUSES[number]
 
-/** CONTRACT §12: the longest a command may wait for its robot, in seconds (7 days). */
+/** docs/protocol.md §5.3: the longest a command may wait for its robot, in seconds (7 days). */
 export const MAX_COMMAND_TTL = 604800
 
-/** CONTRACT §4: the frame types. */
+/** docs/protocol.md §4: the frame types. */
 export const FRAME_TYPES = { position: 1, geo: 2, hardware: 3 } as const
 export type FrameType = typeof FRAME_TYPES[keyof typeof FRAME_TYPES]
 

@@ -1,4 +1,4 @@
-// Every MQTT topic of CONTRACT §3, built and parsed here and nowhere else.
+// Every MQTT topic of docs/protocol.md §3, built and parsed here and nowhere else.
 import { isUuid } from './uuid.js'
 
 export const CHANNELS = ['data', 'ack', 'commands', 'commands/ack', 'stats', 'presence'] as const
@@ -19,7 +19,7 @@ export interface ParsedTopic {
 
 /**
  * `robots/{uuid}/{channel}` → `{uuid, channel}`; anything else → null. With
- * `filter`, the robot position may be the `+` wildcard (CONTRACT §3); no
+ * `filter`, the robot position may be the `+` wildcard (docs/protocol.md §3); no
  * other wildcard is recognised, so `robots/#` is not a robot topic.
  */
 export function parseTopic (topic: string, filter = false): ParsedTopic | null {

@@ -1,4 +1,4 @@
-// Robot uuids and command ids (CONTRACT §3, §5): UUIDs in the canonical,
+// Robot uuids and command ids (docs/protocol.md §3, §5): UUIDs in the canonical,
 // lower-case form that United issues them in.
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 

@@ -1,4 +1,4 @@
-// fp plugin 'db': connect, migrate at start (CONTRACT §1), close on shutdown.
+// fp plugin 'db': connect, migrate at start (docs/protocol.md §1), close on shutdown.
 import fp from 'fastify-plugin'
 import { createDatabase, type Database, type DatabaseOptions } from '../db/index.js'
 

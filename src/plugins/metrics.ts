@@ -9,7 +9,7 @@ declare module 'fastify' {
 
 export default fp(async (fastify) => {
   const metrics = createMetrics()
-  // Cluster mode: every series names its node (CONTRACT §10), as Prometheus' target labels would.
+  // Cluster mode: every series names its node (docs/operations.md §4), as Prometheus' target labels would.
   if (fastify.cluster !== null) metrics.registry.setDefaultLabels({ node: fastify.config.nodeId })
   const { frameWriter, commands, retention, commandRetention } = fastify.services
   frameWriter.observe((rows, seconds) => {

@@ -16,7 +16,7 @@ export default fp(async (fastify, opts: { config: Config, cluster?: Cluster }) =
     db: fastify.db,
     config: opts.config,
     log,
-    // Cluster mode (CONTRACT §10): tokens, log-in counters, the events that
+    // Cluster mode (docs/operations.md §4): tokens, log-in counters, the events that
     // cross nodes and presence come from Redis.
     ...(cluster === undefined
       ? {}

@@ -1,4 +1,4 @@
-// Who may see and command which robot (CONTRACT §3, §6): the many-to-many
+// Who may see and command which robot (docs/protocol.md §3, §6): the many-to-many
 // grants, plus "staff see every robot". A robot a user cannot access and a
 // robot that does not exist get the same 404.
 import type { Database } from '../db/index.js'

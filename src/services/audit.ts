@@ -1,4 +1,4 @@
-// The audit log (CONTRACT §8): what users and admins did to robots and users.
+// The audit log (docs/protocol.md §8): what users and admins did to robots and users.
 // Writers pass their transaction so that a change and its record commit together.
 import { Op, type Transaction, type WhereOptions } from 'sequelize'
 import type { Database } from '../db/index.js'

@@ -1,4 +1,4 @@
-// User sessions (CONTRACT §2): username + password → access and refresh JWTs;
+// User sessions (docs/protocol.md §2): username + password → access and refresh JWTs;
 // refresh → a new access JWT; an access JWT → the current user. The signer
 // is injected (the HTTP layer's @fastify/jwt), so the broker and the admin
 // verify exactly as the REST API does.
@@ -82,7 +82,7 @@ export function createAuthService ({ users, audit, events, jwt, accessTtl, refre
       throw new Errors.TOKEN_INVALID()
     }
     const c = decoded as (Partial<TokenClaims> & { exp?: unknown }) | null
-    // A token without `exp` would never expire: refused (CONTRACT §13), as
+    // A token without `exp` would never expire: refused (docs/protocol.md §2.1), as
     // is one without the version it was signed at.
     if (c === null || typeof c !== 'object' || c.type !== type || typeof c.sub !== 'string' || typeof c.username !== 'string' ||
       typeof c.exp !== 'number' || !Number.isSafeInteger(c.ver)) {

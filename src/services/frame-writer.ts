@@ -1,4 +1,4 @@
-// Frames from every robot, written in batches (CONTRACT §4: "ok only after
+// Frames from every robot, written in batches (docs/protocol.md §4.2: "ok only after
 // the frame is committed"). One statement per batch, one batch at a time;
 // while a batch commits, the next one gathers, so batches grow with the load
 // and a lone frame is written at once (with `lingerMs`, a batch that would not
@@ -207,7 +207,7 @@ export function createFrameWriter ({ db, log, maxBatch = 1000, queueLimit = 20_0
       // The data as validated, serialized again: SQLite's JSON functions
       // take the FIRST of a repeated key where JSON.parse (and so the
       // validator) took the last, so the robot's own text could store, or
-      // let json_extract read, a value nobody validated (CONTRACT §13).
+      // let json_extract read, a value nobody validated (docs/protocol.md §4.1).
       values[i++] = JSON.stringify(r.data)
       values[i++] = sqliteDate(r.recordedAt)
       values[i++] = sqliteDate(r.receivedAt)

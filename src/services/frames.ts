@@ -1,4 +1,4 @@
-// Stored data frames (CONTRACT §4, §6, §11): idempotent storage per (robot,
+// Stored data frames (docs/protocol.md §4, §6): idempotent storage per (robot,
 // frame id), the keyset-paginated history, aggregates over time buckets and
 // exports, with the bounds that keep one user's reads from stopping the
 // fleet: a few aggregates and exports at once per user and per node, and an
@@ -84,7 +84,7 @@ function sqliteIso (v: unknown): string | null {
 /** Frames one retention DELETE removes at most: a short statement, so that the frame writer never waits long for it. */
 export const RETENTION_PIECE = 2000
 
-/** CONTRACT §11: at most this many buckets in one answer. */
+/** docs/protocol.md §6.4: at most this many buckets in one answer. */
 export const MAX_BUCKETS = 10000
 
 /**
@@ -177,7 +177,7 @@ export function createFrameService ({ db, access, rollups, limits = HISTORY_DEFA
   const settings = { exportStallMs: EXPORT_STALL_MS }
 
   /**
-   * CONTRACT §20: refuses, before it runs, an aggregate that would read more
+   * docs/protocol.md §6.4, §10: refuses, before it runs, an aggregate that would read more
    * than `maxRows` raw frames. Its raw frames are every frame of the type in
    * [from, to] except, for a whole-minute bucket, the whole minutes that
    * the rollups answer for (`covered`). Counted from the rollups' per-minute
@@ -326,7 +326,7 @@ export function createFrameService ({ db, access, rollups, limits = HISTORY_DEFA
       return toPage(rows, limit, view, (row) => [rawDate(row.received_at).toISOString(), row.frame_id])
     },
 
-    /** CONTRACT §11: buckets with frames, oldest first; `from`/`to` bound received_at (inclusive). */
+    /** docs/protocol.md §6.4: buckets with frames, oldest first; `from`/`to` bound received_at (inclusive). */
     async aggregate (principal: UserPrincipal, robotUuid: string, query: AggregateQuery): Promise<AggregateView> {
       const { type, from, to, bucket } = query
       if (from.getTime() > to.getTime()) throw new Errors.BAD_REQUEST('from must not be after to')
@@ -369,7 +369,7 @@ export function createFrameService ({ db, access, rollups, limits = HISTORY_DEFA
     },
 
     /**
-     * CONTRACT §11, retention: deletes every frame received before `cutoff`,
+     * docs/protocol.md §6.6, retention: deletes every frame received before `cutoff`,
      * robot by robot, in pieces of at most RETENTION_PIECE rows chosen through
      * the history index (one range per frame type, `type IN (…)`, in no
      * particular order: an ORDER BY across the types would read every old
@@ -406,7 +406,7 @@ export function createFrameService ({ db, access, rollups, limits = HISTORY_DEFA
     },
 
     /**
-     * CONTRACT §11: every frame in the range, oldest first, as NDJSON lines or
+     * docs/protocol.md §6.5: every frame in the range, oldest first, as NDJSON lines or
      * CSV rows, in queries of EXPORT_BATCH frames. Takes a place and checks
      * access first (so that a 429 or a 404 comes before any byte), then
      * returns the pieces to stream.

@@ -66,7 +66,7 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
   const attempts = attemptStore ?? createMemoryAttemptStore()
   const loginLimits = createLoginLimiter({ store: attempts, limit: config.AUTH_FAIL_LIMIT, addressLimit: config.AUTH_FAIL_ADDRESS_LIMIT, windowSeconds: config.AUTH_FAIL_WINDOW, audit, log })
 
-  // CONTRACT §5: open commands expire after COMMAND_TIMEOUT. One sweep at a
+  // docs/protocol.md §5: open commands expire after COMMAND_TIMEOUT. One sweep at a
   // time; a database outage is logged and retried on the next tick.
   let sweeping = false
   const sweepEvery = Math.min(1000, config.COMMAND_TIMEOUT * 250)
@@ -125,7 +125,7 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
   const firstCommandRetention = config.COMMAND_RETENTION_DAYS === 0 ? null : setTimeout(retainCommands, RETENTION_FIRST_MS)
   firstCommandRetention?.unref()
 
-  // CONTRACT §11: frames older than FRAME_RETENTION_DAYS go, in the background,
+  // docs/protocol.md §6.6: frames older than FRAME_RETENTION_DAYS go, in the background,
   // every FRAME_RETENTION_INTERVAL seconds, the first time a minute after the
   // start (or sooner with a shorter interval): not while a restarted node's
   // fleet logs in again.
@@ -148,7 +148,7 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
   retentionTimer?.unref()
   const firstRetention = config.FRAME_RETENTION_DAYS === 0 ? null : setTimeout(retain, Math.min(RETENTION_FIRST_MS, config.FRAME_RETENTION_INTERVAL * 1000))
   firstRetention?.unref()
-  // Per-minute rollups of the frames, for aggregates (CONTRACT §11).
+  // Per-minute rollups of the frames, for aggregates (docs/protocol.md §6.4).
   rollups.start()
 
   return {

@@ -1,4 +1,4 @@
-// Keyset pagination shared by every list (CONTRACT §6): `limit`, an opaque
+// Keyset pagination shared by every list (docs/protocol.md §6.1): `limit`, an opaque
 // `cursor`, and `{items, next_cursor}`. No OFFSET anywhere.
 import { Op } from 'sequelize'
 import { Errors } from '../errors.js'

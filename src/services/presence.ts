@@ -1,7 +1,7 @@
-// Which robots are connected right now, and how (CONTRACT §3): the broker
+// Which robots are connected right now, and how (docs/protocol.md §3.3): the broker
 // reports this node's connections; the command endpoint asks before
 // publishing. In cluster mode a robot may be connected through another node
-// (CONTRACT §10): `remote` answers for the whole cluster, and while it
+// (docs/protocol.md §11): `remote` answers for the whole cluster, and while it
 // cannot (Redis down), this node answers for what it sees itself.
 export interface PresenceCounts {
   /** open connections of the robot */

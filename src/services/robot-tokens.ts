@@ -1,4 +1,4 @@
-// Robot log-in (CONTRACT §2): serial + secret → a short-lived access token,
+// Robot log-in (docs/protocol.md §2.2): serial + secret → a short-lived access token,
 // cached with a TTL and checked at MQTT CONNECT.
 import type { RobotService } from './robots.js'
 import { randomToken } from './secrets.js'

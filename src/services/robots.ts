@@ -1,6 +1,6 @@
 // Robots: the fleet register. Disabling, deleting or rotating a robot voids
 // its tokens and announces `robotRevoked`, so the broker closes its
-// connections (CONTRACT §2).
+// connections (docs/protocol.md §2.2).
 import { randomUUID } from 'node:crypto'
 import { col, fn, Op, UniqueConstraintError, where as sqlWhere } from 'sequelize'
 import type { Database } from '../db/index.js'
@@ -30,7 +30,7 @@ export interface RobotListRequest extends PageRequest { q?: string, enabled?: bo
 /** A new secret (shown once) and until when the previous one still works, if it does. */
 export interface RotatedSecret { token: string, previousValidUntil: Date | null }
 
-/** CONTRACT §13: the longest grace period of a rotation, 7 days. */
+/** docs/protocol.md §2.4: the longest grace period of a rotation, 7 days. */
 export const MAX_GRACE_SECONDS = 604_800
 
 /** How long after its grace period a rotated-out secret is still recognized as revoked. */
@@ -87,7 +87,7 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
   /**
    * Replaces the secret with a generated one (returned once). With
    * `graceSeconds` 0 every token issued with the old one is void and the
-   * robot's connections close (CONTRACT §2). With more (CONTRACT §13), the
+   * robot's connections close (docs/protocol.md §2.4). With more (docs/protocol.md §2.4), the
    * old secret still works at obtain_token for that long and the robot's
    * tokens and connections are left alone.
    *
@@ -256,7 +256,7 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
     },
 
     /**
-     * Records how robots are connected now (CONTRACT §3, §6), and that they
+     * Records how robots are connected now (docs/protocol.md §3, §6), and that they
      * were seen at `lastSeenAt`: one UPDATE per combination of flags, however
      * many robots (a fleet reconnecting at once).
      */

@@ -1,5 +1,5 @@
 // Per-minute rollups of stored frames, so that an aggregate over a day reads
-// 1,440 rows a type instead of 864,000 frames (CONTRACT §11; src/db/README.md,
+// 1,440 rows a type instead of 864,000 frames (docs/protocol.md §6.4; src/db/README.md,
 // "Rollups"). Kept beside the frames by a background job, never in the frame
 // writer's INSERT: frames are acked as fast as without them.
 //

@@ -1,4 +1,4 @@
-// Admin sessions (CONTRACT §8): staff log in with a password and get a random
+// Admin sessions (docs/admin.md): staff log in with a password and get a random
 // token in a cookie. The database keeps only the token's SHA-256, so sessions
 // survive a restart, are shared by every node of a cluster, and end for good
 // on log-out, on deactivation, on losing the staff flag and on a password change.

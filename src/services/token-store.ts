@@ -1,5 +1,5 @@
-// Where robot access tokens live between obtain_token and CONNECT (CONTRACT
-// §2): node-cache in one process; a Redis implementation joins it for
+// Where robot access tokens live between obtain_token and CONNECT (docs/protocol.md
+// §2.2): node-cache in one process; a Redis implementation joins it for
 // cluster mode. Tokens are kept by their SHA-256, never in the clear.
 //
 // A token voided by disabling, deleting or rotating its robot is remembered

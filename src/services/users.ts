@@ -97,7 +97,7 @@ export function createUserService ({ db, events, audit }: { db: Database, events
         const user = await User.findByPk(id, { transaction })
         if (user === null) throw new Errors.USER_NOT_FOUND()
         // A new password or a deactivation ends every JWT signed before it,
-        // for good: a later reactivation does not bring them back (CONTRACT §13).
+        // for good: a later reactivation does not bring them back (docs/protocol.md §2.4).
         if (passwordHash !== undefined || (patch.isActive === false && user.isActive)) user.tokenVersion = user.tokenVersion + 1
         if (passwordHash !== undefined) user.passwordHash = passwordHash
         if (patch.isStaff !== undefined) user.isStaff = patch.isStaff

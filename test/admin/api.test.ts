@@ -1,4 +1,4 @@
-// CONTRACT §8, Management API: staff JWT, JSON, non-staff 403, no JWT 401,
+// docs/protocol.md §8, Management API: staff JWT, JSON, non-staff 403, no JWT 401,
 // duplicates 409, and every change in the audit log with the staff actor.
 import { randomUUID } from 'node:crypto'
 import type { FastifyInstance, InjectOptions } from 'fastify'

@@ -1,4 +1,4 @@
-// CONTRACT §8, the admin pages' security and read-only pages, through real
+// docs/admin.md, the admin pages' security and read-only pages, through real
 // requests on a real database: staff-only log-in and log-out with a session
 // cookie (HttpOnly, SameSite, Secure behind TLS) whose token is stored only
 // hashed; anonymous, non-staff, demoted, deactivated and re-passworded users

@@ -1,4 +1,4 @@
-// Commands that wait (CONTRACT §12) on the robot's admin page: the command
+// Commands that wait (docs/protocol.md §5.3) on the robot's admin page: the command
 // form can let a command wait for an offline robot, the commands table shows
 // each queued command's expiry, and queued or pending ones have a Cancel
 // button, a form with the page's CSRF token.

@@ -1,4 +1,4 @@
-// CONTRACT §8 and §13, the robot page's rotate form with its optional grace
+// docs/admin.md and docs/protocol.md §2.4, the robot page's rotate form with its optional grace
 // period, driven like a browser (cookies, the CSRF token of the page on
 // screen): a valid grace keeps the old secret working until a time the "New
 // secret" page and the robot page show, and the robot connected; an invalid

@@ -1,4 +1,4 @@
-// CONTRACT §8, the user admin pages, driven like a browser (cookies, CSRF
+// docs/admin.md, the user admin pages, driven like a browser (cookies, CSRF
 // token of the page on screen) against the real app, broker and database:
 // the list in keyset pages, adding (field errors next to their field, the
 // typed username and staff box kept, the password never echoed, nothing
@@ -243,7 +243,7 @@ t.test('deactivating a user closes their MQTT connections and admin sessions; re
   const again = await browser.post(`/admin/users/${bob.id}`, account({ staff: true, active: true }))
   t.equal(again.statusCode, 303)
   t.equal(await userLogin(app, 'bob', bob.password), 200, 'bob logs in again')
-  t.equal(await refusedWith(t, app, { username: bob.username, password: bob.jwt }), NOT_AUTHORIZED, 'his JWT from before the deactivation stays refused, as revoked (CONTRACT §13)')
+  t.equal(await refusedWith(t, app, { username: bob.username, password: bob.jwt }), NOT_AUTHORIZED, 'his JWT from before the deactivation stays refused, as revoked (docs/protocol.md §2.4)')
   t.ok((await connectUser(t, app, { ...bob, jwt: await app.services.auth.issueAccess(bob) })).connected, 'a new one connects over MQTT')
   t.equal((await bobBrowser.login('bob', bob.password)).statusCode, 303, 'and to the admin')
 

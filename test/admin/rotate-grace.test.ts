@@ -1,10 +1,10 @@
-// CONTRACT §13, secret rotation with overlap: POST
+// docs/protocol.md §2.4, secret rotation with overlap: POST
 // /admin/api/robots/{uuid}/rotate_token {"grace_seconds": N}. With N > 0 the
 // new secret works at once, the previous one at obtain_token for N more
 // seconds, and the robot's tokens and connections are left alone (a real
 // MQTT connection keeps being served); after that the previous secret gets
 // 401 (UNITED_CREDENTIAL_REVOKED: a rotated-out secret is not a guess). With
-// 0, or no body, §2 stands. Only one previous secret is kept, in its own
+// 0, or no body, docs/protocol.md §2.4 stands. Only one previous secret is kept, in its own
 // scheme. Bad values are a 400 that changes nothing.
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -107,7 +107,7 @@ t.test('after grace_seconds the previous secret gets 401 and the new one 201', a
   t.equal(await login(app, robot.serial, secret), 201, 'the new secret works')
 })
 
-t.test('grace_seconds 0, {} or no body: the old secret and its tokens are void and the connection closes (CONTRACT §2)', async (t) => {
+t.test('grace_seconds 0, {} or no body: the old secret and its tokens are void and the connection closes (docs/protocol.md §2.4)', async (t) => {
   const app = await build(t)
   const staff = await createStaff(app)
   for (const [name, body] of [['grace_seconds 0', { grace_seconds: 0 }], ['{}', {}], ['no body', undefined]] as const) {

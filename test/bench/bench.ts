@@ -315,7 +315,7 @@ async function main (): Promise<void> {
   const dbLabel = databaseUrl === undefined ? 'SQLite (embedded, temp dir)' : databaseUrl.startsWith('sqlite:') ? databaseUrl : `PostgreSQL ${databaseUrl.replace(/\/\/[^@/]*@/, '//***@')}`
   if (opts.cluster && !/^postgres(ql)?:\/\//.test(databaseUrl ?? '')) {
     // before anything starts: United itself refuses REDIS_URL on SQLite (exit 78)
-    process.stderr.write('bench: --cluster needs a PostgreSQL DATABASE_URL: cluster mode (REDIS_URL) runs on PostgreSQL only (CONTRACT §10). For example:\n' +
+    process.stderr.write('bench: --cluster needs a PostgreSQL DATABASE_URL: cluster mode (REDIS_URL) runs on PostgreSQL only (docs/operations.md §4). For example:\n' +
       '  createdb -h 127.0.0.1 -U postgres united_bench_cluster\n' +
       '  DATABASE_URL=postgres://postgres@127.0.0.1:5432/united_bench_cluster npm run bench -- --cluster\n')
     process.exit(64)
@@ -636,7 +636,7 @@ async function main (): Promise<void> {
   }
 
   /**
-   * CONTRACT §13: log-ins must not starve ingest. On United only (bare Aedes
+   * docs/protocol.md §10: log-ins must not starve ingest. On United only (bare Aedes
    * has no log-in): --robots robots stream at --stream-hz for --duration s,
    * once quiet and once while --bad-logins clients post wrong passwords
    * back to back. Each of them comes from its own loopback address and moves

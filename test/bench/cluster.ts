@@ -1,4 +1,4 @@
-// npm run bench -- --cluster (CONTRACT §10, issue 25): two United nodes of
+// npm run bench -- --cluster (docs/operations.md §4, issue 25): two United nodes of
 // one cluster against one standalone United, in the same run, on the same
 // PostgreSQL database.
 //

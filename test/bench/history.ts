@@ -1,4 +1,4 @@
-// History at scale (CONTRACT §11), on United alone: the bare broker stores
+// History at scale (docs/protocol.md §6), on United alone: the bare broker stores
 // nothing, so there is nothing to compare these with.
 //
 //   history-aggregate  GET /robots/{uuid}/frames/aggregate?type=1&from&to&bucket=60

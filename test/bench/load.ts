@@ -1,5 +1,5 @@
 // The load: mqtt.js robots and users in the runner's process, and the
-// workloads they run. Everything here speaks only the wire (CONTRACT §3-5),
+// workloads they run. Everything here speaks only the wire (docs/protocol.md §3-§5),
 // so it runs unchanged against United and against the bare broker.
 import { performance } from 'node:perf_hooks'
 import { createConnection } from 'node:net'

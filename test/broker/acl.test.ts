@@ -1,4 +1,4 @@
-// CONTRACT §3, access rules, with real mqtt.js clients over TCP and WebSocket:
+// docs/protocol.md §3, access rules, with real mqtt.js clients over TCP and WebSocket:
 // every rule both ways, cross-user isolation on `+` subscriptions, and a
 // revoked grant that stops delivery without a reconnect.
 import { randomUUID } from 'node:crypto'

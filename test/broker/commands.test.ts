@@ -1,4 +1,4 @@
-// CONTRACT §5 over the real broker: POST /robots/robot/command publishes on
+// docs/protocol.md §5 over the real broker: POST /robots/robot/command publishes on
 // robots/{uuid}/commands (QoS 1); the robot's PUBACK makes it delivered, its
 // commands/ack makes it done (state follows) or failed; no ack → expired.
 // 409 follows the robot's real command connection.

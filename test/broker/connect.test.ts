@@ -1,4 +1,4 @@
-// MQTT log-in (CONTRACT §2) with real mqtt.js clients over TCP and WebSocket.
+// MQTT log-in (docs/protocol.md §2.3) with real mqtt.js clients over TCP and WebSocket.
 import { createHmac, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { request, type IncomingMessage } from 'node:http'
@@ -177,7 +177,7 @@ for (const transport of TRANSPORTS) {
     t.equal(await refusedWith(t, app, { transport, username: '', password: user.jwt }), NOT_AUTHORIZED, 'without a username too')
   })
 
-  // Client ids are scoped to their identity (CONTRACT §13): another identity
+  // Client ids are scoped to their identity (docs/protocol.md §3.3): another identity
   // with the same client id connects beside the holder, and neither is closed.
   t.test(`${transport}: a user with a connected robot's client id neither blocks nor closes it`, async (t) => {
     const app = await build(t)

@@ -1,4 +1,4 @@
-// CONTRACT §13: sessions end with the credential, and a connection the
+// docs/protocol.md §2.4: sessions end with the credential, and a connection the
 // server closes publishes no will. Real mqtt.js clients over TCP and
 // WebSocket, the Management API, and the REST token endpoints.
 import { createHmac, randomUUID } from 'node:crypto'

@@ -1,4 +1,4 @@
-// CONTRACT §13, "what is stored is what was validated": a frame whose JSON
+// docs/protocol.md §4.1, "what is stored is what was validated": a frame whose JSON
 // repeats a key is read as JSON.parse reads it (the last one wins) by the
 // validator, the ack, the REST history and the database's own JSON functions
 // alike, on SQLite and on PostgreSQL.

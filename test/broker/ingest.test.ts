@@ -1,4 +1,4 @@
-// CONTRACT §4 and §6 over the real broker: data frames published by robots
+// docs/protocol.md §4 and §6 over the real broker: data frames published by robots
 // on robots/{uuid}/data, one ack per frame on robots/{uuid}/ack (ok only
 // after the commit), the stored history, hostile input on both transports,
 // and live statistics on robots/{uuid}/stats.

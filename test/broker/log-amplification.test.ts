@@ -1,4 +1,4 @@
-// Anything a client controls is cut short in log lines (CONTRACT §13, the
+// Anything a client controls is cut short in log lines (docs/operations.md §7, the
 // wave-1 review's log amplification): 64 KB client ids, usernames and topics
 // cost a bounded log line, and over-long client ids get CONNACK 2 before any
 // credential is looked at.

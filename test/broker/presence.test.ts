@@ -1,4 +1,4 @@
-// CONTRACT §3 presence: retained on robots/{uuid}/presence and republished on
+// docs/protocol.md §3.3 presence: retained on robots/{uuid}/presence and republished on
 // every change; data-connected while the robot has an open connection,
 // command-connected while one of them subscribes to its commands; the
 // robot's row (GET /robots/{uuid}) follows.

@@ -1,4 +1,4 @@
-// What the broker speaks (README, "MQTT: topics and who may do what"): MQTT
+// What the broker speaks (docs/protocol.md §1): MQTT
 // 3.1 and 3.1.1. Aedes 1.x refuses any other protocol level with CONNACK 1
 // (unacceptable protocol version, MQTT-3.1.2-2), MQTT 5 included: pinned
 // here byte by byte, over TCP and WebSocket.

@@ -1,6 +1,6 @@
-// MQTT_PROXY_PROTOCOL (README, "Running as a cluster": the load balancer):
+// MQTT_PROXY_PROTOCOL (docs/operations.md §4, "The load balancer"):
 // behind a TCP balancer the PROXY header names the client, and the log-in
-// limits of §13 count that address, not the balancer's. A connection without
+// limits of docs/protocol.md §9 count that address, not the balancer's. A connection without
 // a valid header is closed; without the setting a header is not MQTT.
 import { connect as netConnect, type Socket } from 'node:net'
 import type { FastifyInstance } from 'fastify'

@@ -1,4 +1,4 @@
-// CONTRACT §2: disabling, deleting or rotating a robot closes its open
+// docs/protocol.md §2.4: disabling, deleting or rotating a robot closes its open
 // connections at once and voids its cached tokens; deactivating or deleting a
 // user closes theirs. Everybody else stays connected and keeps being served.
 import { randomUUID } from 'node:crypto'

@@ -1,4 +1,4 @@
-// MQTT over TLS (CONTRACT §13): the same log-in and rules as plain MQTT, a bad
+// MQTT over TLS (docs/operations.md §3): the same log-in and rules as plain MQTT, a bad
 // certificate or key file stops the start naming it (exit 78), and SIGHUP
 // swaps the certificate without dropping a connection. The certificates are
 // test/fixtures/tls/'s.

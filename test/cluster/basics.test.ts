@@ -1,4 +1,4 @@
-// Cluster mode (CONTRACT §10), real processes: two United nodes on their own
+// Cluster mode (docs/operations.md §4), real processes: two United nodes on their own
 // ports, one PostgreSQL database and a Redis of the test's own (nodes.ts).
 // Tokens, presence, 409, commands, statistics, retained messages, /ready and
 // the node list, each used on one node and checked on the other.

@@ -1,4 +1,4 @@
-// Cluster mode (CONTRACT §10): a node killed with SIGKILL. Its robots go
+// Cluster mode (docs/operations.md §4): a node killed with SIGKILL. Its robots go
 // offline within CLUSTER_NODE_TIMEOUT (node heartbeats in Redis, not Aedes'
 // wills), nothing acked is lost, the other node goes on.
 import { eventually, messageWhere, nextMessage, positionFrame, subscribe } from '../mqtt.js'

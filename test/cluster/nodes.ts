@@ -1,4 +1,4 @@
-// Real cluster nodes for the tests of CONTRACT §10: a redis-server of the
+// Real cluster nodes for the tests of docs/operations.md §4: a redis-server of the
 // test's own on a free port (so that it can be frozen with SIGSTOP, killed
 // and restarted empty without touching the machine's Redis), a PostgreSQL
 // database of its own, and United nodes as real processes (dist/src/server.js)
@@ -166,7 +166,7 @@ export async function refusedAt (t: Test, node: Node, opts: IClientOptions): Pro
 export interface Cluster { setup: ClusterSetup, nodes: Node[], staff: string }
 
 /**
- * A test of CONTRACT §10: a fresh database and Redis, `nodes` nodes named
+ * A test of docs/operations.md §4: a fresh database and Redis, `nodes` nodes named
  * node-a, node-b, … (2 by default) started with `env`, and a staff JWT from
  * node-a. On SQLite the file says, in one passing line, where it runs instead.
  */

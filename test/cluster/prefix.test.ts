@@ -1,4 +1,4 @@
-// CONTRACT §10, REDIS_PREFIX: two deployments on one Redis, each with its own
+// docs/operations.md §4, REDIS_PREFIX: two deployments on one Redis, each with its own
 // prefix (and database), are two clusters: neither lists the other's nodes,
 // and no message of one reaches a subscriber of the other.
 import { testDatabase } from '../helper.js'

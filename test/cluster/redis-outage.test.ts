@@ -1,4 +1,4 @@
-// Cluster mode (CONTRACT §10) while Redis is away: frozen with SIGSTOP (its
+// Cluster mode (docs/operations.md §4) while Redis is away: frozen with SIGSTOP (its
 // connections stay open and answer nothing), then killed and started again
 // empty. No node crashes; each keeps storing and acking its own robots'
 // frames and logging in the robots it can check; /ready says redis down;

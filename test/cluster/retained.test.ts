@@ -1,4 +1,4 @@
-// Retained messages across nodes (CONTRACT §10, src/cluster/mqtt.ts): a
+// Retained messages across nodes (docs/protocol.md §11, src/cluster/mqtt.ts): a
 // node writes them to Redis at most every RETAINED_FLUSH_MS, the last one per
 // topic. Its own late subscribers see the newest at once, another node's
 // within that delay; a deleted robot's retained messages go on every node.

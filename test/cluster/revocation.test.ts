@@ -1,4 +1,4 @@
-// Cluster mode (CONTRACT §10): a revocation told to one node takes effect on
+// Cluster mode (docs/protocol.md §11): a revocation told to one node takes effect on
 // every node within a second (the events relayed over Redis, src/cluster/events.ts).
 import { nextMessage, positionFrame, subscribe } from '../mqtt.js'
 import { api, clusterTest, login, makeRobot, mqttTo, refusedAt, robotTokenAt } from './nodes.js'

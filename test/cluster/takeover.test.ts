@@ -1,4 +1,4 @@
-// Cluster mode (CONTRACT §10, §13): a client id taken over from another node.
+// Cluster mode (docs/protocol.md §11, §3.3): a client id taken over from another node.
 // Three nodes: the old connection on A, the new one on B, the watcher on C.
 import { eventually, positionFrame, subscribe } from '../mqtt.js'
 import { api, clusterTest, makeRobot, mqttTo, robotTokenAt } from './nodes.js'

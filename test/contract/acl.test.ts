@@ -13,12 +13,12 @@ const staff: Principal = { kind: 'user', id: 8, username: 'root', isStaff: true 
 const access: AccessView = { canAccess: (userId, uuid) => userId === 7 && uuid === MINE }
 const noAccess: AccessView = { canAccess: () => false }
 
-// CONTRACT §3, written out independently of src/contract/acl.ts.
+// docs/protocol.md §3, written out independently of src/contract/acl.ts.
 const ROBOT_PUBLISHES: Channel[] = ['data', 'commands/ack']
 const ROBOT_SUBSCRIBES: Channel[] = ['ack', 'commands']
 const USERS_SUBSCRIBE: Channel[] = ['stats', 'presence']
 
-t.test('the ACL table is the one of CONTRACT §3', async (t) => {
+t.test('the ACL table is the one of docs/protocol.md §3', async (t) => {
   for (const channel of CHANNELS) {
     t.same(ACL[channel], {
       robotPublishes: ROBOT_PUBLISHES.includes(channel),

@@ -1,4 +1,4 @@
-// CONTRACT §11, retention: FRAME_RETENTION_DAYS removes exactly the frames
+// docs/protocol.md §6.6, retention: FRAME_RETENTION_DAYS removes exactly the frames
 // received before the cutoff, of every robot, in pieces, in the background,
 // while robots go on streaming; 0 keeps everything.
 import type { FastifyInstance } from 'fastify'

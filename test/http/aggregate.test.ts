@@ -1,4 +1,4 @@
-// CONTRACT §11: GET /robots/{uuid}/frames/aggregate. The database groups the
+// docs/protocol.md §6.4: GET /robots/{uuid}/frames/aggregate. The database groups the
 // frames by time bucket; the test stores frames at chosen received_at times
 // and computes every bucket's count, min, max and average itself.
 import type { FastifyInstance } from 'fastify'

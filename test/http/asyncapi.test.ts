@@ -1,4 +1,4 @@
-// CONTRACT §14: /docs/asyncapi.json describes the MQTT side, and what it
+// docs/protocol.md §12: /docs/asyncapi.json describes the MQTT side, and what it
 // says is what the broker does. The document is checked with the AsyncAPI
 // project's own parser, and its schemas are read from the parsed document by
 // a standard JSON Schema validator (a fresh ajv with ajv-formats, nothing of
@@ -69,7 +69,7 @@ t.test('the document is valid AsyncAPI 3.0 and names every topic, operation and 
     t.equal(channel.messages().all().length, 1, `${channel.address() ?? ''}: one message with a payload schema`)
   }
 
-  // the operations are the access table of §3, from the client's side
+  // the operations are the access table of docs/protocol.md §3, from the client's side
   const ops = document.operations().all().map((o) => `${o.action()} ${o.channels().all()[0]?.address() ?? ''} ${o.tags().all().map((tag) => tag.name()).join()}`).sort()
   const expected = CHANNELS.flatMap((c) => [
     ...(ACL[c].robotPublishes ? [`send robots/{uuid}/${c} robot`] : []),

@@ -1,4 +1,4 @@
-// CONTRACT §7: the OpenAPI 3 document at /docs/json and the UI at /docs.
+// docs/protocol.md §7: the OpenAPI 3 document at /docs/json and the UI at /docs.
 import t, { type Test } from 'tap'
 import { VERSION } from '../../src/app.js'
 import { build } from '../helper.js'

@@ -1,4 +1,4 @@
-// CONTRACT §7: every REST error is {statusCode, error, message} (+ code) JSON,
+// docs/protocol.md §7: every REST error is {statusCode, error, message} (+ code) JSON,
 // with no stack trace, SQL or secret in it.
 import { STATUS_CODES } from 'node:http'
 import type { InjectOptions } from 'fastify'
@@ -12,7 +12,7 @@ const ONE_MIB = 1024 * 1024
 
 interface Reply { statusCode: number, headers: Record<string, unknown>, payload: string, json: () => any }
 
-/** The §7 shape: JSON, exactly these keys, statusCode matching the status, error = reason phrase. */
+/** The docs/protocol.md §7 shape: JSON, exactly these keys, statusCode matching the status, error = reason phrase. */
 function assertErrorShape (t: Test, res: Reply, status: number, label: string): void {
   t.equal(res.statusCode, status, `${label}: status`)
   t.match(res.headers['content-type'], /^application\/json/, `${label}: JSON`)

@@ -1,5 +1,5 @@
-// CONTRACT §11: GET /robots/{uuid}/frames/export streams every stored frame
-// of a range, oldest first, as NDJSON (one §6 item per line) or CSV. Checked
+// docs/protocol.md §6.5: GET /robots/{uuid}/frames/export streams every stored frame
+// of a range, oldest first, as NDJSON (one docs/protocol.md §6.3 item per line) or CSV. Checked
 // line by line against what the test stored, with frame ids that need CSV
 // quoting, across the export's batch boundaries, and with a reader that stops
 // reading: the server then stops querying.

@@ -1,4 +1,4 @@
-// CONTRACT §6: GET /robots/{uuid}/frames — stored frames, newest first by
+// docs/protocol.md §6.3: GET /robots/{uuid}/frames — stored frames, newest first by
 // time received, keyset-paginated, filtered by type and received_at.
 // Frames are stored through the service, as the broker will store them.
 import { randomUUID } from 'node:crypto'

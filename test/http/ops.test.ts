@@ -12,7 +12,7 @@ t.test('GET /health answers while the process is up', async (t) => {
   t.same(res.json(), { status: 'ok' })
 })
 
-t.test('GET /ready reports the database, and Redis as off without cluster mode (CONTRACT §10)', async (t) => {
+t.test('GET /ready reports the database, and Redis as off without cluster mode (docs/operations.md §7)', async (t) => {
   const app = await build(t)
   const res = await app.inject({ method: 'GET', url: '/ready' })
   t.equal(res.statusCode, 200)
@@ -36,7 +36,7 @@ t.test('unknown routes answer a JSON 404', async (t) => {
   t.match(res.json(), { statusCode: 404, error: 'Not Found', code: 'UNITED_NO_ROUTE' })
 })
 
-t.test('GET /admin/api/cluster: without REDIS_URL, this node alone with its connections; staff only (CONTRACT §10)', async (t) => {
+t.test('GET /admin/api/cluster: without REDIS_URL, this node alone with its connections; staff only (docs/protocol.md §8)', async (t) => {
   const app = await build(t)
   const staff = await createStaff(app)
   const { user, robot } = await ownedRobot(app)

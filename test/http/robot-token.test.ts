@@ -1,4 +1,4 @@
-// CONTRACT §2 (robots): POST /robots/robot/obtain_token, the cached access
+// docs/protocol.md §2.2 (robots): POST /robots/robot/obtain_token, the cached access
 // token it hands out, and everything that voids that token.
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'

@@ -1,4 +1,4 @@
-// CONTRACT §6: GET /robots and GET /robots/{uuid}, what each user may see of the fleet.
+// docs/protocol.md §6.1: GET /robots and GET /robots/{uuid}, what each user may see of the fleet.
 import t from 'tap'
 import { authentication, bearer, build } from '../helper.js'
 import { createRobot, createStaff, createUser, grant, ownedRobot } from '../factory.js'

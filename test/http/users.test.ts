@@ -1,4 +1,4 @@
-// CONTRACT §2 (users): log-in, refresh, /users/me and every way a JWT is refused.
+// docs/protocol.md §2.1 (users): log-in, refresh, /users/me and every way a JWT is refused.
 import { createHmac } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
@@ -19,7 +19,7 @@ function accessClaims (user: { id: number, username: string }): Record<string, u
   return { sub: String(user.id), username: user.username, type: 'access', iat: now, exp: now + 300, ver: 0 }
 }
 
-/** The only 401 body a log-in failure may produce (CONTRACT §2, §7). */
+/** The only 401 body a log-in failure may produce (docs/protocol.md §2, §7). */
 function assertUnauthorized (t: Test, res: { statusCode: number, headers: Record<string, unknown>, json: () => any }): void {
   t.equal(res.statusCode, 401)
   t.match(res.headers['content-type'], /^application\/json/)
@@ -252,7 +252,7 @@ t.test('a user deactivated after getting a token is refused with 401', async (t)
   assertUnauthorized(t, await app.inject({ method: 'GET', url: '/users/me', headers: bearer(pair.access) }))
   assertUnauthorized(t, await app.inject({ method: 'GET', url: '/robots', headers: bearer(pair.access) }))
 
-  // CONTRACT §13: reactivating a user revives none of what was issued before.
+  // docs/protocol.md §2.4: reactivating a user revives none of what was issued before.
   await app.services.users.update(user.id, { isActive: true }, { actor: null })
   assertUnauthorized(t, await app.inject({ method: 'GET', url: '/users/me', headers: bearer(pair.access) }))
   assertUnauthorized(t, await app.inject({ method: 'POST', url: '/users/refresh_token/', payload: { refresh: pair.refresh } }))

@@ -35,7 +35,7 @@ t.test('a bad setting stops the start with a message that names it', async (t) =
   t.notMatch(res.stderr, /at .*\.js:\d+/, 'no stack trace')
 })
 
-t.test('REDIS_URL with the embedded SQLite stops the start (CONTRACT §10): the nodes must share one PostgreSQL database', async (t) => {
+t.test('REDIS_URL with the embedded SQLite stops the start (docs/operations.md §4): the nodes must share one PostgreSQL database', async (t) => {
   const res = await run(SERVER, [], { cwd: tempDir(t), env: { REDIS_URL: 'redis://127.0.0.1:6379', JWT_SECRET: 'x'.repeat(32), HTTP_PORT: '0', MQTT_PORT: '0' } })
   t.equal(res.code, 78)
   t.match(res.stderr, /REDIS_URL \(cluster mode\) needs a PostgreSQL DATABASE_URL/)

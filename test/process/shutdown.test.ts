@@ -1,4 +1,4 @@
-// SIGTERM (CONTRACT §9): frames in flight are stored and acknowledged, the
+// SIGTERM (docs/operations.md §7): frames in flight are stored and acknowledged, the
 // broker and the database close, and the process exits 0.
 import { once } from 'node:events'
 import mqtt from 'mqtt'

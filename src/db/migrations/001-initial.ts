@@ -53,9 +53,9 @@ export async function up ({ context: qi }: { context: QueryInterface }): Promise
     recorded_at: { type: DataTypes.DATE, allowNull: true },
     received_at: { type: DataTypes.DATE, allowNull: false }
   })
-  // CONTRACT §4: frame ids are idempotent per robot.
+  // docs/protocol.md §4.2: frame ids are idempotent per robot.
   await qi.addIndex('frames', ['robot_id', 'frame_id'], { unique: true, name: 'frames_robot_frame_id' })
-  // Keyset pagination, newest first (CONTRACT §6).
+  // Keyset pagination, newest first (docs/protocol.md §6.1).
   await qi.addIndex('frames', ['robot_id', 'received_at', 'id'], { name: 'frames_robot_received' })
 
   await qi.createTable('commands', {

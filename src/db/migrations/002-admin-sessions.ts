@@ -1,4 +1,4 @@
-// Admin sessions (CONTRACT §8): one row per logged-in browser. The primary key
+// Admin sessions (docs/admin.md): one row per logged-in browser. The primary key
 // is the SHA-256 of the cookie's random token, so a copy of the table does
 // not let anyone in. Rows go with their user.
 import { DataTypes, type QueryInterface } from 'sequelize'

@@ -1,5 +1,5 @@
 // Frames lose their surrogate `id`: (robot_id, frame_id) is unique already
-// (CONTRACT §4, frame ids are idempotent per robot) and becomes the primary
+// (docs/protocol.md §4.2, frame ids are idempotent per robot) and becomes the primary
 // key, and the history index breaks ties of received_at by frame_id instead
 // of id. Every stored frame then costs one index entry and one sequence step
 // less: measured on PostgreSQL with the ingest statement, 100,000 rows in

@@ -1,4 +1,4 @@
-// Sessions end with the credential (CONTRACT §13): every user JWT carries the
+// Sessions end with the credential (docs/protocol.md §2.4): every user JWT carries the
 // user's token version (`ver`), and a password change or a deactivation moves
 // the version on, so that every JWT signed before it is refused, and a
 // reactivation does not bring them back.

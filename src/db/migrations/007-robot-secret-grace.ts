@@ -1,4 +1,4 @@
-// Secret rotation with overlap (CONTRACT §13): a robot keeps at most one
+// Secret rotation with overlap (docs/protocol.md §2.4): a robot keeps at most one
 // previous secret hash, accepted at obtain_token until its expiry. Both
 // columns are null when there is none. The same file for SQLite and
 // PostgreSQL; down drops the columns with ALTER TABLE on both (SQLite ≥ 3.35),

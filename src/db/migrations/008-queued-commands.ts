@@ -1,4 +1,4 @@
-// Commands that wait for the robot (CONTRACT §12). `expires_at`: when a
+// Commands that wait for the robot (docs/protocol.md §5.3). `expires_at`: when a
 // queued command expires (null for the others). `sent_at`: when it was
 // published (it became pending); COMMAND_TIMEOUT counts from then, not from
 // created_at, so a command that waited in the queue gets its whole timeout

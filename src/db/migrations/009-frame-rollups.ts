@@ -1,4 +1,4 @@
-// Per-minute rollups of stored frames (CONTRACT §11 aggregates at scale,
+// Per-minute rollups of stored frames (docs/protocol.md §6.4 aggregates at scale,
 // services/rollups.ts). One row per robot, minute (epoch seconds / 60) and
 // frame type: the frame count, and for each numeric field of the type, in
 // NUMERIC_FIELDS' order (slots 0-3), how many frames had it, its min, max and

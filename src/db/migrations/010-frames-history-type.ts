@@ -9,7 +9,7 @@
 //
 // Untyped reads (the history list and export without `type`, retention, the
 // rollup job's search for the next frame) read one range per frame type,
-// merged: the types are the contract's fixed three (position, geo, hardware,
+// merged: the types are the protocol's fixed three (position, geo, hardware,
 // the only ones the broker stores), so a page still reads at most three
 // times its own rows (services/frames.ts, services/rollups.ts).
 //

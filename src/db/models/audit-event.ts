@@ -1,7 +1,7 @@
 import { DataTypes, Model, type CreationOptional, type InferAttributes, type InferCreationAttributes, type Sequelize } from 'sequelize'
 
 /**
- * What a user or an admin did (CONTRACT §8, audit log). No foreign keys on
+ * What a user or an admin did (docs/protocol.md §8, audit log). No foreign keys on
  * purpose: the record outlives the user or robot it names.
  */
 export class AuditEvent extends Model<InferAttributes<AuditEvent>, InferCreationAttributes<AuditEvent>> {

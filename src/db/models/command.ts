@@ -1,6 +1,6 @@
 import { DataTypes, Model, type CreationOptional, type InferAttributes, type InferCreationAttributes, type Sequelize } from 'sequelize'
 
-/** A state change sent to a robot, with the status life cycle of CONTRACT §5 and §12. */
+/** A state change sent to a robot, with the status life cycle of docs/protocol.md §5.2. */
 export class Command extends Model<InferAttributes<Command>, InferCreationAttributes<Command>> {
   declare id: string
   declare robotId: number

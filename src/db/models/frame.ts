@@ -1,7 +1,7 @@
 import { DataTypes, Model, type InferAttributes, type InferCreationAttributes, type Sequelize } from 'sequelize'
 
 /**
- * One stored data frame (CONTRACT §4). Position, geo and hardware frames share
+ * One stored data frame (docs/protocol.md §4.1). Position, geo and hardware frames share
  * the table: `type` says which, `data` holds the validated fields.
  */
 export class Frame extends Model<InferAttributes<Frame>, InferCreationAttributes<Frame>> {

@@ -1,4 +1,4 @@
-// fp plugin 'error-handler' (CONTRACT §7): every error is
+// fp plugin 'error-handler' (docs/protocol.md §7): every error is
 // {statusCode, error, message, code?}. 4xx keep their message; 5xx are logged
 // with the request and answered without details (no stack, SQL or secret).
 import { STATUS_CODES } from 'node:http'

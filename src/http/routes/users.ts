@@ -1,4 +1,4 @@
-// /users/obtain_token/, /users/refresh_token/, /users/me (CONTRACT §2).
+// /users/obtain_token/, /users/refresh_token/, /users/me (docs/protocol.md §2.1).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { loginLimits } from '../plugins/login-limits.js'
 import { BearerSecurity, errorResponses } from '../schemas/common.js'

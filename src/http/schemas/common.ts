@@ -1,4 +1,4 @@
-// Shared pieces of the REST schemas: errors (CONTRACT §7), pages (§6), ids.
+// Shared pieces of the REST schemas: errors (docs/protocol.md §7), pages (§6), ids.
 import { Type, type TSchema } from 'typebox'
 
 export const ErrorSchema = Type.Object({

@@ -1,5 +1,5 @@
-// POST /robots/robot/command, GET /robots/{uuid}/commands (CONTRACT §5) and
-// POST /robots/{uuid}/commands/{id}/cancel (§12).
+// POST /robots/robot/command, GET /robots/{uuid}/commands (docs/protocol.md §5) and
+// POST /robots/{uuid}/commands/{id}/cancel (docs/protocol.md §5.4).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { auditContext } from '../../plugins/auth-guard.js'
 import { BearerSecurity, errorResponses, PageQuery, PageSchema, RobotUuidParams } from '../../schemas/common.js'

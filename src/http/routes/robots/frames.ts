@@ -1,5 +1,5 @@
-// GET /robots/{uuid}/frames (CONTRACT §6): stored frames, newest first,
-// keyset-paginated; GET /robots/{uuid}/frames/aggregate and /export (§11),
+// GET /robots/{uuid}/frames (docs/protocol.md §6.3): stored frames, newest first,
+// keyset-paginated; GET /robots/{uuid}/frames/aggregate and /export (docs/protocol.md §6.4, §6.5),
 // a few at once per user and per node (429 UNITED_BUSY with Retry-After),
 // an aggregate refused before it runs when it would read too many frames
 // (400 UNITED_RANGE_TOO_LARGE).

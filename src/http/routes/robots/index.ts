@@ -1,4 +1,4 @@
-// GET /robots, GET /robots/{uuid} (CONTRACT §6): the robots a user can access.
+// GET /robots, GET /robots/{uuid} (docs/protocol.md §6.1): the robots a user can access.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { BearerSecurity, errorResponses, PageQuery, PageSchema, RobotUuidParams } from '../../schemas/common.js'
 import { RobotSchema } from '../../schemas/robots.js'

@@ -1,4 +1,4 @@
-// POST /robots/robot/obtain_token (CONTRACT §2): serial + secret → MQTT access token.
+// POST /robots/robot/obtain_token (docs/protocol.md §2.2): serial + secret → MQTT access token.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { loginLimits } from '../../plugins/login-limits.js'
 import { errorResponses } from '../../schemas/common.js'
