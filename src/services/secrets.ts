@@ -45,7 +45,10 @@ const KEY_LENGTH = 32
  * cannot keep a user or a robot from another address out: it waits one turn
  * of each line at most. A log-in refused here gets 503 UNITED_BUSY
  * (Retry-After: 1) at once rather than being queued for seconds, and the
- * log-in limits count it toward its address.
+ * log-in limits count it toward its address. Hashing outside a log-in (staff
+ * creating users or setting passwords, the command line) waits in a line of
+ * its own without the per-address depth: it is authenticated work, and a
+ * script creating users ten at a time must not get 503s.
  */
 const SCRYPT_CONCURRENCY = 1
 const SCRYPT_QUEUE = 64
@@ -55,8 +58,10 @@ interface Waiter { go: () => void, refuse: (err: Error) => void }
 let hashing = 0
 let waitingCount = 0
 /** One line per address; the map's order is the order of turns (a line that had its turn goes last). */
-const lines = new Map<string, Waiter[]>()
+const lines = new Map<string | symbol, Waiter[]>()
 const addressOfLogin = new AsyncLocalStorage<string>()
+/** The line of hashing done outside any log-in (no client address is a symbol). */
+const LOCAL = Symbol('not a log-in')
 const busy = (): Error => withRetryAfter(new Errors.BUSY(), 1)
 
 /** Runs `fn` with the password checks it makes queued in `address`'s line. */
@@ -67,12 +72,13 @@ export async function hashingFor<T> (address: string, fn: () => Promise<T>): Pro
 /** Waits for a place to hash, in the caller's line; throws BUSY when there is no room. */
 async function place (): Promise<void> {
   if (hashing < SCRYPT_CONCURRENCY) { hashing++; return }
-  const address = addressOfLogin.getStore() ?? 'local'
+  const login = addressOfLogin.getStore()
+  const address = login ?? LOCAL
   const line = lines.get(address) ?? []
-  if (line.length >= SCRYPT_QUEUE_PER_ADDRESS) throw busy()
+  if (login !== undefined && line.length >= SCRYPT_QUEUE_PER_ADDRESS) throw busy()
   if (waitingCount >= SCRYPT_QUEUE) {
     let longest: Waiter[] = line
-    let longestAddress = address
+    let longestAddress: string | symbol = address
     for (const [a, l] of lines) if (l.length > longest.length) { longest = l; longestAddress = a }
     if (longest.length <= line.length + 1) throw busy()
     ;(longest.pop() as Waiter).refuse(busy())

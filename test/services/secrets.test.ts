@@ -107,3 +107,9 @@ t.test('more scrypt checks than the queue holds are refused at once as UNITED_BU
   t.ok(firstLate >= 0 && firstLate <= 13, `the late addresses were served within one turn of the lines (first at ${firstLate})`)
   t.equal(await verifySecret('a-typed-password', stored), true, 'afterwards a check runs again')
 })
+
+t.test('hashing outside a log-in (staff creating users, the command line) has no per-address depth: twenty at once are all answered', async (t) => {
+  const hashed = await Promise.all(Array.from({ length: 20 }, async (_, i) => await hashSecret(`password-number-${i}`)))
+  t.equal(new Set(hashed).size, 20, 'twenty hashes, none refused')
+  t.equal(await verifySecret('password-number-7', hashed[7] as string), true)
+})
