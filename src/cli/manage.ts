@@ -1,17 +1,25 @@
 // `npm run manage -- <command>`: administration from the shell, with the
 // same config, database and services as the server, and no HTTP.
 //   createsuperuser --username U [--password P]   (prompts for what is missing on a terminal)
+//   create-robots --count N --out FILE [--prefix P] [--force]
 import { parseArgs } from 'node:util'
-import pino from 'pino'
-import { ConfigError, dbOptions, loadConfig } from '../config.js'
-import { createDatabase } from '../db/index.js'
+import { ConfigError } from '../config.js'
 import { Errors } from '../errors.js'
-import { createServices } from '../services/index.js'
+import { UsageError, withServices } from './context.js'
+import { createRobots, CREATE_ROBOTS_USAGE } from './create-robots.js'
 
 const USAGE = `usage: npm run manage -- createsuperuser [--username U] [--password P]
+       npm run manage -- ${CREATE_ROBOTS_USAGE}
 
-Creates a staff user. On a terminal it asks for what is missing; elsewhere
-both flags are required. DATABASE_URL selects the database, as for the server.`
+createsuperuser creates a staff user. On a terminal it asks for what is
+missing; elsewhere both flags are required.
+
+create-robots creates N robots with generated secrets (serials P-001, P-002, …;
+P is "robot" unless --prefix says otherwise) and writes their credentials to
+FILE, readable only by you, for \`npm run robot -- --fleet N --credentials FILE\`.
+It refuses to replace an existing FILE unless --force is given.
+
+DATABASE_URL selects the database, as for the server.`
 
 /** The user pressed Ctrl-C, or ended the input (Ctrl-D on an empty line), at a prompt. */
 class Cancelled extends Error {}
@@ -141,35 +149,18 @@ async function createSuperuser (args: string[]): Promise<number> {
   if (!/^[A-Za-z0-9_.@+-]{1,150}$/.test(username)) throw new UsageError('the username may hold only letters, digits and _ . @ + - (1-150 characters)')
   if (password.length < 8) throw new UsageError('the password must have at least 8 characters')
 
-  const config = loadConfig(process.env)
-  const log = pino({ level: 'warn' })
-  const db = createDatabase(config.DATABASE_URL, log, dbOptions(config))
-  try {
-    await db.migrate()
-    const services = createServices({
-      db,
-      config,
-      log,
-      jwt: { sign: () => { throw new Error('no JWT signing in the CLI') }, verify: () => { throw new Error('no JWT in the CLI') } }
-    })
-    try {
-      const user = await services.users.create({ username, password, isStaff: true }, { actor: null })
-      process.stdout.write(`Superuser "${user.username}" created (id ${user.id}).\n`)
-    } finally {
-      await services.close()
-    }
-  } finally {
-    await db.close()
-  }
+  await withServices(async (services) => {
+    const user = await services.users.create({ username, password, isStaff: true }, { actor: null })
+    process.stdout.write(`Superuser "${user.username}" created (id ${user.id}).\n`)
+  })
   return 0
 }
-
-class UsageError extends Error {}
 
 async function main (argv: string[]): Promise<number> {
   const [command, ...rest] = argv
   try {
     if (command === 'createsuperuser') return await createSuperuser(rest)
+    if (command === 'create-robots') return await createRobots(rest)
     process.stderr.write(`${command === undefined ? '' : `unknown command: ${command}\n`}${USAGE}\n`)
     return 2
   } catch (err) {
@@ -177,7 +168,7 @@ async function main (argv: string[]): Promise<number> {
       process.stderr.write(`manage: ${err.message}; nothing was created\n`)
       return 130
     }
-    if (err instanceof UsageError || err instanceof ConfigError || (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    if (err instanceof UsageError || err instanceof ConfigError || /^ERR_PARSE_ARGS_/.test(String((err as { code?: string }).code))) {
       process.stderr.write(`manage: ${(err as Error).message}\n${USAGE}\n`)
       return 2
     }
