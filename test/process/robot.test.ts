@@ -1,73 +1,50 @@
 // The example robot end to end: the compiled CLI as a real process against a
-// real, listening United.
-import { spawn, type ChildProcess } from 'node:child_process'
+// real, listening United. One robot here; fleets in robot-fleet.test.ts.
 import { once } from 'node:events'
-import { writeFileSync } from 'node:fs'
-import { join } from 'node:path'
-import type { FastifyInstance } from 'fastify'
-import t, { type Test } from 'tap'
-import { bearer, build } from '../helper.js'
+import t from 'tap'
+import { bearer } from '../helper.js'
 import { createRobot, createStaff, ownedRobot } from '../factory.js'
-import { cleanEnv, ROOT, tempDir } from './spawn.js'
+import { serve, spawnRobot } from './robot-spawn.js'
 
-const ROBOT = join(ROOT, 'dist', 'src', 'cli', 'robot.js')
+interface StoredFrame { frame_id: string, type: number, data: Record<string, unknown> }
 
-async function serve (t: Test): Promise<{ app: FastifyInstance, url: string }> {
-  const app = await build(t)
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const address = app.server.address()
-  return { app, url: `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}` }
-}
-
-function runRobot (t: Test, args: string[]): { child: ChildProcess, output: () => string, waitFor: (re: RegExp) => Promise<RegExpExecArray> } {
-  const child = spawn(process.execPath, [ROBOT, ...args], { env: cleanEnv({}), stdio: ['ignore', 'pipe', 'pipe'] })
-  let output = ''
-  child.stdout?.on('data', (d: Buffer) => { output += d.toString() })
-  child.stderr?.on('data', (d: Buffer) => { output += d.toString() })
-  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-  return {
-    child,
-    output: () => output,
-    waitFor: async (re) => await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => { child.stdout?.off('data', check); reject(new Error(`robot did not print ${String(re)} within 20 s:\n${output}`)) }, 20_000)
-      const check = (): void => {
-        const m = re.exec(output)
-        if (m !== null) { clearTimeout(timer); child.stdout?.off('data', check); resolve(m) }
-      }
-      child.stdout?.on('data', check)
-      child.once('exit', () => { clearTimeout(timer); reject(new Error(`robot exited before printing ${String(re)}:\n${output}`)) })
-      check()
-    })
-  }
-}
-
-t.test('the example robot obtains a token, streams position frames over WebSocket and prints each ack', async (t) => {
+t.test('the example robot obtains a token, streams position and hardware frames over WebSocket and prints each ack', async (t) => {
   const { app, url } = await serve(t)
   const { user, robot } = await ownedRobot(app)
-  const r = runRobot(t, ['--serial', robot.serial, '--token', robot.secret, '--url', url, '--interval', '20', '--count', '15'])
-  const [code] = await once(r.child, 'exit')
-  t.equal(code, 0, 'exits 0')
+  const r = spawnRobot(t, ['--serial', robot.serial, '--token', robot.secret, '--url', url, '--interval', '20', '--count', '15'])
+  t.equal(await r.exit(), 0, 'exits 0')
   t.match(r.output(), new RegExp(`connected as ${robot.uuid}`))
-  t.match(r.output(), /done: 15 frames acked ok, 0 errors/)
-  t.equal((r.output().match(/ack \S+ ok/g) ?? []).length, 15, 'one ack printed per frame')
-  const frames = await app.inject({ method: 'GET', url: `/robots/${robot.uuid}/frames`, headers: bearer(user.jwt) })
-  t.equal(frames.json().items.length, 15)
-  t.match(frames.json().items[0], { type: 1, data: { speed: Number, position_x: Number, position_y: Number, angle_theta: Number, datetime: String } })
+  const frames = (await app.inject({ method: 'GET', url: `/robots/${robot.uuid}/frames?limit=100`, headers: bearer(user.jwt) })).json().items as StoredFrame[]
+  const positions = frames.filter((f) => f.type === 1)
+  const hardware = frames.filter((f) => f.type === 3)
+  t.equal(positions.length, 15, '--count 15: fifteen position frames')
+  t.ok(hardware.length >= 1, 'and a hardware frame with the first one')
+  t.equal(frames.length, positions.length + hardware.length, 'nothing else')
+  t.match(r.output(), new RegExp(`done: ${frames.length} frames acked ok, 0 errors\\n`))
+  t.equal((r.output().match(/ack \S+ ok/g) ?? []).length, frames.length, 'one ack printed per frame')
+  t.match(positions[0], { data: { speed: Number, position_x: Number, position_y: Number, angle_theta: Number, datetime: String } })
+  for (const f of hardware) {
+    t.same(Object.keys(f.data).sort(), ['battery', 'cpu', 'datetime', 'memory', 'temperature'], 'the hardware fields, all of them')
+    for (const field of ['battery', 'cpu', 'memory']) {
+      const v = f.data[field] as number
+      t.ok(v >= 0 && v <= 100, `${field} ${v} is a percentage`)
+    }
+    t.ok((f.data.temperature as number) > 20 && (f.data.temperature as number) < 90, 'a plausible temperature')
+  }
 })
 
 t.test('the example robot works over TCP too', async (t) => {
   const { app, url } = await serve(t)
   const robot = await createRobot(app)
-  const r = runRobot(t, ['--serial', robot.serial, '--token', robot.secret, '--url', url, '--mqtt', `mqtt://127.0.0.1:${app.broker.port}`, '--interval', '20', '--count', '5'])
-  const [code] = await once(r.child, 'exit')
-  t.equal(code, 0)
-  t.match(r.output(), /done: 5 frames acked ok, 0 errors/)
+  const r = spawnRobot(t, ['--serial', robot.serial, '--token', robot.secret, '--url', url, '--mqtt', `mqtt://127.0.0.1:${app.broker.port}`, '--interval', '20', '--count', '5'])
+  t.equal(await r.exit(), 0)
+  t.match(r.output(), /done: \d+ frames acked ok, 0 errors/)
 })
 
 t.test('the example robot obeys a command, acknowledges it, and its state changes', async (t) => {
   const { app, url } = await serve(t)
   const { user, robot } = await ownedRobot(app)
-  const r = runRobot(t, ['--serial', robot.serial, '--token', robot.secret, '--url', url, '--interval', '50'])
+  const r = spawnRobot(t, ['--serial', robot.serial, '--token', robot.secret, '--url', url, '--interval', '50'])
   await r.waitFor(/connected as/)
   let sent
   // The robot subscribes to its commands right after CONNACK; retry the 409 until it has.
@@ -88,17 +65,17 @@ t.test('the example robot obeys a command, acknowledges it, and its state change
   const robotView = await app.inject({ method: 'GET', url: `/robots/${robot.uuid}`, headers: bearer(user.jwt) })
   t.equal(robotView.json().state, 'auto')
   r.child.kill('SIGTERM')
-  await once(r.child, 'exit')
+  t.equal(await r.exit(), 0, 'stopped without an error: exit 0')
 })
 
-t.test('the example robot handles the commands queued while it was away, as soon as it is back (CONTRACT §12)', async (t) => {
+t.test('the example robot handles the commands queued while it was away, as soon as it is back', async (t) => {
   const { app, url } = await serve(t)
   const { user, robot } = await ownedRobot(app)
   const args = ['--serial', robot.serial, '--token', robot.secret, '--url', url, '--interval', '50']
-  const first = runRobot(t, args)
+  const first = spawnRobot(t, args)
   await first.waitFor(/connected as/)
   first.child.kill('SIGTERM')
-  await once(first.child, 'exit')
+  await first.exit()
   await new Promise((resolve) => { setTimeout(resolve, 100) }) // its connection is gone
 
   const ids: string[] = []
@@ -107,7 +84,7 @@ t.test('the example robot handles the commands queued while it was away, as soon
     t.equal(res.json().status, 'queued', `${command}: queued while the robot is away`)
     ids.push(res.json().id)
   }
-  const back = runRobot(t, args)
+  const back = spawnRobot(t, args)
   await back.waitFor(/command auto from \S+ → state auto/)
   t.match(back.output(), /command manual from \S+ → state manual[\s\S]*command auto from \S+ → state auto/, 'both, oldest first, right after it connected')
   const statuses = async (): Promise<string[]> => {
@@ -122,41 +99,29 @@ t.test('the example robot handles the commands queued while it was away, as soon
   t.same(now, ['done', 'done'], 'both acknowledged')
   t.equal((await app.inject({ method: 'GET', url: `/robots/${robot.uuid}`, headers: bearer(user.jwt) })).json().state, 'auto', 'the state is the last command')
   back.child.kill('SIGTERM')
-  await once(back.child, 'exit')
+  await back.exit()
 })
 
 t.test('the example robot reconnects with a fresh token after its token is voided', async (t) => {
   const { app, url } = await serve(t)
   const staff = await createStaff(app)
   const robot = await createRobot(app)
-  const r = runRobot(t, ['--serial', robot.serial, '--token', robot.secret, '--url', url, '--interval', '50'])
+  const r = spawnRobot(t, ['--serial', robot.serial, '--token', robot.secret, '--url', url, '--interval', '50'])
   await r.waitFor(/connected as/)
   // Disabling closes its connection and voids its token; obtain_token then answers 401 until it is enabled again.
   t.equal((await app.inject({ method: 'PATCH', url: `/admin/api/robots/${robot.uuid}`, headers: bearer(staff.jwt), payload: { enabled: false } })).statusCode, 200)
   await r.waitFor(/connection lost/)
-  await r.waitFor(/obtain_token answered 401/)
+  await r.waitFor(/obtain_token answered 401 UNITED_CREDENTIAL_REVOKED/)
   t.equal((await app.inject({ method: 'PATCH', url: `/admin/api/robots/${robot.uuid}`, headers: bearer(staff.jwt), payload: { enabled: true } })).statusCode, 200)
-  const before = (r.output().match(/connected as/g) ?? []).length
-  while ((r.output().match(/connected as/g) ?? []).length === before) await once(r.child.stdout!, 'data')
+  await r.waitFor(/connected as[\s\S]*connection lost[\s\S]*connected as/)
   t.pass('reconnected with a fresh token')
   r.child.kill('SIGTERM')
-  await once(r.child, 'exit')
-})
-
-t.test('--fleet runs several robots from a credentials file', async (t) => {
-  const { app, url } = await serve(t)
-  const robots = [await createRobot(app), await createRobot(app), await createRobot(app)]
-  const file = join(tempDir(t), 'fleet.json')
-  writeFileSync(file, JSON.stringify(robots.map((r) => ({ serial: r.serial, token: r.secret }))))
-  const r = runRobot(t, ['--fleet', '3', '--credentials', file, '--url', url, '--interval', '20', '--count', '4'])
-  const [code] = await once(r.child, 'exit')
-  t.equal(code, 0, 'exits 0')
-  t.match(r.output(), /done: 12 frames acked ok, 0 errors/)
+  t.equal(await r.exit(), 1, 'a run with errors (the lost connection, the refused attempts) exits 1')
+  t.match(r.output(), /done: \d+ frames acked ok, \d+ errors \(\d+ failed connection attempts?, 1 connection lost\)/)
 })
 
 t.test('the example robot explains its usage', async (t) => {
-  const r = runRobot(t, ['--serial', 'x'])
-  const [code] = await once(r.child, 'exit')
-  t.equal(code, 2)
+  const r = spawnRobot(t, ['--serial', 'x'])
+  t.equal(await r.exit(), 2)
   t.match(r.output(), /--serial and --token are required/)
 })
