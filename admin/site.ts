@@ -1,4 +1,4 @@
-// The server-rendered admin pages (CONTRACT §8), an encapsulated context:
+// The server-rendered admin pages (docs/admin.md), an encapsulated context:
 // cookies, CSRF, the log-in rate limit, Eta views (auto-escaping), static
 // files, security headers, the staff session guard and HTML error pages.
 import { createHmac } from 'node:crypto'
@@ -54,6 +54,13 @@ const CSP = [
 const site: FastifyPluginAsync = async (fastify) => {
   const { config } = fastify
   const secure = config.PUBLIC_URL?.startsWith('https:') === true ? true : 'auto'
+
+  // Pages, forms and their little JSON helpers (token.json, commands.json) are
+  // not API: they stay out of the OpenAPI document at /docs. The Management
+  // API (admin/api, its own context) is documented as before.
+  fastify.addHook('onRoute', (route) => {
+    route.schema = { ...route.schema, hide: true }
+  })
 
   await fastify.register(cookie, { secret: deriveKey(config.JWT_SECRET as string, 'cookies') })
   await fastify.register(csrf, {

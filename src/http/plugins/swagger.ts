@@ -1,6 +1,8 @@
 // fp plugin 'swagger': the OpenAPI 3 document at /docs/json, the UI at /docs
-// (CONTRACT §7), and the AsyncAPI 3 document of the MQTT side at
-// /docs/asyncapi.json (§14). Registered before any route so it sees every route.
+// (docs/protocol.md §7), and the AsyncAPI 3 document of the MQTT side at
+// /docs/asyncapi.json (docs/protocol.md §12). Registered before any route so it sees every route;
+// a route leaves the document with `schema.hide` (the admin pages hide
+// themselves in admin/site.ts, the Management API under /admin/api stays).
 import type { AddressInfo } from 'node:net'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
