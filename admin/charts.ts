@@ -1,5 +1,5 @@
 // The robot page's history charts (issue 26): stored history, bucketed in the
-// database by the aggregate query of CONTRACT §11, drawn on the server as
+// database by the aggregate query of docs/protocol.md §6.4, drawn on the server as
 // SVG, so they read without JavaScript and without the live panel. Pure
 // functions: buckets in, a chart model out (coordinates, ticks, labels); the
 // template (views/partials/chart.eta) only writes it out, escaped.
@@ -21,8 +21,9 @@ export function historyRange (value: unknown): HistoryRange {
 export const WIDTH = 480
 export const HEIGHT = 220
 const LEFT = 52
-const RIGHT = 12
-const TOP = 12
+const RIGHT = 16
+// the y axis' title sits above the plot, clear of the tick labels however long they are
+const TOP = 22
 const BOTTOM = 30
 
 export interface Tick { at: number, label: string }
@@ -34,6 +35,9 @@ export interface ChartModel {
   unit: string
   /** "x axis unit" for the path (metres), else "UTC" */
   xUnit: string
+  /** the axes' titles, as shown: "m/s" and "time (UTC)", or "y (m)" and "x (m)" for the path */
+  yTitle: string
+  xTitle: string
   width: number
   height: number
   plot: { left: number, right: number, top: number, bottom: number }
@@ -217,8 +221,8 @@ function runs<T extends { t: number }> (points: T[], bucketMs: number): T[][] {
   return out
 }
 
-function frame (id: string, title: string, unit: string, xUnit: string): Omit<ChartModel, 'xTicks' | 'yTicks' | 'line' | 'band' | 'dots' | 'summary' | 'empty'> {
-  return { id, title, unit, xUnit, width: WIDTH, height: HEIGHT, plot: { left: LEFT, right: WIDTH - RIGHT, top: TOP, bottom: HEIGHT - BOTTOM } }
+function frame (id: string, title: string, unit: string, xUnit: string, titles: { y: string, x: string }): Omit<ChartModel, 'xTicks' | 'yTicks' | 'line' | 'band' | 'dots' | 'summary' | 'empty'> {
+  return { id, title, unit, xUnit, yTitle: titles.y, xTitle: titles.x, width: WIDTH, height: HEIGHT, plot: { left: LEFT, right: WIDTH - RIGHT, top: TOP, bottom: HEIGHT - BOTTOM } }
 }
 
 /**
@@ -230,7 +234,7 @@ function frame (id: string, title: string, unit: string, xUnit: string): Omit<Ch
  * frames.
  */
 export function timeChart (opts: { id: string, title: string, unit: string, field: string, buckets: AggregateBucket[], from: Date, to: Date, bucket: number, fixed?: [number, number] }): ChartModel {
-  const base = frame(opts.id, opts.title, opts.unit, 'UTC')
+  const base = frame(opts.id, opts.title, opts.unit, 'UTC', { y: opts.unit, x: 'time (UTC)' })
   const { left, right, top, bottom } = base.plot
   const from = opts.from.getTime()
   const to = opts.to.getTime()
@@ -284,11 +288,15 @@ export function timeChart (opts: { id: string, title: string, unit: string, fiel
  * The path: each bucket's average position_x against its average position_y,
  * on equal scales (a metre is as long across as up), from a hollow start dot
  * to a filled end dot. Any finite positions fit: the spans are taken in
- * halves (±MAX_VALUE's would overflow), a robot that stood still gets a small
- * square around it, one at 1.37e12 m a padded axis (niceTicks).
+ * halves (±MAX_VALUE's would overflow), a robot that stood still or moved
+ * less than a metre is drawn on at least a metre (MIN_PATH_SPAN: its ticks are
+ * tenths, not 3.4999e0), one at 1.37e12 m on a padded axis (niceTicks).
  */
+/** The least the path shows, in metres, up its shorter side. */
+export const MIN_PATH_SPAN = 1
+
 export function pathChart (opts: { id: string, buckets: AggregateBucket[], bucket: number }): ChartModel {
-  const base = frame(opts.id, 'Path', 'm', 'm')
+  const base = frame(opts.id, 'Path', 'm', 'm', { y: 'y (m)', x: 'x (m)' })
   const { left, right, top, bottom } = base.plot
   const points = opts.buckets
     .map((b) => ({ t: Date.parse(b.start), x: b.avg.position_x, y: b.avg.position_y }))
@@ -299,7 +307,7 @@ export function pathChart (opts: { id: string, buckets: AggregateBucket[], bucke
   let [x0, x1] = extent(points.map((p) => p.x))
   let [y0, y1] = extent(points.map((p) => p.y))
   if (points.length === 0) { x0 = 0; x1 = 1; y0 = 0; y1 = 1 }
-  const perPixel = Math.max(x1 / w - x0 / w, y1 / h - y0 / h, 1e-6)
+  const perPixel = Math.max(x1 / w - x0 / w, y1 / h - y0 / h, MIN_PATH_SPAN / h)
   const xt = niceTicks(middle(x0, x1) - perPixel * w / 2, middle(x0, x1) + perPixel * w / 2, 6)
   const yt = niceTicks(middle(y0, y1) - perPixel * h / 2, middle(y0, y1) + perPixel * h / 2, 4)
   // The nice ticks widen the ranges: take the wider metres-per-pixel again, so

@@ -1,5 +1,5 @@
 // The robot page's history charts (issue 26): stored frames bucketed by the
-// aggregate query (CONTRACT §11) and drawn on the server as SVG, so they read
+// aggregate query (docs/protocol.md §6.4) and drawn on the server as SVG, so they read
 // without JavaScript. The chart model is checked against values computed
 // here; the page against frames stored at known times.
 import t from 'tap'
@@ -92,6 +92,11 @@ t.test('the path: average positions on equal scales, from a start dot to an end 
   t.ok(chart.xTicks.length >= 2 && chart.yTicks.length >= 2, 'both axes have ticks')
   for (const tick of chart.xTicks) t.ok(tick.at >= chart.plot.left - 0.1 && tick.at <= chart.plot.right + 0.1, `x tick ${tick.label} inside`)
   t.equal(pathChart({ id: 'e', buckets: [], bucket: 60 }).summary, 'no position in this range')
+  const still = pathChart({ id: 's', buckets: [bucket(0, 3.5, 4), bucket(1, 3.5, 4)], bucket: 60 })
+  const labels = [...still.xTicks, ...still.yTicks].map((x) => x.label)
+  t.notOk(labels.some((l) => l.includes('e')), `a robot standing still: plain labels (${labels.join(', ')})`)
+  const ys = still.yTicks.map((x) => Number(x.label))
+  t.ok(Math.max(...ys) - Math.min(...ys) >= 1, 'at least a metre up')
 })
 
 t.test('the robot page charts stored history for the last hour, day or week, without JavaScript', async (t) => {
@@ -118,8 +123,9 @@ t.test('the robot page charts stored history for the last hour, day or week, wit
   for (const id of ['chart-speed', 'chart-path', 'chart-battery', 'chart-cpu']) t.match(history, `<figure class="chart" id="${id}">`, `${id} is drawn`)
   const speed = section(history, '<figure class="chart" id="chart-speed">', '</figure>')
   t.match(unescape(speed), 'Speed: 20 buckets of 30 s, average from 0.5 to 2 m/s', 'the last hour holds the 20 recent frames, not the old one')
-  t.match(speed, '<text class="unit" x="4" y="16">m/s</text>', 'the y axis names its unit')
-  t.match(speed, />UTC<\/text>/, 'the time axis says UTC')
+  t.match(speed, '<text class="unit" x="4" y="12">m/s</text>', 'the y axis names its unit, above the plot')
+  t.match(speed, '>time (UTC)</text>', 'the time axis says UTC')
+  t.ok(Number(/<rect class="plot-bg" x="[\d.]+" y="([\d.]+)"/.exec(speed)?.[1]) >= 20, 'the plot starts below the unit')
   t.match(speed, /text-anchor="middle">\d\d:\d\d<\/text>/, 'time labels')
   t.match(speed, /<path class="chart-line" d="M[\d.,L]+"/, 'a line')
   const battery = section(history, '<figure class="chart" id="chart-battery">', '</figure>')
@@ -127,6 +133,8 @@ t.test('the robot page charts stored history for the last hour, day or week, wit
   t.match(battery, '>100</text>', 'battery on a 0–100 axis')
   const path = section(history, '<figure class="chart" id="chart-path">', '</figure>')
   t.match(unescape(path), 'x from 0 to 19 m')
+  t.match(path, '<text class="unit" x="4" y="12">y (m)</text>', 'the path names both axes')
+  t.match(path, '>x (m)</text>')
   t.match(path, 'class="chart-dot start"')
   t.match(path, 'class="chart-dot end"')
   t.notMatch(page.body, /<script>/, 'no inline script: the charts are plain SVG')
