@@ -1,4 +1,4 @@
-// Robots (CONTRACT §8): list and search, create (secret generated or given,
+// Robots (docs/admin.md): list and search, create (secret generated or given,
 // shown once), edit, enable/disable, rotate the secret, delete after a
 // confirmation, grant and revoke users, and the robot's own page with its
 // statistics, live panel and commands. Every change goes through the domain
@@ -15,6 +15,7 @@ import type { AdminContext } from '../auth.js'
 import { HISTORY_RANGES, historyRange, pathChart, timeChart, type ChartModel, type HistoryRange } from '../charts.js'
 import { failed, fieldErrors, text, type FieldErrors } from '../forms.js'
 import { render, seeOther } from '../render.js'
+import { FIELD_ORDER, FIELDS, frameTable } from '../units.js'
 
 export const PAGE_SIZE = 20
 const uuidRe = new RegExp(UUID_PATTERN)
@@ -49,7 +50,20 @@ export function query (request: FastifyRequest): Record<string, string | undefin
   return out
 }
 
-/** How long the command form lets a command wait for an offline robot (CONTRACT §12), in seconds. */
+/** The live plots show the last few minutes; the page brings the stored position frames of that window. */
+export const LIVE_WINDOW_MS = 5 * 60_000
+
+/** The readings of the live panel shown before any message: position, battery and CPU (the others appear when a robot sends them). */
+const FIRST_READINGS = new Set(['speed', 'position_x', 'position_y', 'angle_theta', 'battery', 'cpu'])
+
+/** What the live panel says about the robot's connections, under "Robot: online" or "Robot: offline". */
+export function presenceDetail (robot: { enabled: boolean, data_connected: boolean, command_connected: boolean }): string {
+  if (!robot.enabled) return 'disabled: it cannot log in'
+  if (!robot.data_connected) return 'no data connection, not listening for commands'
+  return robot.command_connected ? 'data connected, listening for commands' : 'data connected, not listening for commands'
+}
+
+/** How long the command form lets a command wait for an offline robot (docs/protocol.md §5.3), in seconds. */
 export const COMMAND_WAITS: ReadonlyArray<[string, number]> = [['1 minute', 60], ['10 minutes', 600], ['1 hour', 3600], ['1 day', 86400], ['7 days', 604800]]
 
 interface RobotPageState {
@@ -62,7 +76,7 @@ interface RobotPageState {
 export const GRACE_UNITS = { seconds: 1, minutes: 60, hours: 3600 } as const
 
 /**
- * The rotate form's grace period (CONTRACT §13) in seconds: an empty field
+ * The rotate form's grace period (docs/protocol.md §2.4) in seconds: an empty field
  * is 0, as before grace periods existed; anything but a whole number of
  * seconds, minutes or hours up to 7 days is an error for the field.
  */
@@ -123,20 +137,30 @@ const robots: FastifyPluginAsync = async (fastify) => {
     const who = principal(request)
     const robot = await robots.get(uuid)
     const range = historyRange(q.range)
+    const now = Date.now()
     const [stats, path, recent, grantedIds, previousSecretUntil, history] = await Promise.all([
       frames.list(who, uuid, { limit: PAGE_SIZE, cursor: q.cursor === '' ? undefined : q.cursor }),
-      frames.list(who, uuid, { type: 1, limit: 200 }),
+      frames.list(who, uuid, { type: 1, from: new Date(now - LIVE_WINDOW_MS), limit: 200 }),
       commands.list(who, uuid, { limit: 10 }),
       access.usersOf(uuid),
       robots.previousSecretExpiry(uuid),
       historyCharts(who, uuid, range)
     ])
     const granted = await users.byIds(grantedIds)
-    const points = path.items.map((f) => ({ t: f.recorded_at ?? f.received_at, x: f.data.position_x, y: f.data.position_y, speed: f.data.speed })).reverse()
+    // by the time the server received them: the live panel's clock (live.js sets its own to the page's `now`)
+    const points = path.items.map((f) => ({ t: Date.parse(f.received_at), x: f.data.position_x, y: f.data.position_y, speed: f.data.speed })).reverse()
+    // A disabled robot's connections were closed when it was disabled, whatever its row says a moment later.
+    const presence = { online: robot.enabled && robot.data_connected, command: robot.enabled && robot.command_connected, detail: presenceDetail(robot) }
     return await render(request, reply, 'robots/show', {
       title: robot.serial,
       robot,
+      presence,
+      now,
+      liveWindow: LIVE_WINDOW_MS,
+      fields: FIELDS,
+      readings: FIELD_ORDER.map((key) => ({ key, label: FIELDS[key]?.label ?? key, unit: FIELDS[key]?.unit ?? '', shown: FIRST_READINGS.has(key) })),
       stats,
+      frameTable: frameTable(stats.items),
       cursor: q.cursor,
       range,
       ranges: Object.entries(HISTORY_RANGES).map(([key, r]) => ({ key, label: r.label })),

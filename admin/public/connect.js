@@ -1,7 +1,8 @@
 // MQTT over WebSocket from an admin page, as the logged-in staff user
-// (CONTRACT §2: username + access JWT). Each (re)connection fetches a fresh
+// (docs/protocol.md §2.3: username + access JWT). Each (re)connection fetches a fresh
 // five-minute JWT from the page's token URL, subscribes to the given topics
-// (QoS 0) and hands every JSON object that arrives to onMessage. A lost
+// (QoS 0) and hands every JSON object that arrives to onMessage, with whether
+// it is a retained one (the last message before this subscription). A lost
 // connection is retried with a doubling delay (1 s up to 30 s); an ended
 // admin session stops the retries. Used by live.js and fleet.js.
 /* global mqtt */
@@ -30,11 +31,11 @@
               opts.onStatus(err ? 'subscription refused' : 'connected', err ? 'bad' : 'good')
             })
           })
-          client.on('message', function (topic, payload) {
+          client.on('message', function (topic, payload, packet) {
             var msg
             try { msg = JSON.parse(payload.toString()) } catch (e) { return }
             if (msg === null || typeof msg !== 'object') return
-            opts.onMessage(topic, msg)
+            opts.onMessage(topic, msg, packet !== undefined && packet.retain === true)
           })
           client.on('error', function () {})
           client.on('close', function () {

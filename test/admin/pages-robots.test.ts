@@ -1,4 +1,4 @@
-// CONTRACT §8, the robot admin pages, driven like a browser (cookies, CSRF
+// docs/admin.md, the robot admin pages, driven like a browser (cookies, CSRF
 // token of the page on screen) against the real app, broker and database:
 // the list (search, filters, keyset pages), adding with a generated or given
 // secret (shown once, never again), field-by-field validation that keeps what
@@ -609,8 +609,8 @@ t.test('the statistics table shows 20 frames a page, newest first; the Older lin
   t.match(last.body, '« Newest')
   const row = section(first.body, 'id="stats-table"', '</tbody>')
   const newest = frames.find((f) => f.frameId === expected[0]) as { at: number, index: number }
-  t.match(row, `<td>${helpers.time(new Date(newest.at).toISOString())}</td>\n        <td>position</td>`, 'received time and type are shown')
-  t.match(row, `position_x=${newest.index}`, 'and the data')
+  t.match(row, `<td class="time">${helpers.time(new Date(newest.at).toISOString())}</td>\n        <td>position</td>`, 'received time and type are shown')
+  t.match(row, `<td class="num" title="${newest.index}">${newest.index}.00</td>`, 'and the data, with fixed decimals')
   t.equal((await browser.get(`/admin/robots/${robot.uuid}?cursor=garbage`)).statusCode, 400, 'a malformed cursor is a 400 page')
 })
 
