@@ -9,9 +9,13 @@
 import type { FastifyPluginAsync } from 'fastify'
 import { ROBOT_COMMANDS } from '../../src/contract/payloads.js'
 import { render } from '../render.js'
+import { FIELDS, heading, type FieldFormat } from '../units.js'
 import { query, yesNo } from './robots.js'
 
 export const FLEET_PAGE_SIZE = 50
+
+/** The statistics columns, in the order of the cells fleet.js fills (their class is the field). */
+const COLUMNS = ['speed', 'position_x', 'position_y', 'battery', 'cpu'].map((key) => ({ key, heading: heading(FIELDS[key] as FieldFormat) }))
 
 const fleet: FastifyPluginAsync = async (fastify) => {
   const { robots } = fastify.services
@@ -27,7 +31,7 @@ const fleet: FastifyPluginAsync = async (fastify) => {
       cursor: q.cursor === '' ? undefined : q.cursor,
       limit: FLEET_PAGE_SIZE
     })
-    return await render(request, reply, 'fleet', { title: 'Fleet', page, filters, cursor: q.cursor, states: ROBOT_COMMANDS })
+    return await render(request, reply, 'fleet', { title: 'Fleet', page, filters, cursor: q.cursor, states: ROBOT_COMMANDS, now: Date.now(), fields: FIELDS, columns: COLUMNS })
   })
 }
 

@@ -4,15 +4,16 @@
 // live updates themselves are checked in the real browser
 // (browser-e2e.test.ts).
 import t from 'tap'
+import { helpers } from '../../admin/helpers.js'
 import { createRobot, createUser } from '../factory.js'
 import { staffBrowser, staffSetup } from './browser.js'
-import { unescape, walkPages } from './html.js'
+import { section, unescape, walkPages } from './html.js'
 import { connectRobot, eventually, listen, subscribe } from '../mqtt.js'
 
 /** The robot uuids of the fleet table's rows, in order. */
-const rowsOf = (body: string): string[] => [...body.matchAll(/<tr data-robot="([0-9a-f-]{36})">/g)].map((m) => m[1] as string)
+const rowsOf = (body: string): string[] => [...body.matchAll(/<tr data-robot="([0-9a-f-]{36})"/g)].map((m) => m[1] as string)
 const rowOf = (body: string, uuid: string): string => {
-  const i = body.indexOf(`<tr data-robot="${uuid}">`)
+  const i = body.indexOf(`<tr data-robot="${uuid}"`)
   return i < 0 ? '' : body.slice(i, body.indexOf('</tr>', i))
 }
 
@@ -31,7 +32,7 @@ t.test('the fleet page lists every robot, 50 a page, in the order they were adde
   t.match(row, '<span class="dot off"></span><span class="presence-text">offline</span>')
   t.match(row, '<td class="state">idle</td>')
   for (const cell of ['speed num', 'position_x num', 'position_y num', 'battery num', 'cpu num', 'datetime']) t.match(row, `<td class="${cell}"></td>`, `a ${cell} cell for the live values`)
-  t.match(row, '<td class="last-seen" title="—">never</td>')
+  t.match(row, '<td class="last-seen" title="—" data-at="">never</td>')
   t.match(first.body, 'data-token-url="/admin/token.json"')
   t.match(first.body, '<script src="/admin/static/fleet.js"></script>')
 
@@ -81,6 +82,32 @@ t.test('the fleet page filters by serial or name, presence and state, and the pa
   const walked = await walkPages(browser, '/admin/fleet?state=idle&online=no', rowsOf)
   t.same(walked.pages.map((p) => p.length), [50, 2], 'paged within the filter')
   t.match(walked.links[0], /^\/admin\/fleet\?online=no&state=idle&cursor=/, 'the next link keeps the filters')
+})
+
+t.test('"Last seen" of an offline robot is its stored time, of an online one "now"; the statistics columns name their units', async (t) => {
+  const { app, browser } = await staffSetup(t)
+  await listen(app)
+  const gone = await createRobot(app, { serial: 'GONE-1' })
+  const here = await createRobot(app, { serial: 'HERE-1' })
+  const seenAt = new Date(Date.now() - 2 * 3600_000 - 60_000)
+  await app.services.robots.touch([gone.uuid], seenAt)
+  const client = await connectRobot(t, app, here)
+  await eventually(async () => await app.services.robots.get(here.uuid), (r) => r.data_connected)
+
+  const page = await browser.get('/admin/fleet')
+  t.match(rowOf(page.body, gone.uuid), `<td class="last-seen" title="${helpers.time(seenAt.toISOString())}" data-at="${seenAt.getTime()}">2 h ago</td>`, 'offline: how long ago it was last seen, by the stored time; the time itself in the title')
+  t.match(rowOf(page.body, gone.uuid), 'data-online="no"')
+  t.match(rowOf(page.body, here.uuid), /<td class="last-seen" title="[^"]+ UTC" data-at="\d+">now<\/td>/, 'online: now')
+  t.match(rowOf(page.body, here.uuid), 'data-online="yes"')
+  t.match(page.body, /<table class="compact" id="fleet" data-token-url="\/admin\/token.json" data-now="\d+" data-fields="/, 'the page\'s time and the fields\' decimals for fleet.js')
+  const headings = [...section(page.body, '<thead>', '</thead>').matchAll(/<th[^>]*>([^<]*)<\/th>/g)].map((m) => m[1])
+  t.same(headings, ['Robot', 'Presence', 'State', 'Speed (m/s)', 'x (m)', 'y (m)', 'Battery (%)', 'CPU (%)', 'Robot time', 'Last seen'])
+
+  await client.endAsync()
+  const after = await eventually(async () => await browser.get('/admin/fleet'), (res) => rowOf(res.body, here.uuid).includes('data-online="no"'))
+  const stored = (await app.services.robots.get(here.uuid)).last_seen_at as string
+  t.match(rowOf(after.body, here.uuid), `<td class="last-seen" title="${helpers.time(stored)}" data-at="${Date.parse(stored)}">`, 'once it goes offline: the time stored when it disconnected')
+  t.match(rowOf(after.body, here.uuid), /data-at="\d+">\d+ s ago<\/td>/, 'seconds ago, not "now"')
 })
 
 t.test('the fleet page is for staff only', async (t) => {
