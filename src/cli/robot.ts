@@ -3,7 +3,8 @@
 // hardware frame (battery, CPU, temperature, memory) every few seconds,
 // prints each ack, obeys commands and acknowledges them, and reconnects with a
 // fresh token whenever the old one is refused. `--fleet N` runs N of them.
-// It imports only src/contract and mqtt: everything a robot maker needs.
+// It imports only src/contract, mqtt and its two neighbours (robot-sim.ts, the
+// readings; robot-fleet.ts, the reporting): everything a robot maker needs.
 //
 //   npm run robot -- --serial S --token T [--url http://127.0.0.1:8000] [--mqtt mqtt://127.0.0.1:1883]
 //   npm run robot -- --fleet 50 --credentials fleet.json [--url …]
