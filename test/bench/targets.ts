@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { isAbsolute, join } from 'node:path'
 import { mapLimit, now, type Credentials } from './load.js'
-import { collectGarbage, runNode, spawnNode, type Spawned } from './proc.js'
+import { collectGarbage, runNode, sleep, spawnNode, type Spawned } from './proc.js'
 
 /**
  * The node flags of `npm start` (package.json), which the Dockerfile's CMD
@@ -53,6 +53,22 @@ async function gcOf (proc: Spawned): Promise<void> {
 }
 
 interface HttpResult { status: number, json: Record<string, unknown> | null, text: string }
+
+/** Runs at most `limit` of the functions given to it at once, the rest in order. */
+class Limiter {
+  private running = 0
+  private readonly waiting: Array<() => void> = []
+  constructor (private readonly limit: number) {}
+  async run<T> (fn: () => Promise<T>): Promise<T> {
+    if (this.running >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve))
+    else this.running++
+    try { return await fn() } finally {
+      const next = this.waiting.shift()
+      if (next !== undefined) next()
+      else this.running--
+    }
+  }
+}
 
 async function http (base: string, method: string, path: string, body?: object, token?: string): Promise<HttpResult> {
   const headers: Record<string, string> = {}
@@ -107,6 +123,7 @@ export class United implements Target {
   private fanoutToken: Credentials | undefined
   private readonly users: Array<{ username: string, password: string, id: number }> = []
   private readonly userJwts = new Map<number, { jwt: string, at: number }>()
+  private readonly logins = new Limiter(4)
   private staffJwt: { jwt: Promise<string>, at: number } | undefined
   private admin: { username: string, password: string }
   /** names the process in errors ('United', 'United node A') */
@@ -293,7 +310,18 @@ export class United implements Target {
     if (u === undefined) throw new Error(`user ${k} was not provisioned`)
     const cached = this.userJwts.get(k)
     if (cached !== undefined && now() - cached.at < 120_000) return { uuid: '', username: u.username, password: cached.jwt }
-    const res = await http(this.httpUrl, 'POST', '/users/obtain_token/', { username: u.username, password: u.password })
+    // All the bench's users log in from this one address: more than its line
+    // of password checks holds (8) at once would get 503 UNITED_BUSY, each
+    // counted toward the address's limit. So at most 4 are in flight, and a
+    // 503 is asked again after its Retry-After (1 s), as a client should.
+    const res = await this.logins.run(async () => {
+      let answer = await http(this.httpUrl, 'POST', '/users/obtain_token/', { username: u.username, password: u.password })
+      for (let tries = 1; answer.status === 503 && tries < 10; tries++) {
+        await sleep(1000)
+        answer = await http(this.httpUrl, 'POST', '/users/obtain_token/', { username: u.username, password: u.password })
+      }
+      return answer
+    })
     const jwt = expect(res, 200, `log-in ${u.username}`).access as string
     this.userJwts.set(k, { jwt, at: now() })
     return { uuid: '', username: u.username, password: jwt }
