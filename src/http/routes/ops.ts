@@ -1,4 +1,4 @@
-// /health, /ready and /metrics (CONTRACT §9).
+// /health, /ready and /metrics (docs/operations.md §7), and / leading to the admin pages.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 
@@ -6,12 +6,16 @@ import { Type } from 'typebox'
 export const METRICS_MAX_AGE_MS = 1000
 
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
+  // The bare address (the banner's, a browser's guess) leads to the admin
+  // pages rather than a 404; not part of the API, so not in /docs.
+  fastify.get('/', { logLevel: 'warn', schema: { hide: true } }, async (_request, reply) => await reply.redirect('/admin', 302))
+
   fastify.get('/health', {
     logLevel: 'warn',
     schema: { tags: ['ops'], summary: 'The process is up', response: { 200: Type.Object({ status: Type.Literal('ok') }) } }
   }, async () => ({ status: 'ok' as const }))
 
-  // CONTRACT §10: ready while the database answers; Redis is reported, and
+  // docs/operations.md §7: ready while the database answers; Redis is reported, and
   // its absence does not make a node unready (it keeps serving its own clients).
   const redisState = Type.Union([Type.Literal('ok'), Type.Literal('down'), Type.Literal('off')], { description: "cluster mode's Redis: ok, down, or off without REDIS_URL" })
   fastify.get('/ready', {
@@ -29,7 +33,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
           status: Type.Optional(Type.Literal('unready')),
           database: Type.Optional(Type.Literal('down')),
           redis: Type.Optional(redisState)
-        }, { description: 'the database is unreachable: an error body (CONTRACT §7) with status, database and redis (§10)' })
+        }, { description: 'the database is unreachable: an error body (docs/protocol.md §7) with status, database and redis (docs/operations.md §7)' })
       }
     }
   }, async (request, reply) => {
