@@ -1,4 +1,4 @@
-// Commands (CONTRACT §5, §12): stored as pending, published by the broker on
+// Commands (docs/protocol.md §5, §5.3): stored as pending, published by the broker on
 // `commandIssued`, then delivered (PUBACK) → done/failed (robot's ack) or
 // expired after COMMAND_TIMEOUT. With a `ttl`, a command to a robot that is
 // not command-connected is stored as queued instead of refused, released
@@ -41,7 +41,11 @@ export interface CommandView {
   created_at: string
   delivered_at: string | null
   acked_at: string | null
-  /** CONTRACT §12: when a queued command expires; null once it is not queued. */
+  /**
+   * When the command expires if nothing else happens to it: a queued one `ttl`
+   * after it was issued, a sent one (pending, delivered) COMMAND_TIMEOUT after
+   * it was published; null once it is finished.
+   */
   expires_at: string | null
 }
 
@@ -169,6 +173,19 @@ export function createCommandService ({ db, events, audit, access, presence, tim
   const { AuditEvent, Command, Robot } = db.models
   const byCreatedAt = commandsByCreatedAt(db.dialect)
 
+  /**
+   * expires_at, computed when a command is shown from what expireOverdue
+   * decides by: the stored expires_at of a queued command (its ttl), and
+   * sent_at + COMMAND_TIMEOUT of a sent one. Not stored for sent commands:
+   * the answer then always agrees with the sweep, COMMAND_TIMEOUT changed
+   * at a restart included, and a release needs no second column written.
+   */
+  function expiry (status: CommandStatus, queuedUntil: Date | null | undefined, sentAt: Date): string | null {
+    if (status === 'queued') return iso(queuedUntil)
+    if (IN_FLIGHT.includes(status)) return new Date(sentAt.getTime() + timeoutSeconds * 1000).toISOString()
+    return null
+  }
+
   function view (row: Command, robotUuid: string): CommandView {
     return {
       id: row.id,
@@ -179,7 +196,8 @@ export function createCommandService ({ db, events, audit, access, presence, tim
       created_at: row.createdAt.toISOString(),
       delivered_at: iso(row.deliveredAt),
       acked_at: iso(row.ackedAt),
-      expires_at: row.status === 'queued' ? iso(row.expiresAt) : null
+      // Commands sent before migration 008 have no sent_at: they were sent when created.
+      expires_at: expiry(row.status as CommandStatus, row.expiresAt, row.sentAt ?? row.createdAt)
     }
   }
 
@@ -313,7 +331,7 @@ VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL)`, {
 
   return {
     /**
-     * CONTRACT §5 and §12: pending and published when the robot is
+     * docs/protocol.md §5 and §5.3: pending and published when the robot is
      * command-connected; else queued for `ttlSeconds` when given, else 409.
      */
     async issue (principal: UserPrincipal, robotUuid: string, command: RobotCommand, ctx: AuditContext, ttlSeconds?: number): Promise<CommandView> {
@@ -349,7 +367,7 @@ VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL)`, {
         })
         if (!created) throw new Errors.ROBOT_NOT_FOUND()
       }
-      const result: CommandView = { id, robot_uuid: robotUuid, command, status, issued_by: principal.username, created_at: at.toISOString(), delivered_at: null, acked_at: null, expires_at: iso(expiresAt) }
+      const result: CommandView = { id, robot_uuid: robotUuid, command, status, issued_by: principal.username, created_at: at.toISOString(), delivered_at: null, acked_at: null, expires_at: expiry(status, expiresAt, at) }
       if (connected) {
         events.emit('commandIssued', { id, robotUuid, command, issuedBy: principal.username, issuedAt: result.created_at })
       } else if (await presence.isCommandConnected(robotUuid)) {
@@ -363,7 +381,7 @@ VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL)`, {
     releaseQueued,
 
     /**
-     * CONTRACT §12: a queued or pending command becomes cancelled (a later ack
+     * docs/protocol.md §5.4: a queued or pending command becomes cancelled (a later ack
      * of it is ignored); 409 when it was past that, 404 when there is no such
      * command of a robot this user may reach.
      */

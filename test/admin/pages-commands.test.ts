@@ -84,6 +84,8 @@ t.test('a queued command goes out when the robot subscribes, and the page shows 
   t.same(await subscribe(client, `robots/${robot.uuid}/commands`), [1])
   await eventually(async () => received.length, (n) => n === 1)
   const page = await eventually(async () => await browser.get(`/admin/robots/${robot.uuid}`), (res) => res.body.includes('status-delivered'))
-  t.match(commandsOf(page.body), /<td class="expires">—<\/td>/, 'no expiry once it is not queued')
+  const [sent] = (await app.services.commands.list({ id: 0, username: 'page', isStaff: true }, robot.uuid)).items
+  t.match(sent, { status: 'delivered', expires_at: String })
+  t.match(commandsOf(page.body), `<td class="expires">${(sent?.expires_at ?? '').slice(0, 16).replace('T', ' ')}`, 'sent: the expiry COMMAND_TIMEOUT after it went out, not the wait')
   t.notMatch(commandsOf(page.body), '/cancel"', 'a delivered command has no Cancel button')
 })

@@ -1,4 +1,4 @@
-// CONTRACT §5: POST /robots/robot/command, the command life cycle, and
+// docs/protocol.md §5: POST /robots/robot/command, the command life cycle, and
 // GET /robots/{uuid}/commands. The broker is not involved here: presence is
 // set through the service, and delivery/acks are driven through the service.
 import { randomUUID } from 'node:crypto'
@@ -142,7 +142,8 @@ t.test('a command to a connected robot is 201 pending, announced and audited', a
   t.same(audit.items[0], { id: audit.items[0]?.id, at: body.created_at, action: 'command.sent', actor_id: user.id, actor: user.username, robot_uuid: robot.uuid, target_user_id: null, details: { command_id: body.id, command: 'auto' }, ip: '127.0.0.1' }, 'the audit record, at the command’s time')
 
   const stored = await commandById(app, user.jwt, robot.uuid, body.id)
-  t.same(stored, { id: body.id, robot_uuid: robot.uuid, command: 'auto', status: 'pending', issued_by: user.username, created_at: body.created_at, delivered_at: null, acked_at: null, expires_at: null })
+  t.same(stored, { id: body.id, robot_uuid: robot.uuid, command: 'auto', status: 'pending', issued_by: user.username, created_at: body.created_at, delivered_at: null, acked_at: null, expires_at: body.expires_at })
+  t.equal(Date.parse(body.expires_at) - Date.parse(body.created_at), 30_000, 'a pending command expires COMMAND_TIMEOUT after it was sent')
 })
 
 t.test('every command of the contract is accepted, with either JWT header and any uuid case', async (t) => {
@@ -287,7 +288,7 @@ t.test('GET /robots/{uuid}/commands lists newest first with the contract fields'
   t.equal(body.items.length, 3)
   for (const item of body.items) {
     t.same(Object.keys(item).sort(), ['acked_at', 'command', 'created_at', 'delivered_at', 'expires_at', 'id', 'issued_by', 'robot_uuid', 'status'])
-    t.match(item, { robot_uuid: robot.uuid, status: 'pending', issued_by: user.username, delivered_at: null, acked_at: null, expires_at: null })
+    t.match(item, { robot_uuid: robot.uuid, status: 'pending', issued_by: user.username, delivered_at: null, acked_at: null, expires_at: ISO })
     t.match(item.created_at, ISO)
   }
   t.same(new Set(body.items.map((c: { id: string }) => c.id)), new Set(ids))

@@ -1,4 +1,4 @@
-// CONTRACT §12 over the real broker: a command with a ttl to a robot that is
+// docs/protocol.md §5.3 over the real broker: a command with a ttl to a robot that is
 // not command-connected is queued (201) instead of refused (409), published
 // oldest first when the robot subscribes to its commands, expired when it is
 // still queued after ttl; queued and pending commands can be cancelled (a
@@ -64,7 +64,8 @@ t.test('without a ttl an offline robot is still 409; with a ttl a listening robo
   t.same(await subscribe(client, commandsTopic(robot.uuid)), [1])
   const [published, res] = await Promise.all([nextMessage(client, commandsTopic(robot.uuid)), send(app, user, robot.uuid, 'manual', { ttl: 60 })])
   t.equal(res.statusCode, 201)
-  t.match(res.json(), { status: 'pending', expires_at: null })
+  t.match(res.json(), { status: 'pending' })
+  t.equal(Date.parse(res.json().expires_at) - Date.parse(res.json().created_at), 30_000, 'the ttl changes nothing: it expires COMMAND_TIMEOUT after it was sent')
   t.equal(published.id, res.json().id, 'published at once')
 })
 
@@ -99,7 +100,10 @@ for (const transport of TRANSPORTS) {
     t.same(received.map((m) => m.body.id), queued.map((q) => q.id), 'oldest first')
     t.same(received.map((m) => m.body.command), ['auto', 'manual', 'idle'])
     for (const q of queued) await becomes(app, user, robot.uuid, q.id, 'delivered')
-    t.same((await items(app, user, robot.uuid)).map((c) => c.expires_at), [null, null, null], 'expires_at is null once a command is not queued')
+    for (const c of await items(app, user, robot.uuid)) {
+      const sentBy = Date.parse(c.expires_at as string) - 30_000
+      t.ok(sentBy >= Date.parse(c.created_at) && sentBy <= Date.now(), 'once sent, expires_at is COMMAND_TIMEOUT after the release, not the ttl')
+    }
 
     await client.publishAsync(`robots/${robot.uuid}/commands/ack`, JSON.stringify({ id: queued[2]?.id, status: 'ok' }), { qos: 1 })
     await becomes(app, user, robot.uuid, queued[2]?.id as string, 'done')

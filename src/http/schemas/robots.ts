@@ -6,7 +6,7 @@ export const SERIAL = Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\
 export const ROBOT_NAME = Type.String({ maxLength: 200, pattern: '^[^\\u0000-\\u001f]*$' })
 export const ROBOT_SECRET = Type.String({ minLength: 8, maxLength: 256, description: 'the robot secret ("token" in the original backend)' })
 
-/** CONTRACT §6: what a user sees of a robot. */
+/** docs/protocol.md §6.1: what a user sees of a robot. */
 export const RobotSchema = Type.Object({
   uuid: Type.String(),
   serial: Type.String(),
@@ -17,7 +17,7 @@ export const RobotSchema = Type.Object({
   last_seen_at: NullableDateTime
 })
 
-/** CONTRACT §8: what staff see of a robot in the management API. */
+/** docs/protocol.md §8: what staff see of a robot in the management API. */
 export const AdminRobotSchema = Type.Object({
   uuid: Type.String(),
   serial: Type.String(),
@@ -72,8 +72,8 @@ export const RobotAccessTokenSchema = Type.Object({
 export const RotateTokenSchema = Type.Object({ token: Type.String() })
 
 /**
- * CONTRACT §13: how long the previous secret keeps working at obtain_token.
- * The body is optional: a request without one rotates with 0 (CONTRACT §2).
+ * docs/protocol.md §2.4: how long the previous secret keeps working at obtain_token.
+ * The body is optional: a request without one rotates with 0 (docs/protocol.md §2.4).
  */
 export const RotateTokenBody = Type.Object({
   grace_seconds: Type.Optional(Type.Integer({
@@ -93,13 +93,15 @@ export const CommandBody = Type.Object({
   }))
 }, { additionalProperties: false })
 
+const COMMAND_EXPIRES_AT = 'when the command expires unless it is acknowledged (or cancelled) first: for a queued one, ttl after created_at; for a sent one (pending, delivered), COMMAND_TIMEOUT after it was published (at created_at, or when its queue was released); null once it is done, failed, expired or cancelled'
+
 export const CommandCreatedSchema = Type.Object({
   id: Type.String(),
   robot_uuid: Type.String(),
   command: Type.String(),
   status: Type.String({ description: 'pending (published), or queued (waiting for the robot, with a ttl)' }),
   created_at: DateTime,
-  expires_at: NullableDateTime
+  expires_at: Type.Union([DateTime, Type.Null()], { description: COMMAND_EXPIRES_AT })
 })
 
 export const CommandSchema = Type.Object({
@@ -111,7 +113,7 @@ export const CommandSchema = Type.Object({
   created_at: DateTime,
   delivered_at: NullableDateTime,
   acked_at: NullableDateTime,
-  expires_at: Type.Union([DateTime, Type.Null()], { description: 'when a queued command expires; null for the others' })
+  expires_at: Type.Union([DateTime, Type.Null()], { description: COMMAND_EXPIRES_AT })
 })
 
 export const CommandParams = Type.Object({ uuid: RobotUuid, id: Type.String({ minLength: 1, maxLength: 64 }) })
