@@ -7,8 +7,9 @@
 // was modified since the last successful build started, and the set of those
 // TypeScript files is the one that build compiled (a deleted or renamed file
 // counts). The stamp is written only after tsc succeeded: a failed build is
-// tried again next time. A plain `npm run build` writes no stamp, so the next
-// start compiles once more. Several of these at once (README: `npm start &`
+// tried again next time. A plain `npm run build` (the pretest's) writes no
+// stamp: after a source changed, the next start compiles once more even when
+// that build already did. Several of these at once (README: `npm start &`
 // then `npm run manage`) take turns through a lock file: one compiles, the
 // others wait for it and then find the build current.
 //
