@@ -210,8 +210,14 @@ export interface LoginLimiterDeps {
 const NAME_MAX = 150
 /** How long an attempt waits, at most, for the attempts being checked that fill a limit; then 503 BUSY. */
 const FULL_WAIT_MS = 10_000
-/** How often it asks again meanwhile. */
-const FULL_RETRY_MS = 20
+/**
+ * A waiting attempt asks again as soon as an attempt of its address settles
+ * on this node (one waiter per settled attempt, in order of arrival), and at
+ * the latest after this long (an attempt settled on another node, a window
+ * that ended). Asking every 20 ms instead, 900 robots of one site waiting
+ * behind its address's limit of attempts in flight made 45,000 asks a second.
+ */
+const FULL_RETRY_MS = 250
 
 /**
  * How long a refusal of a blocked or busy log-in is held before it is sent
@@ -240,6 +246,29 @@ export function createLoginLimiter ({ store, limit, addressLimit, windowSeconds,
   const named = (attempt: LoginAttempt): Record<string, string> =>
     attempt.name === undefined ? {} : { [attempt.kind === 'user' ? 'username' : 'serial']: attempt.name.slice(0, NAME_MAX) }
   const tooMany = (ms: number): Error => withRetryAfter(new Errors.TOO_MANY_ATTEMPTS(), Math.max(1, Math.ceil(ms / 1000)))
+  /** Attempts waiting for a place, per address, in order of arrival. */
+  const waiting = new Map<string, Array<() => void>>()
+  const waitForPlace = async (ip: string): Promise<void> => {
+    await new Promise<void>((resolve) => {
+      const line = waiting.get(ip) ?? []
+      const go = (): void => { clearTimeout(timer); resolve() }
+      const timer = setTimeout(() => {
+        const i = line.indexOf(go)
+        if (i >= 0) line.splice(i, 1)
+        if (line.length === 0 && waiting.get(ip) === line) waiting.delete(ip)
+        resolve()
+      }, FULL_RETRY_MS)
+      line.push(go)
+      waiting.set(ip, line)
+    })
+  }
+  const wakeOne = (ip: string): void => {
+    const line = waiting.get(ip)
+    if (line === undefined) return
+    const next = line.shift()
+    if (line.length === 0) waiting.delete(ip)
+    next?.()
+  }
 
   /** Audits counted failures: the first of an address's window, and the one that blocks. */
   function audited (ip: string, attempt: LoginAttempt, identityFailures: number | null, addressFailures: number): void {
@@ -267,7 +296,7 @@ export function createLoginLimiter ({ store, limit, addressLimit, windowSeconds,
    * being checked fill a limit, waits for them to end (they may succeed);
    * past FULL_WAIT_MS, BUSY.
    */
-  async function reserve (counters: Counter[]): Promise<{ reserved: true, where?: string } | false> {
+  async function reserve (ip: string, counters: Counter[]): Promise<{ reserved: true, where?: string } | false> {
     const giveUpAt = Date.now() + FULL_WAIT_MS
     for (;;) {
       let reservation: Reservation
@@ -280,7 +309,7 @@ export function createLoginLimiter ({ store, limit, addressLimit, windowSeconds,
       if ('blockedMs' in reservation) throw tooMany(reservation.blockedMs)
       if ('reserved' in reservation) return reservation
       if (Date.now() >= giveUpAt) throw withRetryAfter(new Errors.BUSY(), 1)
-      await pause(FULL_RETRY_MS)
+      await waitForPlace(ip)
     }
   }
 
@@ -324,7 +353,7 @@ export function createLoginLimiter ({ store, limit, addressLimit, windowSeconds,
       const ip = addressKey(address)
       if (!enabled) return await hashingFor(ip, check)
       const [identity, whole] = [identityCounter(ip, attempt.name ?? ''), addressCounter(ip)]
-      const reserved = await reserve([identity, whole])
+      const reserved = await reserve(ip, [identity, whole])
       const settle = async (failed: string[]): Promise<void> => {
         if (reserved === false) return
         try {
@@ -333,6 +362,8 @@ export function createLoginLimiter ({ store, limit, addressLimit, windowSeconds,
           else if (failed.length === 1) audited(ip, attempt, null, failures[0] as number)
         } catch (err) {
           log.warn({ err }, 'log-in limits unavailable: an attempt was not settled')
+        } finally {
+          wakeOne(ip)
         }
       }
       let result: T

@@ -251,3 +251,13 @@ t.test('many valid log-ins of one identity at once all succeed: attempts being c
   const tokens = await Promise.all(Array.from({ length: 20 }, async () => await robotLogin(app, '127.0.0.21', robot)))
   t.same(tokens.map((r) => r.statusCode), tokens.map(() => 201), 'twenty token requests of one robot at once: all answered')
 })
+
+t.test('a site\'s whole fleet logging in at once from one address, far more than its limit in flight: every robot gets its token and connects', async (t) => {
+  const { app } = await setup(t)
+  const fleet = await Promise.all(Array.from({ length: 12 * ADDRESS_LIMIT }, async () => await createRobot(app)))
+  const tokens = await Promise.all(fleet.map(async (robot) => await robotLogin(app, '127.0.0.22', robot)))
+  t.same(tokens.map((r) => r.statusCode), tokens.map(() => 201), `${fleet.length} token requests at once (${ADDRESS_LIMIT} may be checked at a time): all answered`)
+  const codes = await Promise.all(fleet.map(async (robot, i) => await connackFrom(t, app, '127.0.0.22', 'tcp', { username: robot.uuid, password: tokens[i]?.body.access_token as string })))
+  t.same(codes, codes.map(() => 0), 'and every CONNECT accepted')
+  t.notOk(await app.services.loginLimits.hasFailures('127.0.0.22'), 'nothing counted')
+})
