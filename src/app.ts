@@ -1,4 +1,4 @@
-// The composition root (STYLE §1): registers, in order, http infrastructure,
+// The composition root: registers, in order, http infrastructure,
 // db, services, http routes, broker, admin. The only file under src/ that
 // imports broker/ or admin/.
 import { readFileSync } from 'node:fs'

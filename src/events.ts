@@ -1,5 +1,5 @@
-// The typed event bus between the domain and its adapters (STYLE §1, "why
-// events and not imports"): services emit, the broker and others listen.
+// The typed event bus between the domain and its adapters: services emit, the
+// broker and others listen, so the domain never imports what reacts to it.
 import { EventEmitter } from 'node:events'
 
 export interface CommandIssued {

@@ -1,4 +1,4 @@
-// pino options for the whole process (STYLE §2.11): JSON lines, secrets
+// pino options for the whole process: JSON lines, secrets
 // redacted, pretty only when a human is watching a terminal.
 import { hostname } from 'node:os'
 import type { LoggerOptions } from 'pino'

@@ -1,4 +1,4 @@
-// The process entry (STYLE §2.1): read the environment, build the app,
+// The process entry: read the environment, build the app,
 // listen, print where it lives, and close gracefully on SIGTERM/SIGINT.
 // A port already in use stops it with a message that names the setting.
 import { createRequire } from 'node:module'

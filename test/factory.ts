@@ -1,4 +1,4 @@
-// Fixtures through the services, never through models (STYLE §2.13).
+// Fixtures through the services, never through models.
 import type { FastifyInstance } from 'fastify'
 import type { QueuedFrame } from '../src/services/frame-writer.js'
 

@@ -1,4 +1,4 @@
-// One helper builds the real app for every test (STYLE §2.13): a real
+// One helper builds the real app for every test: a real
 // database (in-memory SQLite, or a fresh PostgreSQL database per app when
 // TEST_DATABASE_URL is set), HTTP and MQTT on port 0, closed on teardown.
 import { randomBytes } from 'node:crypto'
