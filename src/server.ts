@@ -95,7 +95,7 @@ async function main (): Promise<void> {
 /** Whether an active staff user exists, so that the banner offers createsuperuser only when none does. */
 async function hasStaff (app: Awaited<ReturnType<typeof buildApp>>): Promise<boolean | null> {
   try {
-    return await app.db.models.User.findOne({ where: { isStaff: true, isActive: true }, attributes: ['id'] }) !== null
+    return await app.services.users.hasActiveStaff()
   } catch {
     return null
   }

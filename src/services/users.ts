@@ -84,6 +84,11 @@ export function createUserService ({ db, events, audit }: { db: Database, events
       return { ...userView(user), token_version: user.tokenVersion }
     },
 
+    /** Whether an active staff user exists (the start-up banner offers createsuperuser only when none does). */
+    async hasActiveStaff (): Promise<boolean> {
+      return await User.findOne({ where: { isStaff: true, isActive: true }, attributes: ['id'] }) !== null
+    },
+
     async list (page: PageRequest = {}): Promise<Page<UserView>> {
       const limit = pageLimit(page.limit)
       const where = page.cursor === undefined ? {} : { id: { [Op.gt]: decodeCursor(page.cursor, ['number'])[0] } }
