@@ -5,30 +5,15 @@
 // that file runs the fleet against a real server.
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { FastifyInstance } from 'fastify'
-import t, { type Test } from 'tap'
-import { buildApp } from '../../src/app.js'
-import { pgBase, testConfig, testDatabase } from '../helper.js'
-import { MANAGE, run, tempDir } from './spawn.js'
+import t from 'tap'
+import { cliDatabase, MANAGE, run, tempDir } from './spawn.js'
 import { listenOn, spawnRobot } from './robot-spawn.js'
-
-/** A database another process can reach, and the server's app on it (opened on demand, after the CLI ran). */
-async function database (t: Test): Promise<{ url: string, cwd: string, app: () => Promise<FastifyInstance> }> {
-  const cwd = tempDir(t)
-  const db = pgBase === undefined ? { url: `sqlite://${join(cwd, 'united.sqlite')}`, drop: async () => {} } : await testDatabase()
-  let app: FastifyInstance | undefined
-  t.teardown(async () => {
-    await app?.close()
-    await db.drop()
-  })
-  return { url: db.url, cwd, app: async () => { app ??= await buildApp(testConfig(db.url)); return app } }
-}
 
 const createRobots = async (db: { url: string, cwd: string }, args: string[]): ReturnType<typeof run> =>
   await run(MANAGE, ['create-robots', ...args], { cwd: db.cwd, env: { DATABASE_URL: db.url } })
 
 t.test('create-robots creates N robots, writes their credentials 0600 as fleet mode reads them, and the fleet runs', async (t) => {
-  const db = await database(t)
+  const db = await cliDatabase(t)
   const res = await createRobots(db, ['--count', '4', '--prefix', 'lab', '--out', 'fleet.json'])
   t.equal(res.code, 0, res.stderr)
   t.equal(res.stdout, 'Created 4 robots (lab-001 … lab-004); their credentials are in fleet.json (mode 0600), the only copy of their secrets.\n' +
@@ -56,7 +41,7 @@ t.test('create-robots creates N robots, writes their credentials 0600 as fleet m
 })
 
 t.test('create-robots refuses to replace a file without --force; --force replaces it with a new 0600 file', async (t) => {
-  const db = await database(t)
+  const db = await cliDatabase(t)
   const file = join(db.cwd, 'fleet.json')
   writeFileSync(file, 'precious', { mode: 0o644 })
   const refused = await createRobots(db, ['--count', '2', '--prefix', 'f', '--out', 'fleet.json'])
@@ -73,7 +58,7 @@ t.test('create-robots refuses to replace a file without --force; --force replace
 })
 
 t.test('create-robots refuses serials that are taken, before creating any robot or file', async (t) => {
-  const db = await database(t)
+  const db = await cliDatabase(t)
   t.equal((await createRobots(db, ['--count', '2', '--prefix', 'dup', '--out', 'a.json'])).code, 0)
   const again = await createRobots(db, ['--count', '5', '--prefix', 'dup', '--out', 'b.json'])
   t.equal(again.code, 1)

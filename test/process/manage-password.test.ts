@@ -11,28 +11,10 @@ import { once } from 'node:events'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
-import { buildApp } from '../../src/app.js'
-import { pgBase, testConfig, testDatabase } from '../helper.js'
-import { cleanEnv, MANAGE, run, tempDir } from './spawn.js'
+import { cleanEnv, cliDatabase, MANAGE, run } from './spawn.js'
 
 const PASSWORD = 'pty-S3cret-Pa55word'
 const PROMPT_WAIT = 60_000 // generous: a loaded machine, a cold start of the CLI
-
-/**
- * A database for the CLI (a file or a PostgreSQL database: another process
- * must reach it), and the server's app on it for checking afterwards; the app
- * is closed before the database is dropped.
- */
-async function database (t: Test): Promise<{ url: string, cwd: string, app: () => Promise<FastifyInstance> }> {
-  const cwd = tempDir(t)
-  const db = pgBase === undefined ? { url: `sqlite://${join(cwd, 'united.sqlite')}`, drop: async () => {} } : await testDatabase()
-  let app: FastifyInstance | undefined
-  t.teardown(async () => {
-    await app?.close()
-    await db.drop()
-  })
-  return { url: db.url, cwd, app: async () => { app ??= await buildApp(testConfig(db.url)); return app } }
-}
 
 interface Terminal { child: ChildProcess, shown: () => string, waitFor: (text: string, from?: number) => Promise<number>, type: (keys: string) => void, exit: () => Promise<number | null> }
 
@@ -91,7 +73,7 @@ function leaks (shown: string, password: string): string[] {
 }
 
 t.test('the password is never shown while it is typed; the username is; the user logs in with it', async (t) => {
-  const { url, cwd, app: appOn } = await database(t)
+  const { url, cwd, app: appOn } = await cliDatabase(t)
   const term = terminal(t, cwd, url)
   let at = await term.waitFor('Username: ')
   term.type('Root\r')
@@ -120,7 +102,7 @@ t.test('the password is never shown while it is typed; the username is; the user
 })
 
 t.test('answers typed ahead (pasted at once) are not echoed by the terminal either', async (t) => {
-  const { url, cwd, app: appOn } = await database(t)
+  const { url, cwd, app: appOn } = await cliDatabase(t)
   const term = terminal(t, cwd, url)
   const at = await term.waitFor('Username: ')
   term.type(`Pasted\r${PASSWORD}\r\n${PASSWORD}\r`) // CR LF counts as one Enter
@@ -132,7 +114,7 @@ t.test('answers typed ahead (pasted at once) are not echoed by the terminal eith
 })
 
 t.test('Ctrl-C at the password prompt cancels: nothing shown, nobody created', async (t) => {
-  const { url, cwd, app: appOn } = await database(t)
+  const { url, cwd, app: appOn } = await cliDatabase(t)
   const term = terminal(t, cwd, url)
   let at = await term.waitFor('Username: ')
   term.type('Quitter\r')
@@ -146,7 +128,7 @@ t.test('Ctrl-C at the password prompt cancels: nothing shown, nobody created', a
 })
 
 t.test('Ctrl-D on an empty line ends the input: nobody created; different passwords are refused', async (t) => {
-  const { url, cwd, app: appOn } = await database(t)
+  const { url, cwd, app: appOn } = await cliDatabase(t)
   const ended = terminal(t, cwd, url)
   const at = await ended.waitFor('Username: ')
   ended.type('\u0004')

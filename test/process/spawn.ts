@@ -4,7 +4,10 @@ import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import type { FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
+import { buildApp } from '../../src/app.js'
+import { pgBase, testConfig, testDatabase } from '../helper.js'
 
 export const ROOT = resolve(import.meta.dirname, '..', '..')
 export const SERVER = join(ROOT, 'dist', 'src', 'server.js')
@@ -76,4 +79,20 @@ export async function storedFrameIds (base: string, uuid: string, jwt: string): 
 /** The MQTT TCP port a server printed in its banner. */
 export function mqttPortOf (stdout: string): number {
   return Number(/MQTT \(TCP\)\s+mqtt:\/\/[^:]+:(\d+)/.exec(stdout)?.[1])
+}
+
+/**
+ * A database for the CLI (a file or a PostgreSQL database: another process
+ * must reach it), and the server's app on it for checking afterwards; the app
+ * is closed before the database is dropped.
+ */
+export async function cliDatabase (t: Test): Promise<{ url: string, cwd: string, app: () => Promise<FastifyInstance> }> {
+  const cwd = tempDir(t)
+  const db = pgBase === undefined ? { url: `sqlite://${join(cwd, 'united.sqlite')}`, drop: async () => {} } : await testDatabase()
+  let app: FastifyInstance | undefined
+  t.teardown(async () => {
+    await app?.close()
+    await db.drop()
+  })
+  return { url: db.url, cwd, app: async () => { app ??= await buildApp(testConfig(db.url)); return app } }
 }
