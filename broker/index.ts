@@ -77,7 +77,7 @@ export default fp(async (fastify) => {
   // an error ack; packets this large only get their connection closed.
   const packetLimit = Math.max(config.MAX_FRAME_BYTES * 4, 1024 * 1024)
 
-  const access = createAccessCache({ events: services.events, loadRobots: (id) => services.users.robotUuids(id) })
+  const access = createAccessCache({ events: services.events, load: services.access, log })
   let aedes: Aedes | undefined
   const broker = (): Aedes => aedes as Aedes
 

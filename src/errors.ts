@@ -14,6 +14,14 @@ export const Errors = {
   ROBOT_AUTH_FAILED: define('UNITED_ROBOT_AUTH_FAILED', 401, 'invalid serial or token'),
   USER_INACTIVE: define('UNITED_USER_INACTIVE', 401, 'user is not active'),
   STAFF_ONLY: define('UNITED_STAFF_ONLY', 403, 'staff only'),
+  // docs/protocol.md §13.1: thrown with the role needed, e.g. "this needs the operator role on the robot".
+  ROLE_REQUIRED: define('UNITED_ROLE_REQUIRED', 403, 'this needs the %s role on the robot'),
+  // docs/protocol.md §13.4: an API key may do what its user may, except make more keys.
+  API_KEY_FORBIDDEN: define('UNITED_API_KEY_FORBIDDEN', 403, '%s'),
+  GROUP_NOT_FOUND: define('UNITED_GROUP_NOT_FOUND', 404, 'group not found'),
+  GROUP_NAME_TAKEN: define('UNITED_GROUP_NAME_TAKEN', 409, 'a group with this name already exists'),
+  API_KEY_NOT_FOUND: define('UNITED_API_KEY_NOT_FOUND', 404, 'API key not found'),
+  TOO_MANY_API_KEYS: define('UNITED_TOO_MANY_API_KEYS', 409, 'at most %s live API keys per user; delete one first'),
   ROBOT_NOT_FOUND: define('UNITED_ROBOT_NOT_FOUND', 404, 'robot not found'),
   USER_NOT_FOUND: define('UNITED_USER_NOT_FOUND', 404, 'user not found'),
   SERIAL_TAKEN: define('UNITED_SERIAL_TAKEN', 409, 'a robot with this serial already exists'),

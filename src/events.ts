@@ -1,6 +1,7 @@
 // The typed event bus between the domain and its adapters: services emit, the
 // broker and others listen, so the domain never imports what reacts to it.
 import { EventEmitter } from 'node:events'
+import type { Role } from './contract/roles.js'
 
 export interface CommandIssued {
   id: string
@@ -15,8 +16,19 @@ export interface FleetEvents {
   commandIssued: [CommandIssued]
   /** A robot was disabled, deleted or its secret rotated: close its connections. */
   robotRevoked: [{ robotUuid: string, reason: 'disabled' | 'deleted' | 'rotated' }]
-  /** A grant was added or removed. */
-  accessChanged: [{ userId: number, robotUuid: string, granted: boolean }]
+  /**
+   * A direct grant was made, changed, removed or expired: `role` is the
+   * grant's role now (null: no grant), `expiresAt` its end (ISO 8601, null: none).
+   */
+  accessChanged: [{ userId: number, robotUuid: string, granted: boolean, role: Role | null, expiresAt: string | null }]
+  /** A user's grant on a group was made, changed, removed or expired (role null: no grant). */
+  groupGrantChanged: [{ groupId: number, userId: number, role: Role | null, expiresAt: string | null }]
+  /** Robots entered or left a group: one event for any number of them. */
+  groupRobotsChanged: [{ groupId: number, robotUuids: string[], added: boolean }]
+  /** A group was deleted, with its robots and grants. */
+  groupDeleted: [{ groupId: number }]
+  /** An API key was deleted: close the connections it opened. */
+  apiKeyRevoked: [{ userId: number, keyId: string }]
   /** A user's staff or active flag changed. */
   userChanged: [{ userId: number, isStaff: boolean, isActive: boolean }]
   /** A user's password was changed: end their admin sessions. */

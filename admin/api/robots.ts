@@ -1,9 +1,10 @@
 // Management API, robots and access grants (docs/protocol.md §8): staff JWT; every
 // change is audited; disabling, deleting and rotating close connections.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
 import { auditContext } from '../../src/http/plugins/auth-guard.js'
 import { BearerSecurity, errorResponses, NoContent, PageSchema, RobotUuidParams } from '../../src/http/schemas/common.js'
-import { AccessParams, AdminRobotSchema, NewRobotBody, NewRobotSchema, RobotListQuery, RobotPatchBody, RotateTokenBody, RotateTokenSchema } from '../../src/http/schemas/robots.js'
+import { AccessParams, AdminRobotSchema, GrantBody, GrantItem, grantInput, NewRobotBody, NewRobotSchema, RobotListQuery, RobotPatchBody, RotateTokenBody, RotateTokenSchema } from '../../src/http/schemas/robots.js'
 
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   const { robots, access } = fastify.services
@@ -54,13 +55,21 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.get('/robots/:uuid/users', {
-    schema: { ...common, summary: 'The ids of the users granted this robot', params: RobotUuidParams, response: { 200: { type: 'object', properties: { items: { type: 'array', items: { type: 'integer' } } } }, ...errorResponses(400, 401, 403, 404) } }
-  }, async (request) => ({ items: await access.usersOf(uuidOf(request.params)) }))
+    schema: { ...common, summary: "The robot's direct grants (unexpired), with role and expiry", params: RobotUuidParams, response: { 200: Type.Object({ items: Type.Array(GrantItem) }), ...errorResponses(400, 401, 403, 404) } }
+  }, async (request) => ({ items: await access.grantsOf(uuidOf(request.params)) }))
 
   fastify.put('/robots/:uuid/users/:user_id', {
-    schema: { ...common, summary: 'Grant a user access to the robot', params: AccessParams, response: { 204: NoContent, ...errorResponses(400, 401, 403, 404) } }
+    schema: {
+      ...common,
+      summary: 'Grant a user a role on the robot (default operator), optionally until `expires_at`; a second PUT replaces role and expiry',
+      params: AccessParams,
+      body: GrantBody,
+      response: { 204: NoContent, ...errorResponses(400, 401, 403, 404) }
+    },
+    // No body: an operator grant for good.
+    preValidation: async (request) => { if (request.body === undefined || request.body === null) request.body = {} }
   }, async (request, reply) => {
-    await access.grant(request.params.user_id, uuidOf(request.params), auditContext(request))
+    await access.grant(request.params.user_id, uuidOf(request.params), grantInput(request.body), auditContext(request))
     return await reply.code(204).send(null)
   })
 

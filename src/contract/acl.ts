@@ -6,7 +6,11 @@ export type Principal =
   | { kind: 'robot', uuid: string }
   | { kind: 'user', id: number, username: string, isStaff: boolean }
 
-/** What a user may see right now; kept fresh by events, never read from the database per message. */
+/**
+ * What a user may see right now: whether they hold any role on a robot (a
+ * viewer may watch its stats and presence). Kept fresh by events, never read
+ * from the database per message.
+ */
 export interface AccessView { canAccess: (userId: number, robotUuid: string) => boolean }
 
 interface Rule {

@@ -13,7 +13,9 @@ export type AuditAction =
   | 'user.login' | 'user.login_failed' | 'user.created' | 'user.updated' | 'user.deleted'
   | 'robot.login_failed' | 'auth.login_blocked'
   | 'robot.created' | 'robot.updated' | 'robot.deleted' | 'robot.token_rotated'
-  | 'access.granted' | 'access.revoked'
+  | 'access.granted' | 'access.changed' | 'access.revoked' | 'access.expired'
+  | 'group.created' | 'group.deleted' | 'group.robot_added' | 'group.robot_removed' | 'group.granted' | 'group.grant_changed' | 'group.revoked'
+  | 'api_key.created' | 'api_key.deleted'
   | 'command.sent' | 'command.queued' | 'command.cancelled'
 
 export interface AuditEntry {

@@ -26,7 +26,7 @@ import type { CommandStatus, RobotCommand } from '../contract/payloads.js'
 import { isUuid } from '../contract/uuid.js'
 import { Errors } from '../errors.js'
 import type { EventBus } from '../events.js'
-import type { AccessService, UserPrincipal } from './access.js'
+import { holdsRoleSql, type AccessService, type UserPrincipal } from './access.js'
 import type { AuditContext, AuditService } from './audit.js'
 import { batchLookup } from './batch.js'
 import { decodeCursor, olderThan, pageLimit, toPage, type Page, type PageRequest } from './pagination.js'
@@ -51,12 +51,13 @@ export interface CommandView {
 
 // PostgreSQL, the whole command path in one statement (atomic without
 // BEGIN/COMMIT, one round trip): the robot, if this user may reach it by
-// access.robotFor's rule ($13 = staff: every robot; else a grant), its command
+// access.robotFor's rule ($13 = staff: every robot; else at least the
+// operator role, directly or through a group, unexpired at $6), its command
 // and the audit record. No row back: no such robot, or no grant (the same
 // 404).
 const PG_ISSUE = `WITH r AS (
   SELECT id FROM robots
-  WHERE uuid = $2 AND ($13::boolean OR EXISTS (SELECT 1 FROM robot_access a WHERE a.robot_id = robots.id AND a.user_id = $5))
+  WHERE uuid = $2 AND ($13::boolean OR ${holdsRoleSql({ robot: 'robots.id', user: '$5', now: '$6', need: 'operator' })})
 ), c AS (
   INSERT INTO commands (id, robot_id, command, status, issued_by, issued_by_id, created_at, updated_at, expires_at, sent_at)
   SELECT $1, r.id, $3, $14, $4, $5, $6, $6, $15, $16 FROM r
@@ -71,7 +72,7 @@ SELECT id FROM c`
 // follows in the same transaction): no rows changed, no robot for this user.
 const SQLITE_ISSUE = `INSERT INTO commands (id, robot_id, command, status, issued_by, issued_by_id, created_at, updated_at, expires_at, sent_at)
 SELECT $1, r.id, $3, $8, $4, $5, $6, $6, $9, $10 FROM robots r
-WHERE r.uuid = $2 AND ($7 OR EXISTS (SELECT 1 FROM robot_access a WHERE a.robot_id = r.id AND a.user_id = $5))`
+WHERE r.uuid = $2 AND ($7 OR ${holdsRoleSql({ robot: 'r.id', user: '$5', now: '$6', need: 'operator' })})`
 
 // Both databases: the robot's PUBACKs of one turn of the event loop, pending
 // → delivered, in one statement (a released queue's ten PUBACKs arrive
@@ -111,11 +112,11 @@ RETURNING id, command, issued_by, created_at`
 // A robot's commands sent and not yet PUBACKed (the release window's use).
 const UNACKNOWLEDGED = "SELECT count(*) AS n FROM commands WHERE robot_id = $1 AND status = 'pending'"
 
-// Whether the issuer of `commands` may command its robot now: an active
-// user, staff or granted the robot. A deleted issuer's commands have no
-// issued_by_id (ON DELETE SET NULL) and may not.
+// Whether the issuer of `commands` may command its robot now ($1): an active
+// user, staff or holding at least the operator role on it. A deleted
+// issuer's commands have no issued_by_id (ON DELETE SET NULL) and may not.
 const ISSUER_MAY_COMMAND = `EXISTS (SELECT 1 FROM users u WHERE u.id = commands.issued_by_id AND u.is_active = $TRUE
-  AND (u.is_staff = $TRUE OR EXISTS (SELECT 1 FROM robot_access a WHERE a.robot_id = commands.robot_id AND a.user_id = u.id)))`
+  AND (u.is_staff = $TRUE OR ${holdsRoleSql({ robot: 'commands.robot_id', user: 'u.id', now: '$1', need: 'operator' })}))`
 
 /** Queued commands in `scope` whose issuer may no longer command the robot, now cancelled. */
 function cancelUnauthorizedSql (dialect: Database['dialect'], scope: string): string {
@@ -262,6 +263,12 @@ export function createCommandService ({ db, events, audit, access, presence, tim
     return new Map(rows.map((r) => [String(r.id), true as const]))
   }, 500)
 
+  /** Why a command was not stored: no such robot for this user (404), or too low a role (403). */
+  async function refused (principal: UserPrincipal, robotUuid: string): Promise<never> {
+    await access.robotFor(principal, robotUuid, 'operator')
+    throw new Errors.ROBOT_NOT_FOUND() // the role ended in between
+  }
+
   /**
    * Stores a queued command, unless the robot's queue is full: the robot (if
    * this user may reach it), the count of its queue and the insert in one
@@ -274,8 +281,8 @@ export function createCommandService ({ db, events, audit, access, presence, tim
     const pg = db.dialect === 'postgres'
     const outcome = await db.transaction(async (transaction) => {
       const robots = await db.sequelize.query(`SELECT r.id FROM robots r
-WHERE r.uuid = $1 AND (${pg ? '$2::boolean' : '$2'} OR EXISTS (SELECT 1 FROM robot_access a WHERE a.robot_id = r.id AND a.user_id = $3))${pg ? ' FOR NO KEY UPDATE' : ''}`, {
-        type: QueryTypes.SELECT, transaction, bind: [robotUuid, pg ? principal.isStaff : (principal.isStaff ? 1 : 0), principal.id]
+WHERE r.uuid = $1 AND (${pg ? '$2::boolean' : '$2'} OR ${holdsRoleSql({ robot: 'r.id', user: '$3', now: '$4', need: 'operator' })})${pg ? ' FOR NO KEY UPDATE OF r' : ''}`, {
+        type: QueryTypes.SELECT, transaction, bind: [robotUuid, pg ? principal.isStaff : (principal.isStaff ? 1 : 0), principal.id, dateParam(db.dialect, c.at)]
       }) as Array<{ id: number }>
       const robot = robots[0]
       if (robot === undefined) return 'not found'
@@ -288,7 +295,7 @@ VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL)`, {
       await AuditEvent.create(record, { transaction })
       return 'queued'
     })
-    if (outcome === 'not found') throw new Errors.ROBOT_NOT_FOUND()
+    if (outcome === 'not found') await refused(principal, robotUuid)
     if (outcome === 'full') throw new Errors.QUEUE_FULL()
   }
 
@@ -337,7 +344,7 @@ VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL)`, {
     async issue (principal: UserPrincipal, robotUuid: string, command: RobotCommand, ctx: AuditContext, ttlSeconds?: number): Promise<CommandView> {
       const connected = await presence.isCommandConnected(robotUuid)
       if (!connected && ttlSeconds === undefined) {
-        await access.robotFor(principal, robotUuid) // 404 first: a robot this user cannot reach is not "not connected"
+        await access.robotFor(principal, robotUuid, 'operator') // 404 (or 403) first: a robot this user cannot reach is not "not connected"
         throw new Errors.ROBOT_NOT_CONNECTED()
       }
       const id = randomUUID()
@@ -353,7 +360,7 @@ VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL)`, {
       } else if (db.dialect === 'postgres') {
         const created = await db.pgPrepared('united_command_issue', PG_ISSUE,
           [id, robotUuid, command, principal.username, principal.id, at, record.actorId, record.actor, record.action, record.targetUserId, JSON.stringify(record.details), record.ip, principal.isStaff, status, expiresAt, sentAt])
-        if (created.rowCount === 0) throw new Errors.ROBOT_NOT_FOUND()
+        if (created.rowCount === 0) await refused(principal, robotUuid)
       } else {
         const created = await db.transaction(async (transaction) => {
           const [, changes] = await db.sequelize.query(SQLITE_ISSUE, {
@@ -365,7 +372,7 @@ VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL)`, {
           await AuditEvent.create(record, { transaction })
           return true
         })
-        if (!created) throw new Errors.ROBOT_NOT_FOUND()
+        if (!created) await refused(principal, robotUuid)
       }
       const result: CommandView = { id, robot_uuid: robotUuid, command, status, issued_by: principal.username, created_at: at.toISOString(), delivered_at: null, acked_at: null, expires_at: expiry(status, expiresAt, at) }
       if (connected) {
@@ -386,7 +393,7 @@ VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL)`, {
      * command of a robot this user may reach.
      */
     async cancel (principal: UserPrincipal, robotUuid: string, anyId: string, ctx: AuditContext): Promise<CommandView> {
-      const robot = await access.robotFor(principal, robotUuid)
+      const robot = await access.robotFor(principal, robotUuid, 'operator')
       const commandId = commandKey(anyId)
       if (commandId === null) throw new Errors.COMMAND_NOT_FOUND()
       const at = new Date()
@@ -499,6 +506,13 @@ VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL)`, {
      */
     async cancelUnauthorized (userId: number, at = new Date()): Promise<number> {
       return await db.transaction(async (transaction) => await cancelUnauthorized('(issued_by_id = $2 OR issued_by_id IS NULL)', [userId], at, transaction))
+    },
+
+    /** The same for the queued commands of one robot (a group lost it), or of every robot (null: a group was deleted). */
+    async cancelUnauthorizedOn (robotUuid: string | null, at = new Date()): Promise<number> {
+      return await db.transaction(async (transaction) => robotUuid === null
+        ? await cancelUnauthorized('1 = 1', [], at, transaction)
+        : await cancelUnauthorized('robot_id = (SELECT id FROM robots WHERE uuid = $2)', [robotUuid], at, transaction))
     },
 
     /** Waits for the releases that PUBACKs, acks and expiries started (shutdown). */

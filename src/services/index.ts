@@ -3,13 +3,15 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Config } from '../config.js'
 import type { Database } from '../db/index.js'
+import { atLeast } from '../contract/roles.js'
 import { createEventBus, type EventBus } from '../events.js'
-import { createAccessService } from './access.js'
+import { createAccessService, EXPIRY_SWEEP_MS } from './access.js'
 import { createAuditService } from './audit.js'
 import { createAuthService, type JwtPort } from './auth.js'
 import { createCommandService } from './commands.js'
 import { createFrameWriter } from './frame-writer.js'
 import { createFrameService } from './frames.js'
+import { createGroupService } from './groups.js'
 import { createLoginLimiter, createMemoryAttemptStore, type AttemptStore } from './login-limits.js'
 import { createOverviewService } from './overview.js'
 import { createPresenceService, type RemotePresence } from './presence.js'
@@ -47,6 +49,7 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
   const users = createUserService({ db, events, audit })
   const robots = createRobotService({ db, events, audit, tokens })
   const access = createAccessService({ db, events, audit })
+  const groups = createGroupService({ db, events, audit })
   const presence = createPresenceService({ remote: remotePresence })
   const robotTokens = createRobotTokenService({ robots, store: tokens, ttlSeconds: config.ROBOT_TOKEN_TTL })
   const commands = createCommandService({ db, events, audit, access, presence, timeoutSeconds: config.COMMAND_TIMEOUT, queueLimit: config.COMMAND_QUEUE_LIMIT })
@@ -85,12 +88,33 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
   // A queued command goes out only while its issuer may command the robot:
   // when that right ends, the issuer's queued commands are cancelled now
   // (the release checks again, for what a lost event or a down node missed).
+  const cancelQueuedOn = (robotUuid: string | null): void => {
+    commands.cancelUnauthorizedOn(robotUuid)
+      .then((n) => { if (n > 0) log.info({ robot: robotUuid ?? undefined, cancelled: n }, 'queued commands cancelled: their issuer may no longer command the robot') })
+      .catch((err: unknown) => { log.warn({ err }, 'could not cancel queued commands after a group change; the release checks again') })
+  }
   const cancelQueued = (userId: number): void => {
     commands.cancelUnauthorized(userId)
       .then((n) => { if (n > 0) log.info({ user: userId, cancelled: n }, 'queued commands cancelled: their issuer may no longer command the robot') })
       .catch((err: unknown) => { log.warn({ err, user: userId }, 'could not cancel queued commands of a user who lost access; the release checks again') })
   }
-  const offAccess = events.on('accessChanged', (e) => { if (!e.granted) cancelQueued(e.userId) })
+  const offAccess = events.on('accessChanged', (e) => { if (!atLeast(e.role, 'operator')) cancelQueued(e.userId) })
+  const offGroupGrant = events.on('groupGrantChanged', (e) => { if (!atLeast(e.role, 'operator')) cancelQueued(e.userId) })
+  const offGroupRobots = events.on('groupRobotsChanged', (e) => { if (!e.added) for (const uuid of e.robotUuids) cancelQueuedOn(uuid) })
+  const offGroupDeleted = events.on('groupDeleted', () => { cancelQueuedOn(null) })
+
+  // docs/protocol.md §13.2: expired grants stop working by themselves (every
+  // check compares the time); this removes them and audits each once.
+  let expiring = false
+  const expiry = setInterval(() => {
+    if (expiring) return
+    expiring = true
+    access.expireDue()
+      .then((n) => { if (n > 0) log.info({ expired: n }, 'grants expired') })
+      .catch((err: unknown) => { log.warn({ err }, 'grant expiry sweep failed; it runs again in a second') })
+      .finally(() => { expiring = false })
+  }, EXPIRY_SWEEP_MS)
+  expiry.unref()
   // (a deactivation also emits userRevoked: cancelled there, not twice)
   const offUser = events.on('userChanged', (e) => { if (!e.isStaff && e.isActive) cancelQueued(e.userId) })
   const offRevoked = events.on('userRevoked', (e) => { cancelQueued(e.userId) })
@@ -157,6 +181,7 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
     users,
     robots,
     access,
+    groups,
     presence,
     robotTokens,
     commands,
@@ -177,6 +202,10 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
       if (commandRetentionTimer !== null) clearInterval(commandRetentionTimer)
       if (firstCommandRetention !== null) clearTimeout(firstCommandRetention)
       offAccess()
+      offGroupGrant()
+      offGroupRobots()
+      offGroupDeleted()
+      clearInterval(expiry)
       offUser()
       offRevoked()
       if (retentionTimer !== null) clearInterval(retentionTimer)

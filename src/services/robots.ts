@@ -2,11 +2,12 @@
 // its tokens and announces `robotRevoked`, so the broker closes its
 // connections (docs/protocol.md §2.2).
 import { randomUUID } from 'node:crypto'
-import { col, fn, Op, UniqueConstraintError, where as sqlWhere } from 'sequelize'
-import type { Database } from '../db/index.js'
+import { col, fn, literal, Op, UniqueConstraintError, where as sqlWhere, type WhereOptions } from 'sequelize'
+import { dateParam, type Database } from '../db/index.js'
 import type { Robot } from '../db/models/index.js'
 import { Errors } from '../errors.js'
 import type { EventBus } from '../events.js'
+import { holdsRoleSql } from './access.js'
 import type { AuditContext, AuditService } from './audit.js'
 import { batchLookup } from './batch.js'
 import { decodeCursor, pageLimit, toPage, type Page, type PageRequest } from './pagination.js'
@@ -175,13 +176,13 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
     },
 
     /**
-     * A page of robots by id. `visibleTo` limits it to the robots granted to
-     * that user; `q` searches serial and name; `online` means data-connected;
+     * A page of robots by id. `visibleTo` limits it to the robots that user
+     * holds a role on; `q` searches serial and name; `online` means data-connected;
      * `state` is the robot's last commanded state.
      */
     async list (req: RobotListRequest & { visibleTo?: number } = {}): Promise<Page<RobotView>> {
       const limit = pageLimit(req.limit)
-      const where: Record<string | symbol, unknown>[] = []
+      const where: Array<Record<string | symbol, unknown> | ReturnType<typeof literal>> = []
       if (req.cursor !== undefined) where.push({ id: { [Op.gt]: decodeCursor(req.cursor, ['number'])[0] } })
       if (req.q !== undefined && req.q !== '') {
         // `q` is literal text, case-insensitive. PostgreSQL escapes LIKE
@@ -199,10 +200,12 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
       if (req.enabled !== undefined) where.push({ enabled: req.enabled })
       if (req.online !== undefined) where.push({ dataConnected: req.online })
       if (req.state !== undefined) where.push({ state: req.state })
-      const include = req.visibleTo === undefined
-        ? []
-        : [{ association: 'users', attributes: [], where: { id: req.visibleTo }, required: true }]
-      const rows = await Robot.findAll({ where: { [Op.and]: where }, include, order: [['id', 'ASC']], limit: limit + 1 })
+      // Robots the user holds a role on now, directly or through a group (access.ts's rule).
+      if (req.visibleTo !== undefined) {
+        const now = db.sequelize.escape(dateParam(db.dialect, new Date()) as string)
+        where.push(literal(holdsRoleSql({ robot: '"Robot"."id"', user: String(Math.trunc(req.visibleTo)), now })))
+      }
+      const rows = await Robot.findAll({ where: { [Op.and]: where as WhereOptions[] }, order: [['id', 'ASC']], limit: limit + 1 })
       return toPage(rows, limit, robotView, (row) => [row.id])
     },
 

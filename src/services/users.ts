@@ -29,7 +29,7 @@ export function userView (row: User): UserView {
 export interface UserCredentialState extends UserView { token_version: number }
 
 export function createUserService ({ db, events, audit }: { db: Database, events: EventBus, audit: AuditService }) {
-  const { User, Robot } = db.models
+  const { User } = db.models
 
   async function find (id: number): Promise<User> {
     const user = await User.findByPk(id)
@@ -156,16 +156,6 @@ export function createUserService ({ db, events, audit }: { db: Database, events
     async findByUsername (username: string): Promise<UserView | null> {
       const user = await named(username)
       return user === null ? null : userView(user)
-    },
-
-    /** The uuids of the robots granted to this user (staff get all through access rules, not here). */
-    async robotUuids (userId: number): Promise<string[]> {
-      const robots = await Robot.findAll({
-        attributes: ['uuid'],
-        include: [{ association: 'users', attributes: [], where: { id: userId }, required: true }],
-        order: [['id', 'ASC']]
-      })
-      return robots.map((r) => r.uuid)
     }
   }
 }

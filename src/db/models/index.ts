@@ -1,14 +1,16 @@
 // The explicit list of models: init all, then associations.
 import type { Sequelize } from 'sequelize'
 import { AdminSession } from './admin-session.js'
+import { ApiKey } from './api-key.js'
 import { AuditEvent } from './audit-event.js'
 import { Command } from './command.js'
 import { Frame } from './frame.js'
+import { Group, GroupGrant, GroupRobot } from './group.js'
 import { RobotAccess } from './robot-access.js'
 import { Robot } from './robot.js'
 import { User } from './user.js'
 
-export { AdminSession, AuditEvent, Command, Frame, Robot, RobotAccess, User }
+export { AdminSession, ApiKey, AuditEvent, Command, Frame, Group, GroupGrant, GroupRobot, Robot, RobotAccess, User }
 
 export function initModels (sequelize: Sequelize) {
   const models = {
@@ -18,7 +20,11 @@ export function initModels (sequelize: Sequelize) {
     Frame: Frame.initModel(sequelize),
     Command: Command.initModel(sequelize),
     AuditEvent: AuditEvent.initModel(sequelize),
-    AdminSession: AdminSession.initModel(sequelize)
+    AdminSession: AdminSession.initModel(sequelize),
+    Group: Group.initModel(sequelize),
+    GroupRobot: GroupRobot.initModel(sequelize),
+    GroupGrant: GroupGrant.initModel(sequelize),
+    ApiKey: ApiKey.initModel(sequelize)
   }
   User.belongsToMany(Robot, { through: RobotAccess, foreignKey: 'userId', otherKey: 'robotId', as: 'robots' })
   Robot.belongsToMany(User, { through: RobotAccess, foreignKey: 'robotId', otherKey: 'userId', as: 'users' })

@@ -48,7 +48,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request) => {
     const me = request.principal!
-    return { id: me.id, username: me.username, is_staff: me.isStaff, robots: await users.robotUuids(me.id) }
+    return { id: me.id, username: me.username, is_staff: me.isStaff, robots: await fastify.services.access.visibleUuids(me.id) }
   })
 }
 

@@ -14,7 +14,10 @@ export const RobotSchema = Type.Object({
   state: Type.String(),
   data_connected: Type.Boolean(),
   command_connected: Type.Boolean(),
-  last_seen_at: NullableDateTime
+  last_seen_at: NullableDateTime,
+  role: Type.Union([Type.Literal('viewer'), Type.Literal('operator'), Type.Literal('manager'), Type.Literal('staff')], {
+    description: 'your effective role on the robot: the highest of your direct grant and your group grants, expired ones left out; `staff` for staff'
+  })
 })
 
 /** docs/protocol.md §8: what staff see of a robot in the management API. */
@@ -165,3 +168,41 @@ export const ExportQuery = Type.Object({
 }, { additionalProperties: false })
 
 export const AccessParams = Type.Object({ uuid: RobotUuid, user_id: Type.Integer({ minimum: 1 }) })
+
+/** docs/protocol.md §13: a role on a grant. */
+export const RoleSchema = Type.Union([Type.Literal('viewer'), Type.Literal('operator'), Type.Literal('manager')], { description: 'viewer < operator < manager' })
+
+/** The body of a grant (robot, group or manager's): the role (default operator) and its end. */
+export const GrantBody = Type.Object({
+  role: Type.Optional(RoleSchema),
+  expires_at: Type.Optional(Type.Union([Type.String({ format: 'date-time' }), Type.Null()], { description: 'when the grant ends by itself (ISO 8601); null or absent: never. A time in the past is refused (400)' }))
+}, { additionalProperties: false })
+
+export const GrantItem = Type.Object({
+  user_id: Type.Integer(),
+  username: Type.String(),
+  role: RoleSchema,
+  expires_at: NullableDateTime
+})
+
+export const ManagedGrantItem = Type.Object({ username: Type.String(), role: RoleSchema, expires_at: NullableDateTime })
+export const ManagedGrantParams = Type.Object({ uuid: RobotUuid, username: Type.String({ minLength: 1, maxLength: 150 }) })
+
+export const GroupSchema = Type.Object({ id: Type.Integer(), name: Type.String(), created_at: DateTime })
+export const GroupDetailSchema = Type.Object({
+  id: Type.Integer(),
+  name: Type.String(),
+  created_at: DateTime,
+  robots: Type.Array(Type.String(), { description: 'the uuids of its robots' }),
+  users: Type.Array(GrantItem, { description: 'its unexpired grants' })
+})
+export const NewGroupBody = Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }) }, { additionalProperties: false })
+export const GroupParams = Type.Object({ id: Type.Integer({ minimum: 1 }) })
+export const GroupRobotParams = Type.Object({ id: Type.Integer({ minimum: 1 }), uuid: RobotUuid })
+export const GroupUserParams = Type.Object({ id: Type.Integer({ minimum: 1 }), user_id: Type.Integer({ minimum: 1 }) })
+
+/** A grant body as the services take it: an absent body is an operator grant for good. */
+export function grantInput (body: { role?: 'viewer' | 'operator' | 'manager', expires_at?: string | null } | undefined | null): { role?: 'viewer' | 'operator' | 'manager', expiresAt: Date | null } {
+  const expires = body?.expires_at
+  return { role: body?.role, expiresAt: expires === undefined || expires === null ? null : new Date(expires) }
+}

@@ -4,6 +4,7 @@ import { BearerSecurity, errorResponses, PageQuery, PageSchema, RobotUuidParams 
 import { RobotSchema } from '../../schemas/robots.js'
 import commands from './commands.js'
 import frames from './frames.js'
+import grants from './grants.js'
 import token from './token.js'
 
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -20,7 +21,11 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request) => {
     const me = request.principal!
-    return await robots.list({ ...request.query, visibleTo: me.isStaff ? undefined : me.id })
+    const page = await robots.list({ ...request.query, visibleTo: me.isStaff ? undefined : me.id })
+    if (me.isStaff) return { ...page, items: page.items.map((r) => ({ ...r, role: 'staff' as const })) }
+    const roles = await access.rolesOn(me.id, page.items.map((r) => r.uuid))
+    // a role that ended between the two reads: the robot is left out
+    return { ...page, items: page.items.flatMap((r) => { const role = roles.get(r.uuid); return role === undefined ? [] : [{ ...r, role }] }) }
   })
 
   fastify.get('/robots/:uuid', {
@@ -34,12 +39,13 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request) => {
     const robot = await access.robotFor(request.principal!, request.params.uuid.toLowerCase())
-    return await robots.get(robot.uuid)
+    return { ...await robots.get(robot.uuid), role: robot.role }
   })
 
   await fastify.register(token)
   await fastify.register(commands)
   await fastify.register(frames)
+  await fastify.register(grants)
 }
 
 export default routes
