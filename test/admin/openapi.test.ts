@@ -14,7 +14,11 @@ const MANAGEMENT: Record<string, string[]> = {
   '/admin/api/users': ['get', 'post'],
   '/admin/api/users/{id}': ['get', 'patch', 'delete'],
   '/admin/api/audit': ['get'],
-  '/admin/api/cluster': ['get']
+  '/admin/api/cluster': ['get'],
+  '/admin/api/groups': ['get', 'post'],
+  '/admin/api/groups/{id}': ['get', 'delete'],
+  '/admin/api/groups/{id}/robots/{uuid}': ['put', 'delete'],
+  '/admin/api/groups/{id}/users/{user_id}': ['put', 'delete']
 }
 
 /** Some of the pages (and the JSON the pages fetch), as the router knows them. */

@@ -14,6 +14,8 @@ const CONTRACT_PATHS: Record<string, string[]> = {
   '/robots/{uuid}/commands': ['get'],
   '/robots/robot/command': ['post'],
   '/robots/robot/obtain_token': ['post'],
+  '/robots/{uuid}/grants': ['get'],
+  '/robots/{uuid}/grants/{username}': ['put', 'delete'],
   '/admin/api/robots': ['get', 'post'],
   '/admin/api/robots/{uuid}': ['patch', 'delete'],
   '/admin/api/robots/{uuid}/rotate_token': ['post'],
@@ -21,6 +23,10 @@ const CONTRACT_PATHS: Record<string, string[]> = {
   '/admin/api/users': ['get', 'post'],
   '/admin/api/users/{id}': ['patch', 'delete'],
   '/admin/api/cluster': ['get'],
+  '/admin/api/groups': ['get', 'post'],
+  '/admin/api/groups/{id}': ['get', 'delete'],
+  '/admin/api/groups/{id}/robots/{uuid}': ['put', 'delete'],
+  '/admin/api/groups/{id}/users/{user_id}': ['put', 'delete'],
   '/health': ['get'],
   '/ready': ['get']
 }
@@ -89,7 +95,8 @@ t.test('the documented success codes match the contract', async (t) => {
 t.test('the robot a user sees is documented without its secret', async (t) => {
   const doc = await openapi(t)
   const schema = doc.paths['/robots/{uuid}'].get.responses['200'].content['application/json'].schema
-  t.same(Object.keys(schema.properties).sort(), ['command_connected', 'data_connected', 'last_seen_at', 'name', 'serial', 'state', 'uuid'])
+  t.same(Object.keys(schema.properties).sort(), ['command_connected', 'data_connected', 'last_seen_at', 'name', 'role', 'serial', 'state', 'uuid'])
+  t.same([...new Set(JSON.stringify(schema.properties.role).match(/\b(viewer|operator|manager|staff)\b/g))], ['viewer', 'operator', 'manager', 'staff'], 'with the role')
   const token = doc.paths['/robots/robot/obtain_token'].post.responses['201'].content['application/json'].schema
   t.same(Object.keys(token.properties).sort(), ['access_token', 'expires_in', 'robot_uuid'])
 })
