@@ -92,7 +92,7 @@ function operationsOf (channel: Channel): Array<{ id: string, action: 'send' | '
   const ops: Array<{ id: string, action: 'send' | 'receive', who: 'robot' | 'user', summary: string }> = []
   if (rule.robotPublishes) ops.push({ id: `robotSends${cap}`, action: 'send', who: 'robot', summary: `The robot publishes to its own ${channel} topic.` })
   if (rule.robotSubscribes) ops.push({ id: `robotReceives${cap}`, action: 'receive', who: 'robot', summary: `The robot subscribes to its own ${channel} topic (no wildcards).` })
-  if (rule.usersSubscribe) ops.push({ id: `userReceives${cap}`, action: 'receive', who: 'user', summary: `A user with access to the robot, or staff, subscribes; + in the robot position delivers only the robots the user may see, checked per message.` })
+  if (rule.usersSubscribe) ops.push({ id: `userReceives${cap}`, action: 'receive', who: 'user', summary: `A user holding any role on the robot (viewer, operator or manager, directly or through a group, unexpired), or staff, subscribes; + in the robot position delivers only the robots the user may see, checked per message, so that a grant revoked, expired or taken away with a group stops delivery within a second.` })
   return ops
 }
 
@@ -161,7 +161,7 @@ export function asyncApiDocument (opts: AsyncApiOptions): Record<string, unknown
       description: 'The MQTT side of United, the robot fleet backend: the topics of every robot, who may publish and subscribe where, and every payload. Operations are written from the client\'s side: send means a robot publishes, receive means a robot or a user subscribes. The broker enforces the access rules per message: any other publish closes the connection, any other subscription gets SUBACK 0x80, and $SYS/ is staff-only. The REST API is described by the OpenAPI document at /docs/json.',
       license: { name: 'MIT' },
       externalDocs: { description: 'The REST API (OpenAPI)', url: opts.restDocsUrl },
-      tags: [{ name: 'robot', description: 'a robot: username = its uuid, password = an access token from POST /robots/robot/obtain_token' }, { name: 'user', description: 'a user or staff: username = the username, password = an access JWT from POST /users/obtain_token/' }]
+      tags: [{ name: 'robot', description: 'a robot: username = its uuid, password = an access token from POST /robots/robot/obtain_token' }, { name: 'user', description: 'a user or staff: username = the username, password = an access JWT from POST /users/obtain_token/ or one of the user\'s API keys (uk_…)' }]
     },
     defaultContentType: 'application/json',
     servers,
@@ -173,7 +173,7 @@ export function asyncApiDocument (opts: AsyncApiOptions): Record<string, unknown
       parameters: { uuid: { description: 'A robot\'s uuid, lower-case and hyphenated. Users may subscribe with + here.' } },
       securitySchemes: {
         robot: { type: 'userPassword', description: 'CONNECT with username = the robot\'s uuid and password = its access token (POST /robots/robot/obtain_token, valid ROBOT_TOKEN_TTL seconds). A bad or expired token: CONNACK 4; a token voided (robot disabled, deleted or rotated) less than ROBOT_TOKEN_TTL ago: CONNACK 5; a token that could not be checked (the database, or Redis in cluster mode, cannot answer): CONNACK 3, try again. A robot that already holds MAX_CONNECTIONS_PER_ROBOT (10) open connections: CONNACK 5, unless the CONNECT reuses one of their client ids (it takes that connection over).' },
-        user: { type: 'userPassword', description: 'CONNECT with username = the username and password = an access JWT (POST /users/obtain_token/). A bad or expired JWT or a refresh JWT: CONNACK 4; an inactive user, or a JWT revoked since (user deleted, password changed, deactivated): CONNACK 5; a JWT that could not be checked (the database cannot answer): CONNACK 3, try again. A user who already holds MAX_CONNECTIONS_PER_USER (100) open connections: CONNACK 5, unless the CONNECT reuses one of their client ids. Usernames match without regard to case.' },
+        user: { type: 'userPassword', description: 'CONNECT with username = the username and password = an access JWT (POST /users/obtain_token/) or an API key (POST /users/me/api_keys). A bad or expired JWT, a refresh JWT or a wrong key: CONNACK 4; a key deleted, expired, or ended by a password change: CONNACK 5, and its open connections close within a second; an inactive user, or a JWT revoked since (user deleted, password changed, deactivated): CONNACK 5; a JWT that could not be checked (the database cannot answer): CONNACK 3, try again. A user who already holds MAX_CONNECTIONS_PER_USER (100) open connections: CONNACK 5, unless the CONNECT reuses one of their client ids. Usernames match without regard to case.' },
         robotHeader: { type: 'httpApiKey', in: 'header', name: 'x-token', description: 'WebSocket only: the robot\'s access token on the upgrade request, instead of the password.' },
         userHeader: { type: 'httpApiKey', in: 'header', name: 'authentication', description: 'WebSocket only: the access JWT (with or without Bearer) on the upgrade request, instead of the password.' }
       }
