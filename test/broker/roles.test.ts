@@ -1,0 +1,221 @@
+// docs/protocol.md §13: any role lets a user watch a robot's stats and presence;
+// every message is checked when it is forwarded, so a change of the effective
+// role (a direct or group grant made, removed or expired, a robot entering or
+// leaving a group, a group deleted) reaches subscriptions already open within
+// a second, without a resubscription. Real mqtt.js clients over TCP and WebSocket.
+import { randomUUID } from 'node:crypto'
+import type { FastifyInstance, InjectOptions } from 'fastify'
+import type { MqttClient } from 'mqtt'
+import t, { type Test } from 'tap'
+import { bearer, build } from '../helper.js'
+import { createRobot, createStaff, createUser, grant, type TestRobot, type TestUser } from '../factory.js'
+import { collect, connectRobot, connectUser, messageWhere, sendFrame, suback, TRANSPORTS, type Transport } from '../mqtt.js'
+
+const REFUSED = 128
+/** How long a change of role may take to reach an open subscription. */
+const BOUND_MS = 1000
+const topic = (robot: TestRobot, channel: string): string => `robots/${robot.uuid}/${channel}`
+
+async function manage (app: FastifyInstance, staff: TestUser, method: InjectOptions['method'], url: string, payload?: Record<string, unknown>): Promise<{ status: number, body: any }> {
+  const res = await app.inject({ method, url, headers: bearer(staff.jwt), ...(payload === undefined ? {} : { payload }) })
+  return { status: res.statusCode, body: res.body === '' ? null : res.json() }
+}
+
+interface Live { robot: TestRobot, client: MqttClient }
+
+/** A robot connection subscribed to its own ack topic, ready to send frames. */
+async function liveRobot (t: Test, app: FastifyInstance, robot: TestRobot, transport: Transport): Promise<Live> {
+  const client = await connectRobot(t, app, robot, { transport })
+  t.same(await suback(client, topic(robot, 'ack')), [1], 'the robot subscribes to its ack topic')
+  return { robot, client }
+}
+
+/** When the subject's frame was sent and acked (its stats are published between), and whether they were delivered. */
+interface Probe { sentAt: number, ackedAt: number, delivered: boolean }
+
+/**
+ * A user's `robots/+/stats` subscription, watched: each probe sends one frame
+ * of the subject robot, then one of a control robot the user holds for good,
+ * and waits for the control's stats; the subject's stats, published before,
+ * have arrived by then if they were forwarded at all.
+ */
+function watcher (client: MqttClient, control: Live) {
+  const seen = collect(client, (tp) => tp.endsWith('/stats'))
+  let x = 0
+  const pause = async (): Promise<void> => { await new Promise((resolve) => { setTimeout(resolve, 20) }) }
+
+  async function probe (subject: Live): Promise<Probe> {
+    const sx = ++x
+    const sentAt = Date.now()
+    await sendFrame(subject.client, subject.robot.uuid, randomUUID(), { position_x: sx })
+    const ackedAt = Date.now()
+    const cx = ++x
+    const sync = messageWhere(client, topic(control.robot, 'stats'), (b) => b.position_x === cx)
+    await sendFrame(control.client, control.robot.uuid, randomUUID(), { position_x: cx })
+    await sync
+    return { sentAt, ackedAt, delivered: seen.some((m) => m.topic === topic(subject.robot, 'stats') && m.body.position_x === sx) }
+  }
+
+  return {
+    probe,
+    /** Fails unless the subject's stats are delivered, at the latest for a frame sent BOUND_MS after `since`. */
+    async starts (t: Test, subject: Live, since: number, msg: string): Promise<void> {
+      for (;;) {
+        const p = await probe(subject)
+        if (p.delivered) { t.pass(`${msg} (delivered ${Math.max(0, p.sentAt - since)} ms after)`); return }
+        if (p.sentAt > since + BOUND_MS) { t.fail(`${msg}: a frame sent ${p.sentAt - since} ms after is still not delivered`); return }
+        await pause()
+      }
+    },
+    /**
+     * Fails if the subject's stats are delivered for a frame sent BOUND_MS
+     * after `since`, or again once they stopped.
+     */
+    async stops (t: Test, subject: Live, since: number, msg: string): Promise<void> {
+      let lastDelivered: number | null = null
+      for (;;) {
+        const p = await probe(subject)
+        if (!p.delivered) break
+        if (p.sentAt > since + BOUND_MS) { t.fail(`${msg}: a frame sent ${p.sentAt - since} ms after was still delivered`); return }
+        lastDelivered = p.sentAt
+        await pause()
+      }
+      for (let i = 0; i < 3; i++) {
+        if ((await probe(subject)).delivered) { t.fail(`${msg}: delivered again after it had stopped`); return }
+      }
+      t.pass(`${msg} (${lastDelivered === null ? 'no frame delivered after' : `last delivered frame sent ${lastDelivered - since} ms after`})`)
+    },
+    /** Probes until `until` (a time), checking each is delivered: the access holds till then. */
+    async holdsUntil (t: Test, subject: Live, until: number, msg: string): Promise<void> {
+      let probes = 0
+      while (Date.now() < until - 300) {
+        const p = await probe(subject)
+        if (!p.delivered && p.ackedAt < until - 50) { t.fail(`${msg}: a frame acked ${until - p.ackedAt} ms before the end was not delivered`); return }
+        probes++
+        await pause()
+      }
+      t.ok(probes > 0, `${msg} (${probes} probes)`)
+    }
+  }
+}
+
+/** A user watching `robots/+/stats` with a control robot granted for good, and the robots `n` subjects. */
+async function scene (t: Test, transport: Transport, n: number) {
+  const app = await build(t)
+  const staff = await createStaff(app)
+  const user = await createUser(app)
+  const controlRobot = await createRobot(app)
+  await grant(app, user, controlRobot)
+  const client = await connectUser(t, app, user, { transport })
+  t.same(await suback(client, 'robots/+/stats'), [1], 'the user subscribes to robots/+/stats')
+  const control = await liveRobot(t, app, controlRobot, transport)
+  const subjects: Live[] = []
+  for (let i = 0; i < n; i++) subjects.push(await liveRobot(t, app, await createRobot(app), transport))
+  return { app, staff, user, client, control, subjects, watch: watcher(client, control) }
+}
+
+for (const transport of TRANSPORTS) {
+  t.test(`over ${transport}`, async (t) => {
+    t.test('a viewer subscribes to stats and presence and receives them; a user with no role is refused and sees nothing', async (t) => {
+      const app = await build(t)
+      const staff = await createStaff(app)
+      const viewer = await createUser(app)
+      const stranger = await createUser(app)
+      const robot = await createRobot(app)
+      const other = await createRobot(app)
+      await grant(app, stranger, other)
+      t.equal((await manage(app, staff, 'PUT', `/admin/api/robots/${robot.uuid}/users/${viewer.id}`, { role: 'viewer' })).status, 204, 'a viewer grant')
+      const listed = await manage(app, staff, 'GET', `/admin/api/robots/${robot.uuid}/users`)
+      t.match(listed.body.items, [{ user_id: viewer.id, role: 'viewer', expires_at: null }], 'the grant is a viewer grant')
+
+      const v = await connectUser(t, app, viewer, { transport })
+      t.same(await suback(v, [topic(robot, 'stats'), topic(robot, 'presence')]), [1, 1], 'a viewer subscribes to the robot’s stats and presence')
+      const vWild = await connectUser(t, app, viewer, { transport })
+      t.same(await suback(vWild, ['robots/+/stats', 'robots/+/presence']), [1, 1])
+      const s = await connectUser(t, app, stranger, { transport })
+      t.same(await suback(s, [topic(robot, 'stats'), topic(robot, 'presence')]), [REFUSED, REFUSED], 'no role: SUBACK 0x80 on the robot’s stats and presence')
+      t.same(await suback(s, ['robots/+/stats', 'robots/+/presence']), [1, 1], 'robots/+/… is granted (filtered per message)')
+      const strangerSaw = collect(s, (tp) => tp.startsWith(`robots/${robot.uuid}/`))
+
+      const online = Promise.all([
+        messageWhere(v, topic(robot, 'presence'), (p) => p.online === true),
+        messageWhere(vWild, topic(robot, 'presence'), (p) => p.online === true)
+      ])
+      const live = await liveRobot(t, app, robot, transport)
+      await online
+      t.pass('the viewer receives the robot’s presence, on its topic and on robots/+/presence')
+      const stats = Promise.all([
+        messageWhere(v, topic(robot, 'stats'), (b) => b.position_x === 42),
+        messageWhere(vWild, topic(robot, 'stats'), (b) => b.position_x === 42)
+      ])
+      t.same(await sendFrame(live.client, robot.uuid, 'f-42', { position_x: 42 }), { id: 'f-42', status: 'ok' })
+      t.match(await stats, [{ robot_uuid: robot.uuid, position_x: 42 }, { robot_uuid: robot.uuid, position_x: 42 }], 'the viewer receives its stats, on its topic and on robots/+/stats')
+
+      // The stranger's own robot streams after: its stats arrive, the other's never did.
+      const otherLive = await liveRobot(t, app, other, transport)
+      const sync = messageWhere(s, topic(other, 'stats'), (b) => b.position_x === 43)
+      await sendFrame(otherLive.client, other.uuid, 'f-43', { position_x: 43 })
+      await sync
+      t.same(strangerSaw, [], 'a user with no role receives nothing of the robot on robots/+/…')
+      t.ok(v.connected && s.connected, 'everyone stays connected')
+    })
+
+    t.test('group changes reach an open robots/+/stats subscription within a second', async (t) => {
+      const { app, staff, user, subjects: [first, second], watch } = await scene(t, transport, 2)
+      if (first === undefined || second === undefined) throw new Error('two subjects')
+      const created = await manage(app, staff, 'POST', '/admin/api/groups', { name: `site-${transport}` })
+      t.equal(created.status, 201, 'a group')
+      const group = created.body.id as number
+      t.equal((await manage(app, staff, 'PUT', `/admin/api/groups/${group}/robots/${first.robot.uuid}`)).status, 204, 'the first robot enters it')
+      t.notOk((await watch.probe(first)).delivered, 'not granted yet: nothing of it')
+
+      let since = Date.now()
+      t.equal((await manage(app, staff, 'PUT', `/admin/api/groups/${group}/users/${user.id}`, { role: 'viewer' })).status, 204, 'a viewer grant on the group')
+      await watch.starts(t, first, since, 'the group grant starts deliveries of its robot on the open subscription')
+      t.notOk((await watch.probe(second)).delivered, 'a robot outside the group stays hidden')
+
+      since = Date.now()
+      t.equal((await manage(app, staff, 'PUT', `/admin/api/groups/${group}/robots/${second.robot.uuid}`)).status, 204, 'the second robot enters the group')
+      await watch.starts(t, second, since, 'a robot added to the granted group reaches the open subscription')
+
+      since = Date.now()
+      t.equal((await manage(app, staff, 'DELETE', `/admin/api/groups/${group}/robots/${second.robot.uuid}`)).status, 204, 'the second robot leaves the group')
+      await watch.stops(t, second, since, 'a robot taken out of the group stops')
+      t.ok((await watch.probe(first)).delivered, 'the robot still in the group is still delivered')
+
+      since = Date.now()
+      t.equal((await manage(app, staff, 'DELETE', `/admin/api/groups/${group}/users/${user.id}`)).status, 204, 'the group grant is removed')
+      await watch.stops(t, first, since, 'removing the group grant stops deliveries')
+
+      since = Date.now()
+      t.equal((await manage(app, staff, 'PUT', `/admin/api/groups/${group}/users/${user.id}`, { role: 'operator' })).status, 204, 'granted again')
+      await watch.starts(t, first, since, 'a new group grant starts them again')
+      since = Date.now()
+      t.equal((await manage(app, staff, 'DELETE', `/admin/api/groups/${group}`)).status, 204, 'the group is deleted')
+      await watch.stops(t, first, since, 'deleting the group stops deliveries')
+      t.equal((await manage(app, staff, 'GET', `/admin/api/groups/${group}`)).status, 404, 'the group is gone')
+    })
+
+    t.test('a direct grant with an expiry stops deliveries at its end, with nobody acting', async (t) => {
+      const { app, staff, user, subjects: [subject], watch } = await scene(t, transport, 1)
+      if (subject === undefined) throw new Error('a subject')
+      const end = Date.now() + 2000
+      const res = await manage(app, staff, 'PUT', `/admin/api/robots/${subject.robot.uuid}/users/${user.id}`, { role: 'viewer', expires_at: new Date(end).toISOString() })
+      t.equal(res.status, 204, 'a viewer grant for ~2 s')
+      await watch.holdsUntil(t, subject, end, 'delivered until the end')
+      await watch.stops(t, subject, end, 'the expired grant stops deliveries')
+    })
+
+    t.test('a group grant with an expiry stops deliveries at its end, with nobody acting', async (t) => {
+      const { app, staff, user, subjects: [subject], watch } = await scene(t, transport, 1)
+      if (subject === undefined) throw new Error('a subject')
+      const group = (await manage(app, staff, 'POST', '/admin/api/groups', { name: 'shift' })).body.id as number
+      t.equal((await manage(app, staff, 'PUT', `/admin/api/groups/${group}/robots/${subject.robot.uuid}`)).status, 204)
+      const end = Date.now() + 2000
+      const res = await manage(app, staff, 'PUT', `/admin/api/groups/${group}/users/${user.id}`, { role: 'viewer', expires_at: new Date(end).toISOString() })
+      t.equal(res.status, 204, 'a viewer grant on the group for ~2 s')
+      await watch.holdsUntil(t, subject, end, 'delivered until the end')
+      await watch.stops(t, subject, end, 'the expired group grant stops deliveries')
+    })
+  })
+}
