@@ -1,5 +1,6 @@
 // Fixtures through the services, never through models.
 import type { FastifyInstance } from 'fastify'
+import type { Role } from '../src/contract/roles.js'
 import type { QueuedFrame } from '../src/services/frame-writer.js'
 
 let seq = 0
@@ -27,6 +28,11 @@ export async function createRobot (app: FastifyInstance, opts: { serial?: string
 
 export async function grant (app: FastifyInstance, user: { id: number }, robot: { uuid: string }): Promise<void> {
   await app.services.access.grant(user.id, robot.uuid, { actor: null })
+}
+
+/** A direct grant with a role (and an end; null: for good), through the service. */
+export async function grantRole (app: FastifyInstance, user: { id: number }, robot: { uuid: string }, role: Role, expiresAt: Date | null = null): Promise<void> {
+  await app.services.access.grant(user.id, robot.uuid, { role, expiresAt }, { actor: null })
 }
 
 /** A robot granted to a fresh user, for tests about one owner. */
