@@ -19,7 +19,14 @@ const NOTICES: ReadonlyMap<string, string> = new Map(Object.entries({
   command_finished: 'That command was already delivered, finished or cancelled.',
   user_created: 'User added.',
   user_updated: 'User saved.',
-  user_deleted: 'User deleted.'
+  user_deleted: 'User deleted.',
+  group_created: 'Group created.',
+  group_deleted: 'Group deleted.',
+  group_robot_added: 'Robot added to the group.',
+  group_robot_removed: 'Robot removed from the group.',
+  group_granted: 'Group granted.',
+  group_revoked: 'Group grant revoked.',
+  api_key_deleted: 'API key deleted.'
 }))
 
 export async function render (request: FastifyRequest, reply: FastifyReply, template: string, data: Record<string, unknown> = {}, status = 200): Promise<FastifyReply> {

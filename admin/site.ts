@@ -18,6 +18,7 @@ import auth, { isJson, SESSION_COOKIE } from './auth.js'
 import audit from './pages/audit.js'
 import dashboard from './pages/dashboard.js'
 import fleet from './pages/fleet.js'
+import groups from './pages/groups.js'
 import robots from './pages/robots.js'
 import users from './pages/users.js'
 import { render } from './render.js'
@@ -143,6 +144,7 @@ const site: FastifyPluginAsync = async (fastify) => {
   await fastify.register(fleet)
   await fastify.register(robots)
   await fastify.register(users)
+  await fastify.register(groups)
   await fastify.register(audit)
 }
 

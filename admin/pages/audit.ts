@@ -9,8 +9,11 @@ import { PAGE_SIZE } from './robots.js'
 export const ACTIONS: AuditAction[] = [
   'user.login', 'user.login_failed', 'user.created', 'user.updated', 'user.deleted',
   'robot.created', 'robot.updated', 'robot.deleted', 'robot.token_rotated',
-  'access.granted', 'access.revoked', 'command.sent',
-  'robot.login_failed', 'auth.login_blocked'
+  'access.granted', 'access.changed', 'access.revoked', 'access.expired',
+  'group.created', 'group.deleted', 'group.robot_added', 'group.robot_removed',
+  'group.granted', 'group.grant_changed', 'group.revoked',
+  'api_key.created', 'api_key.deleted',
+  'command.sent', 'robot.login_failed', 'auth.login_blocked'
 ]
 const uuidRe = new RegExp(UUID_PATTERN)
 

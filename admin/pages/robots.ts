@@ -16,6 +16,7 @@ import { HISTORY_RANGES, historyRange, pathChart, timeChart, type ChartModel, ty
 import { failed, fieldErrors, text, type FieldErrors } from '../forms.js'
 import { render, seeOther } from '../render.js'
 import { FIELD_ORDER, FIELDS, frameTable } from '../units.js'
+import { EMPTY_GRANT, grantFields, ROLE_OPTIONS, tryGrant, until, type GrantFields } from './grant-form.js'
 
 export const PAGE_SIZE = 20
 const uuidRe = new RegExp(UUID_PATTERN)
@@ -68,6 +69,7 @@ export const COMMAND_WAITS: ReadonlyArray<[string, number]> = [['1 minute', 60],
 
 interface RobotPageState {
   grant?: { username: string, error: string }
+  grantFields?: GrantFields
   command?: { value: string, ttl?: string, error: string }
   rotate?: { value: string, unit: string, error: string }
 }
@@ -94,7 +96,7 @@ function graceOf (body: unknown): { seconds: number } | { value: string, unit: s
 }
 
 const robots: FastifyPluginAsync = async (fastify) => {
-  const { robots, access, users, frames, commands } = fastify.services
+  const { robots, access, users, frames, commands, groups } = fastify.services
 
   /**
    * The history charts of the robot page: two GROUP BYs in the database
@@ -138,15 +140,17 @@ const robots: FastifyPluginAsync = async (fastify) => {
     const robot = await robots.get(uuid)
     const range = historyRange(q.range)
     const now = Date.now()
-    const [stats, path, recent, grantedIds, previousSecretUntil, history] = await Promise.all([
+    const [stats, path, recent, grants, previousSecretUntil, history, inGroups] = await Promise.all([
       frames.list(who, uuid, { limit: PAGE_SIZE, cursor: q.cursor === '' ? undefined : q.cursor }),
       frames.list(who, uuid, { type: 1, from: new Date(now - LIVE_WINDOW_MS), limit: 200 }),
       commands.list(who, uuid, { limit: 10 }),
-      access.usersOf(uuid),
+      access.grantsOf(uuid),
       robots.previousSecretExpiry(uuid),
-      historyCharts(who, uuid, range)
+      historyCharts(who, uuid, range),
+      groups.ofRobot(uuid)
     ])
-    const granted = await users.byIds(grantedIds)
+    const active = new Map((await users.byIds(grants.map((g) => g.user_id))).map((u) => [u.id, u.is_active]))
+    const granted = grants.map((g) => ({ id: g.user_id, username: g.username, is_active: active.get(g.user_id) ?? true, role: g.role, until: until(g.expires_at) }))
     // by the time the server received them: the live panel's clock (live.js sets its own to the page's `now`)
     const points = path.items.map((f) => ({ t: Date.parse(f.received_at), x: f.data.position_x, y: f.data.position_y, speed: f.data.speed })).reverse()
     // A disabled robot's connections were closed when it was disabled, whatever its row says a moment later.
@@ -168,6 +172,9 @@ const robots: FastifyPluginAsync = async (fastify) => {
       points,
       recent: recent.items,
       granted,
+      groups: inGroups,
+      roles: ROLE_OPTIONS,
+      grantFields: state.grantFields ?? EMPTY_GRANT,
       commandsList: ROBOT_COMMANDS,
       commandWaits: COMMAND_WAITS,
       graceUnits: Object.keys(GRACE_UNITS),
@@ -272,12 +279,14 @@ const robots: FastifyPluginAsync = async (fastify) => {
   fastify.post('/robots/:uuid/access', async (request, reply) => {
     const uuid = uuidOf(request)
     const username = text(request.body, 'username')?.trim() ?? ''
+    const { fields, input } = grantFields(request.body)
     const user = username === '' ? null : await users.findByUsername(username)
-    if (user === null) {
-      const error = username === '' ? 'This field is required.' : 'No user with this username.'
-      return await showRobot(request, reply, uuid, { grant: { username, error } }, 400)
+    if (user === null || input === undefined) {
+      const error = user !== null ? '' : username === '' ? 'This field is required.' : 'No user with this username.'
+      return await showRobot(request, reply, uuid, { grant: { username, error }, grantFields: fields }, 400)
     }
-    await access.grant(user.id, uuid, actor(request))
+    const refused = await tryGrant(fields, async () => { await access.grant(user.id, uuid, input, actor(request)) })
+    if (refused !== null) return await showRobot(request, reply, uuid, { grant: { username, error: '' }, grantFields: refused }, 400)
     return await seeOther(reply, `/admin/robots/${uuid}?notice=access_granted#access`)
   })
 

@@ -9,6 +9,7 @@ import type { UserView } from '../../src/services/users.js'
 import type { AdminContext } from '../auth.js'
 import { checked, failed, fieldErrors, text, type FieldErrors } from '../forms.js'
 import { render, seeOther } from '../render.js'
+import { EMPTY_GRANT, grantFields, ROLE_OPTIONS, tryGrant, until, type GrantFields } from './grant-form.js'
 import { actor, PAGE_SIZE, uuidOf } from './robots.js'
 
 function idOf (request: FastifyRequest): number {
@@ -23,10 +24,17 @@ const isSelf = (request: FastifyRequest, id: number): boolean => (request.admin 
 interface UserForm { password: string, is_staff: boolean, is_active: boolean }
 
 const users: FastifyPluginAsync = async (fastify) => {
-  const { users, robots, access, sessions } = fastify.services
+  const { users, robots, access, sessions, groups } = fastify.services
 
-  async function showUser (request: FastifyRequest, reply: FastifyReply, user: UserView, state: { form?: UserForm, errors?: FieldErrors, grant?: { serial: string, error: string } } = {}, status = 200): Promise<FastifyReply> {
-    const granted = await robots.list({ visibleTo: user.id, limit: 1000 })
+  async function showUser (request: FastifyRequest, reply: FastifyReply, user: UserView, state: { form?: UserForm, errors?: FieldErrors, grant?: { serial: string, error: string }, grantFields?: GrantFields } = {}, status = 200): Promise<FastifyReply> {
+    // The direct grants, with the serial and name of their robots (the
+    // visible list also holds the robots of the user's groups).
+    const [visible, view, groupGrants] = await Promise.all([robots.list({ visibleTo: user.id, limit: 1000 }), access.viewOf(user.id), groups.grantsOfUser(user.id)])
+    const direct = new Map(view.direct.map((g) => [g.robotUuid, g]))
+    const granted = visible.items.flatMap((r) => {
+      const g = direct.get(r.uuid)
+      return g === undefined ? [] : [{ uuid: r.uuid, serial: r.serial, name: r.name, role: g.role, until: until(g.expiresAt) }]
+    })
     return await render(request, reply, 'users/show', {
       title: user.username,
       user,
@@ -34,7 +42,10 @@ const users: FastifyPluginAsync = async (fastify) => {
       form: state.form ?? { password: '', is_staff: user.is_staff, is_active: user.is_active },
       errors: state.errors ?? {},
       grant: state.grant ?? { serial: '', error: '' },
-      robots: granted.items
+      grantFields: state.grantFields ?? EMPTY_GRANT,
+      roles: ROLE_OPTIONS,
+      robots: granted,
+      groupGrants
     }, status)
   }
 
@@ -106,12 +117,14 @@ const users: FastifyPluginAsync = async (fastify) => {
   fastify.post('/users/:id/access', async (request, reply) => {
     const user = await users.get(idOf(request))
     const serial = text(request.body, 'serial')?.trim() ?? ''
+    const { fields, input } = grantFields(request.body)
     const robot = serial === '' ? null : await robots.findBySerial(serial)
-    if (robot === null) {
-      const error = serial === '' ? 'This field is required.' : 'No robot with this serial.'
-      return await showUser(request, reply, user, { grant: { serial, error } }, 400)
+    if (robot === null || input === undefined) {
+      const error = robot !== null ? '' : serial === '' ? 'This field is required.' : 'No robot with this serial.'
+      return await showUser(request, reply, user, { grant: { serial, error }, grantFields: fields }, 400)
     }
-    await access.grant(user.id, robot.uuid, actor(request))
+    const refused = await tryGrant(fields, async () => { await access.grant(user.id, robot.uuid, input, actor(request)) })
+    if (refused !== null) return await showUser(request, reply, user, { grant: { serial, error: '' }, grantFields: refused }, 400)
     return await seeOther(reply, `/admin/users/${user.id}?notice=access_granted#access`)
   })
 
