@@ -12,10 +12,12 @@ import type { AuthenticateError, Client } from 'aedes'
 import type { FastifyBaseLogger } from 'fastify'
 import { extractJwt } from '../src/contract/credentials.js'
 import { isError } from '../src/errors.js'
+import { isApiKey } from '../src/services/api-keys.js'
 import type { Services } from '../src/services/index.js'
 import { holdRefusal, type Outcome } from '../src/services/login-limits.js'
 import { checking, reasonOf } from '../src/services/unavailable.js'
 import type { AccessCache } from './access-cache.js'
+import { setApiKey } from './api-keys.js'
 import { identityKey, revocationMark, revokedSince, scopedClientId, setPrincipal, short, type BrokerPrincipal } from './principal.js'
 
 /** CONNACK return codes of MQTT 3.1.1 that docs/protocol.md §2.3 uses. */
@@ -86,6 +88,24 @@ export function createAuthenticate ({ services, addressOf, access, log, robotAcc
       return await checking(async () => await access.acquire(user))
     }
 
+    if (isApiKey(secret)) {
+      // docs/protocol.md §13.4: the username and an API key. A key that ended
+      // (deleted, expired, its user's password changed) is not a guess.
+      let verified
+      try {
+        verified = await services.apiKeys.verify(secret)
+      } catch (err) {
+        if (isError(err, 'USER_INACTIVE')) throw new ConnectRefused(CONNACK.NOT_AUTHORIZED, 'user is not active', false)
+        if (isError(err, 'CREDENTIAL_REVOKED')) throw new ConnectRefused(CONNACK.NOT_AUTHORIZED, 'credential revoked', false)
+        if (isError(err, 'TOKEN_INVALID')) throw new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'invalid API key')
+        throw err
+      }
+      const { principal: user, expiresAt } = verified
+      if (name !== undefined && name.toLowerCase() !== user.username.toLowerCase()) throw new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'username does not match the API key')
+      setApiKey(client, { keyId: user.apiKeyId, userId: user.id, expiresAt: expiresAt?.getTime() ?? null })
+      return await checking(async () => await access.acquire(user))
+    }
+
     let uuid
     try {
       uuid = await services.robotTokens.resolve(secret)
@@ -133,7 +153,7 @@ export function createAuthenticate ({ services, addressOf, access, log, robotAcc
     }
     const attempt = async (): Promise<BrokerPrincipal> => {
       try {
-        return await loginLimits.attempt(address, { via: 'mqtt', kind: JWT_SHAPE.test(secret ?? '') ? 'user' : 'robot', name: username }, check, counted)
+        return await loginLimits.attempt(address, { via: 'mqtt', kind: JWT_SHAPE.test(secret ?? '') || isApiKey(secret) ? 'user' : 'robot', name: username }, check, counted)
       } catch (err) {
         // Held before they are sent, for clients that reconnect at once (holdRefusal).
         if (isError(err, 'TOO_MANY_ATTEMPTS')) { await holdRefusal(); throw new ConnectBlocked(CONNACK.NOT_AUTHORIZED, 'too many failed log-ins') }

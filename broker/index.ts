@@ -5,6 +5,7 @@ import { createServer, type Server } from 'node:net'
 import { Aedes, type Client } from 'aedes'
 import fp from 'fastify-plugin'
 import { createAccessCache } from './access-cache.js'
+import { createKeyConnections } from './api-keys.js'
 import { createAckSender } from './acks.js'
 import { createAuthenticate } from './authenticate.js'
 import { createCommandRelay } from './commands.js'
@@ -251,6 +252,8 @@ export default fp(async (fastify) => {
       if (who?.kind === 'user' && who.id === userId) void closeRevoked(client)
     }
   }
+  // docs/protocol.md §13.4: a deleted or expired API key closes the connections it opened.
+  const keyConnections = createKeyConnections({ aedes, events: services.events, close: closeRevoked })
 
   // Revocation (docs/protocol.md §2.4): disabled, deleted or rotated robots, and
   // users deactivated, deleted or given a new password, lose their connections at once.
@@ -360,6 +363,7 @@ export default fp(async (fastify) => {
     offRobot()
     offUser()
     offPassword()
+    keyConnections.close()
     offState()
   })
 }, { name: 'broker', dependencies: ['services', 'metrics'] })

@@ -183,6 +183,9 @@ export function createAuthService ({ users, audit, events, jwt, accessTtl, refre
      */
     authenticateAccess: access,
 
+    /** A user's current flags and token version, through the cache above (API keys: src/services/api-keys.ts). */
+    currentUser: load,
+
     /** An access token for a user, without a password (admin pages, tests). */
     async issueAccess (user: { id: number }): Promise<string> {
       return sign(await users.credentialState(user.id), 'access')

@@ -6,6 +6,7 @@ import type { Database } from '../db/index.js'
 import { atLeast } from '../contract/roles.js'
 import { createEventBus, type EventBus } from '../events.js'
 import { createAccessService, EXPIRY_SWEEP_MS } from './access.js'
+import { createApiKeyService } from './api-keys.js'
 import { createAuditService } from './audit.js'
 import { createAuthService, type JwtPort } from './auth.js'
 import { createCommandService } from './commands.js'
@@ -68,6 +69,7 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
   const overview = createOverviewService({ db, commands })
   const attempts = attemptStore ?? createMemoryAttemptStore()
   const loginLimits = createLoginLimiter({ store: attempts, limit: config.AUTH_FAIL_LIMIT, addressLimit: config.AUTH_FAIL_ADDRESS_LIMIT, windowSeconds: config.AUTH_FAIL_WINDOW, audit, log })
+  const apiKeys = createApiKeyService({ db, events, audit, auth, loginLimits, log })
 
   // docs/protocol.md §5: open commands expire after COMMAND_TIMEOUT. One sweep at a
   // time; a database outage is logged and retried on the next tick.
@@ -196,6 +198,7 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
     sessions,
     overview,
     loginLimits,
+    apiKeys,
     async close (): Promise<void> {
       clearInterval(sweeper)
       clearInterval(counter)
@@ -206,6 +209,7 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
       offGroupRobots()
       offGroupDeleted()
       clearInterval(expiry)
+      apiKeys.close()
       offUser()
       offRevoked()
       if (retentionTimer !== null) clearInterval(retentionTimer)

@@ -4,8 +4,10 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { extractJwt } from '../../contract/credentials.js'
-import { Errors } from '../../errors.js'
+import { Errors, isError } from '../../errors.js'
+import { isApiKey } from '../../services/api-keys.js'
 import type { AuditContext, UserPrincipal } from '../../services/index.js'
+import { holdRefusal } from '../../services/login-limits.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -29,7 +31,17 @@ export default fp(async (fastify) => {
   async function authenticate (request: FastifyRequest): Promise<void> {
     const token = extractJwt(request.headers)
     if (token === null) throw new Errors.UNAUTHORIZED()
-    request.principal = await fastify.services.auth.verifyAccess(token)
+    if (!isApiKey(token)) {
+      request.principal = await fastify.services.auth.verifyAccess(token)
+      return
+    }
+    // docs/protocol.md §13.4: an API key acts as its user; unknown keys count as failed log-ins.
+    try {
+      request.principal = await fastify.services.apiKeys.authenticate(token, request.ip)
+    } catch (err) {
+      if (isError(err, 'TOO_MANY_ATTEMPTS') || isError(err, 'BUSY')) await holdRefusal()
+      throw err
+    }
   }
 
   fastify.decorate('authenticate', authenticate)
