@@ -3,17 +3,14 @@
 // role (a direct or group grant made, removed or expired, a robot entering or
 // leaving a group, a group deleted) reaches subscriptions already open within
 // a second, without a resubscription. Real mqtt.js clients over TCP and WebSocket.
-import { randomUUID } from 'node:crypto'
 import type { FastifyInstance, InjectOptions } from 'fastify'
-import type { MqttClient } from 'mqtt'
 import t, { type Test } from 'tap'
 import { bearer, build } from '../helper.js'
 import { createRobot, createStaff, createUser, grant, type TestRobot, type TestUser } from '../factory.js'
 import { collect, connectRobot, connectUser, messageWhere, sendFrame, suback, TRANSPORTS, type Transport } from '../mqtt.js'
+import { watcher, type Live } from './stats-watch.js'
 
 const REFUSED = 128
-/** How long a change of role may take to reach an open subscription. */
-const BOUND_MS = 1000
 const topic = (robot: TestRobot, channel: string): string => `robots/${robot.uuid}/${channel}`
 
 async function manage (app: FastifyInstance, staff: TestUser, method: InjectOptions['method'], url: string, payload?: Record<string, unknown>): Promise<{ status: number, body: any }> {
@@ -21,82 +18,11 @@ async function manage (app: FastifyInstance, staff: TestUser, method: InjectOpti
   return { status: res.statusCode, body: res.body === '' ? null : res.json() }
 }
 
-interface Live { robot: TestRobot, client: MqttClient }
-
 /** A robot connection subscribed to its own ack topic, ready to send frames. */
 async function liveRobot (t: Test, app: FastifyInstance, robot: TestRobot, transport: Transport): Promise<Live> {
   const client = await connectRobot(t, app, robot, { transport })
   t.same(await suback(client, topic(robot, 'ack')), [1], 'the robot subscribes to its ack topic')
   return { robot, client }
-}
-
-/** When the subject's frame was sent and acked (its stats are published between), and whether they were delivered. */
-interface Probe { sentAt: number, ackedAt: number, delivered: boolean }
-
-/**
- * A user's `robots/+/stats` subscription, watched: each probe sends one frame
- * of the subject robot, then one of a control robot the user holds for good,
- * and waits for the control's stats; the subject's stats, published before,
- * have arrived by then if they were forwarded at all.
- */
-function watcher (client: MqttClient, control: Live) {
-  const seen = collect(client, (tp) => tp.endsWith('/stats'))
-  let x = 0
-  const pause = async (): Promise<void> => { await new Promise((resolve) => { setTimeout(resolve, 20) }) }
-
-  async function probe (subject: Live): Promise<Probe> {
-    const sx = ++x
-    const sentAt = Date.now()
-    await sendFrame(subject.client, subject.robot.uuid, randomUUID(), { position_x: sx })
-    const ackedAt = Date.now()
-    const cx = ++x
-    const sync = messageWhere(client, topic(control.robot, 'stats'), (b) => b.position_x === cx)
-    await sendFrame(control.client, control.robot.uuid, randomUUID(), { position_x: cx })
-    await sync
-    return { sentAt, ackedAt, delivered: seen.some((m) => m.topic === topic(subject.robot, 'stats') && m.body.position_x === sx) }
-  }
-
-  return {
-    probe,
-    /** Fails unless the subject's stats are delivered, at the latest for a frame sent BOUND_MS after `since`. */
-    async starts (t: Test, subject: Live, since: number, msg: string): Promise<void> {
-      for (;;) {
-        const p = await probe(subject)
-        if (p.delivered) { t.pass(`${msg} (delivered ${Math.max(0, p.sentAt - since)} ms after)`); return }
-        if (p.sentAt > since + BOUND_MS) { t.fail(`${msg}: a frame sent ${p.sentAt - since} ms after is still not delivered`); return }
-        await pause()
-      }
-    },
-    /**
-     * Fails if the subject's stats are delivered for a frame sent BOUND_MS
-     * after `since`, or again once they stopped.
-     */
-    async stops (t: Test, subject: Live, since: number, msg: string): Promise<void> {
-      let lastDelivered: number | null = null
-      for (;;) {
-        const p = await probe(subject)
-        if (!p.delivered) break
-        if (p.sentAt > since + BOUND_MS) { t.fail(`${msg}: a frame sent ${p.sentAt - since} ms after was still delivered`); return }
-        lastDelivered = p.sentAt
-        await pause()
-      }
-      for (let i = 0; i < 3; i++) {
-        if ((await probe(subject)).delivered) { t.fail(`${msg}: delivered again after it had stopped`); return }
-      }
-      t.pass(`${msg} (${lastDelivered === null ? 'no frame delivered after' : `last delivered frame sent ${lastDelivered - since} ms after`})`)
-    },
-    /** Probes until `until` (a time), checking each is delivered: the access holds till then. */
-    async holdsUntil (t: Test, subject: Live, until: number, msg: string): Promise<void> {
-      let probes = 0
-      while (Date.now() < until - 300) {
-        const p = await probe(subject)
-        if (!p.delivered && p.ackedAt < until - 50) { t.fail(`${msg}: a frame acked ${until - p.ackedAt} ms before the end was not delivered`); return }
-        probes++
-        await pause()
-      }
-      t.ok(probes > 0, `${msg} (${probes} probes)`)
-    }
-  }
 }
 
 /** A user watching `robots/+/stats` with a control robot granted for good, and the robots `n` subjects. */
