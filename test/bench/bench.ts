@@ -23,6 +23,7 @@ import { renderChart, type ChartPoint } from './chart.js'
 import { CLUSTER_ALIASES, CLUSTER_SCENARIOS, clusterExtra, runCluster } from './cluster.js'
 import { HISTORY_SCENARIOS, runHistory, type Meter, type RunnerTools } from './history.js'
 import { closedLoop, connect, mapLimit, now, paced, percentiles, Recorder, Robot, round } from './load.js'
+import { provisionRoles, rolesRobotsNeeded, runRolesFanout, type RolesSetup } from './roles.js'
 import { CommandCpuMeter, cpuSeconds, hostCpuSeconds, killChildren, ProcMeter, rssMiB, settle, sleep, stopChildren, type Spawned } from './proc.js'
 import { Bare, United, type Target } from './targets.js'
 
@@ -33,7 +34,7 @@ const FILES = {
   bare: join(import.meta.dirname, 'bare.js')
 }
 
-const SCENARIOS = ['connection-storm', 'login-storm', 'tcp-ingest', 'ws-ingest', 'tcp-paced-1000', 'tcp-paced-5000', 'ws-fanout', 'command-latency', 'chart', 'idle-rss', ...HISTORY_SCENARIOS, 'abuse'] as const
+const SCENARIOS = ['connection-storm', 'login-storm', 'tcp-ingest', 'ws-ingest', 'tcp-paced-1000', 'tcp-paced-5000', 'ws-fanout', 'command-latency', 'roles-fanout', 'chart', 'idle-rss', ...HISTORY_SCENARIOS, 'abuse'] as const
 type Scenario = typeof SCENARIOS[number]
 const ALIASES: Record<string, Scenario[]> = {
   all: [...SCENARIOS],
@@ -46,6 +47,7 @@ const ALIASES: Record<string, Scenario[]> = {
   fanout: ['ws-fanout'],
   command: ['command-latency'],
   commands: ['command-latency'],
+  roles: ['roles-fanout'],
   idle: ['idle-rss'],
   rss: ['idle-rss'],
   history: [...HISTORY_SCENARIOS],
@@ -59,12 +61,13 @@ const USAGE = `usage: npm run bench -- [options]
   --duration S        seconds per workload (default 30; command-latency runs at least 30)
   --frames N          frames per robot for the closed loops, instead of --duration
   --rounds N          closed loops alternate between United and bare in N rounds of
-                      duration/N s each, so that the machine's drift weighs on both (default 3)
+                      duration/N s each, so that the machine's drift weighs on both (default 3);
+                      roles-fanout: N rounds of --duration s per variant (direct, groups, …)
   --warmup S          closed loops: S s of the same load on each target before the
                       measured rounds, not counted but for its errors (default 3; 0: none)
   --scenarios LIST    comma list (default all): ${SCENARIOS.join(', ')}
-                      (aliases: storm, login, tcp, ws, ingest, paced, fanout, command, idle, history,
-                      noisy-neighbour = abuse)
+                      (aliases: storm, login, tcp, ws, ingest, paced, fanout, command, roles, idle,
+                      history, noisy-neighbour = abuse)
   --storm LIST        robot counts of connection-storm (default: --robots)
   --bad-logins N      login-storm: concurrent bad log-ins while --robots robots stream at
                       --stream-hz (default 32)
@@ -74,8 +77,11 @@ const USAGE = `usage: npm run bench -- [options]
   --users N           WebSocket users of ws-fanout (default 100)
   --fanout-hz N       ws-fanout: the robot sends N frames/s (default 100; 0: closed loop with --window)
   --command-rate N    command-latency: commands per second (default 20)
+  --roles-connections N  roles-fanout: connections of each watcher user, each subscribed to
+                      robots/+/stats (default 1; more: more checks per stats message)
   --stream-hz N       command-latency: frames/s of each robot meanwhile (default 10; 0: none);
-                      login-storm, history-retention and abuse stream at it too
+                      login-storm, history-retention and abuse stream at it too;
+                      roles-fanout too (0: closed loop with --window)
   --history-frames N  history-*: frames of the robot that is aggregated and exported, and
                       expired frames that retention removes; abuse: frames of its own history
                       robot (default 1000000)
@@ -145,6 +151,7 @@ function readOptions () {
       users: { type: 'string', default: '100' },
       'fanout-hz': { type: 'string', default: '100' },
       'command-rate': { type: 'string', default: '20' },
+      'roles-connections': { type: 'string', default: '1' },
       'stream-hz': { type: 'string', default: '10' },
       'history-frames': { type: 'string', default: '1000000' },
       'abuse-cases': { type: 'string', default: ABUSE_CASES.join(',') },
@@ -199,6 +206,7 @@ function readOptions () {
     users: positive(values.users, 'users'),
     fanoutHz: nonNegative(values['fanout-hz'], 'fanout-hz'),
     commandRate: positive(values['command-rate'], 'command-rate', false),
+    rolesConnections: positive(values['roles-connections'], 'roles-connections'),
     streamHz: nonNegative(values['stream-hz'], 'stream-hz'),
     historyFrames: positive(values['history-frames'], 'history-frames'),
     abuseCases,
@@ -356,7 +364,9 @@ async function main (): Promise<void> {
       has('chart') ? Math.max(...opts.chart) : 0,
       has('idle-rss') ? Math.max(...opts.idle) : 0,
       // abuse: robots after the fleet's that stay offline until commands are queued for them
-      has('abuse') ? opts.robots + ABUSE_OFFLINE_ROBOTS : 0
+      has('abuse') ? opts.robots + ABUSE_OFFLINE_ROBOTS : 0,
+      // roles-fanout: a group of 1,000 robots, the streaming ones among them
+      has('roles-fanout') ? rolesRobotsNeeded(opts.robots) : 0
     )
   const fanoutUsers = (opts.cluster ? opts.clusterScenarios.has('cluster-fanout') : has('ws-fanout')) ? opts.users : 0
   const t0 = now()
@@ -365,6 +375,8 @@ async function main (): Promise<void> {
   await united.start()
   say(`United up (${united.httpUrl}, ${united.mqttUrl})${opts.cluster ? '' : `, bare up (${bare.mqttUrl}, ${bare.wsUrl})`}; provisioning ${needed} robots and ${fanoutUsers} users through the Management API…`)
   await united.provision(needed, fanoutUsers, (done, total) => { say(`  ${done}/${total} robots`) })
+  // after provision(), which counts the fan-out users from the start of the users' list
+  const rolesSetup: RolesSetup | undefined = !opts.cluster && has('roles-fanout') ? await provisionRoles(united, opts.robots, say) : undefined
   say(`provisioned in ${((now() - t0) / 1000).toFixed(1)} s; restarting United so that provisioning does not weigh on the measurements`)
   await united.stop()
   await united.start()
@@ -873,6 +885,28 @@ async function main (): Promise<void> {
   if (has('tcp-paced-5000')) await pair('tcp-paced-5000', 'p50_ms', async (t, m) => await pacedRun(t, m, 5000))
   if (has('ws-fanout')) await pair('ws-fanout', opts.fanoutHz > 0 ? 'p50_ms' : 'deliveries_per_s', fanout)
   if (has('command-latency')) await pair('command-latency', 'p50_ms', commandLatency)
+  if (rolesSetup !== undefined) {
+    await runRolesFanout({
+      united,
+      setup: rolesSetup,
+      runId,
+      robots: opts.robots,
+      streamHz: opts.streamHz,
+      window: opts.window,
+      durationS: opts.duration,
+      rounds: opts.rounds,
+      warmupS: opts.warmup,
+      connections: opts.rolesConnections,
+      sumMarks,
+      say,
+      emit,
+      mark: () => new Mark(united, [bare], dbProcess),
+      openFleet: async (indexes, rec) => await openFleet(united, indexes, 'tcp', false, rec),
+      closeFleet,
+      nextTag,
+      errorFields
+    })
+  }
 
   if (has('chart')) {
     const points: Fields[] = []
@@ -984,6 +1018,11 @@ function summary (results: Fields[], servers: Array<{ label: string, proc: Spawn
     if (r.scenario === 'login-storm') return r.storm === true ? `with ${cell(r.bad_logins)} bad log-ins: ${cell(r.login_attempts_per_s)}/s ${JSON.stringify(r.login_statuses)}` : 'without bad log-ins'
     if (r.scenario === 'idle-rss') return `${cell(r.rss_per_conn_kib)} KiB/conn`
     if (r.scenario === 'ws-fanout') return `${cell(r.deliveries_per_s)} deliveries/s`
+    if (r.error === undefined && r.scenario === 'roles-fanout') {
+      return r.variant === 'groups/direct'
+        ? `groups / direct: delivery p99 ${cell(r.p99_ratio)}×, p50 ${cell(r.p50_ratio)}×, deliveries/s ${cell(r.deliveries_per_s_ratio)}×, frames/s ${cell(r.frames_per_s_ratio)}×, ack p99 ${cell(r.ack_p99_ratio)}×, CPU/frame ${cell(r.cpu_per_frame_ratio)}×`
+        : `${cell(r.variant)}: ${cell(r.deliveries_per_s)} deliveries/s to ${cell(r.robots_seen)} robots, round p99 ${JSON.stringify(r.round_p99_ms)} ms, ack p99 ${cell(r.ack_p99_ms)} ms, ${cell(r.server_cpu_us_per_frame)} µs CPU/frame`
+    }
     if (r.error === undefined && r.scenario === 'history-aggregate') return `${cell(r.buckets)} buckets of ${cell(r.bucket_s)} s over ${cell(r.frames)} frames; first ${cell(r.first_ms)} ms`
     if (r.error === undefined && r.scenario === 'history-export') return `${cell(r.frames)} lines, ${cell(r.mib_per_s)} MiB/s, RSS +${cell(r.rss_growth_mib)} MiB`
     if (r.error === undefined && r.scenario === 'history-retention') return `${cell(r.frames_removed)} removed in ${cell(r.removal_s)} s; ack p99 before / after it ${cell(r.before_p99_ms)} / ${cell(r.after_p99_ms)} ms`

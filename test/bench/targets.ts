@@ -262,6 +262,53 @@ export class United implements Target {
     })
   }
 
+  // Building blocks of roles-fanout (roles.ts), through the Management API.
+  // Call them after provision(): it counts the fan-out users from the start of the same list.
+
+  /** A user granted nothing (`bench-<run>-<name>`, one scrypt); resolves with its index for user(k). */
+  async addUser (name: string): Promise<number> {
+    const username = `bench-${this.runId}-${name}`
+    const password = randomBytes(12).toString('hex')
+    const res = await http(this.httpUrl, 'POST', '/admin/api/users', { username, password }, await this.staff())
+    const id = expect(res, 201, `POST /admin/api/users ${username}`).id as number
+    return this.users.push({ username, password, id }) - 1
+  }
+
+  robotUuid (i: number): string {
+    return this.provisioned(i).uuid
+  }
+
+  /** A group of robots (`bench-<run>-<name>`); resolves with its id. */
+  async createGroup (name: string): Promise<number> {
+    const res = await http(this.httpUrl, 'POST', '/admin/api/groups', { name: `bench-${this.runId}-${name}` }, await this.staff())
+    return expect(res, 201, `POST /admin/api/groups ${name}`).id as number
+  }
+
+  async groupRobot (groupId: number, i: number): Promise<void> {
+    await this.put(`/admin/api/groups/${groupId}/robots/${this.provisioned(i).uuid}`)
+  }
+
+  /** Grants user k the group (`body`: role, expires_at). */
+  async grantGroup (groupId: number, k: number, body: { role?: string, expires_at?: string | null }): Promise<void> {
+    await this.put(`/admin/api/groups/${groupId}/users/${this.userId(k)}`, body)
+  }
+
+  /** Grants user k robot i directly (without a body: operator, for good, as before roles). */
+  async grantRobot (i: number, k: number, body?: { role?: string, expires_at?: string | null }): Promise<void> {
+    await this.put(`/admin/api/robots/${this.provisioned(i).uuid}/users/${this.userId(k)}`, body)
+  }
+
+  private userId (k: number): number {
+    const u = this.users[k]
+    if (u === undefined) throw new Error(`user ${k} was not provisioned`)
+    return u.id
+  }
+
+  private async put (path: string, body?: object): Promise<void> {
+    const res = await http(this.httpUrl, 'PUT', path, body, await this.staff())
+    if (res.status !== 204) throw new Error(`PUT ${path}: HTTP ${res.status} ${res.text.slice(0, 300)}`)
+  }
+
   /** One more robot outside the numbered ones (`bench-<run>-<name>`, e.g. a robot that only holds history); resolves with its uuid. */
   async extraRobot (name: string): Promise<string> {
     return (await this.createRobot(`bench-${this.runId}-${name}`)).uuid
