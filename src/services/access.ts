@@ -8,7 +8,7 @@
 // The SQL rule lives in one place (holdsRoleSql, roleColumnsSql): the command
 // path, the robots list and every check below use it. The broker holds the
 // same rule in memory (broker/access-cache.ts), fed by the events emitted here.
-import { QueryTypes, type Transaction } from 'sequelize'
+import { Op, QueryTypes, type Transaction } from 'sequelize'
 import { atLeast, higher, isRole, ROLES, rolesFrom, type Role } from '../contract/roles.js'
 import { dateParam, rawDate, type Database } from '../db/index.js'
 import { Errors } from '../errors.js'
@@ -92,7 +92,13 @@ FROM robots r WHERE r.uuid = $1`, { type: QueryTypes.SELECT, bind: principal.isS
     const role = input.role ?? 'operator'
     const expiresAt = checkExpiry(input.expiresAt)
     const changed = await db.transaction(async (transaction) => {
-      const existing = await RobotAccess.findOne({ where: { userId: user.id, robotId: robot.id }, transaction })
+      let existing = await RobotAccess.findOne({ where: { userId: user.id, robotId: robot.id }, transaction })
+      // Expired, not swept yet: removed and audited as the sweep would (once), so the new one is a grant, not a change.
+      if (existing?.expiresAt != null && existing.expiresAt.getTime() <= Date.now()) {
+        const gone = await RobotAccess.destroy({ where: { userId: user.id, robotId: robot.id, expiresAt: { [Op.lte]: new Date() } }, transaction })
+        if (gone > 0) await audit.record({ actor: null }, { action: 'access.expired', robotUuid: robot.uuid, targetUserId: user.id, details: { username: user.username, role: existing.role, expires_at: iso(existing.expiresAt), serial: robot.serial } }, transaction)
+        existing = null
+      }
       const before = existing === null ? null : { role: existing.role, expires_at: iso(existing.expiresAt) }
       if (before !== null && before.role === role && before.expires_at === iso(expiresAt)) return false
       if (existing === null) await RobotAccess.create({ userId: user.id, robotId: robot.id, role, expiresAt }, { transaction })

@@ -2,7 +2,7 @@
 // site's 300 robots to a shift of operators in one step. Staff business.
 // Every change is one event, whatever the number of robots or users it
 // touches: each node's broker updates its one copy of the group.
-import { QueryTypes, UniqueConstraintError } from 'sequelize'
+import { Op, QueryTypes, UniqueConstraintError } from 'sequelize'
 import type { Role } from '../contract/roles.js'
 import { dateParam, type Database } from '../db/index.js'
 import { Errors } from '../errors.js'
@@ -127,7 +127,13 @@ WHERE g.group_id = $1 AND (g.expires_at IS NULL OR g.expires_at > $2) ORDER BY g
       const [g, user] = await Promise.all([group(id), User.findByPk(userId)])
       if (user === null) throw new Errors.USER_NOT_FOUND()
       const changed = await db.transaction(async (transaction) => {
-        const existing = await GroupGrant.findOne({ where: { groupId: id, userId }, transaction })
+        let existing = await GroupGrant.findOne({ where: { groupId: id, userId }, transaction })
+        // Expired, not swept yet: removed and audited as the sweep would (once), so the new one is a grant, not a change.
+        if (existing?.expiresAt != null && existing.expiresAt.getTime() <= Date.now()) {
+          const gone = await GroupGrant.destroy({ where: { groupId: id, userId, expiresAt: { [Op.lte]: new Date() } }, transaction })
+          if (gone > 0) await audit.record({ actor: null }, { action: 'access.expired', targetUserId: userId, details: { username: user.username, role: existing.role, expires_at: iso(existing.expiresAt), group_id: id, group: g.name } }, transaction)
+          existing = null
+        }
         const before = existing === null ? null : { role: existing.role, expires_at: iso(existing.expiresAt) }
         if (before !== null && before.role === role && before.expires_at === iso(expiresAt)) return false
         if (existing === null) await GroupGrant.create({ groupId: id, userId, role, expiresAt }, { transaction })

@@ -174,6 +174,19 @@ t.test('every robot endpoint for every role: allowed from its role up, 403 UNITE
   t.equal((await app.services.access.grantsOf(robot.uuid)).some((g) => g.user_id === target.id), false, "the refused grants changed nothing (the last allowed call was a DELETE)")
 })
 
+t.test('the OpenAPI document lists 403 on every endpoint that needs more than the viewer role', async (t) => {
+  const app = await build(t)
+  const paths = (await app.inject({ method: 'GET', url: '/docs/json' })).json().paths as Record<string, Record<string, { responses: Record<string, unknown> }>>
+  const needing: Array<[string, string]> = [
+    ['post', '/robots/robot/command'],
+    ['post', '/robots/{uuid}/commands/{id}/cancel'],
+    ['get', '/robots/{uuid}/grants'],
+    ['put', '/robots/{uuid}/grants/{username}'],
+    ['delete', '/robots/{uuid}/grants/{username}']
+  ]
+  for (const [method, path] of needing) t.ok('403' in (paths[path]?.[method]?.responses ?? {}), `${method.toUpperCase()} ${path} documents 403`)
+})
+
 t.test('the role field of robot items, and GET /robots listing only robots with a role', async (t) => {
   const app = await build(t)
   const staff = await createStaff(app)
@@ -381,16 +394,17 @@ t.test('expiring grants end by themselves, are removed by the sweep and audited 
 
   const ends = inSeconds(2)
   await staffCall(app, staff, 'PUT', `/admin/api/robots/${robot.uuid}/users/${direct.id}`, { role: 'operator', expires_at: ends })
-  await staffCall(app, staff, 'PUT', `/admin/api/groups/${group}/users/${member.id}`, { role: 'viewer', expires_at: ends })
+  await staffCall(app, staff, 'PUT', `/admin/api/groups/${group}/users/${member.id}`, { role: 'operator', expires_at: ends })
   await staffCall(app, staff, 'PUT', `/admin/api/robots/${robot.uuid}/users/${forever.id}`, { role: 'viewer', expires_at: null })
   // an operator's queued command: the expiry takes the right to send it
   const queued = await queueCommand(app, direct, robot.uuid, 'auto')
+  const queuedByMember = await queueCommand(app, member, robot.uuid, 'idle')
 
   t.equal(await roleOf(app, direct, robot.uuid), 'operator')
-  t.equal(await roleOf(app, member, robot.uuid), 'viewer')
+  t.equal(await roleOf(app, member, robot.uuid), 'operator')
   t.same((await staffCall(app, staff, 'GET', `/admin/api/robots/${robot.uuid}/users`)).json().items.find((g: { user_id: number }) => g.user_id === direct.id),
     { user_id: direct.id, username: direct.username, role: 'operator', expires_at: ends })
-  t.match((await staffCall(app, staff, 'GET', `/admin/api/groups/${group}`)).json().users, [{ user_id: member.id, role: 'viewer', expires_at: ends }])
+  t.match((await staffCall(app, staff, 'GET', `/admin/api/groups/${group}`)).json().users, [{ user_id: member.id, role: 'operator', expires_at: ends }])
 
   await eventually(async () => [await roleOf(app, direct, robot.uuid), await roleOf(app, member, robot.uuid)], (r) => r[0] === 404 && r[1] === 404, 15_000)
   t.pass('both grants ended by themselves')
@@ -407,12 +421,44 @@ t.test('expiring grants end by themselves, are removed by the sweep and audited 
   t.equal(items.length, 2, 'each expiry audited exactly once')
   const mine = items.find((a) => a.target_user_id === direct.id)
   t.match(mine, { actor_id: null, robot_uuid: robot.uuid, details: { username: direct.username, serial: robot.serial, role: 'operator', expires_at: ends } })
-  t.match(items.find((a) => a.target_user_id === member.id), { actor_id: null, details: { username: member.username, role: 'viewer', group_id: group, expires_at: ends } })
+  t.match(items.find((a) => a.target_user_id === member.id), { actor_id: null, details: { username: member.username, role: 'operator', group_id: group, expires_at: ends } })
   t.same((await staffCall(app, staff, 'GET', `/admin/api/robots/${robot.uuid}/users`)).json().items.map((g: { user_id: number }) => g.user_id), [forever.id])
   t.same((await staffCall(app, staff, 'GET', `/admin/api/groups/${group}`)).json().users, [])
 
-  await eventually(async () => (await commandItems(app, staff, robot.uuid)).find((c) => c.id === queued.id)?.status, (s) => s === 'cancelled')
-  t.pass("the expired operator's queued command was cancelled")
+  await eventually(async () => await commandItems(app, staff, robot.uuid), (list) => [queued.id, queuedByMember.id].every((id) => list.find((c) => c.id === id)?.status === 'cancelled'))
+  t.pass("the expired operators' queued commands (direct and group) were cancelled")
+})
+
+t.test('a grant that expired and is granted again before the sweep removed it: the expiry is audited once, the new one as granted', async (t) => {
+  const app = await build(t)
+  // hold the sweep, as when the grant is replaced within its second
+  const sweep = app.services.access.expireDue
+  app.services.access.expireDue = async () => 0
+  t.teardown(() => { app.services.access.expireDue = sweep })
+  const staff = await createStaff(app)
+  const robot = await createRobot(app)
+  const direct = await createUser(app)
+  const member = await createUser(app)
+  const group = (await staffCall(app, staff, 'POST', '/admin/api/groups', { name: `regrant-${process.pid}` })).json().id as number
+  await staffCall(app, staff, 'PUT', `/admin/api/groups/${group}/robots/${robot.uuid}`)
+  const ends = inSeconds(1)
+  await staffCall(app, staff, 'PUT', `/admin/api/robots/${robot.uuid}/users/${direct.id}`, { role: 'manager', expires_at: ends })
+  await staffCall(app, staff, 'PUT', `/admin/api/groups/${group}/users/${member.id}`, { role: 'manager', expires_at: ends })
+  await eventually(async () => [await roleOf(app, direct, robot.uuid), await roleOf(app, member, robot.uuid)], (r) => r[0] === 404 && r[1] === 404)
+
+  await staffCall(app, staff, 'PUT', `/admin/api/robots/${robot.uuid}/users/${direct.id}`, { role: 'viewer' })
+  await staffCall(app, staff, 'PUT', `/admin/api/groups/${group}/users/${member.id}`, { role: 'viewer' })
+  t.equal(await roleOf(app, direct, robot.uuid), 'viewer')
+  t.equal(await roleOf(app, member, robot.uuid), 'viewer')
+
+  app.services.access.expireDue = sweep
+  await app.services.access.expireDue()
+  for (const [user, granted] of [[direct, 'access.granted'], [member, 'group.granted']] as const) {
+    const trail = (await audits(app, staff, `user_id=${user.id}`)).filter((a) => a.action.startsWith('access.') || a.action.startsWith('group.')).map((a) => a.action).reverse()
+    t.same(trail, [granted, 'access.expired', granted], `${user === direct ? 'direct' : 'group'}: granted, expired once, granted again`)
+  }
+  t.equal(await roleOf(app, direct, robot.uuid), 'viewer', 'the sweep leaves the new grant')
+  t.equal(await roleOf(app, member, robot.uuid), 'viewer')
 })
 
 t.test('expires_at in the past and invalid roles are 400 on every grant endpoint, and grant nothing', async (t) => {

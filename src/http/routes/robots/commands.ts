@@ -18,7 +18,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
         'A queued command whose issuer may no longer command the robot (grant revoked, staff flag removed, user deactivated or deleted) becomes `cancelled`.',
       security: BearerSecurity,
       body: CommandBody,
-      response: { 201: CommandCreatedSchema, ...errorResponses(400, 401, 404, 409, 429) }
+      response: { 201: CommandCreatedSchema, ...errorResponses(400, 401, 403, 404, 409, 429) }
     }
   }, async (request, reply) => {
     const { robot_uuid: uuid, command, ttl } = request.body
@@ -47,7 +47,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       summary: 'Cancel a queued or pending command (a later ack of it is ignored); 409 UNITED_COMMAND_FINISHED past that',
       security: BearerSecurity,
       params: CommandParams,
-      response: { 200: CommandSchema, ...errorResponses(400, 401, 404, 409) }
+      response: { 200: CommandSchema, ...errorResponses(400, 401, 403, 404, 409) }
     }
   }, async (request) => {
     return await commands.cancel(request.principal!, request.params.uuid.toLowerCase(), request.params.id, auditContext(request))
