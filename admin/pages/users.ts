@@ -4,6 +4,7 @@
 // ends sessions, grants and revocations reach the broker at once.
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { Errors, isError } from '../../src/errors.js'
+import { UUID_PATTERN } from '../../src/http/schemas/common.js'
 import { NewUserBody, UserPatchBody } from '../../src/http/schemas/users.js'
 import type { UserView } from '../../src/services/users.js'
 import type { AdminContext } from '../auth.js'
@@ -19,17 +20,19 @@ function idOf (request: FastifyRequest): number {
   return id
 }
 
+const keyIdRe = new RegExp(UUID_PATTERN)
+
 const isSelf = (request: FastifyRequest, id: number): boolean => (request.admin as AdminContext).user.id === id
 
 interface UserForm { password: string, is_staff: boolean, is_active: boolean }
 
 const users: FastifyPluginAsync = async (fastify) => {
-  const { users, robots, access, sessions, groups } = fastify.services
+  const { users, robots, access, sessions, groups, apiKeys } = fastify.services
 
   async function showUser (request: FastifyRequest, reply: FastifyReply, user: UserView, state: { form?: UserForm, errors?: FieldErrors, grant?: { serial: string, error: string }, grantFields?: GrantFields } = {}, status = 200): Promise<FastifyReply> {
     // The direct grants, with the serial and name of their robots (the
     // visible list also holds the robots of the user's groups).
-    const [visible, view, groupGrants] = await Promise.all([robots.list({ visibleTo: user.id, limit: 1000 }), access.viewOf(user.id), groups.grantsOfUser(user.id)])
+    const [visible, view, groupGrants, keys] = await Promise.all([robots.list({ visibleTo: user.id, limit: 1000 }), access.viewOf(user.id), groups.grantsOfUser(user.id), apiKeys.listOf(user.id)])
     const direct = new Map(view.direct.map((g) => [g.robotUuid, g]))
     const granted = visible.items.flatMap((r) => {
       const g = direct.get(r.uuid)
@@ -45,7 +48,8 @@ const users: FastifyPluginAsync = async (fastify) => {
       grantFields: state.grantFields ?? EMPTY_GRANT,
       roles: ROLE_OPTIONS,
       robots: granted,
-      groupGrants
+      groupGrants,
+      keys
     }, status)
   }
 
@@ -126,6 +130,16 @@ const users: FastifyPluginAsync = async (fastify) => {
     const refused = await tryGrant(fields, async () => { await access.grant(user.id, robot.uuid, input, actor(request)) })
     if (refused !== null) return await showUser(request, reply, user, { grant: { serial, error: '' }, grantFields: refused }, 400)
     return await seeOther(reply, `/admin/users/${user.id}?notice=access_granted#access`)
+  })
+
+  // Staff delete a user's API key (docs/protocol.md §13.4): it stops working at once, on every node.
+  fastify.post('/users/:id/api_keys/:keyId/delete', async (request, reply) => {
+    const id = idOf(request)
+    const keyId = (request.params as { keyId?: string }).keyId ?? ''
+    if (!keyIdRe.test(keyId)) throw new Errors.API_KEY_NOT_FOUND()
+    await users.get(id)
+    await apiKeys.removeFor(id, keyId.toLowerCase(), actor(request))
+    return await seeOther(reply, `/admin/users/${id}?notice=api_key_deleted#api-keys`)
   })
 
   fastify.post('/users/:id/access/:uuid/revoke', async (request, reply) => {

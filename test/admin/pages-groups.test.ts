@@ -359,3 +359,47 @@ t.test('the audit page filters by the new actions', async (t) => {
   t.match(filtered.body, `group_id=${id}`)
   t.notMatch(filtered.body, '<code>user.login</code>', 'only that action')
 })
+
+// ---------------------------------------------------------------- API keys
+
+t.test('the user page lists the user’s API keys; staff delete one, and it stops working at once', async (t) => {
+  const { app, staff, browser } = await setup(t)
+  const alice = await createUser(app, { username: 'alice' })
+  const bob = await createUser(app, { username: 'bob' })
+  const who = { id: alice.id, username: alice.username, isStaff: false }
+  const ci = await app.services.apiKeys.create(who, { name: '<b>ci</b>', expiresAt: new Date('2099-03-04T05:06:07Z') }, { actor: null })
+  const dash = await app.services.apiKeys.create(who, { name: 'dashboard' }, { actor: null })
+  const bobs = await app.services.apiKeys.create({ id: bob.id, username: bob.username, isStaff: false }, { name: 'bob-key' }, { actor: null })
+  t.equal((await app.inject({ method: 'GET', url: '/users/me', headers: bearer(ci.key) })).statusCode, 200, 'the key works')
+
+  const page = await browser.get(`/admin/users/${alice.id}`)
+  const keys = section(page.body, '<section id="api-keys"', '</section>')
+  const listedKeys = [...keys.matchAll(/<tr data-key-id="([^"]+)">\s*<td>([^<]*)<\/td>\s*<td>([^<]*)<\/td>\s*<td>([^<]*)<\/td>\s*<td>([^<]*)<\/td>/g)].map((m) => m.slice(1, 6).map((x) => unescape(x as string)))
+  t.same(listedKeys.map((k) => [k[0], k[1], k[3]]), [[ci.id, '<b>ci</b>', '2099-03-04 05:06:07 UTC'], [dash.id, 'dashboard', 'never']], 'name and expiry')
+  const utc = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/
+  t.match(listedKeys[0]?.[2], utc, 'created')
+  t.match(listedKeys[0]?.[4], utc, 'the key just used: when')
+  t.equal(listedKeys[1]?.[4], 'never', 'a key never used')
+  t.notMatch(keys, '<b>ci</b>', 'the name escaped')
+  t.notMatch(page.body, ci.key, 'the key itself is never shown')
+  t.notMatch(keys, 'bob-key', 'only this user’s keys')
+
+  const before = (await auditLog(app)).length
+  const res = await browser.post(`/admin/users/${alice.id}/api_keys/${ci.id}/delete`)
+  t.equal(res.statusCode, 303)
+  t.equal(location(res), `/admin/users/${alice.id}?notice=api_key_deleted#api-keys`)
+  const after = await follow(browser, res)
+  t.equal(notice(after.body), 'API key deleted.')
+  t.notMatch(section(after.body, '<section id="api-keys"', '</section>'), ci.id, 'gone from the page')
+  t.same((await app.services.apiKeys.listOf(alice.id)).map((k) => k.id), [dash.id])
+  t.equal((await app.inject({ method: 'GET', url: '/users/me', headers: bearer(ci.key) })).statusCode, 401, 'the deleted key no longer works')
+  const [entry] = await auditedSince(t, app, before, staff, ['api_key.deleted'])
+  t.match(entry, { target_user_id: alice.id, details: { key_id: ci.id } })
+
+  t.equal((await browser.post(`/admin/users/${alice.id}/api_keys/${bobs.id}/delete`)).statusCode, 404, 'another user’s key through this user: not found')
+  t.equal((await browser.post(`/admin/users/${alice.id}/api_keys/${ci.id}/delete`)).statusCode, 404, 'a deleted key: not found')
+  t.equal((await browser.post(`/admin/users/${alice.id}/api_keys/not-a-key/delete`)).statusCode, 404)
+  t.equal((await browser.post(`/admin/users/${alice.id}/api_keys/${dash.id}/delete`, { _csrf: null })).statusCode, 403, 'no CSRF token: refused')
+  t.same((await app.services.apiKeys.listOf(bob.id)).map((k) => k.id), [bobs.id], 'bob’s key untouched')
+  t.same((await app.services.apiKeys.listOf(alice.id)).map((k) => k.id), [dash.id])
+})
