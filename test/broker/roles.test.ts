@@ -122,6 +122,21 @@ for (const transport of TRANSPORTS) {
       t.equal((await manage(app, staff, 'GET', `/admin/api/groups/${group}`)).status, 404, 'the group is gone')
     })
 
+    t.test('the effective role is the highest of the direct and group grants: removing one leaves the other', async (t) => {
+      const { app, staff, user, subjects: [subject], watch } = await scene(t, transport, 1)
+      if (subject === undefined) throw new Error('a subject')
+      const group = (await manage(app, staff, 'POST', '/admin/api/groups', { name: 'both' })).body.id as number
+      t.equal((await manage(app, staff, 'PUT', `/admin/api/groups/${group}/robots/${subject.robot.uuid}`)).status, 204)
+      t.equal((await manage(app, staff, 'PUT', `/admin/api/groups/${group}/users/${user.id}`, { role: 'viewer' })).status, 204, 'a group grant')
+      t.equal((await manage(app, staff, 'PUT', `/admin/api/robots/${subject.robot.uuid}/users/${user.id}`, { role: 'operator' })).status, 204, 'and a direct one')
+      t.ok((await watch.probe(subject)).delivered, 'delivered')
+      t.equal((await manage(app, staff, 'DELETE', `/admin/api/robots/${subject.robot.uuid}/users/${user.id}`)).status, 204, 'the direct grant removed')
+      for (let i = 0; i < 3; i++) t.ok((await watch.probe(subject)).delivered, 'still delivered through the group')
+      const since = Date.now()
+      t.equal((await manage(app, staff, 'DELETE', `/admin/api/groups/${group}/robots/${subject.robot.uuid}`)).status, 204, 'the robot taken out of the group')
+      await watch.stops(t, subject, since, 'with neither, deliveries stop')
+    })
+
     t.test('a direct grant with an expiry stops deliveries at its end, with nobody acting', async (t) => {
       const { app, staff, user, subjects: [subject], watch } = await scene(t, transport, 1)
       if (subject === undefined) throw new Error('a subject')

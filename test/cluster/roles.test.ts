@@ -1,7 +1,8 @@
 // Cluster mode (docs/protocol.md §13, docs/operations.md §4): a change of role made
 // through node A reaches a `robots/+/stats` subscription open on node B
 // within a second, the robots streaming through A; an expiring grant stops
-// on B with nobody acting. One cluster for every case.
+// on B with nobody acting; a robot taken out of a group or a group deleted
+// stops there too. One cluster for every case.
 import type { Test } from 'tap'
 import { subscribe } from '../mqtt.js'
 import { watcher, type Live } from '../broker/stats-watch.js'
@@ -51,6 +52,12 @@ clusterTest('changes of role made through A reach a robots/+/stats subscription 
   since = Date.now()
   t.equal((await api(a, 'PUT', `/admin/api/groups/${groupId}/robots/${subjectRobot.uuid}`, staff)).status, 204, 'the robot added to the group through A')
   await watch.starts(t, subject, since, 'the robot added to the granted group on A starts deliveries on B')
+  since = Date.now()
+  t.equal((await api(a, 'DELETE', `/admin/api/groups/${groupId}/robots/${subjectRobot.uuid}`, staff)).status, 204, 'the robot taken out of the group through A')
+  await watch.stops(t, subject, since, 'taking it out on A stops deliveries on B')
+  since = Date.now()
+  t.equal((await api(a, 'PUT', `/admin/api/groups/${groupId}/robots/${subjectRobot.uuid}`, staff)).status, 204, 'and put back')
+  await watch.starts(t, subject, since, 'putting it back starts them again')
   since = Date.now()
   t.equal((await api(a, 'DELETE', `/admin/api/groups/${groupId}`, staff)).status, 204, 'the group deleted through A')
   await watch.stops(t, subject, since, 'deleting the group on A stops deliveries on B')
