@@ -181,15 +181,19 @@ AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = api_keys.user_id AND u.token_
     return await db.serialized(async () => await ApiKey.destroy({ where: { [Op.or]: [{ deletedAt: { [Op.lt]: cutoff } }, { expiresAt: { [Op.lt]: cutoff } }] } }))
   }
   let sweeping = false
-  const sweeper = setInterval(() => {
+  const sweepNow = (): void => {
     if (sweeping) return
     sweeping = true
     sweep()
       .then((n) => { if (n > 0) log.info({ purged: n }, 'ended API keys purged') })
       .catch((err: unknown) => { log.warn({ err }, 'API key sweep failed; it runs again later') })
       .finally(() => { sweeping = false })
-  }, API_KEY_SWEEP_MS)
+  }
+  const sweeper = setInterval(sweepNow, API_KEY_SWEEP_MS)
   sweeper.unref()
+  // The first a minute after the start: not while a restarted node's fleet logs in again.
+  const firstSweep = setTimeout(sweepNow, 60_000)
+  firstSweep.unref()
 
   return {
     /**
@@ -268,6 +272,7 @@ AND (expires_at IS NULL OR expires_at > $3)`, { type: QueryTypes.SELECT, bind: [
 
     close (): void {
       clearInterval(sweeper)
+      clearTimeout(firstSweep)
       for (const off of offs) off()
     }
   }
