@@ -116,7 +116,8 @@ FROM robots r WHERE r.uuid = $1`, { type: QueryTypes.SELECT, bind: principal.isS
 
   async function removeGrant (user: { id: number, username: string }, robot: { id: number, uuid: string, serial: string }, ctx: AuditContext): Promise<void> {
     const changed = await db.transaction(async (transaction) => {
-      const removed = await RobotAccess.destroy({ where: { userId: user.id, robotId: robot.id }, transaction })
+      // An expired grant is left to the sweep, which audits it as access.expired (nothing is revoked).
+      const removed = await RobotAccess.destroy({ where: { userId: user.id, robotId: robot.id, [Op.or]: [{ expiresAt: null }, { expiresAt: { [Op.gt]: new Date() } }] }, transaction })
       if (removed > 0) await audit.record(ctx, { action: 'access.revoked', robotUuid: robot.uuid, targetUserId: user.id, details: { username: user.username, serial: robot.serial } }, transaction)
       return removed > 0
     })

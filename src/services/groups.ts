@@ -153,7 +153,8 @@ WHERE g.group_id = $1 AND (g.expires_at IS NULL OR g.expires_at > $2) ORDER BY g
       const [g, user] = await Promise.all([group(id), User.findByPk(userId)])
       if (user === null) throw new Errors.USER_NOT_FOUND()
       const removed = await db.transaction(async (transaction) => {
-        const n = await GroupGrant.destroy({ where: { groupId: id, userId }, transaction })
+        // An expired grant is left to the sweep, which audits it as access.expired (nothing is revoked).
+        const n = await GroupGrant.destroy({ where: { groupId: id, userId, [Op.or]: [{ expiresAt: null }, { expiresAt: { [Op.gt]: new Date() } }] }, transaction })
         if (n > 0) await audit.record(ctx, { action: 'group.revoked', targetUserId: userId, details: { group_id: id, group: g.name, username: user.username } }, transaction)
         return n > 0
       })

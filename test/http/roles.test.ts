@@ -262,6 +262,17 @@ t.test("managers manage a robot's direct grants, only on active non-staff users"
     t.same(list.json().items.find((g: { username: string }) => g.username === target.username), { username: target.username, role: 'manager', expires_at: ends })
     t.same(list.json().items.map((g: { username: string }) => g.username).sort(), [manager.username, operator.username, target.username].sort())
     t.equal((await call(app, target, 'GET', `/robots/${robot.uuid}/grants`)).statusCode, 200, 'the new manager manages')
+    // a page at a time
+    const seen: string[] = []
+    let cursor: string | null = null
+    do {
+      const page = await call(app, manager, 'GET', `/robots/${robot.uuid}/grants?limit=1${cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`}`)
+      t.equal(page.statusCode, 200)
+      t.ok(page.json().items.length <= 1)
+      seen.push(...page.json().items.map((g: { username: string }) => g.username))
+      cursor = page.json().next_cursor
+    } while (cursor !== null && seen.length < 10)
+    t.same(seen.sort(), [manager.username, operator.username, target.username].sort(), 'pages of one: each grant once')
 
     t.equal((await call(app, manager, 'DELETE', grants(robot.uuid, target.username))).statusCode, 204)
     t.equal(await roleOf(app, target, robot.uuid), 404)
@@ -314,6 +325,7 @@ t.test('group grants: the effective role is the highest of the direct and the gr
     const refused = await sendCommand(app, user, robot.uuid, 'auto', { ttl: 600 })
     t.match(refused.json(), { statusCode: 403, code: 'UNITED_ROLE_REQUIRED', message: /\boperator\b/ })
     t.same((await call(app, user, 'GET', '/robots')).json().items.map((r: { uuid: string, role: string }) => [r.uuid, r.role]), [[robot.uuid, 'viewer']])
+    t.same((await call(app, user, 'GET', '/users/me')).json().robots, [robot.uuid], '/users/me lists it')
     await groupGrant(g1, 'operator')
     t.equal((await sendCommand(app, user, robot.uuid, 'auto', { ttl: 600 })).statusCode, 201, 'a group operator commands')
     await groupGrant(g1, 'manager')
@@ -362,6 +374,7 @@ t.test('group grants: the effective role is the highest of the direct and the gr
       t.equal(await roleOf(app, user, robot.uuid), 'manager', `${name}: before`)
       await lose(id)
       t.equal(await roleOf(app, user, robot.uuid), 404, `${name}: no role left`)
+      t.same((await call(app, user, 'GET', '/users/me')).json().robots, [], `${name}: /users/me no longer lists it`)
       t.equal((await call(app, user, 'GET', `/robots/${robot.uuid}/commands`)).statusCode, 404)
 
       // again with a direct viewer grant: it is what remains
@@ -429,7 +442,7 @@ t.test('expiring grants end by themselves, are removed by the sweep and audited 
   t.pass("the expired operators' queued commands (direct and group) were cancelled")
 })
 
-t.test('a grant that expired and is granted again before the sweep removed it: the expiry is audited once, the new one as granted', async (t) => {
+t.test('a grant that expired and is granted again (or revoked) before the sweep removed it: the expiry is audited once, the new one as granted', async (t) => {
   const app = await build(t)
   // hold the sweep, as when the grant is replaced within its second
   const sweep = app.services.access.expireDue
@@ -439,15 +452,19 @@ t.test('a grant that expired and is granted again before the sweep removed it: t
   const robot = await createRobot(app)
   const direct = await createUser(app)
   const member = await createUser(app)
+  const revoked = await createUser(app)
+  const revokedMember = await createUser(app)
   const group = (await staffCall(app, staff, 'POST', '/admin/api/groups', { name: `regrant-${process.pid}` })).json().id as number
   await staffCall(app, staff, 'PUT', `/admin/api/groups/${group}/robots/${robot.uuid}`)
   const ends = inSeconds(1)
-  await staffCall(app, staff, 'PUT', `/admin/api/robots/${robot.uuid}/users/${direct.id}`, { role: 'manager', expires_at: ends })
-  await staffCall(app, staff, 'PUT', `/admin/api/groups/${group}/users/${member.id}`, { role: 'manager', expires_at: ends })
+  for (const u of [direct, revoked]) await staffCall(app, staff, 'PUT', `/admin/api/robots/${robot.uuid}/users/${u.id}`, { role: 'manager', expires_at: ends })
+  for (const u of [member, revokedMember]) await staffCall(app, staff, 'PUT', `/admin/api/groups/${group}/users/${u.id}`, { role: 'manager', expires_at: ends })
   await eventually(async () => [await roleOf(app, direct, robot.uuid), await roleOf(app, member, robot.uuid)], (r) => r[0] === 404 && r[1] === 404)
 
   await staffCall(app, staff, 'PUT', `/admin/api/robots/${robot.uuid}/users/${direct.id}`, { role: 'viewer' })
   await staffCall(app, staff, 'PUT', `/admin/api/groups/${group}/users/${member.id}`, { role: 'viewer' })
+  await staffCall(app, staff, 'DELETE', `/admin/api/robots/${robot.uuid}/users/${revoked.id}`)
+  await staffCall(app, staff, 'DELETE', `/admin/api/groups/${group}/users/${revokedMember.id}`)
   t.equal(await roleOf(app, direct, robot.uuid), 'viewer')
   t.equal(await roleOf(app, member, robot.uuid), 'viewer')
 
@@ -457,6 +474,11 @@ t.test('a grant that expired and is granted again before the sweep removed it: t
     const trail = (await audits(app, staff, `user_id=${user.id}`)).filter((a) => a.action.startsWith('access.') || a.action.startsWith('group.')).map((a) => a.action).reverse()
     t.same(trail, [granted, 'access.expired', granted], `${user === direct ? 'direct' : 'group'}: granted, expired once, granted again`)
   }
+  for (const [user, granted] of [[revoked, 'access.granted'], [revokedMember, 'group.granted']] as const) {
+    const trail = (await audits(app, staff, `user_id=${user.id}`)).filter((a) => a.action.startsWith('access.') || a.action.startsWith('group.')).map((a) => a.action).reverse()
+    t.same(trail, [granted, 'access.expired'], `${user === revoked ? 'direct' : 'group'}: revoked after it ended: expired once, nothing revoked`)
+  }
+  t.equal(await rowsOf(app, 'robot_access', revoked.id) + await rowsOf(app, 'group_grants', revokedMember.id), 0, 'the sweep removed them')
   t.equal(await roleOf(app, direct, robot.uuid), 'viewer', 'the sweep leaves the new grant')
   t.equal(await roleOf(app, member, robot.uuid), 'viewer')
 })
