@@ -405,13 +405,16 @@ t.test('expiring grants end by themselves, are removed by the sweep and audited 
   const group = (await staffCall(app, staff, 'POST', '/admin/api/groups', { name: `expiring-${process.pid}` })).json().id as number
   await staffCall(app, staff, 'PUT', `/admin/api/groups/${group}/robots/${robot.uuid}`)
 
-  const ends = inSeconds(2)
-  await staffCall(app, staff, 'PUT', `/admin/api/robots/${robot.uuid}/users/${direct.id}`, { role: 'operator', expires_at: ends })
-  await staffCall(app, staff, 'PUT', `/admin/api/groups/${group}/users/${member.id}`, { role: 'operator', expires_at: ends })
+  // operators' queued commands (made while the grants are for good): the expiry takes the right to send them
+  await staffCall(app, staff, 'PUT', `/admin/api/robots/${robot.uuid}/users/${direct.id}`, { role: 'operator' })
+  await staffCall(app, staff, 'PUT', `/admin/api/groups/${group}/users/${member.id}`, { role: 'operator' })
   await staffCall(app, staff, 'PUT', `/admin/api/robots/${robot.uuid}/users/${forever.id}`, { role: 'viewer', expires_at: null })
-  // an operator's queued command: the expiry takes the right to send it
   const queued = await queueCommand(app, direct, robot.uuid, 'auto')
   const queuedByMember = await queueCommand(app, member, robot.uuid, 'idle')
+  // then both grants end in a few seconds
+  const ends = inSeconds(3)
+  await staffCall(app, staff, 'PUT', `/admin/api/robots/${robot.uuid}/users/${direct.id}`, { role: 'operator', expires_at: ends })
+  await staffCall(app, staff, 'PUT', `/admin/api/groups/${group}/users/${member.id}`, { role: 'operator', expires_at: ends })
 
   t.equal(await roleOf(app, direct, robot.uuid), 'operator')
   t.equal(await roleOf(app, member, robot.uuid), 'operator')
@@ -456,10 +459,10 @@ t.test('a grant that expired and is granted again (or revoked) before the sweep 
   const revokedMember = await createUser(app)
   const group = (await staffCall(app, staff, 'POST', '/admin/api/groups', { name: `regrant-${process.pid}` })).json().id as number
   await staffCall(app, staff, 'PUT', `/admin/api/groups/${group}/robots/${robot.uuid}`)
-  const ends = inSeconds(1)
+  const ends = inSeconds(3)
   for (const u of [direct, revoked]) await staffCall(app, staff, 'PUT', `/admin/api/robots/${robot.uuid}/users/${u.id}`, { role: 'manager', expires_at: ends })
   for (const u of [member, revokedMember]) await staffCall(app, staff, 'PUT', `/admin/api/groups/${group}/users/${u.id}`, { role: 'manager', expires_at: ends })
-  await eventually(async () => [await roleOf(app, direct, robot.uuid), await roleOf(app, member, robot.uuid)], (r) => r[0] === 404 && r[1] === 404)
+  await eventually(async () => [await roleOf(app, direct, robot.uuid), await roleOf(app, member, robot.uuid)], (r) => r[0] === 404 && r[1] === 404, 15_000)
 
   await staffCall(app, staff, 'PUT', `/admin/api/robots/${robot.uuid}/users/${direct.id}`, { role: 'viewer' })
   await staffCall(app, staff, 'PUT', `/admin/api/groups/${group}/users/${member.id}`, { role: 'viewer' })
