@@ -102,7 +102,7 @@ t.test('staff manage a fleet and watch a robot live in Chromium', async (t) => {
   await page.waitForURL(/notice=access_granted/)
   t.match(await page.textContent('#access'), 'E2E-001', 'the user page lists the granted robot')
   const operator = await app.services.users.findByUsername('operator1')
-  t.same(await app.services.users.robotUuids(operator?.id ?? 0), [uuid], 'the grant is in the database')
+  t.same(await app.services.access.visibleUuids(operator?.id ?? 0), [uuid], 'the grant is in the database')
 
   // A real robot: token from its secret, MQTT over TCP, obeys commands.
   const robot = await connectRobot(t, app, { uuid, serial: 'E2E-001', secret })

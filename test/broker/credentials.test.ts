@@ -232,7 +232,7 @@ for (const transport of TRANSPORTS) {
     const app = await build(t)
     const staff = await createStaff(app)
     const user = await createUser(app)
-    const held = gate(t, app.services.users, 'robotUuids') // after the JWT is verified, while the grants load
+    const held = gate(t, app.services.access, 'viewOf') // after the JWT is verified, while the grants load
     const answer = refusedWith(t, app, { transport, username: user.username, password: user.jwt })
     await held.reached
     await patchUser(app, staff, user, { password: 'a-brand-new-password' })

@@ -78,7 +78,7 @@ t.test('a Sequelize query error answers a bare 500 without its SQL', async (t) =
 t.test('a 500 from a user route is as bare as one from a robot route', async (t) => {
   const app = await build(t)
   const user = await createUser(app)
-  app.services.users.robotUuids = async () => { throw new TypeError('Cannot read properties of undefined (reading \'passwordHash\')') }
+  app.services.access.visibleUuids = async () => { throw new TypeError('Cannot read properties of undefined (reading \'passwordHash\')') }
   const res = await app.inject({ method: 'GET', url: '/users/me', headers: bearer(user.jwt) })
   t.same(res.json(), { statusCode: 500, error: 'Internal Server Error', message: 'internal server error', code: 'UNITED_INTERNAL' })
   t.notOk(res.payload.includes('passwordHash'))
