@@ -100,7 +100,8 @@ export function createApiKeyService ({ db, events, audit, auth, loginLimits, log
     const before = generation
     const found = await checking(async () => await ApiKey.findOne({ where: { lookup } }))
     if (found === null || !timingSafeEqual(Buffer.from(found.keyHash, 'hex'), Buffer.from(hash, 'hex'))) throw new Errors.TOKEN_INVALID()
-    if (found.deletedAt !== null) throw new Errors.CREDENTIAL_REVOKED()
+    // deleted, or its user deleted (user_id set to null)
+    if (found.deletedAt !== null || found.userId === null) throw new Errors.CREDENTIAL_REVOKED()
     const entry: CachedKey = { id: found.id, userId: found.userId, tokenVersion: found.tokenVersion, expiresAt: found.expiresAt?.getTime() ?? null, until: now + KEY_CACHE_MS }
     if (found.lastUsedAt !== null && !lastWritten.has(found.id)) lastWritten.set(found.id, found.lastUsedAt.getTime())
     if (before === generation) {

@@ -192,6 +192,21 @@ t.test('a deleted key is a revoked credential: 401, never counted toward the log
   t.equal((await httpFrom(app, '127.0.0.5', 'GET', '/users/me', undefined, bearer(other.key))).statusCode, 200, 'that address still uses a valid key')
 })
 
+t.test('the keys of a deleted user stay known as revoked: 401, not counted', async (t) => {
+  const app = await build(t, { AUTH_FAIL_LIMIT: '3', AUTH_FAIL_ADDRESS_LIMIT: '5' })
+  const staff = await createStaff(app)
+  const user = await createUser(app)
+  const made = await makeKey(t, app, user)
+  t.equal((await call(app, bearer(staff.jwt), 'DELETE', `/admin/api/users/${user.id}`)).statusCode, 204)
+  const stored = await rows(app)
+  t.equal(stored.length, 1, 'the row outlives its user')
+  t.equal(stored[0]?.user_id, null, 'with no user')
+  for (let i = 0; i < 6; i++) t.equal((await httpFrom(app, '127.0.0.6', 'GET', '/robots', undefined, bearer(made.key))).statusCode, 401)
+  t.notOk(await app.services.loginLimits.hasFailures('127.0.0.6'), 'a revoked credential, not a guess: nothing counted')
+  await app.services.apiKeys.sweep()
+  t.ok((await rows(app))[0]?.deleted_at !== null, 'the sweep marks it deleted, to be forgotten after 7 days')
+})
+
 t.test('wrong keys count as failed log-ins: an address guessing keys gets 429; valid cached keys and other addresses go on', async (t) => {
   const app = await build(t, { AUTH_FAIL_LIMIT: '3', AUTH_FAIL_WINDOW: '30' })
   const user = await createUser(app)

@@ -35,7 +35,8 @@ export async function up ({ context: qi }: { context: QueryInterface }): Promise
 
   await qi.createTable('api_keys', {
     id: { type: DataTypes.UUID, primaryKey: true },
-    user_id: { type: DataTypes.INTEGER, allowNull: false, references: { model: 'users', key: 'id' }, onDelete: 'CASCADE' },
+    // SET NULL, not CASCADE: a deleted user's keys stay known, as revoked, until the sweep forgets them
+    user_id: { type: DataTypes.INTEGER, allowNull: true, references: { model: 'users', key: 'id' }, onDelete: 'SET NULL' },
     name: { type: DataTypes.STRING(100), allowNull: false },
     lookup: { type: DataTypes.STRING(16), allowNull: false, unique: true },
     key_hash: { type: DataTypes.STRING(64), allowNull: false },

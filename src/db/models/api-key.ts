@@ -7,7 +7,8 @@ import { DataTypes, Model, type CreationOptional, type InferAttributes, type Inf
  */
 export class ApiKey extends Model<InferAttributes<ApiKey>, InferCreationAttributes<ApiKey>> {
   declare id: string
-  declare userId: number
+  /** null once the user was deleted: the key is then revoked */
+  declare userId: number | null
   declare name: string
   declare lookup: string
   declare keyHash: string
@@ -20,7 +21,7 @@ export class ApiKey extends Model<InferAttributes<ApiKey>, InferCreationAttribut
   static initModel (sequelize: Sequelize): typeof ApiKey {
     return ApiKey.init({
       id: { type: DataTypes.UUID, primaryKey: true },
-      userId: { type: DataTypes.INTEGER, allowNull: false },
+      userId: { type: DataTypes.INTEGER, allowNull: true },
       name: { type: DataTypes.STRING(100), allowNull: false },
       lookup: { type: DataTypes.STRING(16), allowNull: false, unique: true },
       keyHash: { type: DataTypes.STRING(64), allowNull: false },
