@@ -4,12 +4,9 @@
 // confirmation. Every change through the groups service, as the Management
 // API: audited, and at once in every node's broker.
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
-import { Op, QueryTypes } from 'sequelize'
-import { dateParam } from '../../src/db/index.js'
 import { Errors, isError } from '../../src/errors.js'
 import { UUID_PATTERN } from '../../src/http/schemas/common.js'
 import { NewGroupBody } from '../../src/http/schemas/robots.js'
-import type { GroupDetail } from '../../src/services/groups.js'
 import { failed, fieldErrors, text, type FieldErrors } from '../forms.js'
 import { render, seeOther } from '../render.js'
 import { EMPTY_GRANT, grantFields, ROLE_OPTIONS, tryGrant, until, type GrantFields } from './grant-form.js'
@@ -35,32 +32,11 @@ interface GroupPageState {
 
 const groups: FastifyPluginAsync = async (fastify) => {
   const { groups, robots, users } = fastify.services
-  const { db } = fastify
-
-  /**
-   * Robots and live grants per group: two GROUP BY reads, whatever the
-   * number of groups (the service's get() is one group at a time).
-   */
-  async function counts (): Promise<{ robots: Map<number, number>, users: Map<number, number> }> {
-    const [r, u] = await Promise.all([
-      db.sequelize.query('SELECT group_id, COUNT(*) AS n FROM group_robots GROUP BY group_id', { type: QueryTypes.SELECT }),
-      db.sequelize.query('SELECT group_id, COUNT(*) AS n FROM group_grants WHERE expires_at IS NULL OR expires_at > $1 GROUP BY group_id', { type: QueryTypes.SELECT, bind: [dateParam(db.dialect, new Date())] })
-    ]) as [Array<{ group_id: unknown, n: unknown }>, Array<{ group_id: unknown, n: unknown }>]
-    const map = (rows: Array<{ group_id: unknown, n: unknown }>): Map<number, number> => new Map(rows.map((x) => [Number(x.group_id), Number(x.n)]))
-    return { robots: map(r), users: map(u) }
-  }
 
   async function showList (request: FastifyRequest, reply: FastifyReply, form: { name: string }, errors: FieldErrors, status = 200): Promise<FastifyReply> {
-    const [list, n] = await Promise.all([groups.list(), counts()])
+    const [list, n] = await Promise.all([groups.list(), groups.counts()])
     const items = list.map((g) => ({ ...g, robots: n.robots.get(g.id) ?? 0, users: n.users.get(g.id) ?? 0 }))
     return await render(request, reply, 'groups/list', { title: 'Groups', items, form, errors }, status)
-  }
-
-  /** The serial and name of a group's robots, in one read (a group may hold hundreds). */
-  async function robotsOf (group: GroupDetail): Promise<Array<{ uuid: string, serial: string, name: string, enabled: boolean }>> {
-    if (group.robots.length === 0) return []
-    const rows = await db.models.Robot.findAll({ where: { uuid: { [Op.in]: group.robots } }, attributes: ['id', 'uuid', 'serial', 'name', 'enabled'], order: [['id', 'ASC']], raw: true })
-    return rows.map((r) => ({ uuid: r.uuid, serial: r.serial, name: r.name, enabled: Boolean(r.enabled) }))
   }
 
   async function showGroup (request: FastifyRequest, reply: FastifyReply, id: number, state: GroupPageState = {}, status = 200): Promise<FastifyReply> {
@@ -68,7 +44,7 @@ const groups: FastifyPluginAsync = async (fastify) => {
     return await render(request, reply, 'groups/show', {
       title: group.name,
       group,
-      robots: await robotsOf(group),
+      robots: await groups.robotsIn(group.id),
       members: group.users.map((u) => ({ ...u, until: until(u.expires_at) })),
       robotForm: state.robot ?? { value: '', error: '' },
       grant: state.grant ?? { username: '', error: '' },

@@ -92,7 +92,8 @@ FROM robots r WHERE r.uuid = $1`, { type: QueryTypes.SELECT, bind: principal.isS
     const role = input.role ?? 'operator'
     const expiresAt = checkExpiry(input.expiresAt)
     const changed = await db.transaction(async (transaction) => {
-      let existing = await RobotAccess.findOne({ where: { userId: user.id, robotId: robot.id }, transaction })
+      // Locked (PostgreSQL): the expiry sweep's DELETE waits for this write and then sees its new end.
+      let existing = await RobotAccess.findOne({ where: { userId: user.id, robotId: robot.id }, transaction, lock: transaction.LOCK.UPDATE })
       // Expired, not swept yet: removed and audited as the sweep would (once), so the new one is a grant, not a change.
       if (existing?.expiresAt != null && existing.expiresAt.getTime() <= Date.now()) {
         const gone = await RobotAccess.destroy({ where: { userId: user.id, robotId: robot.id, expiresAt: { [Op.lte]: new Date() } }, transaction })

@@ -64,6 +64,23 @@ WHERE g.group_id = $1 AND (g.expires_at IS NULL OR g.expires_at > $2) ORDER BY g
       }
     },
 
+    /** Robots and unexpired grants per group: two grouped reads, whatever the number of groups (the admin list). */
+    async counts (): Promise<{ robots: Map<number, number>, users: Map<number, number> }> {
+      const [r, u] = await Promise.all([
+        db.sequelize.query('SELECT group_id, COUNT(*) AS n FROM group_robots GROUP BY group_id', { type: QueryTypes.SELECT }),
+        db.sequelize.query('SELECT group_id, COUNT(*) AS n FROM group_grants WHERE expires_at IS NULL OR expires_at > $1 GROUP BY group_id', { type: QueryTypes.SELECT, bind: [dateParam(db.dialect, new Date())] })
+      ]) as [Array<{ group_id: unknown, n: unknown }>, Array<{ group_id: unknown, n: unknown }>]
+      const map = (rows: Array<{ group_id: unknown, n: unknown }>): Map<number, number> => new Map(rows.map((x) => [Number(x.group_id), Number(x.n)]))
+      return { robots: map(r), users: map(u) }
+    },
+
+    /** A group's robots with their serial, name and enabled flag, in one read (the admin group page). */
+    async robotsIn (id: number): Promise<Array<{ uuid: string, serial: string, name: string, enabled: boolean }>> {
+      const rows = await db.sequelize.query('SELECT r.uuid, r.serial, r.name, r.enabled FROM group_robots gr JOIN robots r ON r.id = gr.robot_id WHERE gr.group_id = $1 ORDER BY r.id',
+        { type: QueryTypes.SELECT, bind: [id] }) as Array<{ uuid: string, serial: string, name: string, enabled: unknown }>
+      return rows.map((r) => ({ uuid: r.uuid, serial: r.serial, name: r.name, enabled: Boolean(r.enabled) }))
+    },
+
     /** The groups that hold a robot (the admin robot page). */
     async ofRobot (robotUuid: string): Promise<GroupView[]> {
       const rows = await db.sequelize.query('SELECT g.id, g.name, g.created_at FROM groups g JOIN group_robots gr ON gr.group_id = g.id JOIN robots r ON r.id = gr.robot_id WHERE r.uuid = $1 ORDER BY g.name',
@@ -127,7 +144,7 @@ WHERE g.group_id = $1 AND (g.expires_at IS NULL OR g.expires_at > $2) ORDER BY g
       const [g, user] = await Promise.all([group(id), User.findByPk(userId)])
       if (user === null) throw new Errors.USER_NOT_FOUND()
       const changed = await db.transaction(async (transaction) => {
-        let existing = await GroupGrant.findOne({ where: { groupId: id, userId }, transaction })
+        let existing = await GroupGrant.findOne({ where: { groupId: id, userId }, transaction, lock: transaction.LOCK.UPDATE })
         // Expired, not swept yet: removed and audited as the sweep would (once), so the new one is a grant, not a change.
         if (existing?.expiresAt != null && existing.expiresAt.getTime() <= Date.now()) {
           const gone = await GroupGrant.destroy({ where: { groupId: id, userId, expiresAt: { [Op.lte]: new Date() } }, transaction })

@@ -18,7 +18,7 @@ type Who = 'none' | Role | 'staff'
 const WHO: Who[] = ['none', 'viewer', 'operator', 'manager', 'staff']
 const RANK: Record<Who, number> = { none: 0, viewer: 1, operator: 2, manager: 3, staff: 4 }
 const UNKNOWN = '00000000-0000-4000-8000-000000000000'
-type Method = 'GET' | 'POST' | 'PUT' | 'DELETE'
+type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
 type Res = Awaited<ReturnType<FastifyInstance['inject']>>
 
 async function call (app: FastifyInstance, user: TestUser, method: Method, url: string, payload?: unknown): Promise<Res> {
