@@ -1020,8 +1020,8 @@ function summary (results: Fields[], servers: Array<{ label: string, proc: Spawn
     if (r.scenario === 'ws-fanout') return `${cell(r.deliveries_per_s)} deliveries/s`
     if (r.error === undefined && r.scenario === 'roles-fanout') {
       return r.variant === 'groups/direct'
-        ? `groups / direct: delivery p99 ${cell(r.p99_ratio)}×, p50 ${cell(r.p50_ratio)}×, deliveries/s ${cell(r.deliveries_per_s_ratio)}×, frames/s ${cell(r.frames_per_s_ratio)}×, ack p99 ${cell(r.ack_p99_ratio)}×, CPU/frame ${cell(r.cpu_per_frame_ratio)}×`
-        : `${cell(r.variant)}: ${cell(r.deliveries_per_s)} deliveries/s to ${cell(r.robots_seen)} robots, round p99 ${JSON.stringify(r.round_p99_ms)} ms, ack p99 ${cell(r.ack_p99_ms)} ms, ${cell(r.server_cpu_us_per_frame)} µs CPU/frame`
+        ? `groups / direct: delivery p99 ${cell(r.p99_ratio)}× (median of the rounds' ${cell(r.round_p99_median_ratio)}×), p50 ${cell(r.p50_ratio)}×, deliveries/s ${cell(r.deliveries_per_s_ratio)}×, frames/s ${cell(r.frames_per_s_ratio)}×, ack p99 ${cell(r.ack_p99_ratio)}× (${cell(r.round_ack_p99_median_ratio)}×), CPU/frame ${cell(r.cpu_per_frame_ratio)}×; the check alone ${cell(r.check_direct_ns)} → ${cell(r.check_groups_ns)} ns`
+        : `${cell(r.variant)}: ${cell(r.deliveries_per_s)} deliveries/s to ${cell(r.robots_seen)} robots, round p99 ${JSON.stringify(r.round_p99_ms)} ms, round ack p99 ${JSON.stringify(r.round_ack_p99_ms)} ms, ${cell(r.server_cpu_us_per_frame)} µs CPU/frame`
     }
     if (r.error === undefined && r.scenario === 'history-aggregate') return `${cell(r.buckets)} buckets of ${cell(r.bucket_s)} s over ${cell(r.frames)} frames; first ${cell(r.first_ms)} ms`
     if (r.error === undefined && r.scenario === 'history-export') return `${cell(r.frames)} lines, ${cell(r.mib_per_s)} MiB/s, RSS +${cell(r.rss_growth_mib)} MiB`

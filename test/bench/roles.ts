@@ -22,6 +22,8 @@
 // at the watcher (United merges one batch's frames of a robot into one
 // message, which carries the last one's), as in ws-fanout.
 import type { MqttClient } from 'mqtt'
+import { createAccessCache } from '../../broker/access-cache.js'
+import { createEventBus } from '../../src/events.js'
 import type { Fields, Meter, RunnerTools } from './history.js'
 import { closedLoop, connect, mapLimit, now, paced, percentiles, Recorder, round, type Robot } from './load.js'
 import { sleep } from './proc.js'
@@ -109,10 +111,61 @@ interface Side {
   elapsed: number
   marks: Fields[]
   roundP99: number[]
+  roundAckP99: number[]
   roundCpu: number[]
   /** the fewest streaming robots seen by the watcher in a measured round */
   robotsSeen: number
   error: string | undefined
+}
+
+/**
+ * The per-message check alone, in this process, on views of the scenario's
+ * shapes: nanoseconds per canAccess of a streaming robot for the direct
+ * watcher and for the groups watcher (10 groups looked through before the
+ * big one). What the broker adds per forwarded message, free of the
+ * machine's noise that dominates the end-to-end figures.
+ */
+export async function measureCheck (robots: number): Promise<{ direct_ns: number, groups_ns: number }> {
+  const uuid = (i: number): string => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`
+  const streaming = Array.from({ length: robots }, (_, i) => uuid(i))
+  const far = new Date(Date.now() + 365 * 86_400_000).toISOString()
+  const smalls = Array.from({ length: 10 }, (_, g) => ({ groupId: g + 2, role: 'viewer' as const, expiresAt: g % 2 === 0 ? far : null }))
+  const cache = createAccessCache({
+    events: createEventBus(),
+    load: {
+      viewOf: async (userId) => userId === 1
+        ? { direct: streaming.map((robotUuid) => ({ robotUuid, role: 'operator' as const, expiresAt: null })), groups: [] }
+        : { direct: [], groups: [...smalls, { groupId: 1, role: 'viewer' as const, expiresAt: far }] },
+      groupRobotUuids: async (id) => id === 1
+        ? Array.from({ length: Math.max(1000, robots) }, (_, i) => uuid(i))
+        : Array.from({ length: 50 }, (_, i) => uuid(100_000 + id * 50 + i))
+    }
+  })
+  await cache.acquire({ id: 1, username: 'direct', isStaff: false })
+  await cache.acquire({ id: 2, username: 'groups', isStaff: false })
+  const reps = 2_000_000
+  const time = (userId: number): number => {
+    let seen = 0
+    const t0 = process.hrtime.bigint()
+    for (let i = 0; i < reps; i++) if (cache.canAccess(userId, streaming[i % robots] as string)) seen++
+    const ns = Number(process.hrtime.bigint() - t0) / reps
+    if (seen !== reps) throw new Error('measureCheck: a streaming robot was not visible')
+    return ns
+  }
+  time(1); time(2) // warm-up
+  const direct: number[] = []
+  const groups: number[] = []
+  for (let r = 0; r < 5; r++) { direct.push(time(1)); groups.push(time(2)) }
+  cache.close()
+  return { direct_ns: round(median(direct), 1), groups_ns: round(median(groups), 1) }
+}
+
+/** The median of a few numbers (NaN for none). */
+function median (values: number[]): number {
+  const sorted = values.filter(Number.isFinite).sort((a, b) => a - b)
+  if (sorted.length === 0) return NaN
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[mid] as number : round(((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2)
 }
 
 export async function runRolesFanout (ctx: RolesContext): Promise<Fields[]> {
@@ -123,7 +176,7 @@ export async function runRolesFanout (ctx: RolesContext): Promise<Fields[]> {
   await united.prepareRobots(ctx.robots)
   const fleet = await ctx.openFleet(Array.from({ length: ctx.robots }, (_, i) => i), fleetRec)
   const streaming = new Set(fleet.map((r) => r.uuid))
-  const sides: Side[] = VARIANTS.map((variant) => ({ variant, rec: new Recorder(), latencies: [], deliveries: 0, elapsed: 0, marks: [], roundP99: [], roundCpu: [], robotsSeen: Infinity, error: undefined }))
+  const sides: Side[] = VARIANTS.map((variant) => ({ variant, rec: new Recorder(), latencies: [], deliveries: 0, elapsed: 0, marks: [], roundP99: [], roundAckP99: [], roundCpu: [], robotsSeen: Infinity, error: undefined }))
   let x = 0 // position_x of the next frame, unique over the scenario
   let connections = 0
 
@@ -160,6 +213,7 @@ export async function runRolesFanout (ctx: RolesContext): Promise<Fields[]> {
       const mark: Meter | undefined = measured ? ctx.mark() : undefined
       await mark?.start()
       measuring = true
+      const ackFrom = rec.samples.length
       const tag = ctx.nextTag()
       const elapsed = ctx.streamHz > 0
         ? await paced(fleet, rec, { totalRate: ctx.robots * ctx.streamHz, durationS, tag })
@@ -172,6 +226,7 @@ export async function runRolesFanout (ctx: RolesContext): Promise<Fields[]> {
         side.deliveries += deliveries
         side.latencies.push(...latencies)
         side.roundP99.push(percentiles(latencies).p99_ms)
+        side.roundAckP99.push(percentiles(rec.samples.slice(ackFrom)).p99_ms)
         side.robotsSeen = Math.min(side.robotsSeen, [...seen].filter((u) => streaming.has(u)).length)
         side.marks.push(mark?.result ?? {})
         side.roundCpu.push(typeof mark?.result?.server_cpu_s === 'number' ? mark.result.server_cpu_s : NaN)
@@ -225,6 +280,9 @@ export async function runRolesFanout (ctx: RolesContext): Promise<Fields[]> {
       deliveries_per_frame: round(side.deliveries / Math.max(1, side.rec.ok), 2),
       ...lat,
       round_p99_ms: side.roundP99,
+      round_p99_median_ms: median(side.roundP99),
+      round_ack_p99_ms: side.roundAckP99,
+      round_ack_p99_median_ms: median(side.roundAckP99),
       round_server_cpu_s: side.roundCpu,
       robots_seen: Number.isFinite(side.robotsSeen) ? side.robotsSeen : 0,
       ...ctx.errorFields(side.rec),
@@ -245,19 +303,26 @@ export async function runRolesFanout (ctx: RolesContext): Promise<Fields[]> {
     deliveries_per_s_ratio: ratio('deliveries_per_s'),
     frames_per_s_ratio: ratio('frames_per_s'),
     ack_p99_ratio: ratio('ack_p99_ms'),
+    round_p99_median_ratio: ratio('round_p99_median_ms'),
+    round_ack_p99_median_ratio: ratio('round_ack_p99_median_ms'),
     cpu_per_frame_ratio: ratio('server_cpu_us_per_frame')
   }
   const within = (r: number | null, up: boolean): boolean => r !== null && (up ? r <= GOAL_RATIO : r >= 1 / GOAL_RATIO)
   const complete = lines.every((l) => l.robots_seen === ctx.robots && l.errors === 0)
+  const check = await measureCheck(ctx.robots)
   const comparison: Fields = {
     scenario: 'roles-fanout',
     target: 'united',
     variant: 'groups/direct',
     ...ratios,
-    ratio: ratios.p99_ratio,
-    ratio_of: 'p99_ms (delivery, groups / direct)',
-    goal: `delivery p99 ≤ ${GOAL_RATIO}× and ingest (frames/s ≥ ${round(1 / GOAL_RATIO, 2)}×, ack p99 ≤ ${GOAL_RATIO}×) of direct, every streaming robot seen, no error`,
-    goal_met: complete && within(ratios.p99_ratio, true) && within(ratios.frames_per_s_ratio, false) && within(ratios.ack_p99_ratio, true)
+    check_direct_ns: check.direct_ns,
+    check_groups_ns: check.groups_ns,
+    ratio: ratios.round_p99_median_ratio,
+    ratio_of: 'the median of the rounds\' delivery p99, groups / direct',
+    // Per round, then the median: one round disturbed by the machine (steal time, another process) moves a pooled p99 of
+    // either variant, and the acks, which no forwarding check touches, move with it.
+    goal: `delivery p99 ≤ ${GOAL_RATIO}× and ingest (frames/s ≥ ${round(1 / GOAL_RATIO, 2)}×, ack p99 ≤ ${GOAL_RATIO}×) of direct, each p99 the median of the rounds', every streaming robot seen, no error`,
+    goal_met: complete && within(ratios.round_p99_median_ratio, true) && within(ratios.frames_per_s_ratio, false) && within(ratios.round_ack_p99_median_ratio, true)
   }
   const out = [...lines, comparison]
   for (const l of out) for (const k of Object.keys(l)) if (l[k] === undefined) delete l[k]

@@ -104,7 +104,11 @@ t.test('the README gives the steps this test follows', async (t) => {
     'npm run robot -- --serial R2D2 --token $ROBOT_SECRET --url $API &',
     '$API/robots/$ROBOT_UUID -H "authorization: Bearer $ALICE" | jq -e .command_connected',
     "-t 'robots/+/stats' -t 'robots/+/presence'",
-    '"$API/robots/$ROBOT_UUID/commands?limit=1"'
+    '"$API/robots/$ROBOT_UUID/commands?limit=1"',
+    '{"role":"viewer","expires_at":"2030-01-01T00:00:00Z"}',
+    '$API/users/me/api_keys',
+    '{"name":"dashboard"}',
+    "curl -s $API/robots -H \"authorization: Bearer $KEY\" | jq '.items[] | {serial, role}'"
   ]) t.ok(tour.includes(step), `the tour has: ${step}`)
 })
 
@@ -182,6 +186,15 @@ t.test('the two commands and the five-minute tour, step by step', async (t) => {
   t.match(done, { command: 'auto', status: 'done' }, 'the command is done')
   await until('statistics with state auto', async () => watched.find((m) => m.topic === `robots/${ROBOT_UUID}/stats` && m.body.state === 'auto'))
   t.pass('the statistics show "state": "auto"')
+
+  // Alice becomes a viewer until 2030, makes an API key and lists her robots with it
+  const viewer = await json('PUT', `${API}/admin/api/robots/${ROBOT_UUID}/users/${String(alice.body.id)}`, { role: 'viewer', expires_at: '2030-01-01T00:00:00Z' }, ADMIN)
+  t.equal(viewer.status, 204, 'the grant becomes a viewer grant with an end')
+  const key = await json('POST', `${API}/users/me/api_keys`, { name: 'dashboard' }, ALICE)
+  t.match(key.body.key, /^uk_/, 'an API key, shown once')
+  const withKey = await json('GET', `${API}/robots`, undefined, key.body.key as string)
+  t.match(withKey.body.items, [{ serial: 'R2D2', role: 'viewer' }], 'the key lists alice\'s robot, as a viewer')
+  t.equal((await json('POST', `${API}/robots/robot/command`, { robot_uuid: ROBOT_UUID, command: 'manual' }, key.body.key as string)).status, 403, 'a viewer does not command')
 
   // Ctrl-C stops the example robot and the server.
   process.kill(-(robot.child.pid as number), 'SIGINT')
