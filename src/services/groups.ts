@@ -101,12 +101,19 @@ WHERE g.group_id = $1 AND (g.expires_at IS NULL OR g.expires_at > $2) ORDER BY g
       await db.transaction(async (transaction) => {
         const g = await Group.findByPk(id, { transaction })
         if (g === null) throw new Errors.GROUP_NOT_FOUND()
-        const holders = await GroupGrant.findAll({ where: { groupId: id }, attributes: ['userId'], transaction })
+        const holders = await GroupGrant.findAll({ where: { groupId: id }, transaction })
+        // Grants that ended and were not swept yet: audited as the sweep would have (once), not as revoked.
+        const now = Date.now()
+        const ended = holders.filter((h) => h.expiresAt !== null && h.expiresAt.getTime() <= now)
+        if (ended.length > 0) {
+          const names = new Map((await User.findAll({ where: { id: ended.map((h) => h.userId) }, attributes: ['id', 'username'], transaction })).map((u) => [u.id, u.username]))
+          for (const h of ended) await audit.record({ actor: null }, { action: 'access.expired', targetUserId: h.userId, details: { username: names.get(h.userId), role: h.role, expires_at: iso(h.expiresAt), group_id: id, group: g.name } }, transaction)
+        }
         // SQLite enforces the cascade only with foreign keys on: explicit deletes hold on both.
         await GroupGrant.destroy({ where: { groupId: id }, transaction })
         await GroupRobot.destroy({ where: { groupId: id }, transaction })
         await g.destroy({ transaction })
-        await audit.record(ctx, { action: 'group.deleted', details: { group_id: id, group: g.name, users: holders.map((h) => h.userId) } }, transaction)
+        await audit.record(ctx, { action: 'group.deleted', details: { group_id: id, group: g.name, users: holders.filter((h) => !ended.includes(h)).map((h) => h.userId) } }, transaction)
       })
       events.emit('groupDeleted', { groupId: id })
     },

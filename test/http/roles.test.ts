@@ -486,6 +486,27 @@ t.test('a grant that expired and is granted again (or revoked) before the sweep 
   t.equal(await roleOf(app, member, robot.uuid), 'viewer')
 })
 
+t.test('a group deleted while a grant on it had ended and was not swept yet: the expiry is audited once, nothing revoked', async (t) => {
+  const app = await build(t)
+  const sweep = app.services.access.expireDue
+  app.services.access.expireDue = async () => 0
+  t.teardown(() => { app.services.access.expireDue = sweep })
+  const staff = await createStaff(app)
+  const robot = await createRobot(app)
+  const member = await createUser(app)
+  const group = (await staffCall(app, staff, 'POST', '/admin/api/groups', { name: `ended-${process.pid}` })).json().id as number
+  await staffCall(app, staff, 'PUT', `/admin/api/groups/${group}/robots/${robot.uuid}`)
+  await staffCall(app, staff, 'PUT', `/admin/api/groups/${group}/users/${member.id}`, { role: 'operator', expires_at: inSeconds(2) })
+  await eventually(async () => await roleOf(app, member, robot.uuid), (r) => r === 404, 15_000)
+  await staffCall(app, staff, 'DELETE', `/admin/api/groups/${group}`)
+  app.services.access.expireDue = sweep
+  await app.services.access.expireDue()
+  const trail = (await audits(app, staff, `user_id=${member.id}`)).filter((a) => a.action.startsWith('access.') || a.action.startsWith('group.')).map((a) => a.action).reverse()
+  t.same(trail, ['group.granted', 'access.expired'], 'granted, then expired once')
+  const deleted = (await audits(app, staff, 'action=group.deleted'))[0]
+  t.same(deleted?.details?.users, [], 'the deletion names no live grant')
+})
+
 t.test('expires_at in the past and invalid roles are 400 on every grant endpoint, and grant nothing', async (t) => {
   const app = await build(t)
   const staff = await createStaff(app)
