@@ -32,7 +32,7 @@ export default fp(async (fastify, opts: { version: string }) => {
       ],
       components: {
         securitySchemes: {
-          bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' }
+          bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT or API key', description: 'An access JWT (POST /users/obtain_token/), or one of your API keys (uk_…, POST /users/me/api_keys); the authentication header may carry either instead.' }
         }
       }
     }
