@@ -34,7 +34,7 @@ t.test('012 keeps names that differ only by case, and no new one can join them',
   const onWarning = (w: Error): void => { warnings.push(w) }
   process.on('warning', onWarning)
   t.teardown(() => { process.off('warning', onWarning) })
-  t.same((await umzug.up()).map((m) => m.name), ['012-usernames-case-insensitive'], 'the migration runs and does not fail')
+  t.equal((await umzug.up()).map((m) => m.name)[0], '012-usernames-case-insensitive', 'the migration runs and does not fail (and the later ones after it)')
   await new Promise((resolve) => setImmediate(resolve))
   const warning = warnings.find((w) => (w as Error & { code?: string }).code === 'UNITED_USERNAME_CASE_DUPLICATES')
   t.ok(warning, 'a process warning says so')
