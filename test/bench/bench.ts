@@ -885,6 +885,16 @@ async function main (): Promise<void> {
   if (has('tcp-paced-5000')) await pair('tcp-paced-5000', 'p50_ms', async (t, m) => await pacedRun(t, m, 5000))
   if (has('ws-fanout')) await pair('ws-fanout', opts.fanoutHz > 0 ? 'p50_ms' : 'deliveries_per_s', fanout)
   if (has('command-latency')) await pair('command-latency', 'p50_ms', commandLatency)
+  // What the roles, history and abuse scenarios borrow from the runner.
+  const tools: RunnerTools = {
+    say,
+    emit,
+    mark: () => new Mark(united, [bare], dbProcess),
+    openFleet: async (indexes, rec) => await openFleet(united, indexes, 'tcp', false, rec),
+    closeFleet,
+    nextTag,
+    errorFields
+  }
   if (rolesSetup !== undefined) {
     await runRolesFanout({
       united,
@@ -898,13 +908,7 @@ async function main (): Promise<void> {
       warmupS: opts.warmup,
       connections: opts.rolesConnections,
       sumMarks,
-      say,
-      emit,
-      mark: () => new Mark(united, [bare], dbProcess),
-      openFleet: async (indexes, rec) => await openFleet(united, indexes, 'tcp', false, rec),
-      closeFleet,
-      nextTag,
-      errorFields
+      ...tools
     })
   }
 
@@ -963,16 +967,6 @@ async function main (): Promise<void> {
     })
   }
 
-  // What the history and abuse scenarios borrow from the runner.
-  const tools: RunnerTools = {
-    say,
-    emit,
-    mark: () => new Mark(united, [bare], dbProcess),
-    openFleet: async (indexes, rec) => await openFleet(united, indexes, 'tcp', false, rec),
-    closeFleet,
-    nextTag,
-    errorFields
-  }
   // Last: they load millions of rows and restart United, the retention one with FRAME_RETENTION_DAYS set.
   if (HISTORY_SCENARIOS.some(has)) {
     await runHistory({
