@@ -42,6 +42,15 @@ async function audits (app: FastifyInstance, staff: TestUser, query: string): Pr
   return (await staffCall(app, staff, 'GET', `/admin/api/audit?limit=1000&${query}`)).json().items
 }
 
+/** Holds the expiry sweep until the returned function runs it (once, then as usual). */
+function holdSweep (t: Test, app: FastifyInstance): () => Promise<number> {
+  const sweep = app.services.access.expireDue
+  app.services.access.expireDue = async () => 0
+  const restore = (): void => { app.services.access.expireDue = sweep }
+  t.teardown(restore)
+  return async () => { restore(); return await app.services.access.expireDue() }
+}
+
 const inSeconds = (s: number): string => new Date(Date.now() + s * 1000).toISOString()
 
 interface Fixture {
@@ -448,9 +457,7 @@ t.test('expiring grants end by themselves, are removed by the sweep and audited 
 t.test('a grant that expired and is granted again (or revoked) before the sweep removed it: the expiry is audited once, the new one as granted', async (t) => {
   const app = await build(t)
   // hold the sweep, as when the grant is replaced within its second
-  const sweep = app.services.access.expireDue
-  app.services.access.expireDue = async () => 0
-  t.teardown(() => { app.services.access.expireDue = sweep })
+  const sweep = holdSweep(t, app)
   const staff = await createStaff(app)
   const robot = await createRobot(app)
   const direct = await createUser(app)
@@ -471,8 +478,7 @@ t.test('a grant that expired and is granted again (or revoked) before the sweep 
   t.equal(await roleOf(app, direct, robot.uuid), 'viewer')
   t.equal(await roleOf(app, member, robot.uuid), 'viewer')
 
-  app.services.access.expireDue = sweep
-  await app.services.access.expireDue()
+  await sweep()
   for (const [user, granted] of [[direct, 'access.granted'], [member, 'group.granted']] as const) {
     const trail = (await audits(app, staff, `user_id=${user.id}`)).filter((a) => a.action.startsWith('access.') || a.action.startsWith('group.')).map((a) => a.action).reverse()
     t.same(trail, [granted, 'access.expired', granted], `${user === direct ? 'direct' : 'group'}: granted, expired once, granted again`)
@@ -488,9 +494,7 @@ t.test('a grant that expired and is granted again (or revoked) before the sweep 
 
 t.test('a group deleted while a grant on it had ended and was not swept yet: the expiry is audited once, nothing revoked', async (t) => {
   const app = await build(t)
-  const sweep = app.services.access.expireDue
-  app.services.access.expireDue = async () => 0
-  t.teardown(() => { app.services.access.expireDue = sweep })
+  const sweep = holdSweep(t, app)
   const staff = await createStaff(app)
   const robot = await createRobot(app)
   const member = await createUser(app)
@@ -499,8 +503,7 @@ t.test('a group deleted while a grant on it had ended and was not swept yet: the
   await staffCall(app, staff, 'PUT', `/admin/api/groups/${group}/users/${member.id}`, { role: 'operator', expires_at: inSeconds(2) })
   await eventually(async () => await roleOf(app, member, robot.uuid), (r) => r === 404, 15_000)
   await staffCall(app, staff, 'DELETE', `/admin/api/groups/${group}`)
-  app.services.access.expireDue = sweep
-  await app.services.access.expireDue()
+  await sweep()
   const trail = (await audits(app, staff, `user_id=${member.id}`)).filter((a) => a.action.startsWith('access.') || a.action.startsWith('group.')).map((a) => a.action).reverse()
   t.same(trail, ['group.granted', 'access.expired'], 'granted, then expired once')
   const deleted = (await audits(app, staff, 'action=group.deleted'))[0]
