@@ -71,55 +71,48 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
   const loginLimits = createLoginLimiter({ store: attempts, limit: config.AUTH_FAIL_LIMIT, addressLimit: config.AUTH_FAIL_ADDRESS_LIMIT, windowSeconds: config.AUTH_FAIL_WINDOW, audit, log })
   const apiKeys = createApiKeyService({ db, events, audit, auth, loginLimits, log })
 
-  // docs/protocol.md §5: open commands expire after COMMAND_TIMEOUT. One sweep at a
-  // time; a database outage is logged and retried on the next tick.
-  let sweeping = false
-  const sweepEvery = Math.min(1000, config.COMMAND_TIMEOUT * 250)
-  const sweeper = setInterval(() => {
-    if (sweeping) return
-    sweeping = true
-    commands.expireOverdue()
-      .then((n) => { if (n > 0) log.info({ expired: n }, 'commands expired') })
-      .catch((err: unknown) => { log.warn({ err }, 'command expiry sweep failed') })
-      .finally(() => { sweeping = false })
-  }, sweepEvery)
-  sweeper.unref()
+  /** Runs a sweep every `ms`, one at a time; a failure (a database outage) is logged and retried on the next tick. */
+  const every = (ms: number, sweep: () => Promise<number>, swept: (n: number) => void, failed: string): NodeJS.Timeout => {
+    let running = false
+    const timer = setInterval(() => {
+      if (running) return
+      running = true
+      sweep()
+        .then((n) => { if (n > 0) swept(n) })
+        .catch((err: unknown) => { log.warn({ err }, failed) })
+        .finally(() => { running = false })
+    }, ms)
+    timer.unref()
+    return timer
+  }
+
+  // docs/protocol.md §5: open commands expire after COMMAND_TIMEOUT.
+  const sweeper = every(Math.min(1000, config.COMMAND_TIMEOUT * 250), async () => await commands.expireOverdue(),
+    (n) => { log.info({ expired: n }, 'commands expired') }, 'command expiry sweep failed')
 
   commands.onReleaseError((err, robotUuid) => { log.warn({ err, robot: robotUuid }, 'could not release queued commands; they go out on its next subscription') })
 
   // A queued command goes out only while its issuer may command the robot:
   // when that right ends, the issuer's queued commands are cancelled now
   // (the release checks again, for what a lost event or a down node missed).
-  const cancelQueuedOn = (robotUuid: string | null): void => {
-    commands.cancelUnauthorizedOn(robotUuid)
-      .then((n) => { if (n > 0) log.info({ robot: robotUuid ?? undefined, cancelled: n }, 'queued commands cancelled: their issuer may no longer command the robot') })
-      .catch((err: unknown) => { log.warn({ err }, 'could not cancel queued commands after a group change; the release checks again') })
+  const cancelQueued = (cancelling: Promise<number>, about: { user?: number, robot?: string }): void => {
+    cancelling
+      .then((n) => { if (n > 0) log.info({ ...about, cancelled: n }, 'queued commands cancelled: their issuer may no longer command the robot') })
+      .catch((err: unknown) => { log.warn({ err, ...about }, 'could not cancel queued commands whose issuer lost the right to command; the release checks again') })
   }
-  const cancelQueued = (userId: number): void => {
-    commands.cancelUnauthorized(userId)
-      .then((n) => { if (n > 0) log.info({ user: userId, cancelled: n }, 'queued commands cancelled: their issuer may no longer command the robot') })
-      .catch((err: unknown) => { log.warn({ err, user: userId }, 'could not cancel queued commands of a user who lost access; the release checks again') })
-  }
-  const offAccess = events.on('accessChanged', (e) => { if (!atLeast(e.role, 'operator')) cancelQueued(e.userId) })
-  const offGroupGrant = events.on('groupGrantChanged', (e) => { if (!atLeast(e.role, 'operator')) cancelQueued(e.userId) })
-  const offGroupRobots = events.on('groupRobotsChanged', (e) => { if (!e.added) for (const uuid of e.robotUuids) cancelQueuedOn(uuid) })
-  const offGroupDeleted = events.on('groupDeleted', () => { cancelQueuedOn(null) })
+  const ofUser = (userId: number): void => { cancelQueued(commands.cancelUnauthorized(userId), { user: userId }) }
+  const offAccess = events.on('accessChanged', (e) => { if (!atLeast(e.role, 'operator')) ofUser(e.userId) })
+  const offGroupGrant = events.on('groupGrantChanged', (e) => { if (!atLeast(e.role, 'operator')) ofUser(e.userId) })
+  const offGroupRobots = events.on('groupRobotsChanged', (e) => { if (!e.added) for (const uuid of e.robotUuids) cancelQueued(commands.cancelUnauthorizedOn(uuid), { robot: uuid }) })
+  const offGroupDeleted = events.on('groupDeleted', () => { cancelQueued(commands.cancelUnauthorizedOn(null), {}) })
 
   // docs/protocol.md §13.2: expired grants stop working by themselves (every
   // check compares the time); this removes them and audits each once.
-  let expiring = false
-  const expiry = setInterval(() => {
-    if (expiring) return
-    expiring = true
-    access.expireDue()
-      .then((n) => { if (n > 0) log.info({ expired: n }, 'grants expired') })
-      .catch((err: unknown) => { log.warn({ err }, 'grant expiry sweep failed; it runs again in a second') })
-      .finally(() => { expiring = false })
-  }, EXPIRY_SWEEP_MS)
-  expiry.unref()
+  const expiry = every(EXPIRY_SWEEP_MS, async () => await access.expireDue(),
+    (n) => { log.info({ expired: n }, 'grants expired') }, 'grant expiry sweep failed; it runs again in a second')
   // (a deactivation also emits userRevoked: cancelled there, not twice)
-  const offUser = events.on('userChanged', (e) => { if (!e.isStaff && e.isActive) cancelQueued(e.userId) })
-  const offRevoked = events.on('userRevoked', (e) => { cancelQueued(e.userId) })
+  const offUser = events.on('userChanged', (e) => { if (!e.isStaff && e.isActive) ofUser(e.userId) })
+  const offRevoked = events.on('userRevoked', (e) => { ofUser(e.userId) })
 
   // /metrics and the dashboard read the open commands from memory; this
   // counts them in the background (through the status index).
