@@ -6,7 +6,7 @@ import type { FastifyInstance, InjectOptions } from 'fastify'
 import { QueryTypes } from 'sequelize'
 import t, { type Test } from 'tap'
 import { httpFrom } from '../addresses.js'
-import { createRobot, createStaff, createUser, grant, type TestUser } from '../factory.js'
+import { createRobot, createStaff, createUser, grant, grantRole, type TestUser } from '../factory.js'
 import { authentication, bearer, build } from '../helper.js'
 import { eventually } from '../mqtt.js'
 
@@ -83,6 +83,25 @@ t.test('a key acts as its user on REST: Bearer and the authentication header', a
   await eventually(async () => (await rows(app))[0]?.last_used_at, (v) => v !== null && v !== undefined)
   const listed = (await call(app, bearer(key), 'GET', '/users/me/api_keys')).json().items[0]
   t.match(listed.last_used_at, ISO, 'last_used_at is recorded')
+})
+
+t.test("a manager's key manages the robot's grants; a viewer's key is refused a command", async (t) => {
+  const app = await build(t)
+  const robot = await createRobot(app)
+  const manager = await createUser(app)
+  const viewer = await createUser(app)
+  await grantRole(app, manager, robot, 'manager')
+  await grantRole(app, viewer, robot, 'viewer')
+  const managerKey = (await makeKey(t, app, manager)).key
+  const viewerKey = (await makeKey(t, app, viewer)).key
+  const put = await call(app, bearer(managerKey), 'PUT', `/robots/${robot.uuid}/grants/${viewer.username}`, { role: 'operator' })
+  t.equal(put.statusCode, 204, 'the manager\'s key grants')
+  const list = await call(app, bearer(managerKey), 'GET', `/robots/${robot.uuid}/grants`)
+  t.match(list.json().items, [{ username: manager.username, role: 'manager' }, { username: viewer.username, role: 'operator' }])
+  await grantRole(app, viewer, robot, 'viewer')
+  const refused = await call(app, bearer(viewerKey), 'POST', '/robots/robot/command', { robot_uuid: robot.uuid, command: 'auto', ttl: 60 })
+  t.equal(refused.statusCode, 403)
+  t.equal(refused.json().code, 'UNITED_ROLE_REQUIRED')
 })
 
 t.test('a key cannot make keys, but lists and deletes them', async (t) => {
