@@ -6,6 +6,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import audit from './api/audit.js'
 import cluster from './api/cluster.js'
 import groups from './api/groups.js'
+import models from './api/models.js'
 import robots from './api/robots.js'
 import users from './api/users.js'
 import site from './site.js'
@@ -15,6 +16,7 @@ const admin: FastifyPluginAsync = async (fastify) => {
     await api.register(users)
     await api.register(robots)
     await api.register(groups)
+    await api.register(models)
     await api.register(audit)
     await api.register(cluster)
   }, { prefix: '/api' })

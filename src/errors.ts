@@ -22,6 +22,12 @@ export const Errors = {
   GROUP_NAME_TAKEN: define('UNITED_GROUP_NAME_TAKEN', 409, 'a group with this name already exists'),
   API_KEY_NOT_FOUND: define('UNITED_API_KEY_NOT_FOUND', 404, 'API key not found'),
   TOO_MANY_API_KEYS: define('UNITED_TOO_MANY_API_KEYS', 409, 'at most %s live API keys per user; delete one first'),
+  // docs/protocol.md §14
+  MODEL_NOT_FOUND: define('UNITED_MODEL_NOT_FOUND', 404, 'model version not found'),
+  MODEL_IN_USE: define('UNITED_MODEL_IN_USE', 409, 'a robot uses this model version; give the robot another model first'),
+  NO_MODEL: define('UNITED_NO_MODEL', 404, 'this robot has no model'),
+  UNKNOWN_COMMAND: define('UNITED_UNKNOWN_COMMAND', 400, '%s'),
+  INVALID_PARAMS: define('UNITED_INVALID_PARAMS', 400, '%s'),
   ROBOT_NOT_FOUND: define('UNITED_ROBOT_NOT_FOUND', 404, 'robot not found'),
   USER_NOT_FOUND: define('UNITED_USER_NOT_FOUND', 404, 'user not found'),
   SERIAL_TAKEN: define('UNITED_SERIAL_TAKEN', 409, 'a robot with this serial already exists'),

@@ -35,6 +35,8 @@ export interface FleetEvents {
   passwordChanged: [{ userId: number }]
   /** A user was deactivated or deleted: close their connections. */
   userRevoked: [{ userId: number }]
+  /** A robot was given another model, or none (docs/protocol.md §14). */
+  robotModelChanged: [{ robotUuid: string, model: { name: string, version: number } | null }]
   /** A robot's state changed (a command was acknowledged as done). */
   robotStateChanged: [{ robotUuid: string, state: string }]
 }

@@ -1,5 +1,6 @@
 // Fixtures through the services, never through models.
 import type { FastifyInstance } from 'fastify'
+import type { ModelRef } from '../src/contract/models.js'
 import type { Role } from '../src/contract/roles.js'
 import type { QueuedFrame } from '../src/services/frame-writer.js'
 
@@ -20,9 +21,9 @@ export async function createStaff (app: FastifyInstance, opts: { username?: stri
   return await createUser(app, { ...opts, isStaff: true })
 }
 
-export async function createRobot (app: FastifyInstance, opts: { serial?: string, name?: string, secret?: string } = {}): Promise<TestRobot> {
+export async function createRobot (app: FastifyInstance, opts: { serial?: string, name?: string, secret?: string, model?: ModelRef } = {}): Promise<TestRobot> {
   const serial = opts.serial ?? `SN-${next()}-${process.pid}`
-  const robot = await app.services.robots.create({ serial, name: opts.name, token: opts.secret }, { actor: null })
+  const robot = await app.services.robots.create({ serial, name: opts.name, token: opts.secret, model: opts.model }, { actor: null })
   return { uuid: robot.uuid, serial, secret: robot.token }
 }
 
@@ -51,4 +52,48 @@ export async function robotIdOf (app: FastifyInstance, uuid: string): Promise<nu
 /** A position frame as the broker queues it for the frame writer. */
 export function queuedFrame (robotId: number, frameId: string): QueuedFrame {
   return { robotId, frameId, type: 1, data: { speed: 1 }, recordedAt: null, receivedAt: new Date() }
+}
+
+/**
+ * A floor cleaner's model (docs/protocol.md §14): every kind of telemetry
+ * field and commands with and without parameters and timeouts.
+ */
+export const CLEANER_MODEL = {
+  name: 'cleaner',
+  description: 'a floor-cleaning robot',
+  telemetry: {
+    brush_rpm: { type: 'integer', minimum: 0, maximum: 3000, unit: 'rpm' },
+    water_level: { type: 'number', minimum: 0, maximum: 100, unit: '%', description: 'clean water tank' },
+    mopping: { type: 'boolean' },
+    zone: { type: 'string', max_length: 32 },
+    mode: { type: 'string', enum: ['eco', 'normal', 'deep'] }
+  },
+  commands: {
+    dock: { description: 'go to the docking station' },
+    clean_zone: {
+      description: 'clean one zone',
+      params: {
+        type: 'object',
+        properties: {
+          zone: { type: 'string', minLength: 1, maxLength: 32 },
+          passes: { type: 'integer', minimum: 1, maximum: 5 },
+          mode: { type: 'string', enum: ['eco', 'normal', 'deep'] }
+        },
+        required: ['zone'],
+        additionalProperties: false
+      },
+      timeout: 600
+    }
+  }
+}
+
+/** Creates a model version through the service (the next version of its name). */
+export async function createModel (app: FastifyInstance, body: { name: string } & Record<string, unknown> = CLEANER_MODEL): Promise<ModelRef> {
+  const created = await app.services.models.create(body, { actor: null })
+  return { name: created.name, version: created.version }
+}
+
+/** Gives a robot a model (or none) through the service. */
+export async function setModel (app: FastifyInstance, robot: { uuid: string }, model: ModelRef | null): Promise<void> {
+  await app.services.robots.update(robot.uuid, { model }, { actor: null })
 }

@@ -12,7 +12,7 @@ export const ACTIONS: AuditAction[] = [
   'access.granted', 'access.changed', 'access.revoked', 'access.expired',
   'group.created', 'group.deleted', 'group.robot_added', 'group.robot_removed',
   'group.granted', 'group.grant_changed', 'group.revoked',
-  'api_key.created', 'api_key.deleted',
+  'api_key.created', 'api_key.deleted', 'model.created', 'model.deleted',
   'command.sent', 'robot.login_failed', 'auth.login_blocked'
 ]
 const uuidRe = new RegExp(UUID_PATTERN)

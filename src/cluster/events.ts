@@ -10,7 +10,7 @@ import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { EventBus, FleetEventName, FleetEvents } from '../events.js'
 
-export const RELAYED: ReadonlySet<FleetEventName> = new Set(['robotRevoked', 'accessChanged', 'groupGrantChanged', 'groupRobotsChanged', 'groupDeleted', 'apiKeyRevoked', 'userChanged', 'userRevoked', 'passwordChanged'])
+export const RELAYED: ReadonlySet<FleetEventName> = new Set(['robotRevoked', 'accessChanged', 'groupGrantChanged', 'groupRobotsChanged', 'groupDeleted', 'apiKeyRevoked', 'userChanged', 'userRevoked', 'passwordChanged', 'robotModelChanged'])
 
 interface Envelope { from: string, event: FleetEventName, args: unknown[] }
 

@@ -2,9 +2,10 @@
 // and errors a firmware developer can read in the ack. Pure: no I/O.
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import { Type, type TSchema } from 'typebox'
+import type { CompiledModel } from './models.js'
 import { FRAME_TYPES } from './payloads.js'
 
-const FRAME_NAMES: Record<number, string> = { 1: 'position', 2: 'geo', 3: 'hardware' }
+const FRAME_NAMES: Record<number, string> = { 1: 'position', 2: 'geo', 3: 'hardware', 4: 'telemetry' }
 
 // JSON.parse turns 1e400 into Infinity; these bounds keep numbers finite.
 const finite = (opts: { minimum?: number, maximum?: number, description?: string } = {}): TSchema =>
@@ -130,7 +131,7 @@ const ajv = new Ajv({ allErrors: true, strict: false })
 
 const validateEnvelope = ajv.compile(Type.Object({
   id: FRAME_ID,
-  type: Type.Integer({ enum: [1, 2, 3] }),
+  type: Type.Integer({ enum: [1, 2, 3, 4] }),
   data: Type.Object({})
 }, { additionalProperties: false }))
 const validators: Record<number, ValidateFunction> = Object.fromEntries(
@@ -176,7 +177,7 @@ function describe (errors: ErrorObject[] | null | undefined, prefix: string, typ
       case 'pattern':
         return field === 'id' ? UNSTORABLE : `${field} must be an ISO 8601 date-time or "YYYY-MM-DD HH:MM:SS"`
       case 'enum':
-        return field === 'type' ? 'type must be 1 (position), 2 (geo) or 3 (hardware)' : `${field} must be one of the allowed values`
+        return field === 'type' ? 'type must be 1 (position), 2 (geo), 3 (hardware) or 4 (telemetry)' : `${field} must be one of the allowed values`
       case 'minLength': case 'maxLength':
         return field === 'id' ? 'id must be a string of 1 to 64 characters' : `${field} ${e.message ?? 'has a wrong length'}`
       case 'minimum': case 'maximum':
@@ -194,7 +195,7 @@ function describe (errors: ErrorObject[] | null | undefined, prefix: string, typ
  * string a valid frame holds is its id or a datetime, and their patterns
  * keep out what the database cannot store (NUL, unpaired surrogates).
  */
-export function validateFrame (payload: Buffer, maxBytes: number): FrameResult {
+export function validateFrame (payload: Buffer, maxBytes: number, model: CompiledModel | null = null): FrameResult {
   if (payload.length > maxBytes) return { ok: false, id: null, errors: [`frame is ${payload.length} bytes, over the limit of ${maxBytes}`] }
   let value: unknown
   const text = payload.toString('utf8')
@@ -212,6 +213,13 @@ export function validateFrame (payload: Buffer, maxBytes: number): FrameResult {
     return { ok: false, id, errors: capped([...new Set(describe(validateEnvelope.errors, ''))]) }
   }
   const frame = value as { id: string, type: number, data: Record<string, unknown> }
+  if (frame.type === FRAME_TYPES.telemetry) {
+    // docs/protocol.md §14.2: checked against the robot's model, compiled once per version
+    if (model === null) return { ok: false, id: frame.id, errors: ['this robot has no model: type 4 (telemetry) frames need one'] }
+    const errors = model.checkData(frame.data)
+    if (errors !== null) return { ok: false, id: frame.id, errors: capped(errors) }
+    return { ok: true, frame: { id: frame.id, type: frame.type, data: frame.data, recordedAt: new Date(datetimeMs(frame.data.datetime as string) as number), text } }
+  }
   const validate = validators[frame.type] as ValidateFunction
   const typeName = FRAME_NAMES[frame.type]
   if (!validate(frame.data)) return { ok: false, id: frame.id, errors: capped(describe(validate.errors, 'data.', typeName)) }

@@ -12,7 +12,7 @@ export type CommandStatus = typeof COMMAND_STATUSES[number]
 export const MAX_COMMAND_TTL = 604800
 
 /** docs/protocol.md §4: the frame types. */
-export const FRAME_TYPES = { position: 1, geo: 2, hardware: 3 } as const
+export const FRAME_TYPES = { position: 1, geo: 2, hardware: 3, telemetry: 4 } as const
 export type FrameType = typeof FRAME_TYPES[keyof typeof FRAME_TYPES]
 
 /** The state of a robot that has never been commanded. */

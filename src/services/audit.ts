@@ -16,6 +16,7 @@ export type AuditAction =
   | 'access.granted' | 'access.changed' | 'access.revoked' | 'access.expired'
   | 'group.created' | 'group.deleted' | 'group.robot_added' | 'group.robot_removed' | 'group.granted' | 'group.grant_changed' | 'group.revoked'
   | 'api_key.created' | 'api_key.deleted'
+  | 'model.created' | 'model.deleted'
   | 'command.sent' | 'command.queued' | 'command.cancelled'
 
 export interface AuditEntry {

@@ -13,6 +13,7 @@ import { createCommandService } from './commands.js'
 import { createFrameWriter } from './frame-writer.js'
 import { createFrameService } from './frames.js'
 import { createGroupService } from './groups.js'
+import { createModelService } from './models.js'
 import { createLoginLimiter, createMemoryAttemptStore, type AttemptStore } from './login-limits.js'
 import { createOverviewService } from './overview.js'
 import { createPresenceService, type RemotePresence } from './presence.js'
@@ -48,7 +49,8 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
   const tokens = tokenStore ?? createMemoryTokenStore({ voidedTtlSeconds: config.ROBOT_TOKEN_TTL })
   const audit = createAuditService({ db })
   const users = createUserService({ db, events, audit })
-  const robots = createRobotService({ db, events, audit, tokens })
+  const models = createModelService({ db, audit })
+  const robots = createRobotService({ db, events, audit, tokens, models })
   const access = createAccessService({ db, events, audit })
   const groups = createGroupService({ db, events, audit })
   const presence = createPresenceService({ remote: remotePresence })
@@ -175,6 +177,7 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
     audit,
     users,
     robots,
+    models,
     access,
     groups,
     presence,

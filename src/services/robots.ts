@@ -7,9 +7,11 @@ import { dateParam, type Database } from '../db/index.js'
 import type { Robot } from '../db/models/index.js'
 import { Errors } from '../errors.js'
 import type { EventBus } from '../events.js'
+import type { ModelRef } from '../contract/models.js'
 import { holdsRoleSql } from './access.js'
 import type { AuditContext, AuditService } from './audit.js'
 import { batchLookup } from './batch.js'
+import type { ModelService } from './models.js'
 import { decodeCursor, pageLimit, toPage, type Page, type PageRequest } from './pagination.js'
 import { hashGeneratedSecret, hashSecret, randomToken, verifyAgainstGeneratedDummy, verifySecret } from './secrets.js'
 import type { TokenStore } from './token-store.js'
@@ -24,9 +26,11 @@ export interface RobotView {
   command_connected: boolean
   last_seen_at: string | null
   created_at: string
+  /** The robot's model (docs/protocol.md §14), or null. */
+  model: ModelRef | null
 }
-export interface NewRobot { serial: string, name?: string, token?: string }
-export interface RobotPatch { serial?: string, name?: string, enabled?: boolean }
+export interface NewRobot { serial: string, name?: string, token?: string, model?: ModelRef | null }
+export interface RobotPatch { serial?: string, name?: string, enabled?: boolean, model?: ModelRef | null }
 export interface RobotListRequest extends PageRequest { q?: string, enabled?: boolean, online?: boolean, state?: string }
 /** A new secret (shown once) and until when the previous one still works, if it does. */
 export interface RotatedSecret { token: string, previousValidUntil: Date | null }
@@ -55,11 +59,19 @@ export function robotView (row: Robot): RobotView {
     data_connected: row.dataConnected,
     command_connected: row.commandConnected,
     last_seen_at: row.lastSeenAt === null || row.lastSeenAt === undefined ? null : row.lastSeenAt.toISOString(),
-    created_at: row.createdAt.toISOString()
+    created_at: row.createdAt.toISOString(),
+    model: modelRefOf(row)
   }
 }
 
-export function createRobotService ({ db, events, audit, tokens }: { db: Database, events: EventBus, audit: AuditService, tokens: TokenStore }) {
+/** The robot's model as robot items show it. */
+export function modelRefOf (row: { modelName?: string | null, modelVersion?: number | null }): ModelRef | null {
+  return row.modelName === null || row.modelName === undefined || row.modelVersion === null || row.modelVersion === undefined ? null : { name: row.modelName, version: row.modelVersion }
+}
+
+const sameModel = (a: ModelRef | null, b: ModelRef | null): boolean => a === null || b === null ? a === b : a.name === b.name && a.version === b.version
+
+export function createRobotService ({ db, events, audit, tokens, models }: { db: Database, events: EventBus, audit: AuditService, tokens: TokenStore, models: ModelService }) {
   const { Robot, Frame } = db.models
 
   // obtain_token and CONNECT read one robot row each; a fleet reconnecting at
@@ -69,8 +81,8 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
     return new Map(rows.map((r) => [r.serial, r]))
   })
   const byUuid = batchLookup(async (uuids: string[]) => {
-    const rows = await Robot.findAll({ where: { uuid: { [Op.in]: uuids } }, attributes: ['id', 'uuid', 'enabled', 'state'], raw: true })
-    return new Map(rows.map((r) => [r.uuid, { id: r.id, uuid: r.uuid, enabled: Boolean(r.enabled), state: r.state }]))
+    const rows = await Robot.findAll({ where: { uuid: { [Op.in]: uuids } }, attributes: ['id', 'uuid', 'enabled', 'state', 'modelName', 'modelVersion'], raw: true })
+    return new Map(rows.map((r) => [r.uuid, { id: r.id, uuid: r.uuid, enabled: Boolean(r.enabled), state: r.state, model: modelRefOf(r) }]))
   })
 
   async function revoke (uuid: string, reason: 'disabled' | 'deleted' | 'rotated'): Promise<void> {
@@ -158,8 +170,10 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
       const token = input.token ?? randomToken(24)
       const secretHash = input.token === undefined ? hashGeneratedSecret(token) : await hashSecret(token)
       return await uniqueSerial(() => db.transaction(async (transaction) => {
-        const robot = await Robot.create({ uuid: randomUUID(), serial: input.serial, name: input.name ?? '', secretHash }, { transaction })
-        await audit.record(ctx, { action: 'robot.created', robotUuid: robot.uuid, details: { serial: robot.serial, name: robot.name, secret_generated: input.token === undefined } }, transaction)
+        const model = input.model ?? null
+        if (model !== null) await models.hold(model, transaction)
+        const robot = await Robot.create({ uuid: randomUUID(), serial: input.serial, name: input.name ?? '', secretHash, modelName: model?.name ?? null, modelVersion: model?.version ?? null }, { transaction })
+        await audit.record(ctx, { action: 'robot.created', robotUuid: robot.uuid, details: { serial: robot.serial, name: robot.name, secret_generated: input.token === undefined, ...(model === null ? {} : { model }) } }, transaction)
         return { ...robotView(robot), token }
       }))
     },
@@ -211,6 +225,7 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
 
     async update (uuid: string, patch: RobotPatch, ctx: AuditContext): Promise<RobotView> {
       let disabled = false
+      let modelChanged = false
       const robot = await uniqueSerial(() => db.transaction(async (transaction) => {
         const robot = await Robot.findOne({ where: { uuid }, transaction })
         if (robot === null) throw new Errors.ROBOT_NOT_FOUND()
@@ -218,11 +233,18 @@ export function createRobotService ({ db, events, audit, tokens }: { db: Databas
         if (patch.serial !== undefined) robot.serial = patch.serial
         if (patch.name !== undefined) robot.name = patch.name
         if (patch.enabled !== undefined) robot.enabled = patch.enabled
+        if (patch.model !== undefined && !sameModel(patch.model, modelRefOf(robot))) {
+          if (patch.model !== null) await models.hold(patch.model, transaction)
+          robot.modelName = patch.model?.name ?? null
+          robot.modelVersion = patch.model?.version ?? null
+          modelChanged = true
+        }
         await robot.save({ transaction })
         await audit.record(ctx, { action: 'robot.updated', robotUuid: uuid, details: { ...patch } }, transaction)
         return robot
       }))
       if (disabled) await revoke(uuid, 'disabled')
+      if (modelChanged) events.emit('robotModelChanged', { robotUuid: uuid, model: modelRefOf(robot) })
       return robotView(robot)
     },
 

@@ -51,8 +51,8 @@ async function walk (t: Test, app: FastifyInstance, jwt: string, url: string, li
 }
 
 const USER_KEYS = ['id', 'is_active', 'is_staff', 'username']
-const NEW_ROBOT_KEYS = ['enabled', 'name', 'serial', 'token', 'uuid']
-const ADMIN_ROBOT_KEYS = ['command_connected', 'created_at', 'data_connected', 'enabled', 'last_seen_at', 'name', 'serial', 'state', 'uuid']
+const NEW_ROBOT_KEYS = ['enabled', 'model', 'name', 'serial', 'token', 'uuid']
+const ADMIN_ROBOT_KEYS = ['command_connected', 'created_at', 'data_connected', 'enabled', 'last_seen_at', 'model', 'name', 'serial', 'state', 'uuid']
 
 // ---------------------------------------------------------------- users
 

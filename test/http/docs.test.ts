@@ -95,7 +95,7 @@ t.test('the documented success codes match the contract', async (t) => {
 t.test('the robot a user sees is documented without its secret', async (t) => {
   const doc = await openapi(t)
   const schema = doc.paths['/robots/{uuid}'].get.responses['200'].content['application/json'].schema
-  t.same(Object.keys(schema.properties).sort(), ['command_connected', 'data_connected', 'last_seen_at', 'name', 'role', 'serial', 'state', 'uuid'])
+  t.same(Object.keys(schema.properties).sort(), ['command_connected', 'data_connected', 'last_seen_at', 'model', 'name', 'role', 'serial', 'state', 'uuid'])
   t.same([...new Set(JSON.stringify(schema.properties.role).match(/\b(viewer|operator|manager|staff)\b/g))], ['viewer', 'operator', 'manager', 'staff'], 'with the role')
   const token = doc.paths['/robots/robot/obtain_token'].post.responses['201'].content['application/json'].schema
   t.same(Object.keys(token.properties).sort(), ['access_token', 'expires_in', 'robot_uuid'])

@@ -3,7 +3,7 @@ import t from 'tap'
 import { authentication, bearer, build } from '../helper.js'
 import { createRobot, createStaff, createUser, grant, ownedRobot } from '../factory.js'
 
-const ROBOT_FIELDS = ['command_connected', 'data_connected', 'last_seen_at', 'name', 'role', 'serial', 'state', 'uuid']
+const ROBOT_FIELDS = ['command_connected', 'data_connected', 'last_seen_at', 'model', 'name', 'role', 'serial', 'state', 'uuid']
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const MISSING_UUID = '00000000-0000-4000-8000-000000000000'
 
@@ -168,7 +168,7 @@ t.test('GET /robots/{uuid} answers a granted robot with exactly the contract fie
   const body = res.json()
   t.same(Object.keys(body).sort(), ROBOT_FIELDS)
   t.match(body.uuid, UUID)
-  t.same(body, { uuid: robot.uuid, serial: robot.serial, name: 'Robbie', state: body.state, data_connected: false, command_connected: false, last_seen_at: null, role: 'operator' })
+  t.same(body, { uuid: robot.uuid, serial: robot.serial, name: 'Robbie', state: body.state, data_connected: false, command_connected: false, last_seen_at: null, model: null, role: 'operator' })
   t.type(body.state, 'string')
   for (const leak of ['secret', 'secret_hash', 'secretHash', 'enabled', 'token', 'id', 'created_at']) t.notOk(leak in body, `no ${leak}`)
   t.notOk(res.payload.includes('super-secret-value-123'), 'the secret is not in the response')

@@ -13,5 +13,6 @@ import * as m010 from './010-frames-history-type.js'
 import * as m011 from './011-commands-retention.js'
 import * as m012 from './012-usernames-case-insensitive.js'
 import * as m013 from './013-roles-groups-api-keys.js'
+import * as m014 from './014-robot-models.js'
 
-export const migrations = [m001, m002, m003, m004, m005, m006, m007, m008, m009, m010, m011, m012, m013]
+export const migrations = [m001, m002, m003, m004, m005, m006, m007, m008, m009, m010, m011, m012, m013, m014]

@@ -7,10 +7,11 @@ import { Command } from './command.js'
 import { Frame } from './frame.js'
 import { Group, GroupGrant, GroupRobot } from './group.js'
 import { RobotAccess } from './robot-access.js'
+import { RobotModel } from './robot-model.js'
 import { Robot } from './robot.js'
 import { User } from './user.js'
 
-export { AdminSession, ApiKey, AuditEvent, Command, Frame, Group, GroupGrant, GroupRobot, Robot, RobotAccess, User }
+export { AdminSession, ApiKey, AuditEvent, Command, Frame, Group, GroupGrant, GroupRobot, Robot, RobotAccess, RobotModel, User }
 
 export function initModels (sequelize: Sequelize) {
   const models = {
@@ -24,7 +25,8 @@ export function initModels (sequelize: Sequelize) {
     Group: Group.initModel(sequelize),
     GroupRobot: GroupRobot.initModel(sequelize),
     GroupGrant: GroupGrant.initModel(sequelize),
-    ApiKey: ApiKey.initModel(sequelize)
+    ApiKey: ApiKey.initModel(sequelize),
+    RobotModel: RobotModel.initModel(sequelize)
   }
   User.belongsToMany(Robot, { through: RobotAccess, foreignKey: 'userId', otherKey: 'robotId', as: 'robots' })
   Robot.belongsToMany(User, { through: RobotAccess, foreignKey: 'robotId', otherKey: 'userId', as: 'users' })

@@ -14,6 +14,9 @@ export class Robot extends Model<InferAttributes<Robot>, InferCreationAttributes
   declare lastSeenAt: CreationOptional<Date | null>
   declare dataConnected: CreationOptional<boolean>
   declare commandConnected: CreationOptional<boolean>
+  /** The robot's model (docs/protocol.md §14): both set, or both null. */
+  declare modelName: CreationOptional<string | null>
+  declare modelVersion: CreationOptional<number | null>
   declare createdAt: CreationOptional<Date>
   declare updatedAt: CreationOptional<Date>
 
@@ -31,6 +34,8 @@ export class Robot extends Model<InferAttributes<Robot>, InferCreationAttributes
       lastSeenAt: { type: DataTypes.DATE, allowNull: true },
       dataConnected: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false },
       commandConnected: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false },
+      modelName: { type: DataTypes.STRING(64), allowNull: true },
+      modelVersion: { type: DataTypes.INTEGER, allowNull: true },
       createdAt: DataTypes.DATE,
       updatedAt: DataTypes.DATE
     }, { sequelize, tableName: 'robots', underscored: true })

@@ -1,6 +1,14 @@
 import { Type } from 'typebox'
 import { COMMAND_STATUSES, MAX_COMMAND_TTL, ROBOT_COMMANDS } from '../../contract/payloads.js'
+import { MODEL_NAME_PATTERN } from '../../contract/models.js'
 import { DateTime, NullableDateTime, RobotUuid } from './common.js'
+
+/** docs/protocol.md §14: a robot's model, by name and version. */
+export const ModelRefSchema = Type.Object({
+  name: Type.String({ pattern: MODEL_NAME_PATTERN, maxLength: 64 }),
+  version: Type.Integer({ minimum: 1 })
+}, { additionalProperties: false })
+const NullableModelRef = Type.Union([ModelRefSchema, Type.Null()], { description: 'the robot\'s model (name and version), or null when it has none' })
 
 export const SERIAL = Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f]+$' })
 export const ROBOT_NAME = Type.String({ maxLength: 200, pattern: '^[^\\u0000-\\u001f]*$' })
@@ -15,6 +23,7 @@ export const RobotSchema = Type.Object({
   data_connected: Type.Boolean(),
   command_connected: Type.Boolean(),
   last_seen_at: NullableDateTime,
+  model: NullableModelRef,
   role: Type.Union([Type.Literal('viewer'), Type.Literal('operator'), Type.Literal('manager'), Type.Literal('staff')], {
     description: 'your effective role on the robot: the highest of your direct grant and your group grants, expired ones left out; `staff` for staff'
   })
@@ -30,7 +39,8 @@ export const AdminRobotSchema = Type.Object({
   data_connected: Type.Boolean(),
   command_connected: Type.Boolean(),
   last_seen_at: NullableDateTime,
-  created_at: DateTime
+  created_at: DateTime,
+  model: NullableModelRef
 })
 
 export const NewRobotSchema = Type.Object({
@@ -38,19 +48,22 @@ export const NewRobotSchema = Type.Object({
   serial: Type.String(),
   name: Type.String(),
   enabled: Type.Boolean(),
+  model: NullableModelRef,
   token: Type.String({ description: 'the robot secret: shown only here and by rotate_token' })
 })
 
 export const NewRobotBody = Type.Object({
   serial: SERIAL,
   name: Type.Optional(ROBOT_NAME),
-  token: Type.Optional(ROBOT_SECRET)
+  token: Type.Optional(ROBOT_SECRET),
+  model: Type.Optional(NullableModelRef)
 }, { additionalProperties: false })
 
 export const RobotPatchBody = Type.Object({
   serial: Type.Optional(SERIAL),
   name: Type.Optional(ROBOT_NAME),
-  enabled: Type.Optional(Type.Boolean())
+  enabled: Type.Optional(Type.Boolean()),
+  model: Type.Optional(NullableModelRef)
 }, { additionalProperties: false, minProperties: 1 })
 
 export const RobotListQuery = Type.Object({

@@ -1,6 +1,7 @@
 // GET /robots, GET /robots/{uuid} (docs/protocol.md §6.1): the robots a user can access.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { BearerSecurity, errorResponses, PageQuery, PageSchema, RobotUuidParams } from '../../schemas/common.js'
+import { ModelSchema } from '../../schemas/models.js'
 import { RobotSchema } from '../../schemas/robots.js'
 import commands from './commands.js'
 import frames from './frames.js'
@@ -8,7 +9,7 @@ import grants from './grants.js'
 import token from './token.js'
 
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
-  const { robots, access } = fastify.services
+  const { robots, access, models } = fastify.services
 
   fastify.get('/robots', {
     onRequest: fastify.authenticate,
@@ -40,6 +41,21 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request) => {
     const robot = await access.robotFor(request.principal!, request.params.uuid.toLowerCase())
     return { ...await robots.get(robot.uuid), role: robot.role }
+  })
+
+  fastify.get('/robots/:uuid/model', {
+    onRequest: fastify.authenticate,
+    schema: {
+      tags: ['robots'],
+      summary: "The robot's model version, whole (viewer)",
+      description: 'What the robot reports (telemetry fields) and the commands it takes with their parameter schemas. 404 `UNITED_NO_MODEL` when it has none.',
+      security: BearerSecurity,
+      params: RobotUuidParams,
+      response: { 200: ModelSchema, ...errorResponses(400, 401, 404) }
+    }
+  }, async (request) => {
+    const robot = await access.robotFor(request.principal!, request.params.uuid.toLowerCase())
+    return await models.ofRobot(robot.id)
   })
 
   await fastify.register(token)
