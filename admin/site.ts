@@ -19,6 +19,7 @@ import audit from './pages/audit.js'
 import dashboard from './pages/dashboard.js'
 import fleet from './pages/fleet.js'
 import groups from './pages/groups.js'
+import models from './pages/models.js'
 import robots from './pages/robots.js'
 import users from './pages/users.js'
 import { render } from './render.js'
@@ -145,6 +146,7 @@ const site: FastifyPluginAsync = async (fastify) => {
   await fastify.register(robots)
   await fastify.register(users)
   await fastify.register(groups)
+  await fastify.register(models)
   await fastify.register(audit)
 }
 
