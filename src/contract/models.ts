@@ -321,7 +321,12 @@ export function compileModel (ref: ModelRef, definition: ModelDefinition): Compi
     definition,
     fields,
     numericFields: fields.filter((f) => ['number', 'integer'].includes((definition.telemetry[f] as FieldDeclaration).type)),
-    checkData: (data) => validate(data) ? null : describe(validate.errors, 'data.', label),
+    checkData: (data) => {
+      if (validate(data)) return null
+      // "at least one field" fails as minProperties 2, also when it is datetime that is missing
+      const hasField = Object.keys(data as object).some((k) => k !== 'datetime')
+      return describe(validate.errors?.filter((e) => e.keyword !== 'minProperties' || !hasField), 'data.', label)
+    },
     commands: new Map(Object.entries(definition.commands).map(([name, decl]) => [name, compileCommand(name, decl, label)]))
   }
 }

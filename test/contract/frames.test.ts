@@ -82,12 +82,14 @@ t.test('each envelope field is required', async (t) => {
 })
 
 t.test('an unknown frame type is an error', async (t) => {
-  for (const type of [0, 4, 1.5, '1', null]) {
+  for (const type of [0, 5, 1.5, '1', null]) {
     const { id, errors } = errorsOf(t, check({ id: 'x', type, data: position }))
     t.equal(id, 'x')
     t.ok(errors.some((e) => e.startsWith('type ')), `type ${JSON.stringify(type)}: ${errors.join('; ')}`)
   }
-  t.match(errorsOf(t, check({ id: 'x', type: 4, data: position })).errors, [/type must be 1 \(position\), 2 \(geo\) or 3 \(hardware\)/])
+  t.match(errorsOf(t, check({ id: 'x', type: 5, data: position })).errors, [/type must be 1 \(position\), 2 \(geo\), 3 \(hardware\) or 4 \(telemetry\)/])
+  // type 4 exists, but only for a robot with a model (test/contract/models.test.ts)
+  t.same(errorsOf(t, check({ id: 'x', type: 4, data: position })).errors, ['this robot has no model: type 4 (telemetry) frames need one'])
 })
 
 t.test('data that is not an object is an error', async (t) => {
