@@ -34,3 +34,23 @@ export function csvNumber (value: unknown): string {
   const s = String(value)
   return JSON_NUMBER.test(s) ? s : csvText(s)
 }
+
+/**
+ * A telemetry cell (type 4, docs/protocol.md §14) from the stored value's JSON
+ * text: a string is a text cell, true and false are written as they are, a
+ * number as a number cell; absent (or null) is empty. Written by the value's
+ * own JSON type, not by what the current model declares: a frame stored
+ * under an older model version keeps its data as stored.
+ */
+export function csvTelemetry (json: unknown): string {
+  if (json === null || json === undefined) return ''
+  const s = String(json)
+  if (s === 'null') return ''
+  if (s === 'true' || s === 'false') return s
+  if (s.startsWith('"')) {
+    let text: unknown
+    try { text = JSON.parse(s) } catch { text = s }
+    return csvText(String(text))
+  }
+  return csvNumber(s)
+}

@@ -5,13 +5,16 @@
 // aggregate's cost estimated (and refused when too large) before it runs.
 import { QueryTypes } from 'sequelize'
 import { NUMERIC_FIELDS } from '../contract/frames.js'
+import type { CompiledModel } from '../contract/models.js'
+import { FRAME_TYPES } from '../contract/payloads.js'
 import { dateParam, rawDate, type Database } from '../db/index.js'
 import { Errors } from '../errors.js'
 import type { AccessService, UserPrincipal } from './access.js'
-import { csvNumber, csvText } from './csv.js'
+import { csvNumber, csvText, csvTelemetry } from './csv.js'
 import { createHistoryLimiter } from './history-limiter.js'
 import { decodeCursor, pageLimit, toPage, type Page, type PageRequest } from './pagination.js'
-import { epochOf, fieldValue, summable, unflattened, type RollupService, type RollupWindow } from './rollups.js'
+import type { ModelService } from './models.js'
+import { epochOf, fieldValue, summable, telemetryValue, unflattened, type RollupService, type RollupWindow } from './rollups.js'
 
 export interface NewFrame {
   frameId: string
@@ -62,7 +65,7 @@ export const EXPORT_STALL_MS = 30_000
  * history index is (robot_id, type, received_at[, frame_id]) (migration
  * 010): a read of every type is one bounded range per type, merged.
  */
-export const HISTORY_TYPES: readonly number[] = Object.keys(NUMERIC_FIELDS).map(Number)
+export const HISTORY_TYPES: readonly number[] = [...Object.keys(NUMERIC_FIELDS).map(Number), FRAME_TYPES.telemetry]
 
 /** Defaults of HISTORY_CONCURRENCY, HISTORY_NODE_CONCURRENCY and AGGREGATE_MAX_ROWS. */
 export const HISTORY_DEFAULTS = { perUser: 2, perNode: 8, maxRows: 1_000_000 } as const
@@ -91,40 +94,51 @@ export const MAX_BUCKETS = 10000
  * One GROUP BY in the database, read through the (robot_id, type,
  * received_at) index: bucket numbers from epoch seconds (integer division, so buckets
  * start at multiples of `bucket` since the epoch), and min/max/avg of each
- * numeric field of the type. Field names come from NUMERIC_FIELDS, never from
- * the request. Frames are never loaded into Node.
+ * numeric field of the type (`fields`: NUMERIC_FIELDS' for types 1-3, the
+ * robot's current model's number and integer fields for type 4, never names
+ * from the request). Frames are never loaded into Node.
  *
  * With `rollups`, the whole minutes [$6, $7) (epoch minutes) come from the
  * per-minute rollups (services/rollups.ts) and only the frames before $8 and
  * from $9 on are read: each part gives per bucket the count, and per field
  * how many frames had it, min, max and sum, and the outer GROUP BY combines
- * them (avg = sum / count). Used only when buckets are whole minutes.
+ * them (avg = sum / count). Used only when buckets are whole minutes. Type 4
+ * takes its counts from frame_rollups and its fields from
+ * frame_field_rollups (one row per field, turned into columns here).
  */
-function aggregateSql (dialect: Database['dialect'], type: number, rollups: boolean): string {
-  const fields = NUMERIC_FIELDS[type] as readonly string[]
+function aggregateSql (dialect: Database['dialect'], type: number, fields: readonly string[], rollups: boolean): string {
+  const telemetry = type === FRAME_TYPES.telemetry
+  const valueOf = (f: string): string => telemetry ? telemetryValue(dialect, f) : fieldValue(dialect, f)
   const bucketOf = dialect === 'postgres' ? `floor(${epochOf(dialect)} / $2)::bigint` : `${epochOf(dialect)} / $2`
   const where = 'f.robot_id = $1 AND f.type = $5'
   const real = dialect === 'postgres' ? 'float8' : 'REAL'
+  const each = (column: (f: string, i: number) => string): string => fields.map((f, i) => `, ${column(f, i)}`).join('')
   // Each field extracted once per frame (unflattened), then aggregated; sums
   // and averages over summable() values, which no sensor can overflow.
-  const values = fields.map((f, i) => `${fieldValue(dialect, f)} AS v${i}`).join(', ')
-  const raw = (range: string): string => `SELECT ${bucketOf} AS b, ${values} FROM frames f WHERE ${where} AND ${range} ${unflattened(dialect)}`
+  const raw = (range: string): string => `SELECT ${bucketOf} AS b${each((f, i) => `${valueOf(f)} AS v${i}`)} FROM frames f WHERE ${where} AND ${range} ${unflattened(dialect)}`
   if (!rollups) {
-    const columns = fields.flatMap((_, i) => [`min(v${i}) AS min${i}`, `max(v${i}) AS max${i}`, `CAST(sum(${summable(`v${i}`)}) AS ${real}) / nullif(count(v${i}), 0) AS avg${i}`]).join(', ')
-    return `SELECT b, count(*) AS n, ${columns}
+    return `SELECT b, count(*) AS n${each((_, i) => `min(v${i}) AS min${i}, max(v${i}) AS max${i}, CAST(sum(${summable(`v${i}`)}) AS ${real}) / nullif(count(v${i}), 0) AS avg${i}`)}
 FROM (${raw('f.received_at >= $3 AND f.received_at <= $4')}) x
 GROUP BY b ORDER BY b`
   }
-  const partColumns = fields.map((_, i) => `count(v${i}) AS c${i}, min(v${i}) AS lo${i}, max(v${i}) AS hi${i}, sum(${summable(`v${i}`)}) AS s${i}`).join(', ')
-  const frames = (range: string): string => `SELECT b, count(*) AS n, ${partColumns} FROM (${raw(range)}) x GROUP BY 1`
+  const frames = (range: string): string => `SELECT b, count(*) AS n${each((_, i) => `count(v${i}) AS c${i}, min(v${i}) AS lo${i}, max(v${i}) AS hi${i}, sum(${summable(`v${i}`)}) AS s${i}`)} FROM (${raw(range)}) x GROUP BY 1`
   const rolledBucket = dialect === 'postgres' ? 'floor(r.minute * 60 / $2)::bigint' : '(r.minute * 60) / $2'
-  const rolled = `SELECT ${rolledBucket} AS b, sum(r.n) AS n, ${fields.map((_, i) => `sum(r.c${i}) AS c${i}, min(r.lo${i}) AS lo${i}, max(r.hi${i}) AS hi${i}, sum(r.s${i}) AS s${i}`).join(', ')}
-  FROM frame_rollups r WHERE r.robot_id = $1 AND r.type = $5 AND r.minute >= $6 AND r.minute < $7 GROUP BY 1`
-  const columns = fields.map((_, i) => `min(lo${i}) AS min${i}, max(hi${i}) AS max${i}, CAST(sum(s${i}) AS ${real}) / nullif(sum(c${i}), 0) AS avg${i}`).join(', ')
-  return `SELECT b, sum(n) AS n, ${columns} FROM (
+  const minutes = 'r.robot_id = $1 AND r.minute >= $6 AND r.minute < $7'
+  const rolled = [telemetry
+    ? `SELECT ${rolledBucket} AS b, sum(r.n) AS n${each((_, i) => `0 AS c${i}, CAST(NULL AS ${real}) AS lo${i}, CAST(NULL AS ${real}) AS hi${i}, CAST(NULL AS ${real}) AS s${i}`)}
+  FROM frame_rollups r WHERE ${minutes} AND r.type = $5 GROUP BY 1`
+    : `SELECT ${rolledBucket} AS b, sum(r.n) AS n${each((_, i) => `sum(r.c${i}) AS c${i}, min(r.lo${i}) AS lo${i}, max(r.hi${i}) AS hi${i}, sum(r.s${i}) AS s${i}`)}
+  FROM frame_rollups r WHERE ${minutes} AND r.type = $5 GROUP BY 1`]
+  if (telemetry && fields.length > 0) {
+    // field names are a model's (FIELD_NAME_PATTERN, which telemetryValue checks)
+    const when = (f: string, column: string): string => `CASE WHEN r.field = '${f}' THEN r.${column} END`
+    rolled.push(`SELECT ${rolledBucket} AS b, 0 AS n${each((f, i) => `sum(${when(f, 'c')}) AS c${i}, min(${when(f, 'lo')}) AS lo${i}, max(${when(f, 'hi')}) AS hi${i}, sum(${when(f, 's')}) AS s${i}`)}
+  FROM frame_field_rollups r WHERE ${minutes} AND r.field IN (${fields.map((f) => `'${f}'`).join(', ')}) GROUP BY 1`)
+  }
+  return `SELECT b, sum(n) AS n${each((_, i) => `min(lo${i}) AS min${i}, max(hi${i}) AS max${i}, CAST(sum(s${i}) AS ${real}) / nullif(sum(c${i}), 0) AS avg${i}`)} FROM (
   ${frames('f.received_at >= $3 AND f.received_at < $8')}
   UNION ALL ${frames('f.received_at >= $9 AND f.received_at <= $4')}
-  UNION ALL ${rolled}
+  ${rolled.map((part) => `UNION ALL ${part}`).join('\n  ')}
 ) parts GROUP BY b ORDER BY b`
 }
 
@@ -169,7 +183,7 @@ export interface FrameServiceLimits {
   maxRows: number
 }
 
-export function createFrameService ({ db, access, rollups, limits = HISTORY_DEFAULTS }: { db: Database, access: AccessService, rollups: RollupService, limits?: FrameServiceLimits }) {
+export function createFrameService ({ db, access, rollups, models, limits = HISTORY_DEFAULTS }: { db: Database, access: AccessService, rollups: RollupService, models: ModelService, limits?: FrameServiceLimits }) {
   const { Frame } = db.models
   const history = createHistoryLimiter(limits)
   const maxRows = limits.maxRows
@@ -211,6 +225,16 @@ export function createFrameService ({ db, access, rollups, limits = HISTORY_DEFA
     if (rows > maxRows) {
       throw new Errors.RANGE_TOO_LARGE(`the aggregate would read more than ${maxRows} stored frames (AGGREGATE_MAX_ROWS): use a shorter range, or a bucket that is a whole number of minutes (60, 120, 3600…), whose whole minutes are read from per-minute rollups`)
     }
+  }
+
+  /**
+   * The robot's current model, compiled (docs/protocol.md §14): what type 4's
+   * aggregates and CSV columns are made of. 404 UNITED_NO_MODEL without one.
+   */
+  async function currentModel (robotId: number): Promise<CompiledModel> {
+    const [row] = await db.sequelize.query('SELECT model_name, model_version FROM robots WHERE id = $1', { type: QueryTypes.SELECT, bind: [robotId] }) as Array<{ model_name: string | null, model_version: number | string | null }>
+    if (row === undefined || row.model_name === null || row.model_version === null) throw new Errors.NO_MODEL()
+    return await models.compiled({ name: row.model_name, version: Number(row.model_version) })
   }
 
   /** The whole minutes of [from, to] that the rollups answer for, or null. */
@@ -338,8 +362,11 @@ export function createFrameService ({ db, access, rollups, limits = HISTORY_DEFA
       // reach is still a 404, its place given back at once.
       const release = history.acquire(principal.id)
       let rows: Array<Record<string, unknown>>
+      let fields: readonly string[] = NUMERIC_FIELDS[type] ?? []
       try {
         const robot = await access.robotFor(principal, robotUuid)
+        // type 4: the number and integer fields of the robot's model as it is now
+        if (type === FRAME_TYPES.telemetry) fields = (await currentModel(robot.id)).numericFields
         // The whole minutes of the range that the rollups answer for: read
         // from them when buckets are whole minutes, counted from them otherwise.
         const covered = coveredMinutes(from, to, await rollups.window())
@@ -349,12 +376,11 @@ export function createFrameService ({ db, access, rollups, limits = HISTORY_DEFA
         // On the history reads' own connection (SQLite) or share of the pool (PostgreSQL).
         rows = await db.historyReads(async () => {
           await checkCost(robot.id, type, from, to, bucket, covered)
-          return await db.sequelize.query(aggregateSql(db.dialect, type, rolled), { type: QueryTypes.SELECT, bind }) as Array<Record<string, unknown>>
+          return await db.sequelize.query(aggregateSql(db.dialect, type, fields, rolled), { type: QueryTypes.SELECT, bind }) as Array<Record<string, unknown>>
         })
       } finally {
         release()
       }
-      const fields = NUMERIC_FIELDS[type] as readonly string[]
       const items = rows.map((row) => {
         const item: AggregateBucket = { start: new Date(Number(row.b) * seconds).toISOString(), count: Number(row.n), min: {}, max: {}, avg: {} }
         fields.forEach((f, i) => {
@@ -429,16 +455,25 @@ export function createFrameService ({ db, access, rollups, limits = HISTORY_DEFA
     async export (principal: UserPrincipal, robotUuid: string, query: ExportQuery, opts: { onStall?: () => void } = {}): Promise<AsyncIterableIterator<string>> {
       const release = history.acquire(principal.id) // first: a refusal costs no database read
       let robot: Awaited<ReturnType<AccessService['robotFor']>>
+      const telemetry = query.format === 'csv' && query.type === FRAME_TYPES.telemetry
+      let fields: readonly string[] = query.type === undefined ? [] : NUMERIC_FIELDS[query.type] ?? []
       try {
         robot = await access.robotFor(principal, robotUuid)
+        // CSV of type 4: a column per telemetry field of the robot's current model, in declaration order
+        if (telemetry) fields = (await currentModel(robot.id)).fields
       } catch (err) {
         release()
         throw err
       }
       const pg = db.dialect === 'postgres'
-      const fields = query.type === undefined ? [] : NUMERIC_FIELDS[query.type] as readonly string[]
+      // Type 4's cells are the stored JSON values' text (a string quoted, as
+      // JSON writes it), so that each is written as its own type however the
+      // model declared it when the frame was stored.
+      const cellOf = (f: string): string => telemetry
+        ? pg ? `(frames.data->'${f}')::text` : `frames.data -> '$.${f}'`
+        : fieldValue(db.dialect, f, 'frames', true)
       const fieldColumns = query.format === 'csv'
-        ? fields.map((f, i) => `, ${fieldValue(db.dialect, f, 'frames', true)} AS f${i}`).join('')
+        ? fields.map((f, i) => `, ${cellOf(f)} AS f${i}`).join('')
         : pg ? ', data::text AS data' : ', data'
       // The instants as ISO 8601 text, made by the database on PostgreSQL
       // (no Date per row in Node: a third of the export's CPU went there).
@@ -458,10 +493,11 @@ export function createFrameService ({ db, access, rollups, limits = HISTORY_DEFA
       const first = types.length === 0 ? null : merged(types, part(false), 'received_at, frame_id', EXPORT_BATCH)
       const next = types.length === 0 ? null : merged(types, part(true), 'received_at, frame_id', EXPORT_BATCH)
       const iso = pg ? (v: unknown): string | null => v as string | null : sqliteIso
+      const cell = telemetry ? csvTelemetry : csvNumber
       const line = query.format === 'csv'
         // The frame id is the robot's free text; type and the fields are
         // numbers (validated JSON), the instants ISO text of our own.
-        ? (r: Record<string, unknown>): string => [csvText(String(r.frame_id)), csvNumber(r.type), csvText(iso(r.recorded_at) ?? ''), csvText(iso(r.received_at) ?? ''), ...fields.map((_, i) => csvNumber(r[`f${i}`]))].join(',') + '\r\n'
+        ? (r: Record<string, unknown>): string => [csvText(String(r.frame_id)), csvNumber(r.type), csvText(iso(r.recorded_at) ?? ''), csvText(iso(r.received_at) ?? ''), ...fields.map((_, i) => cell(r[`f${i}`]))].join(',') + '\r\n'
         : (r: Record<string, unknown>): string => `{"frame_id":${JSON.stringify(r.frame_id)},"type":${Number(r.type)},"data":${String(r.data)},"recorded_at":${JSON.stringify(iso(r.recorded_at))},"received_at":${JSON.stringify(iso(r.received_at))}}\n`
 
       async function * pieces (): AsyncGenerator<string> {

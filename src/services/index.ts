@@ -57,7 +57,7 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
   const robotTokens = createRobotTokenService({ robots, store: tokens, ttlSeconds: config.ROBOT_TOKEN_TTL })
   const commands = createCommandService({ db, events, audit, access, presence, timeoutSeconds: config.COMMAND_TIMEOUT, queueLimit: config.COMMAND_QUEUE_LIMIT })
   const rollups = createRollupService({ db, log })
-  const frames = createFrameService({ db, access, rollups, limits: { perUser: config.HISTORY_CONCURRENCY, perNode: config.HISTORY_NODE_CONCURRENCY, maxRows: config.AGGREGATE_MAX_ROWS } })
+  const frames = createFrameService({ db, access, rollups, models, limits: { perUser: config.HISTORY_CONCURRENCY, perNode: config.HISTORY_NODE_CONCURRENCY, maxRows: config.AGGREGATE_MAX_ROWS } })
   const frameWriter = createFrameWriter({
     db,
     log,

@@ -260,6 +260,7 @@ export function createRobotService ({ db, events, audit, tokens, models }: { db:
         await Frame.destroy({ where: { robotId: robot.id }, transaction })
         // and their rollups (SQLite may give the id to the next robot)
         await db.sequelize.query('DELETE FROM frame_rollups WHERE robot_id = $1', { bind: [robot.id], transaction })
+        await db.sequelize.query('DELETE FROM frame_field_rollups WHERE robot_id = $1', { bind: [robot.id], transaction })
         await audit.record(ctx, { action: 'robot.deleted', robotUuid: uuid, details: { serial: robot.serial } }, transaction)
       })
       await revoke(uuid, 'deleted')

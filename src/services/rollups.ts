@@ -18,9 +18,19 @@
 // - Retention moves `rolled_from` past its cutoff first, then deletes.
 // - An aggregate reads rollups only for whole minutes inside
 //   [rolled_from, rolled_until), and frames for the rest of its range.
+//
+// Telemetry frames (type 4, docs/protocol.md §14) have a model's fields, not
+// fixed slots: their minute's frame count goes to frame_rollups (type 4, its
+// slots empty), and every field whose stored value is a JSON number to
+// frame_field_rollups (robot, minute, field), whatever model it was stored
+// under. An aggregate picks the rows of its robot's current model's numeric
+// fields, so that a change of model never leaves a rollup wrong: the raw
+// frames are read with the same rule (telemetryValue).
 import type { FastifyBaseLogger } from 'fastify'
 import { QueryTypes, type Transaction } from 'sequelize'
 import { NUMERIC_FIELDS } from '../contract/frames.js'
+import { FIELD_NAME_PATTERN } from '../contract/models.js'
+import { FRAME_TYPES } from '../contract/payloads.js'
 import { dateParam, rawDate, type Database } from '../db/index.js'
 import { SLOTS } from '../db/migrations/009-frame-rollups.js'
 
@@ -51,6 +61,21 @@ export interface LateFrame { robotId: number, receivedAt: Date }
 export function fieldValue (dialect: Database['dialect'], field: string, table = 'f', text = false): string {
   if (dialect === 'sqlite') return `json_extract(${table}.data, '$.${field}')`
   return text ? `${table}.data->>'${field}'` : `(${table}.data->>'${field}')::float8`
+}
+
+const FIELD_NAME = new RegExp(FIELD_NAME_PATTERN)
+
+/**
+ * A telemetry field (type 4) of a frame as a number, as SQL: its value when
+ * the stored JSON value is a number, else NULL (a field of the same name
+ * that an older model version declared as a string or a boolean). What the
+ * job rolls into frame_field_rollups, read from one frame. `field` comes from
+ * a model (FIELD_NAME_PATTERN, checked again here: it is written into SQL).
+ */
+export function telemetryValue (dialect: Database['dialect'], field: string, table = 'f'): string {
+  if (!FIELD_NAME.test(field)) throw new Error(`not a telemetry field name: ${JSON.stringify(field)}`)
+  if (dialect === 'sqlite') return `CASE WHEN json_type(${table}.data, '$.${field}') IN ('integer', 'real') THEN CAST(json_extract(${table}.data, '$.${field}') AS REAL) END`
+  return `CASE WHEN jsonb_typeof(${table}.data->'${field}') = 'number' THEN (${table}.data->>'${field}')::float8 END`
 }
 
 /**
@@ -99,7 +124,9 @@ function slotValue (dialect: Database['dialect'], i: number): string {
 }
 
 const SLOT_INDEXES = Array.from({ length: SLOTS }, (_, i) => i)
-const TYPES = Object.keys(NUMERIC_FIELDS).map(Number).join(', ')
+/** The types rolled into frame_rollups: those with slots, and telemetry (its count only). */
+export const ROLLED_TYPES: readonly number[] = [...Object.keys(NUMERIC_FIELDS).map(Number), FRAME_TYPES.telemetry]
+const TYPES = ROLLED_TYPES.join(', ')
 
 /**
  * The upsert that rolls the frames received in [$1, $2): of every robot
@@ -126,16 +153,41 @@ ON CONFLICT (robot_id, minute, type) DO UPDATE SET ${updates}`
 }
 
 /**
+ * The upsert that rolls the numeric fields of the telemetry frames (type 4)
+ * received in [$1, $2), of every robot or of robot $3, into
+ * frame_field_rollups: one row per robot, minute and field that a frame of
+ * the minute holds as a JSON number (jsonb_each / json_each: the frame's
+ * own keys, whatever model it was stored under). Replaces as rollSql does.
+ */
+function rollFieldsSql (dialect: Database['dialect'], oneRobot: boolean): string {
+  const robots = oneRobot ? 'f.robot_id = $3' : 'f.robot_id = r.id'
+  const from = dialect === 'postgres'
+    ? `${oneRobot ? 'frames f' : 'robots r CROSS JOIN frames f'} CROSS JOIN LATERAL jsonb_each(f.data) e`
+    : `${oneRobot ? 'frames f' : 'robots r CROSS JOIN frames f'}, json_each(f.data) e`
+  const numeric = dialect === 'postgres' ? "jsonb_typeof(e.value) = 'number'" : "e.type IN ('integer', 'real')"
+  // the same conversion as telemetryValue's: ->> text to float8, or REAL
+  const value = dialect === 'postgres' ? "(e.value #>> '{}')::float8" : 'CAST(e.value AS REAL)'
+  return `INSERT INTO frame_field_rollups (robot_id, minute, field, c, lo, hi, s)
+SELECT robot_id, minute, field, count(v), min(v), max(v), sum(${summable('v')})
+FROM (SELECT f.robot_id, ${minuteOf(dialect)} AS minute, e.key AS field, ${value} AS v
+  FROM ${from} WHERE ${robots} AND f.received_at >= $1 AND f.received_at < $2 AND f.type = ${FRAME_TYPES.telemetry} AND ${numeric} ${unflattened(dialect)}) x
+WHERE true GROUP BY robot_id, minute, field
+ON CONFLICT (robot_id, minute, field) DO UPDATE SET c = excluded.c, lo = excluded.lo, hi = excluded.hi, s = excluded.s`
+}
+
+/**
  * The oldest received_at at or after $1 among every robot's frames: a probe
  * of the history index (robot_id, type, received_at) per robot and type
  * (without the type, each robot's probe would read all of its frames).
  */
 const NEXT_FRAME = `SELECT min((SELECT min(f.received_at) FROM frames f WHERE f.robot_id = r.id AND f.type = t.type AND f.received_at >= $1)) AS at
-FROM robots r CROSS JOIN (${Object.keys(NUMERIC_FIELDS).map((type, i) => `SELECT ${Number(type)}${i === 0 ? ' AS type' : ''}`).join(' UNION ALL ')}) t`
+FROM robots r CROSS JOIN (${ROLLED_TYPES.map((type, i) => `SELECT ${type}${i === 0 ? ' AS type' : ''}`).join(' UNION ALL ')}) t`
 
 export function createRollupService ({ db, log }: { db: Database, log: FastifyBaseLogger }) {
   const rollAll = rollSql(db.dialect, false)
   const rollOne = rollSql(db.dialect, true)
+  const rollFieldsAll = rollFieldsSql(db.dialect, false)
+  const rollFieldsOne = rollFieldsSql(db.dialect, true)
   const at = (minute: number): Date | string => dateParam(db.dialect, new Date(minute * MINUTE))
 
   async function run (sql: string, bind: unknown[], transaction?: Transaction): Promise<Array<Record<string, unknown>>> {
@@ -210,7 +262,13 @@ export function createRollupService ({ db, log }: { db: Database, log: FastifyBa
       more = await turn(async (t) => {
         const next = await plan(target, t)
         if (next === null) return false
-        if (next.end > next.start) await timed(async () => await db.sequelize.query(rollAll, { bind: [at(next.start), at(next.end)], transaction: t }))
+        if (next.end > next.start) {
+          const bind = [at(next.start), at(next.end)]
+          await timed(async () => {
+            await db.sequelize.query(rollAll, { bind, transaction: t })
+            await db.sequelize.query(rollFieldsAll, { bind, transaction: t })
+          })
+        }
         await advance(next.start, next.end, t)
         return next.end < target
       })
@@ -221,7 +279,12 @@ export function createRollupService ({ db, log }: { db: Database, log: FastifyBa
         const robots = await run('SELECT id FROM robots ORDER BY id', [])
         for (const { id } of robots) {
           if (closing) return true // rolled again at the next start: upserts
-          await timed(async () => await db.serialized(async () => await db.sequelize.query(rollOne, { bind: [at(next.start), at(next.end), id] })))
+          // both tables in one turn of the writer queue: no frame commits between them
+          await timed(async () => await db.serialized(async () => {
+            const bind = [at(next.start), at(next.end), id]
+            await db.sequelize.query(rollOne, { bind })
+            await db.sequelize.query(rollFieldsOne, { bind })
+          }))
           await new Promise<void>((resolve) => { setImmediate(resolve) })
         }
       }
@@ -236,8 +299,11 @@ export function createRollupService ({ db, log }: { db: Database, log: FastifyBa
   /** Rolls robot `robotId`'s minutes [from, to) again from its frames. */
   async function reroll (robotId: number, from: number, to: number): Promise<void> {
     await turn(async (t) => {
-      await db.sequelize.query('DELETE FROM frame_rollups WHERE robot_id = $1 AND minute >= $2 AND minute < $3', { bind: [robotId, from, to], transaction: t })
+      for (const table of ['frame_rollups', 'frame_field_rollups']) {
+        await db.sequelize.query(`DELETE FROM ${table} WHERE robot_id = $1 AND minute >= $2 AND minute < $3`, { bind: [robotId, from, to], transaction: t })
+      }
       await db.sequelize.query(rollOne, { bind: [at(from), at(to), robotId], transaction: t })
+      await db.sequelize.query(rollFieldsOne, { bind: [at(from), at(to), robotId], transaction: t })
     })
   }
 
@@ -331,6 +397,7 @@ export function createRollupService ({ db, log }: { db: Database, log: FastifyBa
       })
       for (const robotId of robotIds) {
         await db.sequelize.query('DELETE FROM frame_rollups WHERE robot_id = $1 AND minute < $2', { bind: [robotId, first] })
+        await db.sequelize.query('DELETE FROM frame_field_rollups WHERE robot_id = $1 AND minute < $2', { bind: [robotId, first] })
       }
     },
 
@@ -338,6 +405,7 @@ export function createRollupService ({ db, log }: { db: Database, log: FastifyBa
     async rebuild (): Promise<void> {
       await turn(async (t) => {
         await db.sequelize.query('DELETE FROM frame_rollups', { transaction: t })
+        await db.sequelize.query('DELETE FROM frame_field_rollups', { transaction: t })
         await db.sequelize.query('UPDATE frame_rollup_state SET rolled_from = NULL, rolled_until = NULL WHERE id = 1', { transaction: t })
       })
     },

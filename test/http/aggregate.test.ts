@@ -194,7 +194,7 @@ t.test('the parameters are required and checked; more than 10,000 buckets is 400
   const { user, robot } = await ownedRobot(app)
   const good = { type: 1, from: '2026-12-01T00:00:00Z', to: '2026-12-01T01:00:00Z', bucket: 60 }
   const bad: Array<Record<string, string | number>> = [
-    { ...good, type: 0 }, { ...good, type: 4 }, { ...good, type: 'x' },
+    { ...good, type: 0 }, { ...good, type: 5 }, { ...good, type: 'x' },
     { ...good, bucket: 0 }, { ...good, bucket: 86401 }, { ...good, bucket: 1.5 }, { ...good, bucket: 'minute' },
     { ...good, from: 'yesterday' }, { ...good, to: '2026-13-01T00:00:00Z' },
     { ...good, from: '2026-12-01T02:00:00Z' },

@@ -144,7 +144,7 @@ t.test('CSV: the contract header, one row per frame, ids with commas, quotes and
 t.test('bad parameters are 400; the access rule is the history\'s', async (t) => {
   const app = await build(t)
   const { user, robot } = await ownedRobot(app)
-  for (const qs of ['format=csv', 'format=xml', 'type=4', 'type=x', 'from=yesterday', 'to=2026-13-01T00:00:00Z', 'limit=5']) {
+  for (const qs of ['format=csv', 'format=xml', 'type=5', 'type=x', 'from=yesterday', 'to=2026-13-01T00:00:00Z', 'limit=5']) {
     const res = await app.inject({ method: 'GET', url: `/robots/${robot.uuid}/frames/export?${qs}`, headers: bearer(user.jwt) })
     t.equal(res.statusCode, 400, qs)
     t.equal(res.headers['content-disposition'], undefined, `${qs}: no attachment`)

@@ -143,7 +143,7 @@ export const FrameSchema = Type.Object({
 })
 
 export const FrameQuery = Type.Object({
-  type: Type.Optional(Type.Integer({ minimum: 1, maximum: 3 })),
+  type: Type.Optional(Type.Integer({ minimum: 1, maximum: 4, description: '1 position, 2 geo, 3 hardware, 4 telemetry (docs/protocol.md §14)' })),
   from: Type.Optional(Type.String({ format: 'date-time', description: 'ISO 8601, bounds received_at (inclusive)' })),
   to: Type.Optional(Type.String({ format: 'date-time', description: 'ISO 8601, bounds received_at (inclusive)' })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 50 })),
@@ -151,13 +151,13 @@ export const FrameQuery = Type.Object({
 }, { additionalProperties: false })
 
 export const AggregateQuery = Type.Object({
-  type: Type.Integer({ minimum: 1, maximum: 3, description: '1 position, 2 geo, 3 hardware' }),
+  type: Type.Integer({ minimum: 1, maximum: 4, description: "1 position, 2 geo, 3 hardware, 4 telemetry: the number and integer fields of the robot's current model (404 UNITED_NO_MODEL when it has none)" }),
   from: Type.String({ format: 'date-time', description: 'ISO 8601, bounds received_at (inclusive)' }),
   to: Type.String({ format: 'date-time', description: 'ISO 8601, bounds received_at (inclusive)' }),
   bucket: Type.Integer({ minimum: 1, maximum: 86400, description: 'seconds; buckets start at multiples of it since the Unix epoch' })
 }, { additionalProperties: false })
 
-const FieldStats = Type.Record(Type.String(), Type.Number(), { description: 'each numeric field of the type that a frame of the bucket has' })
+const FieldStats = Type.Record(Type.String(), Type.Number(), { description: "each numeric field of the type that a frame of the bucket has; for type 4, named by the robot's current model (its number and integer fields)" })
 
 export const AggregateSchema = Type.Object({
   type: Type.Integer(),
@@ -174,7 +174,7 @@ export const AggregateSchema = Type.Object({
 })
 
 export const ExportQuery = Type.Object({
-  type: Type.Optional(Type.Integer({ minimum: 1, maximum: 3, description: 'one frame type; required with format=csv' })),
+  type: Type.Optional(Type.Integer({ minimum: 1, maximum: 4, description: "one frame type; required with format=csv (type 4: a column per telemetry field of the robot's current model, 404 UNITED_NO_MODEL when it has none)" })),
   from: Type.Optional(Type.String({ format: 'date-time', description: 'ISO 8601, bounds received_at (inclusive)' })),
   to: Type.Optional(Type.String({ format: 'date-time', description: 'ISO 8601, bounds received_at (inclusive)' })),
   format: Type.Optional(Type.Union([Type.Literal('ndjson'), Type.Literal('csv')], { default: 'ndjson' }))
