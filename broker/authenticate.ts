@@ -13,12 +13,14 @@ import type { FastifyBaseLogger } from 'fastify'
 import { extractJwt } from '../src/contract/credentials.js'
 import { isError } from '../src/errors.js'
 import { isApiKey } from '../src/services/api-keys.js'
+import type { CompiledModel } from '../src/contract/models.js'
 import type { Services } from '../src/services/index.js'
 import { holdRefusal, type Outcome } from '../src/services/login-limits.js'
 import { checking, reasonOf } from '../src/services/unavailable.js'
 import type { AccessCache } from './access-cache.js'
 import { setApiKey } from './api-keys.js'
 import { identityKey, revocationMark, revokedSince, scopedClientId, setPrincipal, short, type BrokerPrincipal } from './principal.js'
+import type { RobotModels } from './robot-models.js'
 
 /** CONNACK return codes of MQTT 3.1.1 that docs/protocol.md §2.3 uses. */
 export const CONNACK = { IDENTIFIER_REJECTED: 2, SERVER_UNAVAILABLE: 3, BAD_CREDENTIALS: 4, NOT_AUTHORIZED: 5 } as const
@@ -51,11 +53,13 @@ export interface AuthenticateDeps {
   addressOf: (client: Client) => string | undefined
   access: AccessCache
   log: FastifyBaseLogger
-  /** A robot's credentials were accepted; `state` is its state as just read (the statistics start from it). */
-  robotAccepted?: (uuid: string, state: string) => void
+  /** Each robot's compiled model on this node: loaded here, at CONNECT. */
+  models: RobotModels
+  /** A robot's credentials were accepted; `state` and `model` are as just read (the statistics start from them). */
+  robotAccepted?: (uuid: string, state: string, model: CompiledModel | null) => void
 }
 
-export function createAuthenticate ({ services, addressOf, access, log, robotAccepted }: AuthenticateDeps) {
+export function createAuthenticate ({ services, addressOf, access, log, models, robotAccepted }: AuthenticateDeps) {
   /** The password, or on a WebSocket the `x-token` or `authentication` header standing in for it. */
   function credentialOf (client: Client, password: Buffer | undefined): string | undefined {
     const given = password !== undefined && password.length > 0 ? password.toString('utf8') : undefined
@@ -116,10 +120,17 @@ export function createAuthenticate ({ services, addressOf, access, log, robotAcc
     }
     if (uuid === null) throw new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'invalid or expired robot token')
     if (name !== undefined && name !== uuid) throw new ConnectRefused(CONNACK.BAD_CREDENTIALS, 'username does not match the token')
+    // Taken before the row is read: a model change that lands meanwhile is read again (robot-models.ts).
+    const mark = models.mark()
     const robot = await checking(async () => await services.robots.ref(uuid))
     // A live token of a robot disabled or deleted a moment ago (its voiding is on its way): revoked too.
     if (robot === null || !robot.enabled) throw new ConnectRefused(CONNACK.NOT_AUTHORIZED, 'credential revoked', false)
-    robotAccepted?.(uuid, robot.state)
+    // The compiled model travels with the robot from here on: frames never read it from the database.
+    const model = await checking(async () => await models.admit(uuid, robot.model, mark, async () => {
+      const again = await services.robots.ref(uuid)
+      return again === null ? undefined : again.model
+    }))
+    robotAccepted?.(uuid, robot.state, model)
     return { kind: 'robot', uuid, id: robot.id }
   }
 

@@ -15,6 +15,7 @@ import { createAuthorizers, SLOW_CONSUMER_BYTES } from './hooks.js'
 import { createIngest } from './ingest.js'
 import { limitPacketSize } from './packet-limit.js'
 import { createPresenceTracker } from './presence.js'
+import { createRobotModels } from './robot-models.js'
 import { indexRetained, writeFirst } from './retained.js'
 import { isRevoked, markRevoked, principalOf, revokeClient, revokedSinceLogin, short } from './principal.js'
 import { interceptRobotPublishes } from './robot-publishes.js'
@@ -101,6 +102,13 @@ export default fp(async (fastify) => {
   }
 
   const stats = createStats({ publish })
+  // Each robot's compiled model, loaded at CONNECT and swapped on robotModelChanged (robot-models.ts).
+  const robotModels = createRobotModels({
+    compile: services.models.compiled,
+    // The statistics follow the new model; published by the node holding the robot (or the only node).
+    swapped: (uuid, model) => { stats.model(uuid, model, cluster === null || presence.clientsOf(uuid).length > 0) },
+    log
+  })
   const presence = createPresenceTracker({
     services,
     publish: presenceWriter?.publish ?? publish,
@@ -124,10 +132,13 @@ export default fp(async (fastify) => {
   const ingest = createIngest({
     services,
     sendAck: acks.send,
-    onStored: (robot, data) => {
-      stats.frame(robot.uuid, data)
+    onStored: (robot, data, checkedWith) => {
+      // A type-4 frame checked under a model swapped since: only what fits the new one reaches the statistics.
+      const model = robotModels.of(robot.uuid)
+      stats.frame(robot.uuid, data, checkedWith === undefined || checkedWith === model ? undefined : model)
       presence.seen(robot.uuid)
     },
+    modelOf: robotModels.of,
     maxFrameBytes: config.MAX_FRAME_BYTES,
     metrics: fastify.metrics,
     log
@@ -138,7 +149,7 @@ export default fp(async (fastify) => {
 
   const takeover = createTakeover({ cluster, log })
   aedes = await Aedes.createBroker({
-    authenticate: capConnections(createAuthenticate({ services, addressOf: (client) => clientAddress(client, config.TRUST_PROXY), access, log, robotAccepted: (uuid, state) => { stats.seed(uuid, state) } }), {
+    authenticate: capConnections(createAuthenticate({ services, addressOf: (client) => clientAddress(client, config.TRUST_PROXY), access, log, models: robotModels, robotAccepted: (uuid, state, model) => { stats.seed(uuid, state, model) } }), {
       caps: { user: config.MAX_CONNECTIONS_PER_USER, robot: config.MAX_CONNECTIONS_PER_ROBOT },
       counter: cluster?.connections ?? createLocalCounter(),
       held: takeover.held,
@@ -265,12 +276,15 @@ export default fp(async (fastify) => {
     // them once its connections (and their last presence update) are gone.
     void Promise.all(closing).then(() => {
       stats.forget(robotUuid)
+      robotModels.forget(robotUuid)
       for (const channel of ['presence', 'stats'] as const) clearRetained(robotTopic(robotUuid, channel))
     })
   })
   const offUser = services.events.on('userRevoked', closeUser)
   const offPassword = services.events.on('passwordChanged', closeUser)
   const offState = services.events.on('robotStateChanged', ({ robotUuid, state }) => { stats.state(robotUuid, state) })
+  // docs/protocol.md §14: a robot given another model (through any node) is checked with it at once, on its open connections.
+  const offModel = services.events.on('robotModelChanged', ({ robotUuid, model }) => { robotModels.changed(robotUuid, model) })
 
   const handle = (stream: Parameters<Aedes['handle']>[0], req?: Parameters<Aedes['handle']>[1]): void => {
     const client = aedes!.handle(stream, req)
@@ -365,5 +379,7 @@ export default fp(async (fastify) => {
     offPassword()
     keyConnections.close()
     offState()
+    offModel()
+    robotModels.close()
   })
 }, { name: 'broker', dependencies: ['services', 'metrics'] })

@@ -4,6 +4,8 @@
 // mistake costs it an error ack and nothing else.
 import type { FastifyBaseLogger } from 'fastify'
 import { validateFrame } from '../src/contract/frames.js'
+import type { CompiledModel } from '../src/contract/models.js'
+import { FRAME_TYPES } from '../src/contract/payloads.js'
 import type { Metrics } from '../src/metrics.js'
 import type { Services } from '../src/services/index.js'
 import type { RobotPrincipal } from './principal.js'
@@ -16,13 +18,16 @@ export interface IngestDeps {
   services: Services
   /** publishes a serialized ack on robots/{uuid}/ack (QoS 1) */
   sendAck: (uuid: string, payload: Buffer) => void
-  onStored: (robot: RobotPrincipal, data: Record<string, unknown>) => void
+  /** `model`: what a type-4 frame was checked with (undefined for types 1–3). */
+  onStored: (robot: RobotPrincipal, data: Record<string, unknown>, model?: CompiledModel) => void
+  /** The robot's compiled model on this node (broker/robot-models.ts): no database read per frame. */
+  modelOf: (uuid: string) => CompiledModel | null
   maxFrameBytes: number
   metrics: Metrics
   log: FastifyBaseLogger
 }
 
-export function createIngest ({ services, sendAck, onStored, maxFrameBytes, metrics, log }: IngestDeps) {
+export function createIngest ({ services, sendAck, onStored, modelOf, maxFrameBytes, metrics, log }: IngestDeps) {
   const ack = (robot: RobotPrincipal, body: Ack): void => { sendAck(robot.uuid, Buffer.from(JSON.stringify(body))) }
   // The ok ack, the one sent for nearly every frame: `{"id":…,"status":"ok"}`, as JSON.stringify writes it.
   const okAck = (robot: RobotPrincipal, id: string): void => { sendAck(robot.uuid, Buffer.from(`{"id":${JSON.stringify(id)},"status":"ok"}`)) }
@@ -35,7 +40,8 @@ export function createIngest ({ services, sendAck, onStored, maxFrameBytes, metr
     frame (robot: RobotPrincipal, payload: Buffer): Promise<void> | undefined {
       const received = performance.now()
       metrics.framesReceived.inc()
-      const result = validateFrame(payload, maxFrameBytes)
+      const model = modelOf(robot.uuid)
+      const result = validateFrame(payload, maxFrameBytes, model)
       if (!result.ok) {
         metrics.framesRejected.inc({ reason: 'invalid' })
         ack(robot, { id: result.id, status: 'error', errors: result.errors })
@@ -56,7 +62,7 @@ export function createIngest ({ services, sendAck, onStored, maxFrameBytes, metr
             okAck(robot, frame.id)
             metrics.framesStored.inc()
             metrics.ackSeconds.observe((performance.now() - received) / 1e3)
-            onStored(robot, frame.data)
+            onStored(robot, frame.data, frame.type === FRAME_TYPES.telemetry && model !== null ? model : undefined)
             return
           }
           // The writer logged the failed batch once; each frame gets its retry ack.

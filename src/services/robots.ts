@@ -277,7 +277,7 @@ export function createRobotService ({ db, events, audit, tokens, models }: { db:
     },
 
     /** What the broker needs of a connected robot, or null when it is gone. */
-    async ref (uuid: string): Promise<{ id: number, uuid: string, enabled: boolean, state: string } | null> {
+    async ref (uuid: string): Promise<{ id: number, uuid: string, enabled: boolean, state: string, model: ModelRef | null } | null> {
       return await byUuid(uuid) ?? null
     },
 
