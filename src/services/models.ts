@@ -3,7 +3,7 @@
 // version's validators, compiled once per node and kept (versions never
 // change, and a deleted version's number is never given out again, so a
 // compiled copy can never go stale).
-import { Op, QueryTypes, UniqueConstraintError, type Transaction } from 'sequelize'
+import { Op, UniqueConstraintError, type Transaction } from 'sequelize'
 import { checkModel, compileModel, type CompiledModel, type ModelDefinition, type ModelRef } from '../contract/models.js'
 import type { Database } from '../db/index.js'
 import type { RobotModel } from '../db/models/index.js'
@@ -147,9 +147,10 @@ export function createModelService ({ db, audit }: { db: Database, audit: AuditS
 
     /** The model of the robot, whole (404 UNITED_NO_MODEL when it has none). */
     async ofRobot (robotId: number): Promise<ModelView> {
-      const rows = await db.sequelize.query(`SELECT m.* FROM robots r JOIN robot_models m ON m.name = r.model_name AND m.version = r.model_version WHERE r.id = $1`, { type: QueryTypes.SELECT, bind: [robotId], model: RobotModel, mapToModel: true })
-      const found = rows[0]
-      if (found === undefined) throw new Errors.NO_MODEL()
+      const robot = await Robot.findByPk(robotId, { attributes: ['modelName', 'modelVersion'] })
+      if (robot === null || robot.modelName === null || robot.modelVersion === null) throw new Errors.NO_MODEL()
+      const found = await RobotModel.findOne({ where: { name: robot.modelName, version: robot.modelVersion } })
+      if (found === null) throw new Errors.NO_MODEL()
       return modelView(found)
     },
 
