@@ -40,7 +40,7 @@ function seconds (s: number): string {
   return `${s} s`
 }
 
-const FRAME_TYPES: Record<number, string> = { 1: 'position', 2: 'geo', 3: 'hardware' }
+const FRAME_TYPES: Record<number, string> = { 1: 'position', 2: 'geo', 3: 'hardware', 4: 'telemetry' }
 
 export const helpers = {
   time,

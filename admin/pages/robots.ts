@@ -9,7 +9,11 @@ import { ROBOT_COMMANDS, type RobotCommand } from '../../src/contract/payloads.j
 import { Errors, isError } from '../../src/errors.js'
 import { UUID_PATTERN } from '../../src/http/schemas/common.js'
 import { NewRobotBody, RobotPatchBody } from '../../src/http/schemas/robots.js'
+import type { ModelRef } from '../../src/contract/models.js'
 import type { AuditContext, UserPrincipal } from '../../src/services/index.js'
+import type { CommandView } from '../../src/services/commands.js'
+import type { AggregateView } from '../../src/services/frames.js'
+import type { ModelView } from '../../src/services/models.js'
 import { MAX_GRACE_SECONDS } from '../../src/services/robots.js'
 import type { AdminContext } from '../auth.js'
 import { HISTORY_RANGES, historyRange, pathChart, timeChart, type ChartModel, type HistoryRange } from '../charts.js'
@@ -17,6 +21,7 @@ import { failed, fieldErrors, text, type FieldErrors } from '../forms.js'
 import { render, seeOther } from '../render.js'
 import { FIELD_ORDER, FIELDS, frameTable } from '../units.js'
 import { EMPTY_GRANT, grantFields, ROLE_OPTIONS, tryGrant, until, type GrantFields } from './grant-form.js'
+import { commandForms, formValues, modelReadings, paramsFrom, type CommandFormState } from './robot-model.js'
 
 export const PAGE_SIZE = 20
 const uuidRe = new RegExp(UUID_PATTERN)
@@ -71,6 +76,7 @@ interface RobotPageState {
   grant?: { username: string, error: string }
   grantFields?: GrantFields
   command?: { value: string, ttl?: string, error: string }
+  modelCommand?: CommandFormState
   rotate?: { value: string, unit: string, error: string }
 }
 
@@ -95,8 +101,55 @@ function graceOf (body: unknown): { seconds: number } | { value: string, unit: s
   return { seconds }
 }
 
+/** The model select of the robot forms: "" for none, else `name@version`. */
+export const modelKey = (ref: ModelRef | null): string => ref === null ? '' : `${ref.name}@${ref.version}`
+const MODEL_KEY = /^([a-z][a-z0-9_-]{0,63})@(\d{1,9})$/
+
+/**
+ * The model chosen in a robot form: null for none, a version among the
+ * listed ones, or an error for the field.
+ */
+function modelOf (body: unknown, options: ReadonlyArray<{ value: string }>): { model: ModelRef | null } | { error: string } {
+  const value = text(body, 'model') ?? ''
+  if (value === '') return { model: null }
+  const m = MODEL_KEY.exec(value)
+  if (m === null || !options.some((o) => o.value === value)) return { error: 'Choose one of the listed models.' }
+  return { model: { name: m[1] as string, version: Number(m[2]) } }
+}
+
+/** A refused robot form: a serial in use, or a model version deleted since the form was shown. */
+function refusedRobot (err: unknown): FieldErrors {
+  if (isError(err, 'SERIAL_TAKEN')) return { serial: 'A robot with this serial already exists.' }
+  if (isError(err, 'BAD_REQUEST') && /^model /.test((err as Error).message)) return { model: 'This model version no longer exists: choose another.' }
+  throw err
+}
+
+/** A model command as the commands service takes it; `params` is its 6th argument (docs/protocol.md §14). */
+type IssueWithParams = (principal: UserPrincipal, robotUuid: string, command: string, ctx: AuditContext, ttlSeconds?: number, params?: Record<string, unknown>) => Promise<CommandView>
+
 const robots: FastifyPluginAsync = async (fastify) => {
-  const { robots, access, users, frames, commands, groups } = fastify.services
+  const { robots, access, users, frames, commands, groups, models } = fastify.services
+
+  /** Every live model version, for the robot forms' select (newest version of a name first). */
+  async function modelOptions (current: ModelRef | null = null): Promise<Array<{ value: string, label: string }>> {
+    const all = await models.allVersions()
+    const options = all.sort((a, b) => a.name === b.name ? b.version - a.version : a.name < b.name ? -1 : 1)
+      .map((m) => ({ value: modelKey(m), label: `${m.name} v${m.version}${m.description === null ? '' : ` — ${m.description.slice(0, 60)}`}` }))
+    // the robot's own version is live (a version in use cannot be deleted), but keep it listed whatever happens
+    if (current !== null && !options.some((o) => o.value === modelKey(current))) options.unshift({ value: modelKey(current), label: `${current.name} v${current.version}` })
+    return options
+  }
+
+  /** The robot's model, whole; null for none (or a version that vanished between two reads). */
+  async function modelOfRobot (ref: ModelRef | null): Promise<ModelView | null> {
+    if (ref === null) return null
+    try {
+      return await models.get(ref.name, ref.version)
+    } catch (err) {
+      if (isError(err, 'MODEL_NOT_FOUND')) return null
+      throw err
+    }
+  }
 
   /**
    * The history charts of the robot page: two GROUP BYs in the database
@@ -108,15 +161,19 @@ const robots: FastifyPluginAsync = async (fastify) => {
    * read too many frames, the page still shows, with a note instead of the
    * charts.
    */
-  async function historyCharts (who: UserPrincipal, uuid: string, range: HistoryRange): Promise<{ from: Date, to: Date, bucket: number, charts: ChartModel[], unavailable?: string }> {
+  async function historyCharts (who: UserPrincipal, uuid: string, range: HistoryRange, model: ModelView | null): Promise<{ from: Date, to: Date, bucket: number, charts: ChartModel[], modelCharts: ChartModel[], unavailable?: string }> {
     const { seconds, bucket } = HISTORY_RANGES[range]
     const to = new Date()
     const from = new Date(to.getTime() - seconds * 1000)
-    const span = { from, to, bucket }
+    const span = { from, to, bucket, modelCharts: [] }
+    // A model's numeric fields (docs/protocol.md §14): one more aggregate, of its type-4 frames.
+    const numeric = model === null ? [] : Object.entries(model.telemetry).filter(([, d]) => d.type === 'number' || d.type === 'integer')
     let position, hardware
+    let telemetry: AggregateView | undefined
     try {
       position = await frames.aggregate(who, uuid, { type: 1, from, to, bucket })
       hardware = await frames.aggregate(who, uuid, { type: 3, from, to, bucket })
+      if (numeric.length > 0) telemetry = await frames.aggregate(who, uuid, { type: 4, from, to, bucket })
     } catch (err) {
       if (isError(err, 'HISTORY_BUSY')) return { ...span, charts: [], unavailable: 'Too many history reads are running at once (yours or this server\'s): reload the page in a few seconds to see the charts.' }
       if (isError(err, 'RANGE_TOO_LARGE')) return { ...span, charts: [], unavailable: 'This range holds too many stored frames to chart at once: choose a longer range (its buckets are whole minutes, read from per-minute rollups).' }
@@ -129,7 +186,19 @@ const robots: FastifyPluginAsync = async (fastify) => {
         pathChart({ id: 'chart-path', buckets: position.items, bucket }),
         timeChart({ id: 'chart-battery', title: 'Battery', unit: '%', field: 'battery', buckets: hardware.items, ...span, fixed: [0, 100] }),
         timeChart({ id: 'chart-cpu', title: 'CPU', unit: '%', field: 'cpu', buckets: hardware.items, ...span, fixed: [0, 100] })
-      ]
+      ],
+      // a field declared with both bounds is drawn on them, as the percentages are on 0–100
+      modelCharts: numeric.map(([field, d]) => timeChart({
+        id: `chart-model-${field}`,
+        title: field,
+        unit: d.unit ?? '',
+        field,
+        buckets: telemetry?.items ?? [],
+        from,
+        to,
+        bucket,
+        ...(d.minimum !== undefined && d.maximum !== undefined ? { fixed: [d.minimum, d.maximum] as [number, number] } : {})
+      }))
     }
   }
 
@@ -138,16 +207,18 @@ const robots: FastifyPluginAsync = async (fastify) => {
     const q = query(request)
     const who = principal(request)
     const robot = await robots.get(uuid)
+    const model = await modelOfRobot(robot.model)
     const range = historyRange(q.range)
     const now = Date.now()
-    const [stats, path, recent, grants, previousSecretUntil, history, inGroups] = await Promise.all([
+    const [stats, path, recent, grants, previousSecretUntil, history, inGroups, lastTelemetry] = await Promise.all([
       frames.list(who, uuid, { limit: PAGE_SIZE, cursor: q.cursor === '' ? undefined : q.cursor }),
       frames.list(who, uuid, { type: 1, from: new Date(now - LIVE_WINDOW_MS), limit: 200 }),
       commands.list(who, uuid, { limit: 10 }),
       access.grantsOf(uuid),
       robots.previousSecretExpiry(uuid),
-      historyCharts(who, uuid, range),
-      groups.ofRobot(uuid)
+      historyCharts(who, uuid, range, model),
+      groups.ofRobot(uuid),
+      model === null ? undefined : frames.list(who, uuid, { type: 4, limit: 1 })
     ])
     const active = new Map((await users.byIds(grants.map((g) => g.user_id))).map((u) => [u.id, u.is_active]))
     const granted = grants.map((g) => ({ id: g.user_id, username: g.username, is_active: active.get(g.user_id) ?? true, role: g.role, until: until(g.expires_at) }))
@@ -179,6 +250,10 @@ const robots: FastifyPluginAsync = async (fastify) => {
       commandWaits: COMMAND_WAITS,
       graceUnits: Object.keys(GRACE_UNITS),
       previousSecretUntil,
+      model,
+      modelReadings: model === null ? [] : modelReadings(model, lastTelemetry?.items[0]?.data),
+      modelFields: model === null ? {} : Object.fromEntries(Object.entries(model.telemetry).map(([k, d]) => [k, { type: d.type }])),
+      commandForms: model === null ? [] : commandForms(model, state.modelCommand),
       state
     }, status)
   }
@@ -197,49 +272,54 @@ const robots: FastifyPluginAsync = async (fastify) => {
   })
 
   fastify.get('/robots/new', async (request, reply) => {
-    return await render(request, reply, 'robots/new', { title: 'Add a robot', form: { serial: '', name: '' }, errors: {} })
+    return await render(request, reply, 'robots/new', { title: 'Add a robot', form: { serial: '', name: '', model: '' }, models: await modelOptions(), errors: {} })
   })
 
   fastify.post('/robots', async (request, reply) => {
-    const form = { serial: text(request.body, 'serial')?.trim() ?? '', name: text(request.body, 'name')?.trim() ?? '' }
+    const options = await modelOptions()
+    const chosen = modelOf(request.body, options)
+    const form = { serial: text(request.body, 'serial')?.trim() ?? '', name: text(request.body, 'name')?.trim() ?? '', model: 'model' in chosen ? modelKey(chosen.model) : '' }
     const secret = text(request.body, 'token') ?? ''
     const input = { serial: form.serial, name: form.name, ...(secret === '' ? {} : { token: secret }) }
     let errors: FieldErrors = fieldErrors(NewRobotBody, input)
-    if (!failed(errors)) {
+    if ('error' in chosen) errors.model = chosen.error
+    if (!failed(errors) && 'model' in chosen) {
       try {
-        const created = await robots.create(input, actor(request))
+        const created = await robots.create({ ...input, model: chosen.model }, actor(request))
         return await render(request, reply, 'robots/secret', { title: 'Robot added', robot: created, token: created.token, generated: secret === '', rotated: false }, 201)
       } catch (err) {
-        if (!isError(err, 'SERIAL_TAKEN')) throw err
-        errors = { serial: 'A robot with this serial already exists.' }
+        errors = refusedRobot(err)
       }
     }
     // The secret is never sent back into the form.
-    return await render(request, reply, 'robots/new', { title: 'Add a robot', form, errors }, 400)
+    return await render(request, reply, 'robots/new', { title: 'Add a robot', form, models: options, errors }, 400)
   })
 
   fastify.get('/robots/:uuid', async (request, reply) => await showRobot(request, reply, uuidOf(request)))
 
   fastify.get('/robots/:uuid/edit', async (request, reply) => {
     const robot = await robots.get(uuidOf(request))
-    return await render(request, reply, 'robots/edit', { title: `Edit ${robot.serial}`, robot, form: { serial: robot.serial, name: robot.name }, errors: {} })
+    return await render(request, reply, 'robots/edit', { title: `Edit ${robot.serial}`, robot, form: { serial: robot.serial, name: robot.name, model: modelKey(robot.model) }, models: await modelOptions(robot.model), errors: {} })
   })
 
   fastify.post('/robots/:uuid', async (request, reply) => {
     const uuid = uuidOf(request)
     const robot = await robots.get(uuid)
-    const form = { serial: text(request.body, 'serial')?.trim() ?? '', name: text(request.body, 'name')?.trim() ?? '' }
-    let errors = fieldErrors(RobotPatchBody, form)
-    if (!failed(errors)) {
+    const options = await modelOptions(robot.model)
+    const chosen = modelOf(request.body, options)
+    const fields = { serial: text(request.body, 'serial')?.trim() ?? '', name: text(request.body, 'name')?.trim() ?? '' }
+    const form = { ...fields, model: 'model' in chosen ? modelKey(chosen.model) : '' }
+    let errors = fieldErrors(RobotPatchBody, fields)
+    if ('error' in chosen) errors.model = chosen.error
+    if (!failed(errors) && 'model' in chosen) {
       try {
-        await robots.update(uuid, form, actor(request))
+        await robots.update(uuid, { ...fields, model: chosen.model }, actor(request))
         return await seeOther(reply, `/admin/robots/${uuid}?notice=robot_updated`)
       } catch (err) {
-        if (!isError(err, 'SERIAL_TAKEN')) throw err
-        errors = { serial: 'A robot with this serial already exists.' }
+        errors = refusedRobot(err)
       }
     }
-    return await render(request, reply, 'robots/edit', { title: `Edit ${robot.serial}`, robot, form, errors }, 400)
+    return await render(request, reply, 'robots/edit', { title: `Edit ${robot.serial}`, robot, form, models: options, errors }, 400)
   })
 
   for (const [action, enabled] of [['enable', true], ['disable', false]] as const) {
@@ -315,6 +395,38 @@ const robots: FastifyPluginAsync = async (fastify) => {
     } catch (err) {
       if (!isError(err, 'ROBOT_NOT_CONNECTED')) throw err
       return await showRobot(request, reply, uuid, { command: { value: command, ttl: wait, error: 'The robot is not connected to its commands topic right now: choose how long the command may wait for it.' } }, 409)
+    }
+    return await seeOther(reply, `/admin/robots/${uuid}?notice=${created.status === 'queued' ? 'command_queued' : 'command_sent'}#commands`)
+  })
+
+  // A model command (docs/protocol.md §14): the form's values typed by the
+  // command's parameter schema, checked by the model's compiled check (each
+  // mistake next to its field, the values kept), then issued with its params.
+  fastify.post('/robots/:uuid/model-commands', async (request, reply) => {
+    const uuid = uuidOf(request)
+    const robot = await robots.get(uuid)
+    const command = (text(request.body, 'command') ?? '').slice(0, 100)
+    const values = formValues(request.body)
+    const wait = text(request.body, 'ttl') ?? ''
+    const refuse = async (errors: string[], status = 400): Promise<FastifyReply> =>
+      await showRobot(request, reply, uuid, { modelCommand: { command, values, errors, ttl: wait.slice(0, 16) } }, status)
+    const model = await modelOfRobot(robot.model)
+    if (model === null || robot.model === null) return await refuse(['This robot has no model (any more): reload the page.'])
+    const decl = Object.hasOwn(model.commands, command) ? model.commands[command] : undefined
+    if (decl === undefined) return await refuse([`${command === '' ? 'The command' : `command ${command}`} is not a command of model ${model.name} v${model.version}.`])
+    const ttl = wait === '' ? undefined : COMMAND_WAITS.find(([, seconds]) => String(seconds) === wait)?.[1]
+    if (wait !== '' && ttl === undefined) return await refuse(['Choose one of the listed waits.'])
+    const { params, errors } = paramsFrom(decl.params, values)
+    if (errors.length > 0) return await refuse(errors)
+    const checked = (await models.compiled(robot.model)).commands.get(command)?.checkParams(params)
+    if (checked !== null && checked !== undefined) return await refuse(checked)
+    let created
+    try {
+      created = await (commands.issue as unknown as IssueWithParams)(principal(request), uuid, command, actor(request), ttl, params)
+    } catch (err) {
+      if (isError(err, 'INVALID_PARAMS') || isError(err, 'UNKNOWN_COMMAND')) return await refuse((err as Error).message.split('; '))
+      if (isError(err, 'ROBOT_NOT_CONNECTED')) return await refuse(['The robot is not connected to its commands topic right now: choose how long the command may wait for it.'], 409)
+      throw err
     }
     return await seeOther(reply, `/admin/robots/${uuid}?notice=${created.status === 'queued' ? 'command_queued' : 'command_sent'}#commands`)
   })

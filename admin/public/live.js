@@ -27,6 +27,9 @@
   function parse (json, fallback) { try { return JSON.parse(json) } catch (e) { return fallback } }
   var fields = parse(root.dataset.fields || '{}', {})
   var points = parse(root.dataset.points || '[]', [])
+  // The robot's model's telemetry fields ({field: {type}}): stats carry them as top-level keys.
+  var modelFields = parse(root.dataset.modelFields || '{}', {})
+  if (modelFields === null || typeof modelFields !== 'object') modelFields = {}
   if (!Array.isArray(points)) points = []
   // The server's clock: the stored points are times the server received
   // frames, and the live ones are put on the same clock.
@@ -138,10 +141,33 @@
       value.title = String(s[k])
     })
   }
+  /** A model field's value as the server writes it (admin/pages/robot-model.ts modelValue). */
+  function modelValue (type, v) {
+    if (typeof v === 'boolean') return v ? 'yes' : 'no'
+    if (num(v) !== null) return fixed(v, type === 'integer' ? 0 : 2)
+    return typeof v === 'string' ? v : JSON.stringify(v)
+  }
+  function setModelReadings (s) {
+    Object.keys(modelFields).forEach(function (k) {
+      if (!Object.prototype.hasOwnProperty.call(s, k) || s[k] === null || s[k] === undefined) return
+      var box = document.querySelector('#model-values [data-field="' + k.replace(/[^a-z0-9_]/g, '') + '"]')
+      if (box === null) return
+      var value = box.querySelector('.value')
+      var text = modelValue(modelFields[k] && modelFields[k].type, s[k])
+      if (value.textContent !== text) {
+        value.textContent = text
+        value.classList.remove('fresh-cell')
+        void value.offsetWidth
+        value.classList.add('fresh-cell')
+      }
+      value.title = typeof s[k] === 'string' ? s[k] : JSON.stringify(s[k])
+    })
+  }
   var previous = null
   function onStats (s, retained) {
     addRow(s, retained)
     setReadings(s)
+    setModelReadings(s)
     if (typeof s.state === 'string') document.getElementById('robot-state').textContent = s.state
     // A stats message follows stored frames, and also a change of state,
     // which repeats the last frame's values. So a message is a new frame
@@ -196,6 +222,9 @@
           tr.querySelector('td.delivered').textContent = c.delivered_at ? iso(c.delivered_at) : '—'
           tr.querySelector('td.acked').textContent = c.acked_at ? iso(c.acked_at) : '—'
           tr.querySelector('td.expires').textContent = c.expires_at ? iso(c.expires_at) : '—'
+          // a model command's result, from the robot's ack
+          var result = tr.querySelector('small.result')
+          if (result !== null && c.result !== null && c.result !== undefined) result.textContent = '→ ' + JSON.stringify(c.result)
           // a command past queued and pending can no longer be cancelled
           if (c.status !== 'queued' && c.status !== 'pending') tr.querySelector('td.actions').textContent = ''
         })
