@@ -1,6 +1,7 @@
-// Commands (docs/protocol.md §5, §5.3) on the broker side: publish what the REST
-// endpoint stored or the robot's queue released, mark it delivered on the
-// robot's PUBACK, and done/failed on the robot's own acknowledgement.
+// Commands (docs/protocol.md §5, §5.3, §14.3) on the broker side: publish what
+// the REST endpoint stored or the robot's queue released (a model command
+// with its params), mark it delivered on the robot's PUBACK, and done/failed
+// on the robot's own acknowledgement (with a model command's result).
 import type { FastifyBaseLogger } from 'fastify'
 import { parseCommandAck } from '../src/contract/messages.js'
 import { parseTopic, robotTopic } from '../src/contract/topics.js'
@@ -28,7 +29,10 @@ export function createCommandRelay ({ services, publish, log }: CommandDeps) {
   /** The last ack being recorded, per robot. */
   const lastAck = new Map<string, Promise<void>>()
   const off = services.events.on('commandIssued', (c: CommandIssued) => {
-    publish(robotTopic(c.robotUuid, 'commands'), { id: c.id, command: c.command, issued_by: c.issuedBy, issued_at: c.issuedAt }, { retain: false, qos: 1 })
+    // A model command carries its checked params (docs/protocol.md §14.3); a mode has none.
+    const message: Record<string, unknown> = { id: c.id, command: c.command, issued_by: c.issuedBy, issued_at: c.issuedAt }
+    if (c.params !== undefined) message.params = c.params
+    publish(robotTopic(c.robotUuid, 'commands'), message, { retain: false, qos: 1 })
   })
 
   return {
@@ -54,7 +58,7 @@ export function createCommandRelay ({ services, publish, log }: CommandDeps) {
       // would end as the older command.
       const previous = lastAck.get(robot.uuid) ?? Promise.resolve()
       const recording: Promise<void> = previous
-        .then(async () => await services.commands.acknowledge(robot.uuid, ack.id, ack.status === 'ok', ack.message))
+        .then(async () => await services.commands.acknowledge(robot.uuid, ack.id, ack.status === 'ok', ack.message, { result: ack.result }))
         .then((status) => { if (status === null) log.info({ robot: robot.uuid, command: ack.id }, 'ignored an ack for no open command') })
         .catch((err: unknown) => { log.warn({ err, robot: robot.uuid, command: ack.id }, 'could not record command ack') })
         .finally(() => {

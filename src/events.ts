@@ -9,6 +9,8 @@ export interface CommandIssued {
   command: string
   issuedBy: string
   issuedAt: string
+  /** A model command's checked parameters (docs/protocol.md §14.3); absent for a mode. */
+  params?: Record<string, unknown>
 }
 
 export interface FleetEvents {

@@ -4,6 +4,7 @@
 // schema here. Served in the AsyncAPI document (asyncapi.ts). Pure: no I/O.
 import { Ajv } from 'ajv'
 import { Type, type TSchema } from 'typebox'
+import { MAX_RESULT_BYTES } from './models.js'
 import { ROBOT_COMMANDS } from './payloads.js'
 
 const nullable = (schema: TSchema): TSchema => Type.Union([schema, Type.Null()])
@@ -24,23 +25,29 @@ export const FRAME_ACK_SCHEMA = Type.Union([
   }, { additionalProperties: false, title: 'frame refused' })
 ])
 
-/** robots/{uuid}/commands: a state change a user issued (docs/protocol.md §5). */
+/** robots/{uuid}/commands: a command a user issued (docs/protocol.md §5, §14.3). */
 export const COMMAND_SCHEMA = Type.Object({
   id: Type.String({ description: 'the command id: echo it in the acknowledgement' }),
-  command: Type.Union(ROBOT_COMMANDS.map((c) => Type.Literal(c)), { description: 'the state to go into' }),
+  command: Type.String({ minLength: 1, maxLength: 64, description: `a mode, the state to go into (${ROBOT_COMMANDS.join(', ')}), or a command of the robot's model (docs/protocol.md §14.3)` }),
   issued_by: Type.String({ description: 'the username of who issued it' }),
-  issued_at: instant
+  issued_at: instant,
+  params: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'a model command\'s parameters, checked against its schema ({} when it was sent without); absent for a mode' }))
 }, { additionalProperties: false })
 
-/** The largest command acknowledgement the broker reads; a larger one is ignored. */
-export const MAX_COMMAND_ACK_BYTES = 4096
+/**
+ * The largest command acknowledgement the broker reads; a larger one is
+ * ignored. Twice a result's limit: an ack whose result is somewhat too large
+ * still counts (its result is refused, docs/protocol.md §14.3).
+ */
+export const MAX_COMMAND_ACK_BYTES = 16_384
 
 /** robots/{uuid}/commands/ack: the robot's answer to a command. */
 export const COMMAND_ACK_SCHEMA = Type.Object({
   id: Type.String({ description: 'the id of the command it answers' }),
   status: Type.Union([Type.Literal('ok'), Type.Literal('error')], { description: 'ok: done, the robot is now in the commanded state; error: failed' }),
   state: Type.Optional(Type.String({ description: 'the state the robot is in now (informative: on ok the server records the command as its state)' })),
-  message: Type.Optional(Type.String({ description: 'why it failed, for people' }))
+  message: Type.Optional(Type.String({ description: 'why it failed, for people' })),
+  result: Type.Optional(Type.Unknown({ description: `a model command's result, stored with it: a JSON object of at most ${MAX_RESULT_BYTES} bytes of JSON. Anything else is not stored, the ack's status still counts, and the command's message says why ("result refused: …")` }))
 }, { additionalProperties: true, description: `at most ${MAX_COMMAND_ACK_BYTES} bytes; other fields are ignored` })
 
 const metric = (description: string): TSchema => Type.Optional(Type.Number({ description }))
@@ -75,7 +82,7 @@ export const PRESENCE_SCHEMA = Type.Object({
   since: Type.String({ format: 'date-time', description: 'when online last changed' })
 }, { additionalProperties: false })
 
-export interface CommandAck { id: string, status: 'ok' | 'error', state?: string, message?: string }
+export interface CommandAck { id: string, status: 'ok' | 'error', state?: string, message?: string, result?: unknown }
 const validateCommandAck = new Ajv({ strict: false }).compile<CommandAck>(COMMAND_ACK_SCHEMA)
 
 /** A robot's command acknowledgement, or null when it is not one (COMMAND_ACK_SCHEMA decides). */

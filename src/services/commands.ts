@@ -18,17 +18,25 @@
 // removed, user deactivated or deleted) are cancelled, audited with no actor
 // (the server), when the change happens and again, as a last check, when the
 // queue is released.
+//
+// A command is one of the four modes or a command of the robot's model
+// (docs/protocol.md §14.3), its params checked against the model's compiled
+// schema after the robot's access check and before anything is stored. A
+// mode costs the hot path nothing more: only other commands read the robot's
+// model (with its access check, in one query).
 import { randomUUID } from 'node:crypto'
 import { Op, QueryTypes, type Transaction } from 'sequelize'
 import { dateParam, rawDate, sqliteDate, type Database } from '../db/index.js'
 import type { Command } from '../db/models/index.js'
-import type { CommandStatus, RobotCommand } from '../contract/payloads.js'
+import { checkResult, type ModelRef } from '../contract/models.js'
+import { ROBOT_COMMANDS, type CommandStatus } from '../contract/payloads.js'
 import { isUuid } from '../contract/uuid.js'
 import { Errors } from '../errors.js'
 import type { EventBus } from '../events.js'
 import { holdsRoleSql, type AccessService, type UserPrincipal } from './access.js'
 import type { AuditContext, AuditService } from './audit.js'
 import { batchLookup } from './batch.js'
+import type { ModelService } from './models.js'
 import { decodeCursor, olderThan, pageLimit, toPage, type Page, type PageRequest } from './pagination.js'
 import type { PresenceService } from './presence.js'
 
@@ -44,23 +52,42 @@ export interface CommandView {
   /**
    * When the command expires if nothing else happens to it: a queued one `ttl`
    * after it was issued, a sent one (pending, delivered) COMMAND_TIMEOUT after
-   * it was published; null once it is finished.
+   * it was published (or the model command's own timeout); null once it is finished.
    */
   expires_at: string | null
+  /** A model command's params ({} when sent without); null for a mode (docs/protocol.md §14.3). */
+  params: Record<string, unknown> | null
+  /** The result the robot acknowledged a model command with; null when none. */
+  result: Record<string, unknown> | null
 }
+
+/** The largest `params` of a command, in bytes of JSON (docs/protocol.md §14.3). */
+export const MAX_PARAMS_BYTES = 8192
+
+const MODES: readonly string[] = ROBOT_COMMANDS
+/** The modes as an SQL list of literals (constants, never input). */
+const MODES_SQL = MODES.map((m) => `'${m}'`).join(', ')
+
+/** What a model command carries into its row and message, once checked. */
+interface ModelCommand { model: ModelRef, params: Record<string, unknown>, timeout: number | null }
+
+/** The robot's model changed between the check of a command and its insert: check again. */
+class ModelChanged extends Error {}
 
 // PostgreSQL, the whole command path in one statement (atomic without
 // BEGIN/COMMIT, one round trip): the robot, if this user may reach it by
 // access.robotFor's rule ($13 = staff: every robot; else at least the
 // operator role, directly or through a group, unexpired at $6), its command
 // and the audit record. No row back: no such robot, or no grant (the same
-// 404).
+// 404), or, for a model command ($19, $20: the model it was checked
+// against; null for a mode), the robot's model changed since.
 const PG_ISSUE = `WITH r AS (
   SELECT id FROM robots
   WHERE uuid = $2 AND ($13::boolean OR ${holdsRoleSql({ robot: 'robots.id', user: '$5', now: '$6', need: 'operator' })})
+    AND ($19::text IS NULL OR (model_name = $19::text AND model_version = $20::integer))
 ), c AS (
-  INSERT INTO commands (id, robot_id, command, status, issued_by, issued_by_id, created_at, updated_at, expires_at, sent_at)
-  SELECT $1, r.id, $3, $14, $4, $5, $6, $6, $15, $16 FROM r
+  INSERT INTO commands (id, robot_id, command, status, issued_by, issued_by_id, created_at, updated_at, expires_at, sent_at, params, timeout_seconds)
+  SELECT $1, r.id, $3, $14, $4, $5, $6, $6, $15, $16, $17, $18 FROM r
   RETURNING id
 ), e AS (
   INSERT INTO audit_events (at, actor_id, actor, action, robot_uuid, target_user_id, details, ip)
@@ -70,9 +97,17 @@ SELECT id FROM c`
 
 // SQLite, the same check and the command in one INSERT (its audit record
 // follows in the same transaction): no rows changed, no robot for this user.
-const SQLITE_ISSUE = `INSERT INTO commands (id, robot_id, command, status, issued_by, issued_by_id, created_at, updated_at, expires_at, sent_at)
-SELECT $1, r.id, $3, $8, $4, $5, $6, $6, $9, $10 FROM robots r
-WHERE r.uuid = $2 AND ($7 OR ${holdsRoleSql({ robot: 'r.id', user: '$5', now: '$6', need: 'operator' })})`
+const SQLITE_ISSUE = `INSERT INTO commands (id, robot_id, command, status, issued_by, issued_by_id, created_at, updated_at, expires_at, sent_at, params, timeout_seconds)
+SELECT $1, r.id, $3, $8, $4, $5, $6, $6, $9, $10, $11, $12 FROM robots r
+WHERE r.uuid = $2 AND ($7 OR ${holdsRoleSql({ robot: 'r.id', user: '$5', now: '$6', need: 'operator' })})
+  AND ($13 IS NULL OR (r.model_name = $13 AND r.model_version = $14))`
+
+// Both databases: the robot and its model, if this user may command it
+// ($2 = staff). What a command other than a mode is checked against.
+function targetSql (dialect: Database['dialect']): string {
+  return `SELECT r.id, r.model_name, r.model_version FROM robots r
+WHERE r.uuid = $1 AND (${dialect === 'postgres' ? '$2::boolean' : '$2'} OR ${holdsRoleSql({ robot: 'r.id', user: '$3', now: '$4', need: 'operator' })})`
+}
 
 // Both databases: the robot's PUBACKs of one turn of the event loop, pending
 // → delivered, in one statement (a released queue's ten PUBACKs arrive
@@ -87,14 +122,19 @@ RETURNING id`
 
 // PostgreSQL, the robot's acknowledgement in one statement: the command, if
 // it is open and was sent to this robot, becomes done ($3 = 'done': the
-// robot's state becomes the command) or failed. Guarded by its status, the
-// UPDATE lets one acknowledgement win. No row back: nothing to acknowledge.
+// robot's state becomes the command, if it is a mode) or failed. A model
+// command keeps the result ($6) and the message with its note about a
+// refused result ($7); a mode keeps neither result nor note. Guarded by its
+// status, the UPDATE lets one acknowledgement win. No row back: nothing to
+// acknowledge.
 const PG_ACK = `WITH c AS (
-  UPDATE commands SET status = $3, acked_at = $4, delivered_at = COALESCE(delivered_at, $4), message = COALESCE($5, message), updated_at = $4
+  UPDATE commands SET status = $3, acked_at = $4, delivered_at = COALESCE(delivered_at, $4),
+    message = COALESCE(CASE WHEN command IN (${MODES_SQL}) THEN $5 ELSE $7 END, message),
+    result = CASE WHEN command IN (${MODES_SQL}) THEN NULL ELSE $6 END, updated_at = $4
   WHERE id = $1 AND status IN ('pending', 'delivered') AND robot_id = (SELECT id FROM robots WHERE uuid = $2)
   RETURNING robot_id, command
 ), r AS (
-  UPDATE robots SET state = c.command, updated_at = $4 FROM c WHERE $3 = 'done' AND robots.id = c.robot_id
+  UPDATE robots SET state = c.command, updated_at = $4 FROM c WHERE $3 = 'done' AND c.command IN (${MODES_SQL}) AND robots.id = c.robot_id
 )
 SELECT command FROM c`
 
@@ -107,7 +147,7 @@ export const RELEASE_WINDOW = 10
 const RELEASE = `UPDATE commands SET status = 'pending', sent_at = $2, updated_at = $2
 WHERE status = 'queued' AND id IN (
   SELECT id FROM commands WHERE robot_id = $1 AND status = 'queued' AND expires_at > $2 ORDER BY created_at, id LIMIT $3)
-RETURNING id, command, issued_by, created_at`
+RETURNING id, command, issued_by, created_at, params`
 
 // A robot's commands sent and not yet PUBACKed (the release window's use).
 const UNACKNOWLEDGED = "SELECT count(*) AS n FROM commands WHERE robot_id = $1 AND status = 'pending'"
@@ -117,6 +157,21 @@ const UNACKNOWLEDGED = "SELECT count(*) AS n FROM commands WHERE robot_id = $1 A
 // issuer's commands have no issued_by_id (ON DELETE SET NULL) and may not.
 const ISSUER_MAY_COMMAND = `EXISTS (SELECT 1 FROM users u WHERE u.id = commands.issued_by_id AND u.is_active = $TRUE
   AND (u.is_staff = $TRUE OR ${holdsRoleSql({ robot: 'commands.robot_id', user: 'u.id', now: '$1', need: 'operator' })}))`
+
+/**
+ * The sent commands (pending, delivered) overdue at $1: sent before $2 (now
+ * - COMMAND_TIMEOUT), or, with a timeout of their own, more than that many
+ * seconds before $1; now expired ($3 the time of the change).
+ */
+function expireSentSql (dialect: Database['dialect']): string {
+  // SQLite compares its date text: strftime writes sent_at's own format.
+  const ownDeadline = dialect === 'postgres'
+    ? "$1 - timeout_seconds * interval '1 second'"
+    : "strftime('%Y-%m-%d %H:%M:%f +00:00', $1, '-' || timeout_seconds || ' seconds')"
+  return `UPDATE commands SET status = 'expired', updated_at = $3
+WHERE status IN (${sqlList(IN_FLIGHT)}) AND ((timeout_seconds IS NULL AND sent_at < $2) OR (timeout_seconds IS NOT NULL AND sent_at < ${ownDeadline}))
+RETURNING id`
+}
 
 /** Queued commands in `scope` whose issuer may no longer command the robot, now cancelled. */
 function cancelUnauthorizedSql (dialect: Database['dialect'], scope: string): string {
@@ -135,6 +190,17 @@ function commandKey (id: string): string | null {
 }
 
 const iso = (d: Date | null | undefined): string | null => d === null || d === undefined ? null : d.toISOString()
+/** A JSON object column (params, result) as the API shows it. */
+function jsonObject (text: string | null | undefined): Record<string, unknown> | null {
+  if (text === null || text === undefined) return null
+  try {
+    const value: unknown = JSON.parse(text)
+    return value !== null && typeof value === 'object' && !Array.isArray(value) ? value as Record<string, unknown> : null
+  } catch {
+    return null
+  }
+}
+const isEmptyObject = (v: unknown): boolean => v !== null && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0
 /** Sent and not finished: what COMMAND_TIMEOUT expires and a robot's ack may finish. */
 const IN_FLIGHT: CommandStatus[] = ['pending', 'delivered']
 const CANCELLABLE: CommandStatus[] = ['queued', 'pending']
@@ -145,6 +211,8 @@ export interface CommandServiceDeps {
   audit: AuditService
   access: AccessService
   presence: PresenceService
+  /** the compiled models that model commands are checked against (docs/protocol.md §14.3) */
+  models: ModelService
   timeoutSeconds: number
   /** queued commands per robot at most (COMMAND_QUEUE_LIMIT) */
   queueLimit?: number
@@ -170,20 +238,21 @@ export function commandsByCreatedAt (dialect: Database['dialect']): string {
 /** Finished commands one retention DELETE removes at most (a short statement). */
 export const COMMAND_RETENTION_PIECE = 2000
 
-export function createCommandService ({ db, events, audit, access, presence, timeoutSeconds, queueLimit = 100 }: CommandServiceDeps) {
+export function createCommandService ({ db, events, audit, access, presence, models, timeoutSeconds, queueLimit = 100 }: CommandServiceDeps) {
   const { AuditEvent, Command, Robot } = db.models
   const byCreatedAt = commandsByCreatedAt(db.dialect)
 
   /**
    * expires_at, computed when a command is shown from what expireOverdue
    * decides by: the stored expires_at of a queued command (its ttl), and
-   * sent_at + COMMAND_TIMEOUT of a sent one. Not stored for sent commands:
+   * sent_at + COMMAND_TIMEOUT (or the model command's own timeout) of a
+   * sent one. Not stored for sent commands:
    * the answer then always agrees with the sweep, COMMAND_TIMEOUT changed
    * at a restart included, and a release needs no second column written.
    */
-  function expiry (status: CommandStatus, queuedUntil: Date | null | undefined, sentAt: Date): string | null {
+  function expiry (status: CommandStatus, queuedUntil: Date | null | undefined, sentAt: Date, timeout: number | null | undefined): string | null {
     if (status === 'queued') return iso(queuedUntil)
-    if (IN_FLIGHT.includes(status)) return new Date(sentAt.getTime() + timeoutSeconds * 1000).toISOString()
+    if (IN_FLIGHT.includes(status)) return new Date(sentAt.getTime() + (timeout ?? timeoutSeconds) * 1000).toISOString()
     return null
   }
 
@@ -198,7 +267,9 @@ export function createCommandService ({ db, events, audit, access, presence, tim
       delivered_at: iso(row.deliveredAt),
       acked_at: iso(row.ackedAt),
       // Commands sent before migration 008 have no sent_at: they were sent when created.
-      expires_at: expiry(row.status as CommandStatus, row.expiresAt, row.sentAt ?? row.createdAt)
+      expires_at: expiry(row.status as CommandStatus, row.expiresAt, row.sentAt ?? row.createdAt, row.timeoutSeconds),
+      params: jsonObject(row.params),
+      result: jsonObject(row.result)
     }
   }
 
@@ -246,14 +317,17 @@ export function createCommandService ({ db, events, audit, access, presence, tim
       const [unacknowledged] = await db.sequelize.query(UNACKNOWLEDGED, { bind: [robot.id], type: QueryTypes.SELECT, transaction }) as Array<{ n: number | string }>
       const room = RELEASE_WINDOW - Number(unacknowledged?.n ?? 0)
       if (room <= 0) return { rows: [], full: true }
-      const [rows] = await db.sequelize.query(RELEASE, { bind: [robot.id, dateParam(db.dialect, at), room], transaction }) as unknown as [Array<{ id: string, command: string, issued_by: string, created_at: unknown }>]
+      const [rows] = await db.sequelize.query(RELEASE, { bind: [robot.id, dateParam(db.dialect, at), room], transaction }) as unknown as [Array<{ id: string, command: string, issued_by: string, created_at: unknown, params: string | null }>]
       return { rows, full: rows.length === room }
     })
     if (full) draining.add(robotUuid)
     else draining.delete(robotUuid)
     const released = rows.map((r) => ({ ...r, createdAt: rawDate(r.created_at) }))
       .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || (a.id < b.id ? -1 : 1))
-    for (const r of released) events.emit('commandIssued', { id: r.id, robotUuid, command: r.command, issuedBy: r.issued_by, issuedAt: r.createdAt.toISOString() })
+    for (const r of released) {
+      const params = jsonObject(r.params)
+      events.emit('commandIssued', { id: r.id, robotUuid, command: r.command, issuedBy: r.issued_by, issuedAt: r.createdAt.toISOString(), ...(params === null ? {} : { params }) })
+    }
     return released.length
   }
 
@@ -264,9 +338,55 @@ export function createCommandService ({ db, events, audit, access, presence, tim
   }, 500)
 
   /** Why a command was not stored: no such robot for this user (404), or too low a role (403). */
-  async function refused (principal: UserPrincipal, robotUuid: string): Promise<never> {
+  async function refused (principal: UserPrincipal, robotUuid: string, checked: ModelCommand | null = null): Promise<never> {
+    if (checked !== null) {
+      // A model command's insert also needs the model it was checked against.
+      const robot = await target(principal, robotUuid)
+      if (robot.model?.name !== checked.model.name || robot.model.version !== checked.model.version) throw new ModelChanged()
+    }
     await access.robotFor(principal, robotUuid, 'operator')
     throw new Errors.ROBOT_NOT_FOUND() // the role ended in between
+  }
+
+  /** The robot and its model, if this user may command it (else 404 or 403, as access.robotFor answers). */
+  async function target (principal: UserPrincipal, robotUuid: string): Promise<{ id: number, model: ModelRef | null }> {
+    const rows = await db.sequelize.query(targetSql(db.dialect), {
+      type: QueryTypes.SELECT,
+      bind: [robotUuid, db.dialect === 'postgres' ? principal.isStaff : (principal.isStaff ? 1 : 0), principal.id, dateParam(db.dialect, new Date())]
+    }) as Array<{ id: number | string, model_name: string | null, model_version: number | string | null }>
+    const row = rows[0]
+    if (row === undefined) return await refused(principal, robotUuid)
+    return { id: Number(row.id), model: row.model_name === null || row.model_version === null ? null : { name: row.model_name, version: Number(row.model_version) } }
+  }
+
+  /**
+   * docs/protocol.md §14.3: the command is a mode (null; no params but {})
+   * or a command of the robot's model whose params match its schema. The
+   * robot's access check comes first (404, 403), then 400
+   * UNITED_UNKNOWN_COMMAND or UNITED_INVALID_PARAMS, before anything is
+   * stored. A mode without params is not looked up here: its insert checks
+   * the access.
+   */
+  async function checkCommand (principal: UserPrincipal, robotUuid: string, command: string, params: unknown): Promise<ModelCommand | null> {
+    if (MODES.includes(command)) {
+      if (params === undefined || isEmptyObject(params)) return null
+      await access.robotFor(principal, robotUuid, 'operator')
+      throw new Errors.INVALID_PARAMS(`params: ${command} is a mode and takes no parameters`)
+    }
+    const robot = await target(principal, robotUuid)
+    const compiled = robot.model === null ? null : await models.compiled(robot.model)
+    const declared = compiled?.commands.get(command)
+    if (compiled === null || declared === undefined) {
+      const known = compiled === null ? 'the robot has no model' : `commands of its model ${compiled.name} v${compiled.version}: ${[...compiled.commands.keys()].join(', ') || 'none'}`
+      throw new Errors.UNKNOWN_COMMAND(`command ${JSON.stringify(command)} is neither a mode (${MODES.join(', ')}) nor a command of the robot's model (${known})`.slice(0, 1000))
+    }
+    if (params !== undefined) {
+      const bytes = Buffer.byteLength(JSON.stringify(params))
+      if (bytes > MAX_PARAMS_BYTES) throw new Errors.INVALID_PARAMS(`params is ${bytes} bytes of JSON, over the limit of ${MAX_PARAMS_BYTES}`)
+    }
+    const errors = declared.checkParams(params)
+    if (errors !== null) throw new Errors.INVALID_PARAMS(errors.slice(0, 20).join('; ') + (errors.length > 20 ? `; and ${errors.length - 20} more` : ''))
+    return { model: robot.model as ModelRef, params: (params ?? {}) as Record<string, unknown>, timeout: declared.timeout }
   }
 
   /**
@@ -277,25 +397,28 @@ export function createCommandService ({ db, events, audit, access, presence, tim
    * that two requests at once cannot both take the last place; SQLite's
    * transactions run one at a time anyway.
    */
-  async function enqueue (principal: UserPrincipal, robotUuid: string, c: { id: string, command: string, at: Date, expiresAt: Date }, record: ReturnType<AuditService['row']>): Promise<void> {
+  async function enqueue (principal: UserPrincipal, robotUuid: string, c: { id: string, command: string, at: Date, expiresAt: Date, checked: ModelCommand | null }, record: ReturnType<AuditService['row']>): Promise<void> {
     const pg = db.dialect === 'postgres'
     const outcome = await db.transaction(async (transaction) => {
       const robots = await db.sequelize.query(`SELECT r.id FROM robots r
-WHERE r.uuid = $1 AND (${pg ? '$2::boolean' : '$2'} OR ${holdsRoleSql({ robot: 'r.id', user: '$3', now: '$4', need: 'operator' })})${pg ? ' FOR NO KEY UPDATE OF r' : ''}`, {
-        type: QueryTypes.SELECT, transaction, bind: [robotUuid, pg ? principal.isStaff : (principal.isStaff ? 1 : 0), principal.id, dateParam(db.dialect, c.at)]
+WHERE r.uuid = $1 AND (${pg ? '$2::boolean' : '$2'} OR ${holdsRoleSql({ robot: 'r.id', user: '$3', now: '$4', need: 'operator' })})
+  AND (${pg ? '$5::text' : '$5'} IS NULL OR (r.model_name = $5 AND r.model_version = $6))${pg ? ' FOR NO KEY UPDATE OF r' : ''}`, {
+        type: QueryTypes.SELECT, transaction, bind: [robotUuid, pg ? principal.isStaff : (principal.isStaff ? 1 : 0), principal.id, dateParam(db.dialect, c.at), c.checked?.model.name ?? null, c.checked?.model.version ?? null]
       }) as Array<{ id: number }>
       const robot = robots[0]
       if (robot === undefined) return 'not found'
       const [queued] = await db.sequelize.query("SELECT count(*) AS n FROM commands WHERE robot_id = $1 AND status = 'queued'", { type: QueryTypes.SELECT, transaction, bind: [robot.id] }) as Array<{ n: number | string }>
       if (Number(queued?.n ?? 0) >= queueLimit) return 'full'
-      await db.sequelize.query(`INSERT INTO commands (id, robot_id, command, status, issued_by, issued_by_id, created_at, updated_at, expires_at, sent_at)
-VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL)`, {
-        type: QueryTypes.INSERT, transaction, bind: [c.id, robot.id, c.command, principal.username, principal.id, dateParam(db.dialect, c.at), dateParam(db.dialect, c.expiresAt)]
+      await db.sequelize.query(`INSERT INTO commands (id, robot_id, command, status, issued_by, issued_by_id, created_at, updated_at, expires_at, sent_at, params, timeout_seconds)
+VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL, $8, $9)`, {
+        type: QueryTypes.INSERT,
+        transaction,
+        bind: [c.id, robot.id, c.command, principal.username, principal.id, dateParam(db.dialect, c.at), dateParam(db.dialect, c.expiresAt), c.checked === null ? null : JSON.stringify(c.checked.params), c.checked?.timeout ?? null]
       })
       await AuditEvent.create(record, { transaction })
       return 'queued'
     })
-    if (outcome === 'not found') await refused(principal, robotUuid)
+    if (outcome === 'not found') await refused(principal, robotUuid, c.checked)
     if (outcome === 'full') throw new Errors.QUEUE_FULL()
   }
 
@@ -336,53 +459,81 @@ VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL)`, {
   const making = new Set<Promise<unknown>>()
   let onReleaseError: (err: unknown, robotUuid: string) => void = () => {}
 
+  /**
+   * Stores a checked command: pending and published when the robot is
+   * command-connected; else queued for `ttlSeconds` when given, else 409.
+   */
+  async function store (principal: UserPrincipal, robotUuid: string, command: string, ctx: AuditContext, ttlSeconds: number | undefined, checked: ModelCommand | null): Promise<CommandView> {
+    const connected = await presence.isCommandConnected(robotUuid)
+    if (!connected && ttlSeconds === undefined) {
+      // 404 (or 403) first: a robot this user cannot reach is not "not connected" (a model command's check did it)
+      if (checked === null) await access.robotFor(principal, robotUuid, 'operator')
+      throw new Errors.ROBOT_NOT_CONNECTED()
+    }
+    const id = randomUUID()
+    const at = new Date()
+    const status: CommandStatus = connected ? 'pending' : 'queued'
+    const expiresAt = connected ? null : new Date(at.getTime() + (ttlSeconds as number) * 1000)
+    const sentAt = connected ? at : null
+    const details: Record<string, unknown> = { command_id: id, command }
+    if (checked !== null) details.params = checked.params
+    if (!connected) details.ttl = ttlSeconds
+    const paramsText = checked === null ? null : JSON.stringify(checked.params)
+    const timeout = checked?.timeout ?? null
+    const record = audit.row(ctx, { action: connected ? 'command.sent' : 'command.queued', robotUuid, details }, at)
+    if (!connected) {
+      await enqueue(principal, robotUuid, { id, command, at, expiresAt: expiresAt as Date, checked }, record)
+    } else if (db.dialect === 'postgres') {
+      const created = await db.pgPrepared('united_command_issue', PG_ISSUE,
+        [id, robotUuid, command, principal.username, principal.id, at, record.actorId, record.actor, record.action, record.targetUserId, JSON.stringify(record.details), record.ip, principal.isStaff, status, expiresAt, sentAt,
+          paramsText, timeout, checked?.model.name ?? null, checked?.model.version ?? null])
+      if (created.rowCount === 0) await refused(principal, robotUuid, checked)
+    } else {
+      const created = await db.transaction(async (transaction) => {
+        const [, changes] = await db.sequelize.query(SQLITE_ISSUE, {
+          type: QueryTypes.INSERT,
+          transaction,
+          bind: [id, robotUuid, command, principal.username, principal.id, sqliteDate(at), principal.isStaff ? 1 : 0, status, sqliteDate(expiresAt), sqliteDate(sentAt),
+            paramsText, timeout, checked?.model.name ?? null, checked?.model.version ?? null]
+        }) as unknown as [unknown, number]
+        if (changes === 0) return false
+        await AuditEvent.create(record, { transaction })
+        return true
+      })
+      if (!created) await refused(principal, robotUuid, checked)
+    }
+    const result: CommandView = {
+      id, robot_uuid: robotUuid, command, status, issued_by: principal.username, created_at: at.toISOString(), delivered_at: null, acked_at: null,
+      expires_at: expiry(status, expiresAt, at, timeout), params: checked?.params ?? null, result: null
+    }
+    if (connected) {
+      events.emit('commandIssued', { id, robotUuid, command, issuedBy: principal.username, issuedAt: result.created_at, ...(checked === null ? {} : { params: checked.params }) })
+    } else if (await presence.isCommandConnected(robotUuid)) {
+      // The robot subscribed while this was being stored: its release may
+      // have run before the row existed. Release again (a no-op if not).
+      await releaseQueued(robotUuid)
+    }
+    return result
+  }
+
   return {
     /**
-     * docs/protocol.md §5 and §5.3: pending and published when the robot is
+     * docs/protocol.md §5, §5.3 and §14.3: a mode, or a command of the
+     * robot's model with `params` that match its schema (400 otherwise,
+     * after the access check); pending and published when the robot is
      * command-connected; else queued for `ttlSeconds` when given, else 409.
      */
-    async issue (principal: UserPrincipal, robotUuid: string, command: RobotCommand, ctx: AuditContext, ttlSeconds?: number): Promise<CommandView> {
-      const connected = await presence.isCommandConnected(robotUuid)
-      if (!connected && ttlSeconds === undefined) {
-        await access.robotFor(principal, robotUuid, 'operator') // 404 (or 403) first: a robot this user cannot reach is not "not connected"
-        throw new Errors.ROBOT_NOT_CONNECTED()
+    async issue (principal: UserPrincipal, robotUuid: string, command: string, ctx: AuditContext, ttlSeconds?: number, params?: unknown): Promise<CommandView> {
+      for (let attempt = 1; ; attempt++) {
+        const checked = await checkCommand(principal, robotUuid, command, params)
+        try {
+          return await store(principal, robotUuid, command, ctx, ttlSeconds, checked)
+        } catch (err) {
+          // The robot was given another model meanwhile: check against that one.
+          if (!(err instanceof ModelChanged)) throw err
+          if (attempt >= 3) throw new Errors.ROBOT_NOT_FOUND()
+        }
       }
-      const id = randomUUID()
-      const at = new Date()
-      const status: CommandStatus = connected ? 'pending' : 'queued'
-      const expiresAt = connected ? null : new Date(at.getTime() + (ttlSeconds as number) * 1000)
-      const sentAt = connected ? at : null
-      const details: Record<string, unknown> = { command_id: id, command }
-      if (!connected) details.ttl = ttlSeconds
-      const record = audit.row(ctx, { action: connected ? 'command.sent' : 'command.queued', robotUuid, details }, at)
-      if (!connected) {
-        await enqueue(principal, robotUuid, { id, command, at, expiresAt: expiresAt as Date }, record)
-      } else if (db.dialect === 'postgres') {
-        const created = await db.pgPrepared('united_command_issue', PG_ISSUE,
-          [id, robotUuid, command, principal.username, principal.id, at, record.actorId, record.actor, record.action, record.targetUserId, JSON.stringify(record.details), record.ip, principal.isStaff, status, expiresAt, sentAt])
-        if (created.rowCount === 0) await refused(principal, robotUuid)
-      } else {
-        const created = await db.transaction(async (transaction) => {
-          const [, changes] = await db.sequelize.query(SQLITE_ISSUE, {
-            type: QueryTypes.INSERT,
-            transaction,
-            bind: [id, robotUuid, command, principal.username, principal.id, sqliteDate(at), principal.isStaff ? 1 : 0, status, sqliteDate(expiresAt), sqliteDate(sentAt)]
-          }) as unknown as [unknown, number]
-          if (changes === 0) return false
-          await AuditEvent.create(record, { transaction })
-          return true
-        })
-        if (!created) await refused(principal, robotUuid)
-      }
-      const result: CommandView = { id, robot_uuid: robotUuid, command, status, issued_by: principal.username, created_at: at.toISOString(), delivered_at: null, acked_at: null, expires_at: expiry(status, expiresAt, at) }
-      if (connected) {
-        events.emit('commandIssued', { id, robotUuid, command, issuedBy: principal.username, issuedAt: result.created_at })
-      } else if (await presence.isCommandConnected(robotUuid)) {
-        // The robot subscribed while this was being stored: its release may
-        // have run before the row existed. Release again (a no-op if not).
-        await releaseQueued(robotUuid)
-      }
-      return result
     },
 
     releaseQueued,
@@ -440,21 +591,32 @@ VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL)`, {
     },
 
     /**
-     * The robot acknowledged command `commandId`: done (its state becomes the
-     * command) or failed. Only the robot the command was sent to may ack it,
-     * and only while it is open. Returns the new status, or null if ignored.
+     * The robot acknowledged command `commandId`: done (a mode becomes the
+     * robot's state; a model command does not change it) or failed. Only the
+     * robot the command was sent to may ack it, and only while it is open.
+     * A model command keeps the ack's `result` when it is a JSON object of at
+     * most MAX_RESULT_BYTES; any other result is not stored, the status
+     * still counts, and the command's message begins "result refused: …"
+     * (docs/protocol.md §14.3). A mode keeps no result. Returns the new
+     * status, or null if ignored.
      */
-    async acknowledge (robotUuid: string, anyId: string, ok: boolean, message?: string, at = new Date()): Promise<CommandStatus | null> {
+    async acknowledge (robotUuid: string, anyId: string, ok: boolean, message?: string, { at = new Date(), result }: { at?: Date, result?: unknown } = {}): Promise<CommandStatus | null> {
       const commandId = commandKey(anyId)
       if (commandId === null) return null
       const status: CommandStatus = ok ? 'done' : 'failed'
+      // An explicit null is no result.
+      const refusal = result === undefined || result === null ? null : checkResult(result)
+      const resultText = result === undefined || result === null || refusal !== null ? null : JSON.stringify(result)
+      const plain = message?.slice(0, 500) ?? null
+      // The note first: a long message of the robot's cannot push it out of the 500 characters.
+      const noted = refusal === null ? plain : [`result refused: ${refusal}`, message].filter((m) => m !== undefined).join('; ').slice(0, 500)
       if (db.dialect === 'postgres') {
-        const { rows } = await db.pgPrepared('united_command_ack', PG_ACK, [commandId, robotUuid, status, at, message?.slice(0, 500) ?? null])
+        const { rows } = await db.pgPrepared('united_command_ack', PG_ACK, [commandId, robotUuid, status, at, plain, resultText, noted])
         const acked = rows[0]
         if (acked === undefined) return null
         finished[status]++
         makeRoom(robotUuid)
-        if (ok) events.emit('robotStateChanged', { robotUuid, state: String(acked.command) })
+        if (ok && MODES.includes(String(acked.command))) events.emit('robotStateChanged', { robotUuid, state: String(acked.command) })
         return status
       }
       const robot = await Robot.findOne({ where: { uuid: robotUuid }, attributes: ['id'] })
@@ -462,30 +624,34 @@ VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $7, NULL)`, {
       const done = await db.transaction(async (transaction) => {
         const row = await Command.findOne({ where: { id: commandId, robotId: robot.id, status: { [Op.in]: IN_FLIGHT } }, transaction })
         if (row === null) return null
+        const mode = MODES.includes(row.command)
         row.status = status
         row.ackedAt = at
         row.deliveredAt ??= at
-        if (message !== undefined) row.message = message.slice(0, 500)
+        const kept = mode ? plain : noted
+        if (kept !== null) row.message = kept
+        if (!mode) row.result = resultText
         await row.save({ transaction })
-        if (ok) await Robot.update({ state: row.command }, { where: { id: robot.id }, transaction })
+        if (ok && mode) await Robot.update({ state: row.command }, { where: { id: robot.id }, transaction })
         return row
       })
       if (done === null) return null
       finished[status]++
       makeRoom(robotUuid)
-      if (ok) events.emit('robotStateChanged', { robotUuid, state: done.command })
+      if (ok && MODES.includes(done.command)) events.emit('robotStateChanged', { robotUuid, state: done.command })
       return status
     },
 
     /**
-     * Marks every open command sent more than COMMAND_TIMEOUT ago, and every
-     * queued command past its expires_at, as expired. Each UPDATE is guarded
-     * by the status it leaves: run by several nodes at once, each command
-     * still expires once.
+     * Marks every open command sent more than COMMAND_TIMEOUT (or its own
+     * timeout, a model command's) ago, and every queued command past its
+     * expires_at, as expired. Each UPDATE is guarded by the status it
+     * leaves: run by several nodes at once, each command still expires once.
      */
     async expireOverdue (now = new Date()): Promise<number> {
       const before = new Date(now.getTime() - timeoutSeconds * 1000)
-      const [sent] = await Command.update({ status: 'expired' }, { where: { status: { [Op.in]: IN_FLIGHT }, sentAt: { [Op.lt]: before } } })
+      const [expired] = await db.sequelize.query(expireSentSql(db.dialect), { bind: [dateParam(db.dialect, now), dateParam(db.dialect, before), dateParam(db.dialect, new Date())] }) as unknown as [unknown[]]
+      const sent = expired.length
       const [queued] = await Command.update({ status: 'expired' }, { where: { status: 'queued', expiresAt: { [Op.lte]: now } } })
       finished.expired += sent + queued
       // Expired commands left the window of the queues being released here.

@@ -55,7 +55,7 @@ export function createServices ({ db, config, log, jwt, tokenStore, attemptStore
   const groups = createGroupService({ db, events, audit })
   const presence = createPresenceService({ remote: remotePresence })
   const robotTokens = createRobotTokenService({ robots, store: tokens, ttlSeconds: config.ROBOT_TOKEN_TTL })
-  const commands = createCommandService({ db, events, audit, access, presence, timeoutSeconds: config.COMMAND_TIMEOUT, queueLimit: config.COMMAND_QUEUE_LIMIT })
+  const commands = createCommandService({ db, events, audit, access, presence, models, timeoutSeconds: config.COMMAND_TIMEOUT, queueLimit: config.COMMAND_QUEUE_LIMIT })
   const rollups = createRollupService({ db, log })
   const frames = createFrameService({ db, access, rollups, models, limits: { perUser: config.HISTORY_CONCURRENCY, perNode: config.HISTORY_NODE_CONCURRENCY, maxRows: config.AGGREGATE_MAX_ROWS } })
   const frameWriter = createFrameWriter({

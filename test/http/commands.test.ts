@@ -128,7 +128,8 @@ t.test('a command to a connected robot is 201 pending, announced and audited', a
   const res = await send(app, user.jwt, { robot_uuid: robot.uuid, command: 'auto' })
   t.equal(res.statusCode, 201)
   const body = res.json()
-  t.same(Object.keys(body).sort(), ['command', 'created_at', 'expires_at', 'id', 'robot_uuid', 'status'])
+  t.same(Object.keys(body).sort(), ['command', 'created_at', 'expires_at', 'id', 'params', 'result', 'robot_uuid', 'status'])
+  t.match(body, { params: null, result: null }, 'a mode has neither params nor result')
   t.match(body, { robot_uuid: robot.uuid, command: 'auto', status: 'pending' })
   t.match(body.id, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/)
   t.match(body.created_at, ISO)
@@ -142,7 +143,7 @@ t.test('a command to a connected robot is 201 pending, announced and audited', a
   t.same(audit.items[0], { id: audit.items[0]?.id, at: body.created_at, action: 'command.sent', actor_id: user.id, actor: user.username, robot_uuid: robot.uuid, target_user_id: null, details: { command_id: body.id, command: 'auto' }, ip: '127.0.0.1' }, 'the audit record, at the command’s time')
 
   const stored = await commandById(app, user.jwt, robot.uuid, body.id)
-  t.same(stored, { id: body.id, robot_uuid: robot.uuid, command: 'auto', status: 'pending', issued_by: user.username, created_at: body.created_at, delivered_at: null, acked_at: null, expires_at: body.expires_at })
+  t.same(stored, { id: body.id, robot_uuid: robot.uuid, command: 'auto', status: 'pending', issued_by: user.username, created_at: body.created_at, delivered_at: null, acked_at: null, expires_at: body.expires_at, params: null, result: null })
   t.equal(Date.parse(body.expires_at) - Date.parse(body.created_at), 30_000, 'a pending command expires COMMAND_TIMEOUT after it was sent')
 })
 
@@ -287,7 +288,7 @@ t.test('GET /robots/{uuid}/commands lists newest first with the contract fields'
   t.equal(body.next_cursor, null)
   t.equal(body.items.length, 3)
   for (const item of body.items) {
-    t.same(Object.keys(item).sort(), ['acked_at', 'command', 'created_at', 'delivered_at', 'expires_at', 'id', 'issued_by', 'robot_uuid', 'status'])
+    t.same(Object.keys(item).sort(), ['acked_at', 'command', 'created_at', 'delivered_at', 'expires_at', 'id', 'issued_by', 'params', 'result', 'robot_uuid', 'status'])
     t.match(item, { robot_uuid: robot.uuid, status: 'pending', issued_by: user.username, delivered_at: null, acked_at: null, expires_at: ISO })
     t.match(item.created_at, ISO)
   }

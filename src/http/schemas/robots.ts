@@ -101,7 +101,10 @@ export const RotateTokenBody = Type.Object({
 
 export const CommandBody = Type.Object({
   robot_uuid: RobotUuid,
-  command: Type.Enum(ROBOT_COMMANDS),
+  // Any name: the service answers UNITED_UNKNOWN_COMMAND for one that is neither a mode nor the model's.
+  command: Type.String({ minLength: 1, maxLength: 64, description: `a mode (${ROBOT_COMMANDS.join(', ')}) or a command of the robot's model (docs/protocol.md §14.3)` }),
+  // Permissive on purpose: the model's schema checks it, and nothing in it may be coerced or dropped before.
+  params: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'a model command\'s parameters, checked against its schema (at most 8 KiB of JSON); none for a mode' })),
   ttl: Type.Optional(Type.Integer({
     minimum: 1,
     maximum: MAX_COMMAND_TTL,
@@ -109,7 +112,10 @@ export const CommandBody = Type.Object({
   }))
 }, { additionalProperties: false })
 
-const COMMAND_EXPIRES_AT = 'when the command expires unless it is acknowledged (or cancelled) first: for a queued one, ttl after created_at; for a sent one (pending, delivered), COMMAND_TIMEOUT after it was published (at created_at, or when its queue was released); null once it is done, failed, expired or cancelled'
+const COMMAND_EXPIRES_AT = 'when the command expires unless it is acknowledged (or cancelled) first: for a queued one, ttl after created_at; for a sent one (pending, delivered), COMMAND_TIMEOUT (a model command\'s own timeout) after it was published (at created_at, or when its queue was released); null once it is done, failed, expired or cancelled'
+
+const COMMAND_PARAMS = Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()], { description: 'a model command\'s params ({} when it was sent without); null for a mode' })
+const COMMAND_RESULT = Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()], { description: 'the result the robot acknowledged a model command with; null when none (a mode, no ack yet, an ack without one, or a refused one)' })
 
 export const CommandCreatedSchema = Type.Object({
   id: Type.String(),
@@ -117,7 +123,9 @@ export const CommandCreatedSchema = Type.Object({
   command: Type.String(),
   status: Type.String({ description: 'pending (published), or queued (waiting for the robot, with a ttl)' }),
   created_at: DateTime,
-  expires_at: Type.Union([DateTime, Type.Null()], { description: COMMAND_EXPIRES_AT })
+  expires_at: Type.Union([DateTime, Type.Null()], { description: COMMAND_EXPIRES_AT }),
+  params: COMMAND_PARAMS,
+  result: COMMAND_RESULT
 })
 
 export const CommandSchema = Type.Object({
@@ -129,7 +137,9 @@ export const CommandSchema = Type.Object({
   created_at: DateTime,
   delivered_at: NullableDateTime,
   acked_at: NullableDateTime,
-  expires_at: Type.Union([DateTime, Type.Null()], { description: COMMAND_EXPIRES_AT })
+  expires_at: Type.Union([DateTime, Type.Null()], { description: COMMAND_EXPIRES_AT }),
+  params: COMMAND_PARAMS,
+  result: COMMAND_RESULT
 })
 
 export const CommandParams = Type.Object({ uuid: RobotUuid, id: Type.String({ minLength: 1, maxLength: 64 }) })

@@ -12,8 +12,10 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     onRequest: fastify.authenticate,
     schema: {
       tags: ['robots'],
-      summary: 'Send a command (state change); published QoS 1 on robots/{uuid}/commands, or queued with a ttl',
-      description: 'A robot that is not command-connected holds at most COMMAND_QUEUE_LIMIT (default 100) queued commands: one more answers 429 `UNITED_QUEUE_FULL`. ' +
+      summary: 'Send a command (a mode, or a command of the robot\'s model with its params); published QoS 1 on robots/{uuid}/commands, or queued with a ttl',
+      description: '`command` is a mode (auto, idle, error, manual: no `params`) or a command of the robot\'s model, whose `params` must match its schema (docs/protocol.md §14.3): ' +
+        'anything else is 400 `UNITED_UNKNOWN_COMMAND` or `UNITED_INVALID_PARAMS` (naming the field), after the robot\'s access check and before anything is stored. ' +
+        'A robot that is not command-connected holds at most COMMAND_QUEUE_LIMIT (default 100) queued commands: one more answers 429 `UNITED_QUEUE_FULL`. ' +
         'A queue goes out oldest first, at most 10 commands unacknowledged (no PUBACK yet) at a time. ' +
         'A queued command whose issuer may no longer command the robot (grant revoked, staff flag removed, user deactivated or deleted) becomes `cancelled`.',
       security: BearerSecurity,
@@ -21,8 +23,8 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 201: CommandCreatedSchema, ...errorResponses(400, 401, 403, 404, 409, 429) }
     }
   }, async (request, reply) => {
-    const { robot_uuid: uuid, command, ttl } = request.body
-    const created = await commands.issue(request.principal!, uuid.toLowerCase(), command, auditContext(request), ttl)
+    const { robot_uuid: uuid, command, ttl, params } = request.body
+    const created = await commands.issue(request.principal!, uuid.toLowerCase(), command, auditContext(request), ttl, params)
     return await reply.code(201).send(created)
   })
 
