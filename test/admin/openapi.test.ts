@@ -18,7 +18,9 @@ const MANAGEMENT: Record<string, string[]> = {
   '/admin/api/groups': ['get', 'post'],
   '/admin/api/groups/{id}': ['get', 'delete'],
   '/admin/api/groups/{id}/robots/{uuid}': ['put', 'delete'],
-  '/admin/api/groups/{id}/users/{user_id}': ['put', 'delete']
+  '/admin/api/groups/{id}/users/{user_id}': ['put', 'delete'],
+  '/admin/api/models': ['get', 'post'],
+  '/admin/api/models/{name}/versions/{version}': ['get', 'delete']
 }
 
 /** Some of the pages (and the JSON the pages fetch), as the router knows them. */
