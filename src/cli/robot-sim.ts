@@ -3,7 +3,8 @@
 // battery drains (faster while moving) and, at 20 %, the robot stops to
 // charge back to full; CPU load follows the work; temperature follows the
 // CPU and charging, slowly. Fields as the position and hardware frame types
-// define them.
+// define them. With a robot model, its telemetry fields too (createTelemetry).
+import type { FieldDeclaration, ModelDefinition } from '../contract/models.js'
 import { FRAME_TYPES } from '../contract/payloads.js'
 
 export interface PositionData { speed: number, position_x: number, position_y: number, angle_theta: number, datetime: string }
@@ -72,3 +73,66 @@ export function createSimulation (random: () => number = Math.random) {
 }
 
 export type Simulation = ReturnType<typeof createSimulation>
+
+const ZONES = ['kitchen', 'lobby', 'hall', 'office', 'corridor', 'dock']
+
+/**
+ * A robot model's telemetry (docs/protocol.md §14.2), made up but plausible:
+ * each number wanders within its declared bounds (0–100 when none are
+ * given), integers stay whole, a boolean flips now and then, an enum moves
+ * to another of its values now and then, and a free string is a short word
+ * cut to the field's max_length. Every frame has every field.
+ */
+export function createTelemetry (model: Pick<ModelDefinition, 'telemetry'>, random: () => number = Math.random) {
+  type Walker = () => unknown
+  const walkers: Array<[string, Walker]> = []
+  for (const [field, decl] of Object.entries(model.telemetry)) {
+    const walker = walkerOf(decl, random)
+    if (walker !== undefined) walkers.push([field, walker])
+  }
+  return {
+    /** Whether the model has a field this can send (a type-4 frame needs one). */
+    fields: walkers.map(([field]) => field),
+    /** The next type-4 frame's data. */
+    telemetry (at = new Date()): { type: typeof FRAME_TYPES.telemetry, data: Record<string, unknown> } {
+      const data: Record<string, unknown> = { datetime: at.toISOString() }
+      for (const [field, next] of walkers) data[field] = next()
+      return { type: FRAME_TYPES.telemetry, data }
+    }
+  }
+}
+
+function walkerOf (decl: FieldDeclaration, random: () => number): (() => unknown) | undefined {
+  switch (decl.type) {
+    case 'boolean': {
+      let on = random() < 0.5
+      return () => { if (random() < 0.1) on = !on; return on }
+    }
+    case 'string': {
+      if (decl.enum !== undefined && decl.enum.length > 0) {
+        const values = decl.enum
+        let i = Math.floor(random() * values.length)
+        return () => { if (random() < 0.2) i = Math.floor(random() * values.length); return values[i] }
+      }
+      const max = decl.max_length ?? 256
+      let i = Math.floor(random() * ZONES.length)
+      return () => { if (random() < 0.1) i = Math.floor(random() * ZONES.length); return (ZONES[i] as string).slice(0, max) }
+    }
+    default: {
+      const min = decl.minimum ?? -Number.MAX_VALUE
+      const max = decl.maximum ?? Number.MAX_VALUE
+      // 0–100 unless the bounds say otherwise; huge spans are narrowed to 100 from the value nearest 0
+      let lo = decl.minimum ?? Math.min(0, (decl.maximum ?? 100) - 100)
+      let hi = decl.maximum ?? lo + 100
+      if (!Number.isFinite(hi - lo)) { lo = clamp(0, min, max); hi = Math.min(max, lo + 100) }
+      const integer = decl.type === 'integer'
+      if (integer) { lo = Math.ceil(lo); hi = Math.floor(hi) }
+      if (lo > hi) return undefined // no whole number between the bounds
+      let v = lo + (hi - lo) * random()
+      return () => {
+        v = clamp(v + (random() - 0.5) * (hi - lo) * 0.1, lo, hi)
+        return integer ? clamp(Math.round(v), lo, hi) : clamp(round(v, 2), lo, hi)
+      }
+    }
+  }
+}

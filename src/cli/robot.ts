@@ -3,19 +3,23 @@
 // hardware frame (battery, CPU, temperature, memory) every few seconds,
 // prints each ack, obeys commands and acknowledges them, and reconnects with a
 // fresh token whenever the old one is refused. `--fleet N` runs N of them.
+// With `--model FILE` (a robot model, docs/protocol.md §14) it also sends
+// type-4 frames of the model's fields and answers the model's commands with
+// a `result`.
 // It imports only src/contract, mqtt and its two neighbours (robot-sim.ts, the
 // readings; robot-fleet.ts, the reporting): everything a robot maker needs.
 //
-//   npm run robot -- --serial S --token T [--url http://127.0.0.1:8000] [--mqtt mqtt://127.0.0.1:1883]
+//   npm run robot -- --serial S --token T [--url http://127.0.0.1:8000] [--mqtt mqtt://127.0.0.1:1883] [--model examples/cleaner.json]
 //   npm run robot -- --fleet 50 --credentials fleet.json [--url …]
-import { realpathSync } from 'node:fs'
+import { readFileSync, realpathSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import mqtt, { type MqttClient } from 'mqtt'
+import { checkModel, compileModel, type CompiledModel, type ModelDefinition } from '../contract/models.js'
 import { ROBOT_COMMANDS, INITIAL_ROBOT_STATE } from '../contract/payloads.js'
 import { robotTopic } from '../contract/topics.js'
 import { doneLine, fleetReporter, readCredentials, summaryLine, verboseReporter, type Credential } from './robot-fleet.js'
-import { createSimulation } from './robot-sim.js'
+import { createSimulation, createTelemetry } from './robot-sim.js'
 
 const USAGE = `usage: npm run robot -- --serial S --token T [options]
        npm run robot -- --fleet N --credentials FILE [options]
@@ -32,6 +36,10 @@ const USAGE = `usage: npm run robot -- --serial S --token T [options]
                      npm run manage -- create-robots
   --quiet            print only errors, connection counts and a summary
   --summary S        seconds between summary lines of a fleet (default 10)
+  --model FILE       a robot model (JSON, as posted to /admin/api/models): send
+                     type-4 frames of its fields with every hardware frame, and
+                     answer its commands with a result (give the robot this
+                     model first, on its admin page or the Management API)
 
 Exit status: 0 when every frame was acked ok and nothing failed (with --count:
 every robot sent its N frames), 1 otherwise, 2 for a usage mistake.`
@@ -48,6 +56,8 @@ export interface RobotOptions {
   mqttUrl?: string
   intervalMs: number
   count?: number
+  /** The robot's model, if it has one: its telemetry is sent, its commands answered. */
+  model?: ModelDefinition
   onEvent: (event: RobotEvent) => void
 }
 
@@ -59,7 +69,7 @@ export type RobotEvent =
   | { kind: 'failed', message: string, retryInMs: number }
   | { kind: 'gave-up', message: string }
   | { kind: 'ack', id: string, ok: boolean, errors: string[] }
-  | { kind: 'command', command: string, issuedBy: string, state: string }
+  | { kind: 'command', command: string, issuedBy: string, state: string, params?: unknown, result?: Record<string, unknown>, error?: string }
 
 export interface RobotStats {
   /** Frames published (position and hardware). */
@@ -131,6 +141,9 @@ function brokerUrl (opts: RobotOptions): string {
 export function runRobot (opts: RobotOptions): { done: Promise<void>, stop: (force?: boolean) => void, stats: RobotStats } {
   const stats: RobotStats = { sent: 0, ok: 0, rejected: 0, unacked: 0, failedAttempts: 0, lost: 0, connected: false, gaveUp: false, completed: false }
   const sim = createSimulation()
+  // version 0: the robot checks parameters with its own copy; the server has checked them already
+  const model: CompiledModel | undefined = opts.model === undefined ? undefined : compileModel({ name: opts.model.name, version: 0 }, opts.model)
+  const telemetry = opts.model === undefined ? undefined : createTelemetry(opts.model)
   const abort = new AbortController()
   const awaitingAck = new Set<string>()
   const runId = Date.now().toString(36)
@@ -251,9 +264,27 @@ export function runRobot (opts: RobotOptions): { done: Promise<void>, stop: (for
     } else if (topic === robotTopic(uuid, 'commands')) {
       const command = String(body.command)
       const known = (ROBOT_COMMANDS as readonly string[]).includes(command)
-      if (known) state = command
-      opts.onEvent({ kind: 'command', command, issuedBy: String(body.issued_by), state })
-      const ack = known ? { id: body.id, status: 'ok', state } : { id: body.id, status: 'error', message: `unknown command ${command}` }
+      const ofModel = model?.commands.get(command)
+      let ack: Record<string, unknown>
+      if (known) {
+        state = command
+        ack = { id: body.id, status: 'ok', state }
+        opts.onEvent({ kind: 'command', command, issuedBy: String(body.issued_by), state })
+      } else if (ofModel !== undefined) {
+        // A model command leaves the state alone (docs/protocol.md §14.3); its answer is a result.
+        const errors = ofModel.checkParams(body.params ?? undefined)
+        if (errors === null) {
+          const result = { ok: true, command, params: body.params ?? {} }
+          ack = { id: body.id, status: 'ok', result }
+          opts.onEvent({ kind: 'command', command, issuedBy: String(body.issued_by), state, params: body.params, result })
+        } else {
+          ack = { id: body.id, status: 'error', message: errors.join('; ').slice(0, 1000) }
+          opts.onEvent({ kind: 'command', command, issuedBy: String(body.issued_by), state, params: body.params, error: String(ack.message) })
+        }
+      } else {
+        ack = { id: body.id, status: 'error', message: `unknown command ${command}` }
+        opts.onEvent({ kind: 'command', command, issuedBy: String(body.issued_by), state })
+      }
       c.publish(robotTopic(uuid, 'commands/ack'), JSON.stringify(ack), { qos: 1 })
     }
   }
@@ -271,6 +302,7 @@ export function runRobot (opts: RobotOptions): { done: Promise<void>, stop: (for
       if (Date.now() - lastHardwareAt >= HARDWARE_EVERY_MS) {
         lastHardwareAt = Date.now()
         publish(client, uuid, sim.hardware(state), 'h')
+        if (telemetry !== undefined && telemetry.fields.length > 0) publish(client, uuid, telemetry.telemetry(), 't')
       }
       positions++
       publish(client, uuid, sim.position(state, opts.intervalMs / 1000), 'p')
@@ -299,7 +331,19 @@ export function runRobot (opts: RobotOptions): { done: Promise<void>, stop: (for
   }
 }
 
-interface Args { robots: Credential[], url: string, mqttUrl?: string, intervalMs: number, count?: number, quiet: boolean, summaryMs: number }
+interface Args { robots: Credential[], url: string, mqttUrl?: string, intervalMs: number, count?: number, quiet: boolean, summaryMs: number, model?: ModelDefinition }
+
+/** The model file of --model, checked as the server checks it; a message for the user otherwise. */
+function readModel (file: string): ModelDefinition | { usage: string } {
+  let body: unknown
+  try {
+    body = JSON.parse(readFileSync(file, 'utf8'))
+  } catch (err) {
+    return { usage: `--model ${file}: ${(err as Error).message}` }
+  }
+  const checked = checkModel(body)
+  return checked.ok ? checked.model : { usage: `--model ${file} is not a valid model: ${checked.errors.join('; ')}` }
+}
 
 /** The command line, or a message for the user (exit 2). */
 function parse (argv: string[]): Args | { usage: string } | { help: true } {
@@ -318,6 +362,7 @@ function parse (argv: string[]): Args | { usage: string } | { help: true } {
         credentials: { type: 'string' },
         quiet: { type: 'boolean', default: false },
         summary: { type: 'string', default: '10' },
+        model: { type: 'string' },
         help: { type: 'boolean', default: false }
       },
       strict: true
@@ -348,7 +393,23 @@ function parse (argv: string[]): Args | { usage: string } | { help: true } {
   } else {
     return { usage: '--serial and --token are required' }
   }
-  return { robots, url: values.url, mqttUrl: values.mqtt, intervalMs, count, quiet: values.quiet || robots.length > 1, summaryMs }
+  let model: ModelDefinition | undefined
+  if (values.model !== undefined) {
+    const read = readModel(values.model)
+    if ('usage' in read) return read
+    model = read
+  }
+  return { robots, url: values.url, mqttUrl: values.mqtt, intervalMs, count, quiet: values.quiet || robots.length > 1, summaryMs, model }
+}
+
+/** A model command's parameters and result printed beside the reporter's line (one robot, not --quiet). */
+function modelEvents (print: (line: string) => void, serial: string, quiet: boolean, next: (event: RobotEvent) => void): (event: RobotEvent) => void {
+  return (event) => {
+    next(event)
+    if (quiet || event.kind !== 'command' || (event.result === undefined && event.error === undefined)) return
+    const outcome = event.result !== undefined ? `result ${JSON.stringify(event.result)}` : `refused: ${event.error ?? ''}`
+    print(`${serial}: model command ${event.command} params ${JSON.stringify(event.params ?? {})} → ${outcome}`)
+  }
 }
 
 /** Leaves at the latest this long after Ctrl-C, or after the last robot is done, whatever is still open. */
@@ -369,7 +430,7 @@ function main (argv: string[]): void {
   const reporter = args.quiet ? fleetReporter(print, args.robots.length) : verboseReporter(print)
   const robots = args.robots.map((c) => ({
     serial: c.serial,
-    ...runRobot({ serial: c.serial, token: c.token, url: args.url, mqttUrl: args.mqttUrl, intervalMs: args.intervalMs, count: args.count, onEvent: reporter.robot(c.serial) })
+    ...runRobot({ serial: c.serial, token: c.token, url: args.url, mqttUrl: args.mqttUrl, intervalMs: args.intervalMs, count: args.count, model: args.model, onEvent: modelEvents(print, c.serial, args.quiet, reporter.robot(c.serial)) })
   }))
   const summary = args.quiet ? setInterval(() => { print(summaryLine(robots)) }, args.summaryMs) : undefined
 
