@@ -166,7 +166,7 @@ const ISSUER_MAY_COMMAND = `EXISTS (SELECT 1 FROM users u WHERE u.id = commands.
 function expireSentSql (dialect: Database['dialect']): string {
   // SQLite compares its date text: strftime writes sent_at's own format.
   const ownDeadline = dialect === 'postgres'
-    ? "$1 - timeout_seconds * interval '1 second'"
+    ? "$1::timestamptz - timeout_seconds * interval '1 second'"
     : "strftime('%Y-%m-%d %H:%M:%f +00:00', $1, '-' || timeout_seconds || ' seconds')"
   return `UPDATE commands SET status = 'expired', updated_at = $3
 WHERE status IN (${sqlList(IN_FLIGHT)}) AND ((timeout_seconds IS NULL AND sent_at < $2) OR (timeout_seconds IS NOT NULL AND sent_at < ${ownDeadline}))
