@@ -46,11 +46,11 @@ export async function down ({ context: qi }: { context: QueryInterface }): Promi
     await qi.sequelize.query("DELETE FROM commands WHERE length(command) > 16")
     await qi.sequelize.query('ALTER TABLE commands ALTER COLUMN command TYPE VARCHAR(16)')
   }
-  await qi.removeColumn('commands', 'timeout_seconds')
-  await qi.removeColumn('commands', 'result')
-  await qi.removeColumn('commands', 'params')
-  await qi.removeIndex('robots', 'robots_model')
-  await qi.removeColumn('robots', 'model_version')
-  await qi.removeColumn('robots', 'model_name')
+  // DROP COLUMN in place (SQLite 3.35+ too): sequelize's removeColumn would
+  // rebuild SQLite's robots table, which other tables' foreign keys name.
+  for (const [table, column] of [['commands', 'timeout_seconds'], ['commands', 'result'], ['commands', 'params'], ['robots', 'model_version'], ['robots', 'model_name']]) {
+    if (column === 'model_version') await qi.removeIndex('robots', 'robots_model')
+    await qi.sequelize.query(`ALTER TABLE ${table as string} DROP COLUMN ${column as string}`)
+  }
   await qi.dropTable('robot_models')
 }
