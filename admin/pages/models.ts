@@ -66,10 +66,9 @@ function schemaText (schema: JsonSchema): string {
   if (Array.isArray(schema.enum)) parts.push(`one of ${schema.enum.map((v) => JSON.stringify(v)).join(', ')}`)
   if (typeof schema.minimum === 'number') parts.push(`≥ ${schema.minimum}`)
   if (typeof schema.maximum === 'number') parts.push(`≤ ${schema.maximum}`)
-  if (typeof schema.minLength === 'number') parts.push(`at least ${schema.minLength} characters`)
+  if (typeof schema.minLength === 'number') parts.push(schema.minLength === 1 ? 'not empty' : `at least ${schema.minLength} characters`)
   if (typeof schema.maxLength === 'number') parts.push(`at most ${schema.maxLength} characters`)
-  if (typeof schema.description === 'string') parts.push(`— ${schema.description}`)
-  return parts.join(', ')
+  return parts.join(', ') + (typeof schema.description === 'string' ? ` — ${schema.description}` : '')
 }
 
 export function commandRows (model: Pick<ModelView, 'commands'>): CommandRow[] {

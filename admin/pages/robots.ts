@@ -11,7 +11,6 @@ import { UUID_PATTERN } from '../../src/http/schemas/common.js'
 import { NewRobotBody, RobotPatchBody } from '../../src/http/schemas/robots.js'
 import type { ModelRef } from '../../src/contract/models.js'
 import type { AuditContext, UserPrincipal } from '../../src/services/index.js'
-import type { CommandView } from '../../src/services/commands.js'
 import type { AggregateView } from '../../src/services/frames.js'
 import type { ModelView } from '../../src/services/models.js'
 import { MAX_GRACE_SECONDS } from '../../src/services/robots.js'
@@ -123,9 +122,6 @@ function refusedRobot (err: unknown): FieldErrors {
   if (isError(err, 'BAD_REQUEST') && /^model /.test((err as Error).message)) return { model: 'This model version no longer exists: choose another.' }
   throw err
 }
-
-/** A model command as the commands service takes it; `params` is its 6th argument (docs/protocol.md §14). */
-type IssueWithParams = (principal: UserPrincipal, robotUuid: string, command: string, ctx: AuditContext, ttlSeconds?: number, params?: Record<string, unknown>) => Promise<CommandView>
 
 const robots: FastifyPluginAsync = async (fastify) => {
   const { robots, access, users, frames, commands, groups, models } = fastify.services
@@ -254,6 +250,8 @@ const robots: FastifyPluginAsync = async (fastify) => {
       modelReadings: model === null ? [] : modelReadings(model, lastTelemetry?.items[0]?.data),
       modelFields: model === null ? {} : Object.fromEntries(Object.entries(model.telemetry).map(([k, d]) => [k, { type: d.type }])),
       commandForms: model === null ? [] : commandForms(model, state.modelCommand),
+      // a refused model command that has no form here (not a command of the robot's model, or no model)
+      modelCommandErrors: state.modelCommand !== undefined && (model === null || !Object.hasOwn(model.commands, state.modelCommand.command)) ? state.modelCommand.errors : [],
       state
     }, status)
   }
@@ -422,7 +420,7 @@ const robots: FastifyPluginAsync = async (fastify) => {
     if (checked !== null && checked !== undefined) return await refuse(checked)
     let created
     try {
-      created = await (commands.issue as unknown as IssueWithParams)(principal(request), uuid, command, actor(request), ttl, params)
+      created = await commands.issue(principal(request), uuid, command, actor(request), ttl, params)
     } catch (err) {
       if (isError(err, 'INVALID_PARAMS') || isError(err, 'UNKNOWN_COMMAND')) return await refuse((err as Error).message.split('; '))
       if (isError(err, 'ROBOT_NOT_CONNECTED')) return await refuse(['The robot is not connected to its commands topic right now: choose how long the command may wait for it.'], 409)
