@@ -2,10 +2,18 @@
 // built from the same schemas the broker validates with (frames.ts,
 // messages.ts), the topic list (topics.ts) and the access table (acl.ts).
 // Nothing here is written twice by hand. Pure: no I/O.
+//
+// Robot models (docs/protocol.md §14) add, per live version, a message on
+// `data` (its type-4 frame, whose `data` is telemetryDataSchema: what the
+// broker's compiled validator checks) and one on `commands` (its commands
+// and their parameter schemas, as the command endpoint checks them). The
+// caller passes the versions; the document is built per request.
 import type { TSchema } from 'typebox'
 import { ACL } from './acl.js'
 import { FRAME_SCHEMA } from './frames.js'
 import { COMMAND_ACK_SCHEMA, COMMAND_SCHEMA, FRAME_ACK_SCHEMA, PRESENCE_SCHEMA, STATS_SCHEMA } from './messages.js'
+import { telemetryDataSchema, type ModelDefinition } from './models.js'
+import { FRAME_TYPES } from './payloads.js'
 import { CHANNELS, type Channel } from './topics.js'
 
 export interface AsyncApiOptions {
@@ -19,7 +27,26 @@ export interface AsyncApiOptions {
   maxFrameBytes: number
   /** The absolute URL of the REST API's documentation (an AsyncAPI link must be absolute). */
   restDocsUrl: string
+  /** Every live model version (services.models.allVersions()); none: the fixed document. */
+  models?: readonly AsyncApiModel[]
 }
+
+/** A model version as the document needs it. */
+export interface AsyncApiModel {
+  name: string
+  version: number
+  description?: string | null
+  telemetry: ModelDefinition['telemetry']
+  commands: ModelDefinition['commands']
+}
+
+/**
+ * The message names of a model version: distinct for every name and version
+ * (a model name has no `_v<digits>` ending that could be mistaken for a
+ * version: the last one is the version).
+ */
+export const telemetryMessageName = (model: { name: string, version: number }): string => `telemetry_${model.name}_v${model.version}`
+export const commandsMessageName = (model: { name: string, version: number }): string => `commands_${model.name}_v${model.version}`
 
 /** The channel ids of the document, one per topic of docs/protocol.md §3. */
 const CHANNEL_IDS: Record<Channel, string> = {
@@ -38,7 +65,7 @@ const CHANNEL_INFO = (maxFrameBytes: number): Record<Channel, ChannelInfo> => ({
     message: 'frame',
     schema: FRAME_SCHEMA,
     title: 'Data frame',
-    description: `A position (type 1), geo (2) or hardware (3) frame, at most ${maxFrameBytes} bytes (MAX_FRAME_BYTES; a larger one is acked as an error with id null, unparsed). The schema is the one the broker validates with: a frame it accepts, the broker stores; a frame it refuses, the broker acks with an error naming the field.`,
+    description: `A position (type 1), geo (2) or hardware (3) frame, or for a robot with a model a telemetry frame (type 4: the message telemetry_<model>_v<version> of its model version), at most ${maxFrameBytes} bytes (MAX_FRAME_BYTES; a larger one is acked as an error with id null, unparsed). The schema is the one the broker validates with: a frame it accepts, the broker stores; a frame it refuses, the broker acks with an error naming the field.`,
     qos: 1,
     retain: false
   },
@@ -98,7 +125,55 @@ function operationsOf (channel: Channel): Array<{ id: string, action: 'send' | '
 
 const ref = (path: string): { $ref: string } => ({ $ref: path })
 /** A plain JSON copy: TypeBox marks its schemas with symbols, which are no part of the document. */
-const plain = (schema: TSchema): Record<string, unknown> => JSON.parse(JSON.stringify(schema)) as Record<string, unknown>
+const plain = (schema: unknown): Record<string, unknown> => JSON.parse(JSON.stringify(schema)) as Record<string, unknown>
+const propertiesOf = (schema: unknown): Record<string, unknown> => (plain(schema) as { properties: Record<string, unknown> }).properties
+
+/** A frame's id, as every frame type has it (the first alternative's: they are all the same). */
+const FRAME_ID = (plain(FRAME_SCHEMA) as { anyOf: Array<{ properties: { id: unknown } }> }).anyOf[0]?.properties.id
+
+/** A model version's type-4 frame, whole: the envelope of every frame around the model's data schema. */
+function telemetryFrameSchema (model: AsyncApiModel): Record<string, unknown> {
+  const label = `${model.name} v${model.version}`
+  return {
+    type: 'object',
+    title: `${label} telemetry frame`,
+    properties: {
+      id: FRAME_ID,
+      type: { const: FRAME_TYPES.telemetry, description: 'telemetry' },
+      data: { ...telemetryDataSchema({ name: model.name, telemetry: model.telemetry, commands: model.commands }), description: `datetime and at least one field of model ${label}; a field it does not declare is refused` }
+    },
+    required: ['id', 'type', 'data'],
+    additionalProperties: false
+  }
+}
+
+/**
+ * A model version's commands as the robot receives them: one alternative per
+ * command, `params` always present (the parameter schema as declared, `{}`
+ * for a command that takes none).
+ */
+function modelCommandsSchema (model: AsyncApiModel): Record<string, unknown> {
+  const fixed = propertiesOf(COMMAND_SCHEMA)
+  return {
+    title: `${model.name} v${model.version} commands`,
+    oneOf: Object.entries(model.commands).map(([name, decl]) => ({
+      type: 'object',
+      title: name,
+      ...(decl.description === undefined && decl.timeout === undefined
+        ? {}
+        : { description: [decl.description, decl.timeout === undefined ? undefined : `expires ${decl.timeout} s after it was sent without an acknowledgement (instead of COMMAND_TIMEOUT)`].filter((s) => s !== undefined).join('; ') }),
+      properties: {
+        id: fixed.id,
+        command: { const: name },
+        issued_by: fixed.issued_by,
+        issued_at: fixed.issued_at,
+        params: decl.params === undefined ? { type: 'object', maxProperties: 0, description: 'takes no parameters: always {}' } : plain(decl.params)
+      },
+      required: ['id', 'command', 'issued_by', 'issued_at', 'params'],
+      additionalProperties: false
+    }))
+  }
+}
 
 export function asyncApiDocument (opts: AsyncApiOptions): Record<string, unknown> {
   const info = CHANNEL_INFO(opts.maxFrameBytes)
@@ -148,6 +223,24 @@ export function asyncApiDocument (opts: AsyncApiOptions): Record<string, unknown
       }
     }
   }
+  // A robot's model fields are top-level keys of its statistics (docs/protocol.md §14.2).
+  schemas.stats = { ...schemas.stats as Record<string, unknown>, additionalProperties: { type: ['number', 'string', 'boolean'], description: 'the last value of a telemetry field of the robot\'s model (docs/protocol.md §14.2); fields a new model version does not declare are dropped' } }
+  // Robot models: each live version's type-4 frame and commands, distinct per name and version.
+  for (const model of opts.models ?? []) {
+    const label = `${model.name} v${model.version}`
+    const about = model.description === undefined || model.description === null || model.description === '' ? '' : ` (${model.description})`
+    const add = (channel: 'data' | 'commands', operation: string, name: string, schema: Record<string, unknown>, title: string, summary: string): void => {
+      schemas[name] = schema
+      messages[name] = { name, title, summary, contentType: 'application/json', payload: ref(`#/components/schemas/${name}`) }
+      ;((channels[channel] as Record<string, unknown>).messages as Record<string, unknown>)[name] = ref(`#/components/messages/${name}`)
+      ;((operations[operation] as Record<string, unknown>).messages as unknown[]).push(ref(`#/channels/${channel}/messages/${name}`))
+    }
+    add('data', 'robotSendsData', telemetryMessageName(model), telemetryFrameSchema(model), `Telemetry frame, ${label}`, `A type-4 frame of a robot of model ${label}${about}: checked against this version's fields; an error ack names the field.`)
+    if (Object.keys(model.commands).length > 0) {
+      add('commands', 'robotReceivesCommands', commandsMessageName(model), modelCommandsSchema(model), `Commands of ${label}`, `The commands of model ${label}${about}, with their parameters (checked against the schema before the command is stored or published). The acknowledgement may carry a result (commandAck).`)
+    }
+  }
+
   // The answers, as AsyncAPI replies: a frame's ack, a command's acknowledgement.
   ;(operations.robotSendsData as Record<string, unknown>).reply = { channel: ref('#/channels/ack'), messages: [ref('#/channels/ack/messages/frameAck')] }
   ;(operations.robotReceivesCommands as Record<string, unknown>).reply = { channel: ref('#/channels/commandAck'), messages: [ref('#/channels/commandAck/messages/commandAck')] }

@@ -46,6 +46,8 @@ export default fp(async (fastify, opts: { version: string }) => {
     const host = HOST_NAME.test(request.hostname) ? request.hostname : fallback
     const httpPort = http?.port ?? config.HTTP_PORT
     void reply.header('cache-control', 'no-cache')
+    // Built per request: every live model version is in it from its creation on (docs/protocol.md §14).
+    const models = await fastify.services.models.allVersions()
     return asyncApiDocument({
       version: opts.version,
       host,
@@ -53,7 +55,8 @@ export default fp(async (fastify, opts: { version: string }) => {
       mqttPort: broker.port,
       httpPort,
       tlsPort: broker.tlsPort,
-      maxFrameBytes: config.MAX_FRAME_BYTES
+      maxFrameBytes: config.MAX_FRAME_BYTES,
+      models
     })
   })
 }, { name: 'swagger' })
