@@ -112,7 +112,7 @@ export const CommandBody = Type.Object({
   }))
 }, { additionalProperties: false })
 
-const COMMAND_EXPIRES_AT = 'when the command expires unless it is acknowledged (or cancelled) first: for a queued one, ttl after created_at; for a sent one (pending, delivered), COMMAND_TIMEOUT (a model command\'s own timeout) after it was published (at created_at, or when its queue was released); null once it is done, failed, expired or cancelled'
+const COMMAND_EXPIRES_AT = 'when the command expires unless it is acknowledged (or cancelled) first: for a queued one, ttl after created_at; for a sent one (pending, delivered), COMMAND_TIMEOUT after it was published (at created_at, or when its queue was released), or a model command\'s own timeout instead; null once it is done, failed, expired or cancelled'
 
 const COMMAND_PARAMS = Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()], { description: 'a model command\'s params ({} when it was sent without); null for a mode' })
 const COMMAND_RESULT = Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()], { description: 'the result the robot acknowledged a model command with; null when none (a mode, no ack yet, an ack without one, or a refused one)' })
