@@ -58,6 +58,16 @@ export function query (request: FastifyRequest): Record<string, string | undefin
 /** The live plots show the last few minutes; the page brings the stored position frames of that window. */
 export const LIVE_WINDOW_MS = 5 * 60_000
 
+/** The stored type-4 frames the model's readings are taken from: a frame may carry only some of the fields. */
+const LAST_TELEMETRY = 20
+
+/** Each field's value in the newest of `frames` (newest first) that has it. */
+function latestValues (frames: ReadonlyArray<{ data: Record<string, unknown> }>): Record<string, unknown> {
+  const values: Record<string, unknown> = {}
+  for (const f of frames) for (const [k, v] of Object.entries(f.data)) if (!Object.hasOwn(values, k)) values[k] = v
+  return values
+}
+
 /** The readings of the live panel shown before any message: position, battery and CPU (the others appear when a robot sends them). */
 const FIRST_READINGS = new Set(['speed', 'position_x', 'position_y', 'angle_theta', 'battery', 'cpu'])
 
@@ -214,7 +224,7 @@ const robots: FastifyPluginAsync = async (fastify) => {
       robots.previousSecretExpiry(uuid),
       historyCharts(who, uuid, range, model),
       groups.ofRobot(uuid),
-      model === null ? undefined : frames.list(who, uuid, { type: 4, limit: 1 })
+      model === null ? undefined : frames.list(who, uuid, { type: 4, limit: LAST_TELEMETRY })
     ])
     const active = new Map((await users.byIds(grants.map((g) => g.user_id))).map((u) => [u.id, u.is_active]))
     const granted = grants.map((g) => ({ id: g.user_id, username: g.username, is_active: active.get(g.user_id) ?? true, role: g.role, until: until(g.expires_at) }))
@@ -247,7 +257,7 @@ const robots: FastifyPluginAsync = async (fastify) => {
       graceUnits: Object.keys(GRACE_UNITS),
       previousSecretUntil,
       model,
-      modelReadings: model === null ? [] : modelReadings(model, lastTelemetry?.items[0]?.data),
+      modelReadings: model === null ? [] : modelReadings(model, latestValues(lastTelemetry?.items ?? [])),
       modelFields: model === null ? {} : Object.fromEntries(Object.entries(model.telemetry).map(([k, d]) => [k, { type: d.type }])),
       commandForms: model === null ? [] : commandForms(model, state.modelCommand),
       // a refused model command that has no form here (not a command of the robot's model, or no model)

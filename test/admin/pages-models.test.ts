@@ -280,6 +280,8 @@ t.test('a robot with a model: its latest values with units, charts of its numeri
     const at = new Date(now - (20 - i) * 30_000)
     frames.push({ frameId: `t-${i}`, type: 4, data: { datetime: at.toISOString(), brush_rpm: 1000 + i * 10, water_level: 80 - i * 0.5, mopping: i % 2 === 0, zone: 'lobby', mode: 'eco' }, recordedAt: at, receivedAt: at })
   }
+  // the newest frame carries one field only: the others come from the frames before it
+  frames.push({ frameId: 't-last', type: 4, data: { datetime: new Date(now).toISOString(), brush_rpm: 1500 }, recordedAt: new Date(now), receivedAt: new Date(now) })
   await app.services.frames.store(robotId, frames)
 
   const res = await browser.get(`/admin/robots/${robot.uuid}`)
@@ -289,8 +291,8 @@ t.test('a robot with a model: its latest values with units, charts of its numeri
     const m = new RegExp(`<div data-field="${field}"[^>]*><dt>${field}</dt><dd><span class="value"[^>]*>([^<]*)</span> <span class="unit">([^<]*)</span>`).exec(values)
     return m === null ? undefined : `${unescape(m[1] as string)} ${unescape(m[2] as string)}`.trim()
   }
-  t.equal(reading('brush_rpm'), '1190 rpm', 'the last stored value of each field, with its unit')
-  t.equal(reading('water_level'), '70.50 %')
+  t.equal(reading('brush_rpm'), '1500 rpm', 'the last stored value of each field, with its unit')
+  t.equal(reading('water_level'), '70.50 %', 'from the newest frame that has it')
   t.equal(reading('dirt_level'), '— %', 'a field never sent')
   t.equal(reading('mopping'), 'no')
   t.equal(reading('zone'), 'lobby')
