@@ -338,6 +338,8 @@ export default fp(async (fastify) => {
     cluster.onReconnect(() => {
       log.info('Redis is back: this node reports its robots again')
       presence.reassert()
+      // Model changes relayed while Redis was away are lost: the connected robots' rows say what they are now.
+      void robotModels.refresh(presence.robotUuids(), async (uuid) => { const robot = await services.robots.ref(uuid); return robot === null ? undefined : robot.model })
     })
   }
 

@@ -60,6 +60,18 @@ export function createRobotModels ({ compile, swapped, log }: RobotModelsDeps) {
     })
   }
 
+  function changed (uuid: string, ref: ModelRef | null): void {
+    const at = ++seq
+    const now = Date.now()
+    if (changes.size >= 1000) {
+      for (const [k, v] of changes) if (now - v.at > CHANGE_MEMORY_MS) changes.delete(k); else break
+    }
+    changes.delete(uuid) // re-inserted last: the map stays in time order
+    changes.set(uuid, { seq: at, at: now })
+    // A robot never connected here has no slot: its next CONNECT reads its row.
+    if (slots.has(uuid)) apply(uuid, ref, at, 1000)
+  }
+
   return {
     /** Taken at CONNECT before the robot's row is read. */
     mark (): number {
@@ -68,7 +80,7 @@ export function createRobotModels ({ compile, swapped, log }: RobotModelsDeps) {
 
     /**
      * CONNECT: the model the row named, compiled, kept for the robot.
-     * `reread` reads the row again (null: the robot is gone). Throws when the
+     * `reread` reads the row again (undefined: the robot is gone). Throws when the
      * model cannot be loaded (the database did not answer: CONNACK 3).
      */
     async admit (uuid: string, ref: ModelRef | null, mark: number, reread: () => Promise<ModelRef | null | undefined>): Promise<CompiledModel | null> {
@@ -90,16 +102,23 @@ export function createRobotModels ({ compile, swapped, log }: RobotModelsDeps) {
     },
 
     /** `robotModelChanged`: swapped within the time it takes to load the version (a compile at most once per node). */
-    changed (uuid: string, ref: ModelRef | null): void {
-      const at = ++seq
-      const now = Date.now()
-      if (changes.size >= 1000) {
-        for (const [k, v] of changes) if (now - v.at > CHANGE_MEMORY_MS) changes.delete(k); else break
-      }
-      changes.delete(uuid) // re-inserted last: the map stays in time order
-      changes.set(uuid, { seq: at, at: now })
-      // A robot never connected here has no slot: its next CONNECT reads its row.
-      if (slots.has(uuid)) apply(uuid, ref, at, 1000)
+    changed,
+
+    /**
+     * Cluster mode, Redis back: changes relayed while it was away are lost,
+     * so the rows of the robots connected here are read again and any model
+     * that differs is swapped as if its event had come.
+     */
+    async refresh (uuids: readonly string[], read: (uuid: string) => Promise<ModelRef | null | undefined>): Promise<void> {
+      await Promise.all(uuids.map(async (uuid) => {
+        const mark = seq
+        const ref = await read(uuid).catch(() => undefined)
+        const slot = slots.get(uuid)
+        // gone, unreadable, or a change came meanwhile (its event is being applied)
+        if (ref === undefined || slot === undefined || changedSince(uuid, mark)) return
+        const held = slot.model === null ? null : { name: slot.model.name, version: slot.model.version }
+        if (held?.name !== ref?.name || held?.version !== ref?.version) changed(uuid, ref)
+      }))
     },
 
     /** The model a robot's frames are checked with; null: none (type-4 frames are refused). */

@@ -292,4 +292,13 @@ t.test('robot-models: a change during a CONNECT makes it read the row again; a s
   // 4. A CONNECT that read before the change and finds no change since keeps what it read.
   const plain = await models.admit('r3', { name: 'x', version: 1 }, models.mark(), async () => { throw new Error('not read again') })
   t.equal(plain?.name, 'x')
+
+  // 5. Redis back (cluster mode): the rows are read again; only a model that differs is swapped.
+  swaps.length = 0
+  const rows: Record<string, ModelRef | null | undefined> = { r1: null, r3: { name: 'z', version: 1 }, r9: { name: 'x', version: 1 } }
+  await models.refresh(['r1', 'r3', 'r9'], async (uuid) => rows[uuid])
+  await tick()
+  t.equal(models.of('r3')?.name, 'z', 'a change missed while Redis was away is caught up')
+  t.equal(models.of('r1'), null)
+  t.same(swaps, ['r3:z'], 'nothing else swapped (r9 never connected here)')
 })

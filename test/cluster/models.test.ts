@@ -71,3 +71,22 @@ clusterTest('a model changed through A applies within about a second to the robo
   const refused = await eventually(async () => await send(onA, other.body.uuid, `o-${n++}`, { datetime: DT, grass_mm: 1 }), (ack) => ack.status === 'error', 10_000)
   t.same(refused.errors, ['this robot has no model: type 4 (telemetry) frames need one'], 'a robot on A without a model after the change on B')
 })
+
+clusterTest('a model change made while Redis was dead (its event lost) reaches the robot on the other node once Redis is back', {}, async (t, { setup, nodes: [a, b], staff }) => {
+  const cleaner = await modelOn(t, a, staff, CLEANER_MODEL)
+  const mower = await modelOn(t, a, staff, MOWER)
+  const created = await api(a, 'POST', '/admin/api/robots', staff, { serial: 'CL-M3', model: cleaner })
+  const robot = { uuid: created.body.uuid as string, serial: 'CL-M3', secret: created.body.token as string }
+  const client = await mqttTo(t, b, { username: robot.uuid, password: await robotTokenAt(b, robot) })
+  t.same(await subscribe(client, `robots/${robot.uuid}/ack`), [1])
+  t.same(await send(client, robot.uuid, 'r1', { datetime: DT, mode: 'eco' }), { id: 'r1', status: 'ok' })
+
+  await setup.redis.stop()
+  t.equal((await api(a, 'PATCH', `/admin/api/robots/${robot.uuid}`, staff, { model: mower })).status, 200, 'changed through A while Redis is dead')
+  t.same((await send(client, robot.uuid, 'r2', { datetime: DT, blade_rpm: 1 })).errors, ['data.blade_rpm is not a field of model cleaner v1'], 'B has not heard of it yet')
+  await setup.redis.restart()
+  let n = 0
+  const ack = await eventually(async () => await send(client, robot.uuid, `r-${n++}`, { datetime: DT, blade_rpm: 1 }), (ack) => ack.status === 'ok', 15_000)
+  t.equal(ack.status, 'ok', 'B read the robot\'s row again once Redis was back')
+  t.same((await send(client, robot.uuid, 'r3', { datetime: DT, mode: 'eco' })).errors, ['data.mode is not a field of model mower v1'])
+})
