@@ -17,6 +17,19 @@ import { connectRobot, listen, subscribe } from '../mqtt.js'
 
 const EXAMPLE = readFileSync(new URL('../../examples/cleaner.json', import.meta.url), 'utf8')
 
+/** How much wider than the viewport the document is, and what sticks out (as browser-e2e.test.ts measures it). */
+async function overflow (page: Page): Promise<{ scrollWidth: number, wide: string[] }> {
+  return await page.evaluate(() => {
+    const width = document.documentElement.clientWidth
+    const wide: string[] = []
+    for (const el of Array.from(document.body.querySelectorAll('*'))) {
+      const r = el.getBoundingClientRect()
+      if (r.right > width + 0.5 && el.closest('.scroll') === null && el.closest('pre') === null) wide.push(`${el.tagName.toLowerCase()}${el.id === '' ? '' : '#' + el.id} (${Math.round(r.right)})`)
+    }
+    return { scrollWidth: document.documentElement.scrollWidth, wide: wide.slice(0, 10) }
+  })
+}
+
 t.test('staff create a model, give it to a robot and send it a model command from its page, in Chromium', async (t) => {
   const own = process.env.CHROMIUM_PATH
   const executablePath = own !== undefined && own !== '' ? own : await sparticuz.executablePath()
@@ -106,6 +119,14 @@ t.test('staff create a model, give it to a robot and send it a model command fro
   await page.waitForFunction(() => document.querySelector('#command-rows tr small.result')?.textContent === '→ {"cleaned":true,"area_m2":42.5}')
   t.pass('the page shows it done, with the robot’s result')
   t.equal(await page.textContent('#robot-state'), 'idle', 'a model command leaves the state alone')
+  // A phone, 390 px wide: neither the robot page with its model nor the model's pages scroll sideways.
+  await page.setViewportSize({ width: 390, height: 844 })
+  for (const path of [`/admin/robots/${uuid}`, '/admin/models', '/admin/models/cleaner', '/admin/models/cleaner/versions/1']) {
+    await page.goto(`${base}${path}`)
+    const o = await overflow(page)
+    t.ok(o.scrollWidth <= 390, `${path} is ${o.scrollWidth} px wide at 390 (${o.wide.join(', ') || 'nothing sticks out'})`)
+  }
+
   // the two refused forms answer 400 (the page shows the mistakes), which the console notes
   t.same(pageErrors.filter((e) => !/status of 400/.test(e)), [], 'no script errors in the page')
   t.equal(pageErrors.length, 2, 'only the two refused forms')
