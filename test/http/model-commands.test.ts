@@ -362,3 +362,36 @@ t.test('a robot given another model version is checked against that version', as
   t.equal((await sendCommand(app, user, robot.uuid, 'clean_zone', { params: { zone: 'a' } })).json().code, 'UNITED_UNKNOWN_COMMAND', 'no model: modes only')
   t.equal((await sendCommand(app, user, robot.uuid, 'auto')).statusCode, 201)
 })
+
+t.test('a robot given another model between the check of a command and its insert: the command is checked again, against the new model', async (t) => {
+  const app = await build(t)
+  const { user, robot } = await cleaner(app)
+  app.services.presence.set(robot.uuid, { data: 1, command: 1 })
+  const zone = CLEANER_MODEL.commands.clean_zone
+  const v2 = await createModel(app, { ...CLEANER_MODEL, commands: { clean_zone: { ...zone, timeout: 900 } } })
+
+  // The model changes once, right after the command was checked (the
+  // presence look-up comes between the check and the insert).
+  const { presence } = app.services
+  const isCommandConnected = presence.isCommandConnected.bind(presence)
+  let change: (() => Promise<void>) | null = null
+  presence.isCommandConnected = async (uuid: string) => {
+    const now = change
+    change = null
+    if (now !== null) await now()
+    return await isCommandConnected(uuid)
+  }
+  t.teardown(() => { presence.isCommandConnected = isCommandConnected })
+
+  change = async () => { await setModel(app, robot, v2) }
+  const res = await sendCommand(app, user, robot.uuid, 'clean_zone', { params: { zone: 'hall' } })
+  t.equal(res.statusCode, 201)
+  t.equal(Date.parse(res.json().expires_at) - Date.parse(res.json().created_at), 900_000, 'stored with v2\'s timeout: checked again against v2')
+
+  await setModel(app, robot, { name: 'cleaner', version: 1 })
+  change = async () => { await setModel(app, robot, v2) }
+  const dock = await sendCommand(app, user, robot.uuid, 'dock')
+  t.equal(dock.statusCode, 400, 'v1 has dock, v2 has not')
+  t.equal(dock.json().code, 'UNITED_UNKNOWN_COMMAND')
+  t.equal(await app.db.models.Command.count({ where: { command: 'dock' } }), 0, 'nothing stored')
+})
