@@ -249,7 +249,8 @@ export function timeChart (opts: { id: string, title: string, unit: string, fiel
   }
   const [low] = extent(points.map((p) => p.lo))
   const [, high] = extent(points.map((p) => p.hi))
-  const y = opts.fixed !== undefined ? niceTicks(opts.fixed[0], opts.fixed[1], 4) : niceTicks(low, high, 4)
+  // an empty chart without a fixed axis gets 0–1, not the ±MAX_VALUE that no values' extent gives
+  const y = opts.fixed !== undefined ? niceTicks(opts.fixed[0], opts.fixed[1], 4) : points.length === 0 ? niceTicks(0, 1, 4) : niceTicks(low, high, 4)
   // each bucket is drawn at its middle
   const half = opts.bucket * 500
   const sx = (t: number): number => pixel(left, right, share(clamp(t + half, from, to), from, to))

@@ -7,7 +7,8 @@
 // command (a text, a number, a select, a checkbox): a mistake comes back next
 // to its field with the values kept, and once corrected the command reaches
 // the robot with typed params, and its result shows on the page.
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import sparticuz from '@sparticuz/chromium'
 import { chromium, type Page } from 'playwright-core'
 import t from 'tap'
@@ -15,6 +16,7 @@ import { createStaff } from '../factory.js'
 import { build } from '../helper.js'
 import { connectRobot, listen, subscribe } from '../mqtt.js'
 
+export const SCREENSHOT = join('.tap', 'screenshots', 'admin-robot-model.png')
 const EXAMPLE = readFileSync(new URL('../../examples/cleaner.json', import.meta.url), 'utf8')
 
 /** How much wider than the viewport the document is, and what sticks out (as browser-e2e.test.ts measures it). */
@@ -119,6 +121,10 @@ t.test('staff create a model, give it to a robot and send it a model command fro
   await page.waitForFunction(() => document.querySelector('#command-rows tr small.result')?.textContent === '→ {"cleaned":true,"area_m2":42.5}')
   t.pass('the page shows it done, with the robot’s result')
   t.equal(await page.textContent('#robot-state'), 'idle', 'a model command leaves the state alone')
+  mkdirSync(join('.tap', 'screenshots'), { recursive: true })
+  await page.screenshot({ path: SCREENSHOT, fullPage: true })
+  t.same([...readFileSync(SCREENSHOT).subarray(1, 4)], [...Buffer.from('PNG')], `screenshot saved to ${SCREENSHOT}`)
+
   // A phone, 390 px wide: neither the robot page with its model nor the model's pages scroll sideways.
   await page.setViewportSize({ width: 390, height: 844 })
   for (const path of [`/admin/robots/${uuid}`, '/admin/models', '/admin/models/cleaner', '/admin/models/cleaner/versions/1']) {

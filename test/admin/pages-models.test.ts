@@ -326,6 +326,7 @@ t.test('a robot with a model: its latest values with units, charts of its numeri
   t.notMatch(other.body, 'id="model-values"')
   t.notMatch(other.body, 'model-commands')
   t.notMatch(other.body, 'chart-model-')
+  t.notMatch(section(other.body, '<section id="history"', '</section>'), 'e308', 'an empty chart’s axis is 0–1, not ±MAX_VALUE')
 })
 
 t.test('a model command from the page: typed by the schema, it reaches a real MQTT robot; bad params are shown next to their field with the values kept, and nothing is sent', async (t) => {
