@@ -420,6 +420,9 @@ const robots: FastifyPluginAsync = async (fastify) => {
       await showRobot(request, reply, uuid, { modelCommand: { command, values, errors, ttl: wait.slice(0, 16) } }, status)
     const model = await modelOfRobot(robot.model)
     if (model === null || robot.model === null) return await refuse(['This robot has no model (any more): reload the page.'])
+    // The form's inputs (an enum's option is its index) were built from the model the page showed.
+    const shown = text(request.body, 'model')
+    if (shown !== undefined && shown !== modelKey(robot.model)) return await refuse([`The robot's model is now ${model.name} v${model.version}, not the one this form was made for: check the values and send again.`], 409)
     const decl = Object.hasOwn(model.commands, command) ? model.commands[command] : undefined
     if (decl === undefined) return await refuse([`${command === '' ? 'The command' : `command ${command}`} is not a command of model ${model.name} v${model.version}.`])
     const ttl = wait === '' ? undefined : COMMAND_WAITS.find(([, seconds]) => String(seconds) === wait)?.[1]

@@ -305,6 +305,8 @@ t.test('a robot with a model: its latest values with units, charts of its numeri
   t.match(section(history, 'id="chart-model-brush_rpm"', '</figure>'), /<path class="chart-line" d="M[^"]+"/, 'the stored values are drawn')
   t.match(section(history, 'id="chart-model-brush_rpm"', '</figure>'), 'brush_rpm (rpm)', 'with the unit')
   const day = await browser.get(`/admin/robots/${robot.uuid}?range=week`)
+  t.equal(day.statusCode, 200, 'the week')
+  t.equal(/<p class="error" id="history-unavailable">([^<]*)/.exec(day.body)?.[1], undefined, 'its charts are drawn')
   t.match(section(day.body, 'id="chart-model-water_level"', '</figure>'), /<path class="chart-line"|<circle class="chart-dot point"/, 'and over a week')
 
   const clean = commandForm(res.body, 'clean_zone')
@@ -387,6 +389,14 @@ t.test('a model command from the page: typed by the schema, it reaches a real MQ
   const next = nextMessage<{ params: unknown }>(client, `robots/${robot.uuid}/commands`)
   await browser.post(`/admin/robots/${robot.uuid}/model-commands`, { command: 'clean_zone', 'p.zone': 'hall', 'p.passes': '', 'p.mode': '' })
   t.same((await next).params, { zone: 'hall', mop: false })
+
+  // A form made for another version of the model (the robot moved since the page was shown) is refused.
+  await createModel(app, EXAMPLE)
+  await setModel(app, robot, { name: 'cleaner', version: 2 })
+  const stale = await browser.post(`/admin/robots/${robot.uuid}/model-commands`, { command: 'clean_zone', model: 'cleaner@1', 'p.zone': 'hall', 'p.mode': '0' })
+  t.equal(stale.statusCode, 409)
+  t.match(commandForm(stale.body, 'clean_zone'), 'The robot&#39;s model is now cleaner v2, not the one this form was made for')
+  t.match(commandForm(stale.body, 'clean_zone'), '<input type="hidden" name="model" value="cleaner@2">', 'the form shown again is for v2')
 
   // A command without parameters; an offline robot with a wait: queued.
   client.end(true)
