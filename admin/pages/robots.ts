@@ -159,7 +159,8 @@ const robots: FastifyPluginAsync = async (fastify) => {
 
   /**
    * The history charts of the robot page: two GROUP BYs in the database
-   * (position and hardware frames) over the range, in the range's buckets.
+   * (position and hardware frames; a third of its type-4 frames for a robot
+   * with a model that has numeric fields) over the range, in the range's buckets.
    * They are aggregates like the API's, so they count against the staff
    * user's and the node's history reads (staff are users too): run one
    * after the other, so that a page takes one place at a time and works
@@ -179,7 +180,8 @@ const robots: FastifyPluginAsync = async (fastify) => {
     try {
       position = await frames.aggregate(who, uuid, { type: 1, from, to, bucket })
       hardware = await frames.aggregate(who, uuid, { type: 3, from, to, bucket })
-      if (numeric.length > 0) telemetry = await frames.aggregate(who, uuid, { type: 4, from, to, bucket })
+      // (the robot's model may have been taken away since the page read it: then there is nothing to chart)
+      if (numeric.length > 0) telemetry = await frames.aggregate(who, uuid, { type: 4, from, to, bucket }).catch((err: unknown) => { if (isError(err, 'NO_MODEL')) return undefined; throw err })
     } catch (err) {
       if (isError(err, 'HISTORY_BUSY')) return { ...span, charts: [], unavailable: 'Too many history reads are running at once (yours or this server\'s): reload the page in a few seconds to see the charts.' }
       if (isError(err, 'RANGE_TOO_LARGE')) return { ...span, charts: [], unavailable: 'This range holds too many stored frames to chart at once: choose a longer range (its buckets are whole minutes, read from per-minute rollups).' }
