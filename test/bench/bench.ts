@@ -22,6 +22,7 @@ import { ABUSE_CASES, ABUSE_OFFLINE_ROBOTS, abuseExtra, runAbuse, type AbuseCase
 import { renderChart, type ChartPoint } from './chart.js'
 import { CLUSTER_ALIASES, CLUSTER_SCENARIOS, clusterExtra, runCluster } from './cluster.js'
 import { HISTORY_SCENARIOS, runHistory, type Meter, type RunnerTools } from './history.js'
+import { MODELS_SCENARIOS, runModels } from './models.js'
 import { closedLoop, connect, mapLimit, now, paced, percentiles, Recorder, Robot, round } from './load.js'
 import { provisionRoles, rolesRobotsNeeded, runRolesFanout, type RolesSetup } from './roles.js'
 import { CommandCpuMeter, cpuSeconds, hostCpuSeconds, killChildren, ProcMeter, rssMiB, settle, sleep, stopChildren, type Spawned } from './proc.js'
@@ -34,7 +35,7 @@ const FILES = {
   bare: join(import.meta.dirname, 'bare.js')
 }
 
-const SCENARIOS = ['connection-storm', 'login-storm', 'tcp-ingest', 'ws-ingest', 'tcp-paced-1000', 'tcp-paced-5000', 'ws-fanout', 'command-latency', 'roles-fanout', 'chart', 'idle-rss', ...HISTORY_SCENARIOS, 'abuse'] as const
+const SCENARIOS = ['connection-storm', 'login-storm', 'tcp-ingest', 'ws-ingest', 'tcp-paced-1000', 'tcp-paced-5000', 'ws-fanout', 'command-latency', 'roles-fanout', 'chart', 'idle-rss', ...MODELS_SCENARIOS, ...HISTORY_SCENARIOS, 'abuse'] as const
 type Scenario = typeof SCENARIOS[number]
 const ALIASES: Record<string, Scenario[]> = {
   all: [...SCENARIOS],
@@ -51,6 +52,7 @@ const ALIASES: Record<string, Scenario[]> = {
   idle: ['idle-rss'],
   rss: ['idle-rss'],
   history: [...HISTORY_SCENARIOS],
+  model: ['models'],
   'noisy-neighbour': ['abuse']
 }
 
@@ -67,7 +69,7 @@ const USAGE = `usage: npm run bench -- [options]
                       measured rounds, not counted but for its errors (default 3; 0: none)
   --scenarios LIST    comma list (default all): ${SCENARIOS.join(', ')}
                       (aliases: storm, login, tcp, ws, ingest, paced, fanout, command, roles, idle,
-                      history, noisy-neighbour = abuse)
+                      history, model = models, noisy-neighbour = abuse)
   --storm LIST        robot counts of connection-storm (default: --robots)
   --bad-logins N      login-storm: concurrent bad log-ins while --robots robots stream at
                       --stream-hz (default 32)
@@ -84,7 +86,7 @@ const USAGE = `usage: npm run bench -- [options]
                       roles-fanout too (0: closed loop with --window)
   --history-frames N  history-*: frames of the robot that is aggregated and exported, and
                       expired frames that retention removes; abuse: frames of its own history
-                      robot (default 1000000)
+                      robot; models: frames of each of its two aggregated robots (default 1000000)
   --abuse-cases LIST  abuse: the cases after its baseline (default all): ${ABUSE_CASES.join(', ')}
   --abuse-users N     abuse: users of the history cases, each at HISTORY_CONCURRENCY (default 5:
                       5 × 2 = 10 at once, the node's HISTORY_NODE_CONCURRENCY of 8 and 2 over it)
@@ -967,6 +969,23 @@ async function main (): Promise<void> {
     })
   }
 
+  // Robot models: type-4 ingest against type 1, then aggregates of loaded frames (it restarts United).
+  if (has('models')) {
+    await runModels({
+      united,
+      databaseUrl,
+      runId,
+      robots: opts.robots,
+      window: opts.window,
+      durationS: opts.duration,
+      rounds: opts.rounds,
+      warmupS: opts.warmup,
+      frames: opts.historyFrames,
+      sumMarks,
+      ...tools
+    })
+  }
+
   // Last: they load millions of rows and restart United, the retention one with FRAME_RETENTION_DAYS set.
   if (HISTORY_SCENARIOS.some(has)) {
     await runHistory({
@@ -1017,6 +1036,8 @@ function summary (results: Fields[], servers: Array<{ label: string, proc: Spawn
         ? `groups / direct: delivery p99 ${cell(r.p99_ratio)}× (median of the rounds' ${cell(r.round_p99_median_ratio)}×), p50 ${cell(r.p50_ratio)}×, deliveries/s ${cell(r.deliveries_per_s_ratio)}×, frames/s ${cell(r.frames_per_s_ratio)}×, ack p99 ${cell(r.ack_p99_ratio)}× (${cell(r.round_ack_p99_median_ratio)}×), CPU/frame ${cell(r.cpu_per_frame_ratio)}×; the check alone ${cell(r.check_direct_ns)} → ${cell(r.check_groups_ns)} ns`
         : `${cell(r.variant)}: ${cell(r.deliveries_per_s)} deliveries/s to ${cell(r.robots_seen)} robots, round p99 ${JSON.stringify(r.round_p99_ms)} ms, round ack p99 ${JSON.stringify(r.round_ack_p99_ms)} ms, ${cell(r.server_cpu_us_per_frame)} µs CPU/frame`
     }
+    if (r.error === undefined && r.scenario === 'models-ingest') return r.variant === 'type-4' ? `type 4 (${cell(r.frame_bytes)} B) / type 1: frames/s ${cell(r.ratio)}×, CPU/frame ${cell(r.cpu_per_frame_ratio)}×` : `${cell(r.variant)} (${cell(r.frame_bytes)} B), ${cell(r.server_cpu_us_per_frame)} µs CPU/frame`
+    if (r.error === undefined && r.scenario === 'models-aggregate') return `${cell(r.variant)}: ${cell(r.buckets)} buckets of ${cell(r.bucket_s)} s over ${cell(r.frames)} frames, ${cell(r.fields)} fields; first ${cell(r.first_ms)} ms; rolled up in ${cell(r.rollup_s)} s${r.ratio === undefined ? '' : `; p50 type 4 / type 1 ${cell(r.ratio)}×`}`
     if (r.error === undefined && r.scenario === 'history-aggregate') return `${cell(r.buckets)} buckets of ${cell(r.bucket_s)} s over ${cell(r.frames)} frames; first ${cell(r.first_ms)} ms`
     if (r.error === undefined && r.scenario === 'history-export') return `${cell(r.frames)} lines, ${cell(r.mib_per_s)} MiB/s, RSS +${cell(r.rss_growth_mib)} MiB`
     if (r.error === undefined && r.scenario === 'history-retention') return `${cell(r.frames_removed)} removed in ${cell(r.removal_s)} s; ack p99 before / after it ${cell(r.before_p99_ms)} / ${cell(r.after_p99_ms)} ms`

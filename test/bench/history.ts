@@ -135,7 +135,7 @@ function idWidth (count: number): number {
  * on PostgreSQL, the data's JSON text on SQLite with its dates in
  * sqliteDate's text. One statement, one transaction.
  */
-async function insertFrames (sql: Sql, robotId: number, prefix: string, count: number, fromMs: number, spanMs: number): Promise<void> {
+export async function insertFrames (sql: Sql, robotId: number, prefix: string, count: number, fromMs: number, spanMs: number): Promise<void> {
   const params = [robotId, prefix, count, fromMs, spanMs / count, idWidth(count)]
   if (sql.dialect === 'postgres') {
     await sql.query(`INSERT INTO frames (robot_id, frame_id, type, data, recorded_at, received_at)
@@ -167,7 +167,7 @@ FROM y`, params)
  * empty table. On SQLite, a checkpoint: the rows leave the WAL for the
  * database file, as SQLite's automatic checkpoints would have moved them.
  */
-async function afterLoad (sql: Sql): Promise<void> {
+export async function afterLoad (sql: Sql): Promise<void> {
   if (sql.dialect === 'postgres') await sql.query('VACUUM ANALYZE frames')
   else await sql.query('PRAGMA wal_checkpoint(TRUNCATE)')
 }
@@ -188,7 +188,7 @@ async function robotIdOf (sql: Sql, uuid: string): Promise<number> {
 export async function loadRobot (ctx: Pick<HistoryContext, 'united' | 'databaseUrl' | 'say'>, name: string, prefix: string, count: number, fromMs: number, spanMs: number, env: NodeJS.ProcessEnv = {}, rollups = false): Promise<{ uuid: string, id: number, rollupS?: number }> {
   const uuid = await ctx.united.extraRobot(name)
   await ctx.united.stop()
-  let sql = await openSql(ctx.united, ctx.databaseUrl)
+  const sql = await openSql(ctx.united, ctx.databaseUrl)
   let id: number
   try {
     id = await robotIdOf(sql, uuid)
@@ -199,18 +199,26 @@ export async function loadRobot (ctx: Pick<HistoryContext, 'united' | 'databaseU
     ctx.say(`  ${count} frames of robot ${name} inserted in ${((t1 - t0) / 1000).toFixed(1)} s, ${sql.dialect === 'postgres' ? 'VACUUM ANALYZE' : 'checkpoint'} ${((now() - t1) / 1000).toFixed(1)} s`)
     // Frames loaded behind United's back: its rollups start again from the
     // oldest frame (what services/rollups.ts' rebuild() does).
-    if (rollups) {
-      await sql.query('DELETE FROM frame_rollups')
-      await sql.query('UPDATE frame_rollup_state SET rolled_from = NULL, rolled_until = NULL WHERE id = 1')
-    }
+    if (rollups) await forgetRollups(sql)
   } finally {
     await sql.close()
     await ctx.united.start(env)
   }
   if (!rollups) return { uuid, id }
-  // United's own job rolls them up: the time it took to catch up
+  return { uuid, id, rollupS: await rolledUp(ctx) }
+}
+
+/** What services/rollups.ts' rebuild() does, from the runner: the rollups start again from the oldest frame. */
+export async function forgetRollups (sql: Sql): Promise<void> {
+  await sql.query('DELETE FROM frame_rollups')
+  await sql.query('DELETE FROM frame_field_rollups')
+  await sql.query('UPDATE frame_rollup_state SET rolled_from = NULL, rolled_until = NULL WHERE id = 1')
+}
+
+/** Waits until United's own rollup job has rolled every closed minute; resolves with the seconds it took from now. */
+export async function rolledUp (ctx: Pick<HistoryContext, 'united' | 'databaseUrl' | 'say'>): Promise<number> {
   const t0 = now()
-  sql = await openSql(ctx.united, ctx.databaseUrl)
+  const sql = await openSql(ctx.united, ctx.databaseUrl)
   try {
     for (;;) {
       const [state] = await sql.query('SELECT rolled_from, rolled_until FROM frame_rollup_state WHERE id = 1')
@@ -224,12 +232,12 @@ export async function loadRobot (ctx: Pick<HistoryContext, 'united' | 'databaseU
   }
   const rollupS = (now() - t0) / 1000
   ctx.say(`  rolled up by United in ${rollupS.toFixed(1)} s`)
-  return { uuid, id, rollupS }
+  return rollupS
 }
 
 // ---- HTTP ------------------------------------------------------------------------
 
-async function getJson (url: string, token: string): Promise<{ status: number, json: Record<string, unknown> | null }> {
+export async function getJson (url: string, token: string): Promise<{ status: number, json: Record<string, unknown> | null }> {
   const res = await fetch(url, { headers: { authorization: `Bearer ${token}` } })
   const text = await res.text()
   let json: Record<string, unknown> | null = null

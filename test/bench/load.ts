@@ -104,6 +104,8 @@ export class Robot {
   onCommand: ((id: string, at: number) => void) | null = null
   /** when set, gives position_x of the next frame (the fan-out scenario numbers its frames with it) */
   nextX: (() => number) | null = null
+  /** when set, writes the frame instead of positionFrame (the models scenario's telemetry frames) */
+  frame: ((id: string, x: number) => string) | null = null
   private seq = 0
   private closing = false
   private readonly dataTopic: string
@@ -145,7 +147,7 @@ export class Robot {
   send (x?: number): void {
     const rec = this.rec
     const id = `${this.tag}-${this.seq}`
-    const frame = positionFrame(id, x ?? this.nextX?.() ?? 10.123456 + (this.seq % 1000))
+    const frame = (this.frame ?? positionFrame)(id, x ?? this.nextX?.() ?? 10.123456 + (this.seq % 1000))
     this.seq++
     const t = now()
     this.pending.set(id, t)
