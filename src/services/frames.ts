@@ -102,9 +102,9 @@ export const MAX_BUCKETS = 10000
  * per-minute rollups (services/rollups.ts) and only the frames before $8 and
  * from $9 on are read: each part gives per bucket the count, and per field
  * how many frames had it, min, max and sum, and the outer GROUP BY combines
- * them (avg = sum / count). Used only when buckets are whole minutes. Type 4
- * takes its counts from frame_rollups and its fields from
- * frame_field_rollups (one row per field, turned into columns here).
+ * them (avg = sum / count). Used only when buckets are whole minutes. For
+ * type 4 this reads the edges' frames only (min, max, count and sum of each
+ * field), and telemetryRollupsSql the whole minutes.
  */
 function aggregateSql (dialect: Database['dialect'], type: number, fields: readonly string[], rollups: boolean): string {
   const telemetry = type === FRAME_TYPES.telemetry
@@ -124,22 +124,93 @@ GROUP BY b ORDER BY b`
   const frames = (range: string): string => `SELECT b, count(*) AS n${each((_, i) => `count(v${i}) AS c${i}, min(v${i}) AS lo${i}, max(v${i}) AS hi${i}, sum(${summable(`v${i}`)}) AS s${i}`)} FROM (${raw(range)}) x GROUP BY 1`
   const rolledBucket = dialect === 'postgres' ? 'floor(r.minute * 60 / $2)::bigint' : '(r.minute * 60) / $2'
   const minutes = 'r.robot_id = $1 AND r.minute >= $6 AND r.minute < $7'
-  const rolled = [telemetry
-    ? `SELECT ${rolledBucket} AS b, sum(r.n) AS n${each((_, i) => `0 AS c${i}, CAST(NULL AS ${real}) AS lo${i}, CAST(NULL AS ${real}) AS hi${i}, CAST(NULL AS ${real}) AS s${i}`)}
-  FROM frame_rollups r WHERE ${minutes} AND r.type = $5 GROUP BY 1`
-    : `SELECT ${rolledBucket} AS b, sum(r.n) AS n${each((_, i) => `sum(r.c${i}) AS c${i}, min(r.lo${i}) AS lo${i}, max(r.hi${i}) AS hi${i}, sum(r.s${i}) AS s${i}`)}
-  FROM frame_rollups r WHERE ${minutes} AND r.type = $5 GROUP BY 1`]
-  if (telemetry && fields.length > 0) {
-    // field names are a model's (FIELD_NAME_PATTERN, which telemetryValue checks)
-    const when = (f: string, column: string): string => `CASE WHEN r.field = '${f}' THEN r.${column} END`
-    rolled.push(`SELECT ${rolledBucket} AS b, 0 AS n${each((f, i) => `sum(${when(f, 'c')}) AS c${i}, min(${when(f, 'lo')}) AS lo${i}, max(${when(f, 'hi')}) AS hi${i}, sum(${when(f, 's')}) AS s${i}`)}
-  FROM frame_field_rollups r WHERE ${minutes} AND r.field IN (${fields.map((f) => `'${f}'`).join(', ')}) GROUP BY 1`)
-  }
-  return `SELECT b, sum(n) AS n${each((_, i) => `min(lo${i}) AS min${i}, max(hi${i}) AS max${i}, CAST(sum(s${i}) AS ${real}) / nullif(sum(c${i}), 0) AS avg${i}`)} FROM (
-  ${frames('f.received_at >= $3 AND f.received_at < $8')}
-  UNION ALL ${frames('f.received_at >= $9 AND f.received_at <= $4')}
-  ${rolled.map((part) => `UNION ALL ${part}`).join('\n  ')}
+  // type 4 binds no minutes ($6, $7): its edges' instants are $6 and $7
+  const [before, after] = telemetry ? ['$6', '$7'] : ['$8', '$9']
+  const edges = `${frames(`f.received_at >= $3 AND f.received_at < ${before}`)}
+  UNION ALL ${frames(`f.received_at >= ${after} AND f.received_at <= $4`)}`
+  if (!telemetry) {
+    return `SELECT b, sum(n) AS n${each((_, i) => `min(lo${i}) AS min${i}, max(hi${i}) AS max${i}, CAST(sum(s${i}) AS ${real}) / nullif(sum(c${i}), 0) AS avg${i}`)} FROM (
+  ${edges}
+  UNION ALL SELECT ${rolledBucket} AS b, sum(r.n) AS n${each((_, i) => `sum(r.c${i}) AS c${i}, min(r.lo${i}) AS lo${i}, max(r.hi${i}) AS hi${i}, sum(r.s${i}) AS s${i}`)}
+  FROM frame_rollups r WHERE ${minutes} AND r.type = $5 GROUP BY 1
 ) parts GROUP BY b ORDER BY b`
+  }
+  // Type 4: the frames of the edges here; the rollups' counts and fields
+  // from telemetryRollupsSql, added to them in Node (telemetryBuckets)
+  return `SELECT b, sum(n) AS n${each((_, i) => `min(lo${i}) AS min${i}, max(hi${i}) AS max${i}, sum(c${i}) AS c${i}, sum(s${i}) AS s${i}`)} FROM (
+  ${edges}
+) parts GROUP BY b`
+}
+
+/**
+ * Type 4's whole minutes [$4, $5) of robot $1 in buckets of $2 s: per bucket
+ * the frame count (frame_rollups, type $3) and the rows of frame_field_rollups
+ * of `fields` as one text, `field:c:lo:hi:s;…` (column j), short rows that
+ * telemetryBuckets adds to the edges' frames. A column per field and stat,
+ * pivoted in SQL with a CASE per field and row, took SQLite ~450 ms for a day
+ * of 16 fields (the type-1 aggregate: ~35 ms), and the wide rows' GROUP BY
+ * another ~150. The numbers are written exactly: PostgreSQL's float8 text
+ * and SQLite's CAST AS TEXT round-trip (SQLite's JSON functions keep 15 digits).
+ */
+function telemetryRollupsSql (dialect: Database['dialect'], fields: readonly string[]): string {
+  const bucketOf = dialect === 'postgres' ? 'floor(r.minute * 60 / $2)::bigint' : '(r.minute * 60) / $2'
+  const minutes = 'r.robot_id = $1 AND r.minute >= $4 AND r.minute < $5'
+  const text = dialect === 'postgres' ? 'CAST(NULL AS text)' : 'NULL'
+  const parts = [`SELECT ${bucketOf} AS b, sum(r.n) AS n, ${text} AS j FROM frame_rollups r WHERE ${minutes} AND r.type = $3 GROUP BY 1`]
+  if (fields.length > 0) {
+    const cell = (column: string): string => dialect === 'postgres' ? `r.${column}::text` : `CAST(r.${column} AS TEXT)`
+    const joined = `r.field || ':' || r.c || ':' || ${cell('lo')} || ':' || ${cell('hi')} || ':' || ${cell('s')}`
+    // field names are a model's (FIELD_NAME_PATTERN), checked again: they are written into SQL
+    const names = fields.map((f) => { telemetryValue(dialect, f); return `'${f}'` }).join(', ')
+    parts.push(`SELECT ${bucketOf} AS b, 0 AS n, ${dialect === 'postgres' ? `string_agg(${joined}, ';')` : `group_concat(${joined}, ';')`} AS j
+  FROM frame_field_rollups r WHERE ${minutes} AND r.field IN (${names}) GROUP BY 1`)
+  }
+  return `SELECT b, sum(n) AS n, max(j) AS j FROM (${parts.join(' UNION ALL ')}) parts GROUP BY b`
+}
+
+/**
+ * Type 4's buckets from the rows of aggregateSql (the edges' frames: n and
+ * min{i}, max{i}, c{i}, s{i} of field i) and of telemetryRollupsSql (n and
+ * j), added up by bucket; oldest first.
+ */
+function telemetryBuckets (rows: Array<Record<string, unknown>>, fields: readonly string[], seconds: number): AggregateBucket[] {
+  const index = new Map(fields.map((f, i) => [f, i]))
+  const buckets = new Map<number, { n: number, c: number[], s: number[], lo: number[], hi: number[] }>()
+  for (const row of rows) {
+    const b = Number(row.b)
+    let acc = buckets.get(b)
+    if (acc === undefined) buckets.set(b, acc = { n: 0, c: fields.map(() => 0), s: fields.map(() => 0), lo: fields.map(() => Infinity), hi: fields.map(() => -Infinity) })
+    const add = (i: number, count: number, min: number, max: number, sum: number): void => {
+      if (!(count > 0)) return
+      const a = acc as NonNullable<typeof acc>
+      a.c[i] = (a.c[i] as number) + count
+      a.s[i] = (a.s[i] as number) + sum
+      a.lo[i] = Math.min(a.lo[i] as number, min)
+      a.hi[i] = Math.max(a.hi[i] as number, max)
+    }
+    acc.n += Number(row.n ?? 0)
+    if ('j' in row) {
+      if (typeof row.j !== 'string' || row.j === '') continue
+      for (const part of row.j.split(';')) {
+        const [field, count, min, max, sum] = part.split(':')
+        const i = index.get(field as string)
+        if (i !== undefined) add(i, Number(count), Number(min), Number(max), Number(sum))
+      }
+    } else {
+      fields.forEach((_, i) => { add(i, Number(row[`c${i}`] ?? 0), Number(row[`min${i}`]), Number(row[`max${i}`]), Number(row[`s${i}`] ?? 0)) })
+    }
+  }
+  return [...buckets.entries()].sort(([a], [b]) => a - b).map(([b, acc]) => {
+    const item: AggregateBucket = { start: new Date(b * seconds).toISOString(), count: acc.n, min: {}, max: {}, avg: {} }
+    fields.forEach((f, i) => {
+      const c = acc.c[i] as number
+      if (c <= 0) return
+      item.min[f] = acc.lo[i] as number
+      item.max[f] = acc.hi[i] as number
+      item.avg[f] = (acc.s[i] as number) / c
+    })
+    return item
+  })
 }
 
 /** A history row as the database gives it (PostgreSQL: jsonb parsed, Dates; SQLite: text). */
@@ -363,6 +434,7 @@ export function createFrameService ({ db, access, rollups, models, limits = HIST
       const release = history.acquire(principal.id)
       let rows: Array<Record<string, unknown>>
       let fields: readonly string[] = NUMERIC_FIELDS[type] ?? []
+      let telemetryRolled = false
       try {
         const robot = await access.robotFor(principal, robotUuid)
         // type 4: the number and integer fields of the robot's model as it is now
@@ -371,16 +443,25 @@ export function createFrameService ({ db, access, rollups, models, limits = HIST
         // from them when buckets are whole minutes, counted from them otherwise.
         const covered = coveredMinutes(from, to, await rollups.window())
         const rolled = covered !== null && bucket % 60 === 0
+        telemetryRolled = rolled && type === FRAME_TYPES.telemetry
         const bind: unknown[] = [robot.id, bucket, dateParam(db.dialect, from), dateParam(db.dialect, to), type]
-        if (rolled) bind.push(covered.first, covered.end, dateParam(db.dialect, new Date(covered.first * 60_000)), dateParam(db.dialect, new Date(covered.end * 60_000)))
+        if (rolled) {
+          if (!telemetryRolled) bind.push(covered.first, covered.end)
+          bind.push(dateParam(db.dialect, new Date(covered.first * 60_000)), dateParam(db.dialect, new Date(covered.end * 60_000)))
+        }
         // On the history reads' own connection (SQLite) or share of the pool (PostgreSQL).
         rows = await db.historyReads(async () => {
           await checkCost(robot.id, type, from, to, bucket, covered)
-          return await db.sequelize.query(aggregateSql(db.dialect, type, fields, rolled), { type: QueryTypes.SELECT, bind }) as Array<Record<string, unknown>>
+          const found = await db.sequelize.query(aggregateSql(db.dialect, type, fields, rolled), { type: QueryTypes.SELECT, bind }) as Array<Record<string, unknown>>
+          if (!telemetryRolled || covered === null) return found
+          const minutes = await db.sequelize.query(telemetryRollupsSql(db.dialect, fields), { type: QueryTypes.SELECT, bind: [robot.id, bucket, type, covered.first, covered.end] }) as Array<Record<string, unknown>>
+          return [...found, ...minutes]
         })
       } finally {
         release()
       }
+      // type 4 with rollups: the edges' rows and the rollups' rows, added by bucket
+      if (telemetryRolled) return { type, bucket, from: from.toISOString(), to: to.toISOString(), items: telemetryBuckets(rows, fields, seconds) }
       const items = rows.map((row) => {
         const item: AggregateBucket = { start: new Date(Number(row.b) * seconds).toISOString(), count: Number(row.n), min: {}, max: {}, avg: {} }
         fields.forEach((f, i) => {

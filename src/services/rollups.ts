@@ -237,6 +237,8 @@ export function createRollupService ({ db, log }: { db: Database, log: FastifyBa
   // in a transaction that holds the rolls' turn; SQLite: each robot's, which
   // the frame writer waits behind on SQLite's single connection).
   let chunk = ROLLUP_CHUNK_MINUTES
+  /** Starts and ends of rebuild() calls so far (SQLite: a step that met one stops) */
+  let rebuilds = 0
   const statementTarget = STATEMENT_TARGET_MS[db.dialect]
 
   /**
@@ -273,6 +275,10 @@ export function createRollupService ({ db, log }: { db: Database, log: FastifyBa
         return next.end < target
       })
     } else {
+      // SQLite's steps hold no lock from plan to advance: a rebuild() in
+      // between would have this step's advance set rolled_from to its start,
+      // and the minutes before it would never be rolled. Such a step stops.
+      const generation = rebuilds
       const next = await plan(target)
       if (next === null) return false
       if (next.end > next.start) {
@@ -288,6 +294,7 @@ export function createRollupService ({ db, log }: { db: Database, log: FastifyBa
           await new Promise<void>((resolve) => { setImmediate(resolve) })
         }
       }
+      if (generation !== rebuilds) return true
       await db.serialized(async () => { await advance(next.start, next.end) })
       more = next.end < target
     }
@@ -403,11 +410,17 @@ export function createRollupService ({ db, log }: { db: Database, log: FastifyBa
 
     /** Forgets every rollup; the job rolls again from the oldest frame (after frames were loaded or restored behind United's back). */
     async rebuild (): Promise<void> {
-      await turn(async (t) => {
-        await db.sequelize.query('DELETE FROM frame_rollups', { transaction: t })
-        await db.sequelize.query('DELETE FROM frame_field_rollups', { transaction: t })
-        await db.sequelize.query('UPDATE frame_rollup_state SET rolled_from = NULL, rolled_until = NULL WHERE id = 1', { transaction: t })
-      })
+      // counted at the start and at the end: a step that planned in between may have read the state of before
+      rebuilds++
+      try {
+        await turn(async (t) => {
+          await db.sequelize.query('DELETE FROM frame_rollups', { transaction: t })
+          await db.sequelize.query('DELETE FROM frame_field_rollups', { transaction: t })
+          await db.sequelize.query('UPDATE frame_rollup_state SET rolled_from = NULL, rolled_until = NULL WHERE id = 1', { transaction: t })
+        })
+      } finally {
+        rebuilds++
+      }
     },
 
     /** Starts the job: soon, then every ROLLUP_INTERVAL seconds. */

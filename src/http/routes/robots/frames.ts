@@ -60,7 +60,8 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       querystring: AggregateQuery,
       description: 'Counts against the history reads a user (`HISTORY_CONCURRENCY`) and a node (`HISTORY_NODE_CONCURRENCY`) may run at once: one more answers `429` `UNITED_BUSY` with `Retry-After`. ' +
         'A bucket that is a whole number of minutes is answered from per-minute rollups for every whole minute the rollups cover; an aggregate that would read more than `AGGREGATE_MAX_ROWS` stored frames ' +
-        '(estimated from the rollups\' counts and a bounded count of the rest) answers `400` `UNITED_RANGE_TOO_LARGE` before it runs.',
+        '(estimated from the rollups\' counts and a bounded count of the rest) answers `400` `UNITED_RANGE_TOO_LARGE` before it runs. ' +
+        'Type 4 (telemetry, docs/protocol.md §14) aggregates the number and integer fields of the robot\'s current model (a value counts only where it is a JSON number: frames stored under an older version count for the fields the current model also declares as numbers); a robot without a model answers `404` `UNITED_NO_MODEL`.',
       response: { 200: AggregateSchema, ...errorResponses(400, 401, 404), 429: BusyResponse }
     }
   }, async (request) => {
@@ -83,7 +84,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
           description: 'NDJSON lines or CSV rows, streamed as an attachment',
           content: {
             'application/x-ndjson': { schema: Type.String({ description: 'one history item (as GET /robots/{uuid}/frames gives) per line' }) },
-            'text/csv': { schema: Type.String({ description: "frame_id,type,recorded_at,received_at, then the numeric fields of the type. Cells holding , ; \" tab or a line break are quoted; a text cell that starts like a formula (= + - @ tab CR LF, their full-width forms, or spaces then = + - @) or with ' gets one leading ' (drop it to read the text back); numbers are written as they are" }) }
+            'text/csv': { schema: Type.String({ description: "frame_id,type,recorded_at,received_at, then the numeric fields of the type (type 4: every telemetry field of the robot's current model in declaration order, numbers as they are, booleans true/false, strings as text cells, empty when the frame lacks it; 404 UNITED_NO_MODEL for a robot without a model). Cells holding , ; \" tab or a line break are quoted; a text cell that starts like a formula (= + - @ tab CR LF, their full-width forms, or spaces then = + - @) or with ' gets one leading ' (drop it to read the text back); numbers are written as they are" }) }
           }
         },
         ...errorResponses(400, 401, 404),
