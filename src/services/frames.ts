@@ -550,9 +550,11 @@ export function createFrameService ({ db, access, rollups, models, limits = HIST
       // Type 4's cells are the stored JSON values' text (a string quoted, as
       // JSON writes it), so that each is written as its own type however the
       // model declared it when the frame was stored.
-      const cellOf = (f: string): string => telemetry
-        ? pg ? `(frames.data->'${f}')::text` : `frames.data -> '$.${f}'`
-        : fieldValue(db.dialect, f, 'frames', true)
+      const cellOf = (f: string): string => {
+        if (!telemetry) return fieldValue(db.dialect, f, 'frames', true)
+        telemetryValue(db.dialect, f) // a model's field name (FIELD_NAME_PATTERN), checked again: it is written into SQL
+        return pg ? `(frames.data->'${f}')::text` : `frames.data -> '$.${f}'`
+      }
       const fieldColumns = query.format === 'csv'
         ? fields.map((f, i) => `, ${cellOf(f)} AS f${i}`).join('')
         : pg ? ', data::text AS data' : ', data'
