@@ -294,8 +294,16 @@ export function createRollupService ({ db, log }: { db: Database, log: FastifyBa
           await new Promise<void>((resolve) => { setImmediate(resolve) })
         }
       }
-      if (generation !== rebuilds) return true
-      await db.serialized(async () => { await advance(next.start, next.end) })
+      // Checked in the writer queue, where rebuild()'s transaction also runs:
+      // a rebuild called after this check but queued before the advance
+      // would otherwise be followed by this step's stale advance (the window
+      // set to a plan made before the rebuild, its older minutes never rolled).
+      const advanced = await db.serialized(async () => {
+        if (generation !== rebuilds) return false
+        await advance(next.start, next.end)
+        return true
+      })
+      if (!advanced) return true
       more = next.end < target
     }
     if (longest > statementTarget) chunk = Math.max(1, Math.floor(chunk / 2))
