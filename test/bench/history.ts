@@ -127,21 +127,32 @@ function idWidth (count: number): number {
   return Math.max(7, String(Math.max(0, count - 1)).length)
 }
 
+/** A frame type and, per dialect, the SQL of its data's key/value pairs (random, plausible values). */
+export interface FrameShape { type: number, pairs: (dialect: Sql['dialect']) => string }
+
+const POSITION: FrameShape = {
+  type: 1,
+  pairs: (dialect) => dialect === 'postgres'
+    ? `'speed', round((random() * 3)::numeric, 6), 'position_x', round((random() * 200 - 100)::numeric, 6),
+    'position_y', round((random() * 200 - 100)::numeric, 6), 'angle_theta', round((random() * 6.283185 - 3.141593)::numeric, 6)`
+    : `'speed', round(abs(random() % 3000001) / 1e6, 6), 'position_x', round(abs(random() % 200000001) / 1e6 - 100, 6),
+    'position_y', round(abs(random() % 200000001) / 1e6 - 100, 6), 'angle_theta', round(abs(random() % 6283186) / 1e6 - 3.141593, 6)`
+}
+
 /**
- * Inserts `count` position frames of one robot, received evenly from
+ * Inserts `count` frames (position frames unless `frames` says otherwise) of one robot, received evenly from
  * `fromMs` over `spanMs` (whole milliseconds, as United stores them), with
  * random but plausible values of the four fields and `datetime` the second
  * received, as the frame writer would have stored them from a robot: jsonb
  * on PostgreSQL, the data's JSON text on SQLite with its dates in
  * sqliteDate's text. One statement, one transaction.
  */
-export async function insertFrames (sql: Sql, robotId: number, prefix: string, count: number, fromMs: number, spanMs: number): Promise<void> {
+export async function insertFrames (sql: Sql, robotId: number, prefix: string, count: number, fromMs: number, spanMs: number, frames: FrameShape = POSITION): Promise<void> {
   const params = [robotId, prefix, count, fromMs, spanMs / count, idWidth(count)]
   if (sql.dialect === 'postgres') {
     await sql.query(`INSERT INTO frames (robot_id, frame_id, type, data, recorded_at, received_at)
-SELECT $1::int, $2::text || lpad(i::text, $6::int, '0'), 1,
-  jsonb_build_object('speed', round((random() * 3)::numeric, 6), 'position_x', round((random() * 200 - 100)::numeric, 6),
-    'position_y', round((random() * 200 - 100)::numeric, 6), 'angle_theta', round((random() * 6.283185 - 3.141593)::numeric, 6),
+SELECT $1::int, $2::text || lpad(i::text, $6::int, '0'), ${frames.type},
+  jsonb_build_object(${frames.pairs('postgres')},
     'datetime', to_char(date_trunc('second', t) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')),
   date_trunc('second', t), t
 FROM generate_series(0, $3::int - 1) AS i, LATERAL (SELECT to_timestamp(floor($4::float8 + i * $5::float8) / 1000)) AS x(t)`, params)
@@ -151,9 +162,8 @@ FROM generate_series(0, $3::int - 1) AS i, LATERAL (SELECT to_timestamp(floor($4
   x AS (SELECT i, CAST($4 + i * $5 AS INTEGER) AS ms FROM s),
   y AS (SELECT i, ms, strftime('%Y-%m-%d %H:%M:%S', ms / 1000, 'unixepoch') AS second FROM x)
 INSERT INTO frames (robot_id, frame_id, type, data, recorded_at, received_at)
-SELECT $1, $2 || printf('%0' || $6 || 'd', i), 1,
-  json_object('speed', round(abs(random() % 3000001) / 1e6, 6), 'position_x', round(abs(random() % 200000001) / 1e6 - 100, 6),
-    'position_y', round(abs(random() % 200000001) / 1e6 - 100, 6), 'angle_theta', round(abs(random() % 6283186) / 1e6 - 3.141593, 6),
+SELECT $1, $2 || printf('%0' || $6 || 'd', i), ${frames.type},
+  json_object(${frames.pairs('sqlite')},
     'datetime', second),
   second || '.000 +00:00', second || printf('.%03d +00:00', ms % 1000)
 FROM y`, params)
