@@ -5,46 +5,13 @@ import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
 import { createStaff, createUser, ownedRobot, robotIdOf } from '../factory.js'
 import { bearer, build } from '../helper.js'
+import { aggregate, expectedBuckets, prng, storeAll, type Bucket, type Stored } from '../history.js'
 import { eventually } from '../mqtt.js'
 
 const FIELDS: Record<number, string[]> = {
   1: ['speed', 'position_x', 'position_y', 'angle_theta'],
   2: ['latitude', 'longitude', 'altitude', 'accuracy'],
   3: ['battery', 'temperature', 'cpu', 'memory']
-}
-
-interface Stored { type: number, data: Record<string, unknown>, receivedAt: Date }
-interface Bucket { start: string, count: number, min: Record<string, number>, max: Record<string, number>, avg: Record<string, number> }
-
-/** What the endpoint must answer, computed here. */
-function expected (frames: Stored[], type: number, from: Date, to: Date, bucket: number): Bucket[] {
-  const groups = new Map<number, Stored[]>()
-  for (const f of frames) {
-    if (f.type !== type || f.receivedAt < from || f.receivedAt > to) continue
-    const b = Math.floor(f.receivedAt.getTime() / (bucket * 1000))
-    groups.set(b, [...(groups.get(b) ?? []), f])
-  }
-  return [...groups.entries()].sort(([a], [b]) => a - b).map(([b, group]) => {
-    const out: Bucket = { start: new Date(b * bucket * 1000).toISOString(), count: group.length, min: {}, max: {}, avg: {} }
-    for (const field of FIELDS[type] as string[]) {
-      const values = group.map((f) => f.data[field]).filter((v): v is number => typeof v === 'number')
-      if (values.length === 0) continue
-      out.min[field] = Math.min(...values)
-      out.max[field] = Math.max(...values)
-      out.avg[field] = values.reduce((a, v) => a + v, 0) / values.length
-    }
-    return out
-  })
-}
-
-async function aggregate (app: FastifyInstance, jwt: string, uuid: string, query: Record<string, string | number>) {
-  const qs = new URLSearchParams(Object.entries(query).map(([k, v]) => [k, String(v)])).toString()
-  return await app.inject({ method: 'GET', url: `/robots/${uuid}/frames/aggregate?${qs}`, headers: bearer(jwt) })
-}
-
-/** Deterministic pseudo-random numbers, so that a failure repeats. */
-function prng (seed: number): () => number {
-  return () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648 }
 }
 
 const T0 = Date.parse('2026-12-01T10:00:00.000Z')
@@ -64,13 +31,6 @@ function randomFrames (random: () => number, count = 1200, at = (): number => T0
     frames.push({ type, data, receivedAt })
   }
   return frames
-}
-
-/** Stores the frames through the frame service, 200 at a time, ids `${prefix}-${i}`. */
-async function storeAll (app: FastifyInstance, robotId: number, frames: Stored[], prefix: string): Promise<void> {
-  for (let i = 0; i < frames.length; i += 200) {
-    await app.services.frames.store(robotId, frames.slice(i, i + 200).map((f, j) => ({ frameId: `${prefix}-${i + j}`, type: f.type, data: f.data, recordedAt: null, receivedAt: f.receivedAt })))
-  }
 }
 
 type Case = { type: number, from: Date, to: Date, bucket: number }
@@ -94,7 +54,7 @@ async function checkCases (t: Test, app: FastifyInstance, jwt: string, uuid: str
     const body = res.json() as { type: number, bucket: number, from: string, to: string, items: Bucket[] }
     const label = `type ${c.type}, ${c.bucket} s buckets from ${c.from.toISOString()}`
     t.match(body, { type: c.type, bucket: c.bucket, from: c.from.toISOString(), to: c.to.toISOString() }, `${label}: echoed`)
-    const want = expected(frames, c.type, c.from, c.to, c.bucket)
+    const want = expectedBuckets(frames, c.type, FIELDS[c.type] as string[], c.from, c.to, c.bucket)
     t.ok(want.length > 0, `${label}: ${want.length} buckets expected`)
     t.same(body.items.map((b) => [b.start, b.count, b.min, b.max]), want.map((b) => [b.start, b.count, b.min, b.max]), `${label}: starts, counts, min, max`)
     const avgOff = body.items.flatMap((b, i) => Object.entries(b.avg).filter(([f, v]) => Math.abs(v - (want[i]?.avg[f] ?? NaN)) > 1e-9 * Math.max(1, Math.abs(v))).map(([f]) => `${b.start} ${f}`))
@@ -264,7 +224,7 @@ t.test('AGGREGATE_MAX_ROWS: estimated before the aggregate runs, from the rollup
   for (const bucket of [60, 120, 3600]) {
     const res = await aggregate(app, user.jwt, robot.uuid, { ...range, bucket })
     t.equal(res.statusCode, 200, `bucket=${bucket}: served from the rollups`)
-    t.same(res.json().items, expected(frames, 1, new Date(range.from), new Date(range.to), bucket), `bucket=${bucket}: the right buckets`)
+    t.same(res.json().items, expectedBuckets(frames, 1, FIELDS[1] as string[], new Date(range.from), new Date(range.to), bucket), `bucket=${bucket}: the right buckets`)
   }
   // ...and do read them: a rollup row changed behind United's back shows in 120 s and 3600 s buckets
   const minute = Math.floor((T0 + 3 * 60_000) / 60_000)
@@ -290,7 +250,7 @@ t.test('AGGREGATE_MAX_ROWS: the frames the rollups do not cover count for whole-
   const range = { type: 1, from: new Date(now - 60_000).toISOString(), to: new Date(now + 60_000).toISOString() }
   const atLimit = await aggregate(app, user.jwt, robot.uuid, { ...range, bucket: 60 })
   t.equal(atLimit.statusCode, 200, 'exactly AGGREGATE_MAX_ROWS frames outside the rollups')
-  t.same(atLimit.json().items, expected(recent, 1, new Date(range.from), new Date(range.to), 60))
+  t.same(atLimit.json().items, expectedBuckets(recent, 1, FIELDS[1] as string[], new Date(range.from), new Date(range.to), 60))
   await storeAll(app, robotId, [{ type: 1, data: { speed: 1 }, receivedAt: new Date(now - 1000) }], 'one-more')
   const over = await aggregate(app, user.jwt, robot.uuid, { ...range, bucket: 60 })
   t.equal(over.statusCode, 400, 'one over: 400')

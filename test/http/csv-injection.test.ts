@@ -12,6 +12,7 @@ import t from 'tap'
 import { csvNumber, csvText } from '../../src/services/csv.js'
 import { ownedRobot } from '../factory.js'
 import { bearer, build } from '../helper.js'
+import { parseCsv } from '../history.js'
 import { connectRobot, listen, sendFrame, subscribe } from '../mqtt.js'
 
 const IDS = [
@@ -40,24 +41,6 @@ const IDS = [
 const FORMULA = /^(?:[=+\-@\t\r\n\uFF1D\uFF0B\uFF0D\uFF20]|\s+[=+\-@])/
 const NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/
 
-/** RFC 4180 with a chosen separator: rows of cells; a quoted part may hold separators, doubled quotes and line breaks. */
-function parse (text: string, separator: string): string[][] {
-  const rows: string[][] = []
-  let row: string[] = []
-  let cell = ''
-  let quoted = false
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i] as string
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') { cell += '"'; i++ } else if (c === '"') quoted = false
-      else cell += c
-    } else if (c === '"') quoted = true
-    else if (c === separator) { row.push(cell); cell = '' } else if (c === '\r' && text[i + 1] === '\n') { row.push(cell); rows.push(row); row = []; cell = ''; i++ } else cell += c
-  }
-  if (cell !== '' || row.length > 0) { row.push(cell); rows.push(row) }
-  return rows
-}
-
 /** The numbers of frame i: negative, tiny and huge ones among them. */
 function numbers (i: number): Record<string, number> {
   return { speed: -(i + 0.5), position_x: -2e-7 * (i + 1), position_y: 1e21 + i * 1e6, angle_theta: i % 2 === 0 ? -i : i / 4 }
@@ -80,7 +63,7 @@ t.test('CSV export: formula-like and separator-holding ids round-trip quoted and
   t.equal(res.headers.get('content-type'), 'text/csv; charset=utf-8')
   const text = await res.text()
 
-  const rows = parse(text, ',')
+  const rows = parseCsv(text, ',')
   t.same(rows[0], ['frame_id', 'type', 'recorded_at', 'received_at', 'speed', 'position_x', 'position_y', 'angle_theta'], 'the header')
   const body = rows.slice(1)
   t.equal(body.length, IDS.length, 'one row per frame')
@@ -118,7 +101,7 @@ t.test('CSV export: formula-like and separator-holding ids round-trip quoted and
   // Read as a `;` locale or a tab-separated reader would: quoted parts hold
   // the separators, so no cell starts with a formula character.
   for (const separator of [';', '\t']) {
-    const cells = parse(text, separator).flat()
+    const cells = parseCsv(text, separator).flat()
     t.same(cells.filter((c) => FORMULA.test(c)), [], `split on ${JSON.stringify(separator)}: no cell starts like a formula`)
   }
 })

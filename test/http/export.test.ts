@@ -11,6 +11,7 @@ import t from 'tap'
 import { EXPORT_BATCH } from '../../src/services/frames.js'
 import { createStaff, createUser, ownedRobot, robotIdOf } from '../factory.js'
 import { bearer, build } from '../helper.js'
+import { parseCsv } from '../history.js'
 
 interface Stored { frameId: string, type: number, data: Record<string, unknown>, recordedAt: Date | null, receivedAt: Date }
 
@@ -45,24 +46,6 @@ function ordered (frames: Stored[]): Stored[] {
 }
 
 const item = (f: Stored): Record<string, unknown> => ({ frame_id: f.frameId, type: f.type, data: f.data, recorded_at: f.recordedAt?.toISOString() ?? null, received_at: f.receivedAt.toISOString() })
-
-/** RFC 4180: rows of cells, quoted cells may hold commas, doubled quotes and line breaks. */
-function parseCsv (text: string): string[][] {
-  const rows: string[][] = []
-  let row: string[] = []
-  let cell = ''
-  let quoted = false
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i] as string
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') { cell += '"'; i++ } else if (c === '"') quoted = false
-      else cell += c
-    } else if (c === '"') quoted = true
-    else if (c === ',') { row.push(cell); cell = '' } else if (c === '\r' && text[i + 1] === '\n') { row.push(cell); rows.push(row); row = []; cell = ''; i++ } else cell += c
-  }
-  if (cell !== '' || row.length > 0) { row.push(cell); rows.push(row) }
-  return rows
-}
 
 t.test('NDJSON: every frame, oldest first, one §6 item per line, across batch boundaries', async (t) => {
   const app = await build(t)

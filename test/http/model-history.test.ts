@@ -9,18 +9,13 @@ import t, { type Test } from 'tap'
 import type { ModelRef } from '../../src/contract/models.js'
 import { CLEANER_MODEL, createModel, createRobot, createStaff, createUser, grantRole, robotIdOf, setModel, type TestRobot } from '../factory.js'
 import { bearer, build } from '../helper.js'
+import { aggregate, expectedBuckets, parseCsv, prng, storeAll, type Bucket, type Stored } from '../history.js'
 import { eventually } from '../mqtt.js'
 
-interface Stored { type: number, data: Record<string, unknown>, receivedAt: Date }
-interface Bucket { start: string, count: number, min: Record<string, number>, max: Record<string, number>, avg: Record<string, number> }
 
 const T0 = Date.parse('2026-12-01T10:00:00.000Z')
 const DATETIME = '2026-12-01 10:00:00'
 
-/** Deterministic pseudo-random numbers, so that a failure repeats. */
-function prng (seed: number): () => number {
-  return () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648 }
-}
 const pick = <T>(random: () => number, values: T[]): T => values[Math.floor(random() * values.length)] as T
 
 /** A model of its own per test (names are per database, versions per name). */
@@ -76,38 +71,6 @@ function framesOf (random: () => number, count: number, data: (random: () => num
   })
 }
 
-async function storeAll (app: FastifyInstance, robotId: number, frames: Stored[], prefix: string): Promise<void> {
-  for (let i = 0; i < frames.length; i += 200) {
-    await app.services.frames.store(robotId, frames.slice(i, i + 200).map((f, j) => ({ frameId: `${prefix}-${i + j}`, type: f.type, data: f.data, recordedAt: null, receivedAt: f.receivedAt })))
-  }
-}
-
-/** What the endpoint must answer for type 4 and these numeric fields: only values that are JSON numbers count. */
-function expected (frames: Stored[], fields: string[], from: Date, to: Date, bucket: number): Bucket[] {
-  const groups = new Map<number, Stored[]>()
-  for (const f of frames) {
-    if (f.type !== 4 || f.receivedAt < from || f.receivedAt > to) continue
-    const b = Math.floor(f.receivedAt.getTime() / (bucket * 1000))
-    groups.set(b, [...(groups.get(b) ?? []), f])
-  }
-  return [...groups.entries()].sort(([a], [b]) => a - b).map(([b, group]) => {
-    const out: Bucket = { start: new Date(b * bucket * 1000).toISOString(), count: group.length, min: {}, max: {}, avg: {} }
-    for (const field of fields) {
-      const values = group.map((f) => f.data[field]).filter((v): v is number => typeof v === 'number')
-      if (values.length === 0) continue
-      out.min[field] = Math.min(...values)
-      out.max[field] = Math.max(...values)
-      out.avg[field] = values.reduce((a, v) => a + v, 0) / values.length
-    }
-    return out
-  })
-}
-
-async function aggregate (app: FastifyInstance, jwt: string, uuid: string, query: Record<string, string | number>) {
-  const qs = new URLSearchParams(Object.entries(query).map(([k, v]) => [k, String(v)])).toString()
-  return await app.inject({ method: 'GET', url: `/robots/${uuid}/frames/aggregate?${qs}`, headers: bearer(jwt) })
-}
-
 type Case = { from: Date, to: Date, bucket: number }
 const CASES: Case[] = [
   { from: new Date(T0), to: new Date(T0 + 2 * 3600_000), bucket: 60 },
@@ -122,7 +85,7 @@ async function checkCases (t: Test, app: FastifyInstance, jwt: string, uuid: str
     const res = await aggregate(app, jwt, uuid, { type: 4, from: c.from.toISOString(), to: c.to.toISOString(), bucket: c.bucket })
     t.equal(res.statusCode, 200, res.body.slice(0, 200))
     const body = res.json() as { type: number, items: Bucket[] }
-    const want = expected(frames, fields, c.from, c.to, c.bucket)
+    const want = expectedBuckets(frames, 4, fields, c.from, c.to, c.bucket)
     const at = `${label}, ${c.bucket} s buckets from ${c.from.toISOString()}`
     t.equal(body.type, 4)
     t.ok(want.length > 0, `${at}: ${want.length} buckets expected`)
@@ -160,21 +123,7 @@ async function fieldRollups (app: FastifyInstance, robotId: number, where = ''):
   return Number(rows[0]?.n)
 }
 
-function parseCsv (text: string): string[][] {
-  const rows: string[][] = []
-  let row: string[] = []
-  let cell = ''
-  let quoted = false
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i] as string
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') { cell += '"'; i++ } else if (c === '"') quoted = false
-      else cell += c
-    } else if (c === '"') quoted = true
-    else if (c === ',') { row.push(cell); cell = '' } else if (c === '\r' && text[i + 1] === '\n') { row.push(cell); rows.push(row); row = []; cell = ''; i++ } else cell += c
-  }
-  return rows
-}
+
 
 /** A robot with `model`, a viewer of it, and its row id. */
 async function viewedRobot (app: FastifyInstance, model?: ModelRef): Promise<{ robot: TestRobot, robotId: number, jwt: string }> {
@@ -235,7 +184,7 @@ t.test('type 4: listed as any type; aggregates of the model\'s number and intege
   t.ok(await fieldRollups(app, robotId) > 0, 'the later ones stay')
   const kept = frames.filter((f) => f.receivedAt >= cutoff)
   const res = await aggregate(app, jwt, robot.uuid, { type: 4, from: new Date(T0).toISOString(), to: new Date(T0 + 7200_000).toISOString(), bucket: 3600 })
-  t.same((res.json().items as Bucket[]).map((b) => [b.start, b.count, b.min, b.max]), expected(kept, fields, new Date(T0), new Date(T0 + 7200_000), 3600).map((b) => [b.start, b.count, b.min, b.max]), 'after retention')
+  t.same((res.json().items as Bucket[]).map((b) => [b.start, b.count, b.min, b.max]), expectedBuckets(kept, 4, fields, new Date(T0), new Date(T0 + 7200_000), 3600).map((b) => [b.start, b.count, b.min, b.max]), 'after retention')
 
   // a robot deleted: its field rollups go with its frames
   await app.services.robots.remove(robot.uuid, { actor: null })
