@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { MqttClient } from 'mqtt'
 import t, { type Test } from 'tap'
+import { MAX_COMMAND_ACK_BYTES } from '../../src/contract/messages.js'
 import type { CommandStatus } from '../../src/contract/payloads.js'
 import { bearer, build } from '../helper.js'
 import { createRobot, grant, ownedRobot, type TestRobot, type TestUser } from '../factory.js'
@@ -243,7 +244,7 @@ for (const transport of TRANSPORTS) {
       JSON.stringify({ id, status: 'done' }),
       JSON.stringify({ id, status: 'OK' }),
       JSON.stringify({ id, status: 'ok', message: { nested: true } }),
-      JSON.stringify({ id, status: 'ok', pad: 'x'.repeat(5000) }),
+      JSON.stringify({ id, status: 'ok', pad: 'x'.repeat(MAX_COMMAND_ACK_BYTES) }), // over the size limit
       '{"id":' + '['.repeat(10_000)
     ]
     for (const payload of malformed) await client.publishAsync(commandAckTopic(robot.uuid), payload, { qos: 1 })
