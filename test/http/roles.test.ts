@@ -603,7 +603,8 @@ t.test('a grant lowered below operator (or lost) cancels its user\'s queued comm
       if (c.cancels) {
         const now = await eventually(statuses, (s) => mine.every((m) => s.get(m.id) === 'cancelled'))
         t.equal(now.get(theirs.id), 'queued', "the bystander's command stays queued")
-        const audited = (await audits(app, staff, `robot_uuid=${robot.uuid}&action=command.cancelled`))
+        // read until both are there: on in-memory SQLite (one handle) the statuses can be read inside the cancelling transaction, before its audit rows
+        const audited = await eventually(async () => await audits(app, staff, `robot_uuid=${robot.uuid}&action=command.cancelled`), (a) => a.length >= mine.length)
         t.same(audited.map((a) => a.details.command_id).sort(), mine.map((m) => m.id).sort(), 'each cancellation audited')
         t.ok(audited.every((a) => a.actor_id === null), 'by the server')
       } else {
