@@ -14,60 +14,24 @@
 // not "now"). At 390 px wide neither page scrolls sideways. Screenshots of
 // the robot page, its history and the fleet page are saved under
 // .tap/screenshots/.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import sparticuz from '@sparticuz/chromium'
-import { chromium, type Page } from 'playwright-core'
 import t from 'tap'
 import { createStaff } from '../factory.js'
 import { build } from '../helper.js'
-import { connectRobot, listen, positionFrame, subscribe } from '../mqtt.js'
+import { chromiumPage, overflow, serve } from './chromium.js'
+import { connectRobot, positionFrame, subscribe } from '../mqtt.js'
 
 export const SCREENSHOT = join('.tap', 'screenshots', 'admin-robot-page.png')
 export const HISTORY_SCREENSHOT = join('.tap', 'screenshots', 'admin-robot-history.png')
 export const FLEET_SCREENSHOT = join('.tap', 'screenshots', 'admin-fleet.png')
 export const PHONE_SCREENSHOTS = [join('.tap', 'screenshots', 'admin-robot-page-390.png'), join('.tap', 'screenshots', 'admin-fleet-390.png')]
 
-/** How much wider than the viewport the document is (0: no sideways scrolling), and what sticks out. */
-async function overflow (page: Page): Promise<{ scrollWidth: number, width: number, wide: string[] }> {
-  return await page.evaluate(() => {
-    const width = document.documentElement.clientWidth
-    const wide: string[] = []
-    for (const el of Array.from(document.body.querySelectorAll('*'))) {
-      const r = el.getBoundingClientRect()
-      // inside a scrolling table box it scrolls there, not the page
-      if (r.right > width + 0.5 && el.closest('.scroll') === null) wide.push(`${el.tagName.toLowerCase()}${el.id === '' ? '' : '#' + el.id}${typeof el.className === 'string' && el.className !== '' ? '.' + el.className.split(' ').join('.') : ''} (${Math.round(r.right)})`)
-    }
-    return { scrollWidth: document.documentElement.scrollWidth, width, wide: wide.slice(0, 10) }
-  })
-}
-
 t.test('staff manage a fleet and watch a robot live in Chromium', async (t) => {
-  // The packaged build is extracted to the temporary directory on first use.
-  const own = process.env.CHROMIUM_PATH
-  const executablePath = own !== undefined && own !== '' ? own : await sparticuz.executablePath()
-  t.ok(existsSync(executablePath), `Chromium at ${executablePath} (from @sparticuz/chromium unless CHROMIUM_PATH is set)`)
   const app = await build(t)
-  await listen(app)
-  const address = app.server.address()
-  const base = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`
+  const base = await serve(app)
   const staff = await createStaff(app, { username: 'chief' })
-
-  const browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    // As root on a machine with no outside network; launch() gives the browser
-    // a fresh, empty user-data-dir of its own and removes it on close. The
-    // packaged build needs no more than this: its own `args` are for AWS
-    // Lambda (--single-process, --disable-web-security, site isolation off)
-    // and would make this browser less like a user's.
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
-  })
-  t.teardown(async () => { await browser.close() })
-  const page: Page = await browser.newPage({ viewport: { width: 1280, height: 1400 } })
-  const pageErrors: string[] = []
-  page.on('pageerror', (err) => { pageErrors.push(err.message) })
-  page.on('console', (msg) => { if (msg.type() === 'error') pageErrors.push(msg.text()) })
+  const { browser, page, errors: pageErrors } = await chromiumPage(t)
   page.on('response', (res) => { if (res.status() === 404) pageErrors.push(`404 ${res.url()}`) })
 
   // Anonymous → log-in form → dashboard.

@@ -7,51 +7,22 @@
 // command (a text, a number, a select, a checkbox): a mistake comes back next
 // to its field with the values kept, and once corrected the command reaches
 // the robot with typed params, and its result shows on the page.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import sparticuz from '@sparticuz/chromium'
-import { chromium, type Page } from 'playwright-core'
 import t from 'tap'
 import { createStaff } from '../factory.js'
 import { build } from '../helper.js'
-import { connectRobot, listen, subscribe } from '../mqtt.js'
+import { chromiumPage, overflow, serve } from './chromium.js'
+import { connectRobot, subscribe } from '../mqtt.js'
 
 export const SCREENSHOT = join('.tap', 'screenshots', 'admin-robot-model.png')
 const EXAMPLE = readFileSync(new URL('../../examples/cleaner.json', import.meta.url), 'utf8')
 
-/** How much wider than the viewport the document is, and what sticks out (as browser-e2e.test.ts measures it). */
-async function overflow (page: Page): Promise<{ scrollWidth: number, wide: string[] }> {
-  return await page.evaluate(() => {
-    const width = document.documentElement.clientWidth
-    const wide: string[] = []
-    for (const el of Array.from(document.body.querySelectorAll('*'))) {
-      const r = el.getBoundingClientRect()
-      if (r.right > width + 0.5 && el.closest('.scroll') === null && el.closest('pre') === null) wide.push(`${el.tagName.toLowerCase()}${el.id === '' ? '' : '#' + el.id} (${Math.round(r.right)})`)
-    }
-    return { scrollWidth: document.documentElement.scrollWidth, wide: wide.slice(0, 10) }
-  })
-}
-
 t.test('staff create a model, give it to a robot and send it a model command from its page, in Chromium', async (t) => {
-  const own = process.env.CHROMIUM_PATH
-  const executablePath = own !== undefined && own !== '' ? own : await sparticuz.executablePath()
-  t.ok(existsSync(executablePath), `Chromium at ${executablePath}`)
   const app = await build(t)
-  await listen(app)
-  const address = app.server.address()
-  const base = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`
+  const base = await serve(app)
   const staff = await createStaff(app, { username: 'modeller' })
-
-  const browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
-  })
-  t.teardown(async () => { await browser.close() })
-  const page: Page = await browser.newPage({ viewport: { width: 1280, height: 1400 } })
-  const pageErrors: string[] = []
-  page.on('pageerror', (err) => { pageErrors.push(err.message) })
-  page.on('console', (msg) => { if (msg.type() === 'error') pageErrors.push(msg.text()) })
+  const { page, errors: pageErrors } = await chromiumPage(t)
 
   await page.goto(`${base}/admin/models`)
   await page.fill('#f-username', staff.username)
@@ -129,7 +100,7 @@ t.test('staff create a model, give it to a robot and send it a model command fro
   await page.setViewportSize({ width: 390, height: 844 })
   for (const path of [`/admin/robots/${uuid}`, '/admin/models', '/admin/models/cleaner', '/admin/models/cleaner/versions/1']) {
     await page.goto(`${base}${path}`)
-    const o = await overflow(page)
+    const o = await overflow(page, '.scroll, pre')
     t.ok(o.scrollWidth <= 390, `${path} is ${o.scrollWidth} px wide at 390 (${o.wide.join(', ') || 'nothing sticks out'})`)
   }
 
