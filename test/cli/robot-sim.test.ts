@@ -4,17 +4,7 @@
 import t from 'tap'
 import { validateFrame } from '../../src/contract/frames.js'
 import { createSimulation } from '../../src/cli/robot-sim.js'
-
-/** A repeatable Math.random (mulberry32). */
-function seeded (seed: number): () => number {
-  let a = seed
-  return () => {
-    a = (a + 0x6D2B79F5) | 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { seeded } from '../random.js'
 
 const valid = (frame: object): boolean => validateFrame(Buffer.from(JSON.stringify(frame)), 65536).ok
 

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { checkModel, compileModel, type ModelDefinition } from '../../src/contract/models.js'
 import { createTelemetry } from '../../src/cli/robot-sim.js'
+import { seeded } from '../random.js'
 
 const EXAMPLE = JSON.parse(readFileSync(new URL('../../examples/cleaner.json', import.meta.url), 'utf8')) as unknown
 
@@ -13,17 +14,6 @@ function model (body: unknown): ModelDefinition {
   const checked = checkModel(body)
   if (!checked.ok) throw new Error(checked.errors.join('; '))
   return checked.model
-}
-
-/** A repeatable Math.random (mulberry32), so that a failure repeats. */
-function seeded (seed: number): () => number {
-  let a = seed
-  return () => {
-    a = (a + 0x6D2B79F5) | 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 t.test('examples/cleaner.json: every frame of a long run passes the model’s check, with every field, and the values move', async (t) => {
