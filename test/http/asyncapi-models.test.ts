@@ -5,13 +5,11 @@
 // Schema validator (a fresh ajv with ajv-formats); a corpus of type-4 frames
 // goes to that validator and to the broker over MQTT, for robots of three
 // model versions of two models: every frame gets the same verdict from both.
-import { Parser, type AsyncAPIDocumentInterface } from '@asyncapi/parser'
-import { Ajv, type ValidateFunction } from 'ajv'
-import addFormats from 'ajv-formats'
-import type { FastifyInstance } from 'fastify'
+import type { AsyncAPIDocumentInterface } from '@asyncapi/parser'
 import type { MqttClient } from 'mqtt'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { CLEANER_MODEL, createModel, createRobot, createUser, grantRole, type TestRobot } from '../factory.js'
+import { accepts, parsed, served, standardValidator } from '../asyncapi.js'
 import { bearer, build } from '../helper.js'
 import { connectRobot, eventually, messageWhere, nextMessage, subscribe } from '../mqtt.js'
 
@@ -52,20 +50,6 @@ const MOWER = {
   }
 }
 
-async function served (app: FastifyInstance): Promise<Record<string, unknown>> {
-  const res = await app.inject({ method: 'GET', url: '/docs/asyncapi.json' })
-  if (res.statusCode !== 200) throw new Error(`GET /docs/asyncapi.json: ${res.statusCode} ${res.body}`)
-  return res.json()
-}
-
-async function parsed (t: Test, doc: Record<string, unknown>): Promise<AsyncAPIDocumentInterface> {
-  const { document, diagnostics } = await new Parser().parse(JSON.stringify(doc))
-  const problems = diagnostics.filter((d) => d.severity <= 1).map((d) => `${d.code}: ${d.message} at ${d.path.join('.')}`)
-  t.same(problems, [], 'the AsyncAPI parser reports no error and no warning')
-  if (document === undefined) throw new Error('the AsyncAPI parser could not read the document')
-  return document
-}
-
 function payloadOf (document: AsyncAPIDocumentInterface, channelId: string, messageId: string): Record<string, unknown> {
   const message = document.channels().get(channelId)?.messages().get(messageId)
   const payload = message?.payload()?.json() as Record<string, unknown> | undefined
@@ -78,22 +62,6 @@ function declared (schema: unknown): unknown {
   if (Array.isArray(schema)) return schema.map(declared)
   if (schema === null || typeof schema !== 'object') return schema
   return Object.fromEntries(Object.entries(schema).filter(([k]) => !k.startsWith('x-parser-')).map(([k, v]) => [k, declared(v)]))
-}
-
-function validator (schema: Record<string, unknown>): ValidateFunction {
-  const ajv = new Ajv({ strict: false, allErrors: true })
-  addFormats.default(ajv)
-  return ajv.compile(schema)
-}
-
-function accepts (validate: ValidateFunction, text: string): boolean {
-  let value: unknown
-  try {
-    value = JSON.parse(text)
-  } catch {
-    return false
-  }
-  return validate(value)
 }
 
 t.test('the document lists every live model version\'s telemetry frame and commands, and stays valid AsyncAPI', async (t) => {
@@ -130,7 +98,7 @@ t.test('the document lists every live model version\'s telemetry frame and comma
     }
   }
   // The statistics may carry model fields.
-  const stats = validator(payloadOf(document, 'stats', 'stats'))
+  const stats = standardValidator(payloadOf(document, 'stats', 'stats'))
   t.ok(stats({ robot_uuid: '3f1c2a4e-8b7d-4c6e-9a1b-2d3e4f5a6b7c', state: 'idle', speed: null, position_x: null, position_y: null, angle_theta: null, datetime: null, data_connected: true, command_connected: false, brush_rpm: 5, mode: 'eco', mopping: true }), 'stats with model fields match')
   t.notOk(stats({ robot_uuid: '3f1c2a4e-8b7d-4c6e-9a1b-2d3e4f5a6b7c', state: 'idle', speed: null, position_x: null, position_y: null, angle_theta: null, datetime: null, data_connected: true, command_connected: false, brush_rpm: {} }), 'not with an object')
 
@@ -189,13 +157,13 @@ t.test('the document and the broker give every type-4 frame the same verdict, fo
   const app = await build(t)
   const models = [await createModel(app), await createModel(app, CLEANER_V2), await createModel(app, MOWER)]
   const document = await parsed(t, await served(app))
-  const frameSchema = validator(payloadOf(document, 'data', 'frame'))
-  const ackSchema = validator(payloadOf(document, 'ack', 'frameAck'))
+  const frameSchema = standardValidator(payloadOf(document, 'data', 'frame'))
+  const ackSchema = standardValidator(payloadOf(document, 'ack', 'frameAck'))
   const texts = corpus()
 
   for (const model of models) {
     const name = `telemetry_${model.name}_v${model.version}`
-    const telemetrySchema = validator(payloadOf(document, 'data', name))
+    const telemetrySchema = standardValidator(payloadOf(document, 'data', name))
     const robot = await createRobot(app, { model })
     const client = await connectRobot(t, app, robot)
     t.same(await subscribe(client, `robots/${robot.uuid}/ack`), [1])
@@ -220,9 +188,9 @@ t.test('model commands as the robot receives them match their version\'s message
   const app = await build(t)
   const mower = await createModel(app, MOWER)
   const document = await parsed(t, await served(app))
-  const modelCommands = validator(payloadOf(document, 'commands', 'commands_mower-x_v1'))
-  const anyCommand = validator(payloadOf(document, 'commands', 'command'))
-  const commandAck = validator(payloadOf(document, 'commandAck', 'commandAck'))
+  const modelCommands = standardValidator(payloadOf(document, 'commands', 'commands_mower-x_v1'))
+  const anyCommand = standardValidator(payloadOf(document, 'commands', 'command'))
+  const commandAck = standardValidator(payloadOf(document, 'commandAck', 'commandAck'))
   const user = await createUser(app)
   const robot: TestRobot = await createRobot(app, { model: mower })
   await grantRole(app, user, robot, 'operator')

@@ -6,32 +6,17 @@
 // over MQTT: every frame gets the same verdict from both. The messages the
 // broker sends on the way (acks, stats, presence, commands) must match the
 // document's schemas too, and so must the command acks it takes.
-import { Parser, type AsyncAPIDocumentInterface } from '@asyncapi/parser'
-import { Ajv, type ValidateFunction } from 'ajv'
-import addFormats from 'ajv-formats'
+import type { AsyncAPIDocumentInterface } from '@asyncapi/parser'
+import type { ValidateFunction } from 'ajv'
 import type { FastifyInstance } from 'fastify'
 import type { MqttClient } from 'mqtt'
 import t, { type Test } from 'tap'
 import { ACL } from '../../src/contract/acl.js'
 import { CHANNELS } from '../../src/contract/topics.js'
 import { createRobot, ownedRobot, type TestUser } from '../factory.js'
+import { accepts, parsed, served, standardValidator } from '../asyncapi.js'
 import { bearer, build } from '../helper.js'
 import { collect, connectRobot, connectUser, eventually, listen, nextMessage, subscribe, TLS_SETTINGS, type Transport } from '../mqtt.js'
-
-async function served (app: FastifyInstance, headers: Record<string, string> = {}): Promise<Record<string, unknown>> {
-  const res = await app.inject({ method: 'GET', url: '/docs/asyncapi.json', headers })
-  if (res.statusCode !== 200) throw new Error(`GET /docs/asyncapi.json: ${res.statusCode} ${res.body}`)
-  return res.json()
-}
-
-async function parsed (t: Test, doc: Record<string, unknown>): Promise<AsyncAPIDocumentInterface> {
-  const { document, diagnostics } = await new Parser().parse(JSON.stringify(doc))
-  // severity 0 is an error, 1 a warning; 2 and 3 are hints (such as "3.1.0 exists")
-  const problems = diagnostics.filter((d) => d.severity <= 1).map((d) => `${d.code}: ${d.message} at ${d.path.join('.')}`)
-  t.same(problems, [], 'the AsyncAPI parser reports no error and no warning')
-  if (document === undefined) throw new Error('the AsyncAPI parser could not read the document')
-  return document
-}
 
 /** A standard validator for the payload schema of a channel's message, as the parsed document holds it. */
 function validatorOf (document: AsyncAPIDocumentInterface, channelId: string): ValidateFunction {
@@ -40,20 +25,7 @@ function validatorOf (document: AsyncAPIDocumentInterface, channelId: string): V
   const message = channel.messages().all()[0]
   const payload = message?.payload()?.json()
   if (payload === undefined) throw new Error(`no payload schema on ${channelId}`)
-  const ajv = new Ajv({ strict: false, allErrors: true })
-  addFormats.default(ajv)
-  return ajv.compile(payload)
-}
-
-/** The standard verdict on a payload: valid JSON that the schema accepts. */
-function accepts (validate: ValidateFunction, text: string): boolean {
-  let value: unknown
-  try {
-    value = JSON.parse(text)
-  } catch {
-    return false
-  }
-  return validate(value)
+  return standardValidator(payload)
 }
 
 t.test('the document is valid AsyncAPI 3.0 and names every topic, operation and server', async (t) => {
