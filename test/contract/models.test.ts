@@ -156,3 +156,18 @@ t.test('a result is a JSON object of at most 8 KiB', async (t) => {
   t.match(checkResult([1]), /result must be a JSON object/)
   t.match(checkResult({ blob: 'x'.repeat(8200) }), /over the limit of 8192/)
 })
+
+t.test('every reserved name is refused, 64 commands at most, and a string field is 256 characters at most by default', async (t) => {
+  for (const field of ['datetime', 'robot_uuid', 'state', 'data_connected', 'command_connected']) {
+    t.ok(errorsOf(cleanerWith((m) => { m.telemetry[field] = { type: 'number' } })).some((e) => e.includes(`"${field}" is reserved`)), `field ${field}`)
+  }
+  for (const mode of ['auto', 'idle', 'error', 'manual']) {
+    t.ok(errorsOf(cleanerWith((m) => { m.commands[mode] = {} })).some((e) => e.includes(`"${mode}" is reserved`)), `command ${mode}`)
+  }
+  const commands = (n: number): Record<string, unknown> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`c${i}`, {}]))
+  t.ok(checkModel({ name: 'many', telemetry: {}, commands: commands(64) }).ok, '64 commands')
+  t.ok(errorsOf({ name: 'many', telemetry: {}, commands: commands(65) }).some((e) => /^commands may declare at most 64 commands/.test(e)), '65 commands')
+  const note = compileModel({ name: 'notes', version: 1 }, { name: 'notes', telemetry: { note: { type: 'string' } }, commands: {} })
+  t.equal(note.checkData({ datetime: DT, note: 'n'.repeat(256) }), null, '256 characters')
+  t.same(note.checkData({ datetime: DT, note: 'n'.repeat(257) }), ['data.note must NOT have more than 256 characters'])
+})
