@@ -66,7 +66,8 @@ export interface ModelRef { name: string, version: number }
 
 export type ModelCheck = { ok: true, model: ModelDefinition } | { ok: false, errors: string[] }
 
-const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v)
+/** A JSON object: not null, not an array. */
+export const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v)
 const isFiniteNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v)
 const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0
 const listOf = (values: readonly string[]): string => values.map((v) => JSON.stringify(v)).join(', ')

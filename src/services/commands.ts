@@ -28,7 +28,7 @@ import { randomUUID } from 'node:crypto'
 import { Op, QueryTypes, type Transaction } from 'sequelize'
 import { dateParam, rawDate, sqliteDate, type Database } from '../db/index.js'
 import type { Command } from '../db/models/index.js'
-import { checkResult, type ModelRef } from '../contract/models.js'
+import { checkResult, isObject, type ModelRef } from '../contract/models.js'
 import { ROBOT_COMMANDS, type CommandStatus } from '../contract/payloads.js'
 import { isUuid } from '../contract/uuid.js'
 import { Errors } from '../errors.js'
@@ -195,12 +195,12 @@ function jsonObject (text: string | null | undefined): Record<string, unknown> |
   if (text === null || text === undefined) return null
   try {
     const value: unknown = JSON.parse(text)
-    return value !== null && typeof value === 'object' && !Array.isArray(value) ? value as Record<string, unknown> : null
+    return isObject(value) ? value : null
   } catch {
     return null
   }
 }
-const isEmptyObject = (v: unknown): boolean => v !== null && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0
+const isEmptyObject = (v: unknown): boolean => isObject(v) && Object.keys(v).length === 0
 /** Sent and not finished: what COMMAND_TIMEOUT expires and a robot's ack may finish. */
 const IN_FLIGHT: CommandStatus[] = ['pending', 'delivered']
 const CANCELLABLE: CommandStatus[] = ['queued', 'pending']
